@@ -1,0 +1,1 @@
+"""The `peerdata` command line: one module per command, each thin over the library."""

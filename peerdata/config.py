@@ -1,0 +1,243 @@
+"""Node configuration: frozen dataclasses, read from a home's `config.toml` and validated once.
+
+Rule: nothing here reads the environment or the disk at import time; `load_config` is the only
+entry point that touches a file, and every value is checked before a node sees it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peerdata.errors import ConfigError
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Where a node listens, whom it dials first, and how long network waits may take."""
+
+    listen: tuple[str, ...] = ("/ip4/127.0.0.1/tcp/0",)
+    bootstrap: tuple[str, ...] = ()
+    connect_timeout_s: float = 10.0
+    request_timeout_s: float = 30.0
+    reconnect_initial_s: float = 0.5
+    reconnect_max_s: float = 30.0
+    gossip_heartbeat_s: float = 1.0
+
+
+@dataclass(frozen=True)
+class LimitsConfig:
+    """Hard limits on what a peer may send us; anything larger is a protocol error."""
+
+    max_message_bytes: int = 32 * MiB
+    max_image_bytes: int = 16 * MiB
+    max_list_len: int = 10_000
+
+
+@dataclass(frozen=True)
+class RoundConfig:
+    """The sharing round: how often, how much, and how long to wait for votes."""
+
+    interval_s: float = 60.0  # 0 disables the schedule: rounds run only on `peerdata round now`
+    budget_fraction: float = 0.10
+    max_images_per_round: int = 1000
+    max_bytes_per_round: int = 64 * MiB
+    vote_deadline_s: float = 30.0
+    max_hops: int = 8
+
+
+@dataclass(frozen=True)
+class PrivacyConfig:
+    """The privacy filter, the only gate between local images and the network."""
+
+    face_action: str = "blur"  # blur | drop | keep
+    plate_action: str = "blur"
+    margin: float = 0.25
+    max_pixels: int = 40_000_000
+    yunet_model: str | None = None
+    yunet_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class FederationConfig:
+    """Optional exchange of model updates with peers."""
+
+    enabled: bool = False
+    strategy: str = "fedavg"
+    max_update_bytes: int = 16 * MiB
+    deadline_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything a node needs to start, one section per subsystem."""
+
+    name: str = "robot"
+    net: NetConfig = field(default_factory=NetConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
+    round: RoundConfig = field(default_factory=RoundConfig)
+    privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
+    federation: FederationConfig = field(default_factory=FederationConfig)
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+
+_ACTIONS = ("blur", "drop", "keep")
+
+
+def validate(cfg: NodeConfig) -> None:
+    """Raise ConfigError naming the first setting that is out of range."""
+    checks: list[tuple[bool, str]] = [
+        (bool(cfg.net.listen), "net.listen must name at least one address"),
+        (cfg.net.connect_timeout_s > 0, "net.connect_timeout_s must be > 0"),
+        (cfg.net.request_timeout_s > 0, "net.request_timeout_s must be > 0"),
+        (0 < cfg.net.reconnect_initial_s <= cfg.net.reconnect_max_s,
+         "net.reconnect_initial_s must be > 0 and <= net.reconnect_max_s"),
+        (cfg.net.gossip_heartbeat_s > 0, "net.gossip_heartbeat_s must be > 0"),
+        (cfg.limits.max_message_bytes > 0, "limits.max_message_bytes must be > 0"),
+        (0 < cfg.limits.max_image_bytes <= cfg.limits.max_message_bytes,
+         "limits.max_image_bytes must be > 0 and <= limits.max_message_bytes"),
+        (cfg.limits.max_list_len > 0, "limits.max_list_len must be > 0"),
+        (cfg.round.interval_s >= 0, "round.interval_s must be >= 0 (0 = manual rounds only)"),
+        (0 < cfg.round.budget_fraction <= 1, "round.budget_fraction must be in (0, 1]"),
+        (cfg.round.max_images_per_round > 0, "round.max_images_per_round must be > 0"),
+        (cfg.round.max_bytes_per_round > 0, "round.max_bytes_per_round must be > 0"),
+        (cfg.round.vote_deadline_s > 0, "round.vote_deadline_s must be > 0"),
+        (cfg.round.max_hops >= 1, "round.max_hops must be >= 1"),
+        (cfg.privacy.face_action in _ACTIONS, f"privacy.face_action must be one of {_ACTIONS}"),
+        (cfg.privacy.plate_action in _ACTIONS, f"privacy.plate_action must be one of {_ACTIONS}"),
+        (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
+        (cfg.privacy.max_pixels > 0, "privacy.max_pixels must be > 0"),
+        (cfg.federation.max_update_bytes > 0, "federation.max_update_bytes must be > 0"),
+        (cfg.federation.deadline_s > 0, "federation.deadline_s must be > 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+_SECTIONS: dict[str, type] = {
+    "net": NetConfig,
+    "limits": LimitsConfig,
+    "round": RoundConfig,
+    "privacy": PrivacyConfig,
+    "federation": FederationConfig,
+}
+
+
+def _build_section(name: str, cls: type, raw: Any) -> Any:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"[{name}] must be a table")
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(raw) - set(known))
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in [{name}]: {', '.join(unknown)}")
+    values: dict[str, Any] = {}
+    for key, value in raw.items():
+        default = known[key].default
+        if isinstance(default, tuple):
+            if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+                raise ConfigError(f"{name}.{key} must be a list of strings")
+            value = tuple(value)
+        elif isinstance(default, bool):
+            if not isinstance(value, bool):
+                raise ConfigError(f"{name}.{key} must be true or false")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{name}.{key} must be a number")
+            if isinstance(default, int) and not isinstance(value, int):
+                raise ConfigError(f"{name}.{key} must be an integer")
+        elif value is not None and not isinstance(value, str):
+            raise ConfigError(f"{name}.{key} must be a string")
+        values[key] = value
+    return cls(**values)
+
+
+def config_from_dict(raw: dict[str, Any]) -> NodeConfig:
+    """Build and validate a NodeConfig from parsed TOML."""
+    unknown = sorted(set(raw) - set(_SECTIONS) - {"name"})
+    if unknown:
+        raise ConfigError(f"unknown top-level setting(s): {', '.join(unknown)}")
+    name = raw.get("name", "robot")
+    if not isinstance(name, str) or not name:
+        raise ConfigError("name must be a non-empty string")
+    sections = {key: _build_section(key, cls, raw.get(key, {})) for key, cls in _SECTIONS.items()}
+    return NodeConfig(name=name, **sections)
+
+
+def load_config(path: Path) -> NodeConfig:
+    """Read and validate a `config.toml`.
+
+    Raises:
+        ConfigError: the file is missing, not TOML, or holds an invalid setting.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file (run `peerdata init` first)") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read: {exc.strerror}") from None
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from None
+    try:
+        return config_from_dict(raw)
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def render_config(name: str, listen: tuple[str, ...] = NetConfig.listen,
+                  bootstrap: tuple[str, ...] = ()) -> str:
+    """Return a commented `config.toml` with the defaults spelled out."""
+    d = NodeConfig()
+
+    def toml_list(items: tuple[str, ...]) -> str:
+        return "[" + ", ".join(f'"{i}"' for i in items) + "]"
+
+    return f"""\
+# peerdata node configuration. Every setting shows its default; delete a line to use it.
+name = "{name}"                 # shown to peers and in `peerdata status`
+
+[net]
+listen = {toml_list(listen)}   # multiaddrs; tcp/0 picks a free port
+bootstrap = {toml_list(bootstrap)}     # /ip4/HOST/tcp/PORT/p2p/PEER_ID of peers to dial at start
+connect_timeout_s = {d.net.connect_timeout_s}
+request_timeout_s = {d.net.request_timeout_s}    # one request/response on a stream
+reconnect_initial_s = {d.net.reconnect_initial_s}   # first back-off after a failed dial
+reconnect_max_s = {d.net.reconnect_max_s}       # back-off ceiling
+gossip_heartbeat_s = {d.net.gossip_heartbeat_s}
+
+[limits]                          # what a peer may send us; larger is refused
+max_message_bytes = {d.limits.max_message_bytes}
+max_image_bytes = {d.limits.max_image_bytes}
+max_list_len = {d.limits.max_list_len}
+
+[round]
+interval_s = {d.round.interval_s}           # seconds between sharing rounds; 0 = only `peerdata round now`
+budget_fraction = {d.round.budget_fraction}      # share at most this fraction of new images per round
+max_images_per_round = {d.round.max_images_per_round}
+max_bytes_per_round = {d.round.max_bytes_per_round}
+vote_deadline_s = {d.round.vote_deadline_s}      # votes later than this are recorded but not counted
+max_hops = {d.round.max_hops}                  # relay limit for an image travelling from peer to peer
+
+[privacy]                         # nothing leaves the robot without passing this filter
+face_action = "{d.privacy.face_action}"            # blur | drop | keep
+plate_action = "{d.privacy.plate_action}"
+margin = {d.privacy.margin}                  # enlarge each detected box by this fraction
+max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not decoded
+# yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
+# yunet_sha256 = "..."            # checked before the model is loaded
+
+[federation]
+enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers
+strategy = "{d.federation.strategy}"
+max_update_bytes = {d.federation.max_update_bytes}
+deadline_s = {d.federation.deadline_s}
+"""

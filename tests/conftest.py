@@ -21,7 +21,10 @@ def data_dir() -> Path:
     """The real datasets (PEERDATA_DATA_DIR); skips the test when they are not on this machine."""
     path = _env_dir("PEERDATA_DATA_DIR")
     if path is None:
-        pytest.skip("real datasets not present: set PEERDATA_DATA_DIR (scripts/test does when ../shared/data exists)")
+        pytest.skip(
+            "real datasets not present: set PEERDATA_DATA_DIR "
+            "(scripts/test does when ../shared/data exists)"
+        )
     return path
 
 
@@ -30,5 +33,8 @@ def models_dir() -> Path:
     """Pre-trained model files (PEERDATA_MODELS_DIR); skips the test when absent."""
     path = _env_dir("PEERDATA_MODELS_DIR")
     if path is None:
-        pytest.skip("model files not present: set PEERDATA_MODELS_DIR (scripts/test does when ../shared/models exists)")
+        pytest.skip(
+            "model files not present: set PEERDATA_MODELS_DIR "
+            "(scripts/test does when ../shared/models exists)"
+        )
     return path

@@ -10,12 +10,22 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 import trio
 
 # (peer_id, request payload) -> response payload. Raising RemoteProtocolError drops the link.
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
+# (verified sender peer_id, data) -> accept? Rejected messages are neither delivered nor
+# forwarded. Must be quick and must not block: it runs inside the gossip router.
+GossipValidator = Callable[[str, bytes], bool]
+
+
+class PeerEvent(NamedTuple):
+    """A peer's link came up (`connected=True`) or went down."""
+
+    peer_id: str
+    connected: bool
 
 
 @dataclass(frozen=True)
@@ -91,6 +101,14 @@ class Transport(Protocol):
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         """Receive what peers publish on `topic` (bounded channel: slow readers lose nothing
         already queued, but the publisher's gossip layer may drop under load)."""
+        ...
+
+    def set_gossip_validator(self, topic: str, validator: GossipValidator) -> None:
+        """Check every message on `topic` before it is delivered or forwarded."""
+        ...
+
+    def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
+        """Links coming up and going down (bounded; unread events are dropped, not queued)."""
         ...
 
     def statistics(self) -> TransportStats:

@@ -1,0 +1,120 @@
+"""GossipSub on a running host, re-exposed as bounded trio channels of GossipMessage.
+
+Rule: gossip is best effort. We refuse to publish what receivers would silently drop (over
+MAX_GOSSIP_BYTES), but we never promise delivery: callers batch and re-send.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+import trio
+from libp2p.abc import IHost
+from libp2p.peer.id import ID
+from libp2p.pubsub.gossipsub import GossipSub
+from libp2p.pubsub.pb import rpc_pb2
+from libp2p.pubsub.pubsub import Pubsub
+from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize
+from libp2p.tools.anyio_service import background_trio_service
+
+from peerdata.config import NetConfig
+from peerdata.errors import LocalProtocolError
+from peerdata.net.transport import GossipMessage, GossipValidator
+
+logger = logging.getLogger("peerdata.net")
+
+GOSSIP_PROTOCOLS = ("/meshsub/1.1.0", "/meshsub/1.0.0")
+# Receivers drop (silently) any pubsub RPC over 1 MiB; leave room for the envelope: topic,
+# sender ID, seqno, 64-byte signature and 36-byte public key, protobuf tags.
+MAX_GOSSIP_BYTES = DefaultMaxMessageSize - 4096
+# libp2p's default spam guard drops more than 10 messages a second per forwarding peer per
+# topic. Our peers are authenticated members of one fleet and a sharing round produces bursts
+# of votes well above that, so the guard is raised, not removed: a runaway peer is still capped.
+MAX_MESSAGES_PER_TOPIC_PER_S = 1000.0
+SUBSCRIBER_QUEUE = 256
+
+
+class Gossip:
+    """Publish/subscribe over one GossipSub router; create with `open_gossip`."""
+
+    def __init__(self, pubsub: Pubsub, nursery: trio.Nursery) -> None:
+        self._pubsub = pubsub
+        self._nursery = nursery
+        self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
+        self.on_receive: Callable[[GossipMessage], None] = lambda _msg: None
+
+    async def publish(self, topic: str, data: bytes) -> None:
+        """Gossip `data` on `topic`; raise LocalProtocolError if it is too large to deliver."""
+        if len(data) > MAX_GOSSIP_BYTES:
+            raise LocalProtocolError(
+                f"gossip message of {len(data)} bytes exceeds {MAX_GOSSIP_BYTES} "
+                "(receivers would drop it); send it as a request instead"
+            )
+        await self._pubsub.publish(topic, data)
+
+    def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
+        """Return a new bounded channel that receives every message delivered on `topic`."""
+        send, receive = trio.open_memory_channel[GossipMessage](SUBSCRIBER_QUEUE)
+        first = topic not in self._subscribers
+        self._subscribers.setdefault(topic, []).append(send)
+        if first:
+            self._nursery.start_soon(self._forward, topic)
+        return receive
+
+    def set_validator(self, topic: str, validator: GossipValidator) -> None:
+        """Accept or reject each message on `topic` before it is delivered or forwarded."""
+
+        def check(forwarder: ID, msg: rpc_pb2.Message) -> bool:
+            try:
+                sender = ID(msg.from_id).to_base58()
+                return bool(validator(sender, msg.data))
+            except Exception:
+                logger.warning("gossip validator for %s raised; message rejected", topic,
+                               exc_info=True)
+                return False
+
+        self._pubsub.set_topic_validator(topic, check, False)
+
+    async def _forward(self, topic: str) -> None:
+        subscription = await self._pubsub.subscribe(topic)
+        while True:
+            msg = await subscription.get()
+            message = GossipMessage(topic=topic, sender=ID(msg.from_id).to_base58(),
+                                    data=msg.data)
+            self.on_receive(message)
+            live = []
+            for send in self._subscribers[topic]:
+                try:
+                    # Waiting here is the backpressure: libp2p's own queue behind us then
+                    # fills and drops, which is the best-effort contract.
+                    await send.send(message)
+                    live.append(send)
+                except trio.BrokenResourceError:
+                    continue  # that subscriber closed its channel
+            self._subscribers[topic] = live
+
+
+@asynccontextmanager
+async def open_gossip(host: IHost, net: NetConfig) -> AsyncIterator[Gossip]:
+    """Run GossipSub (heartbeat `net.gossip_heartbeat_s`) on `host` for the block."""
+    router = GossipSub(
+        protocols=list(GOSSIP_PROTOCOLS),  # type: ignore[arg-type]
+        degree=6,
+        degree_low=4,
+        degree_high=12,
+        heartbeat_interval=net.gossip_heartbeat_s,  # type: ignore[arg-type]
+        heartbeat_initial_delay=min(0.1, net.gossip_heartbeat_s),
+        max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_S,
+    )
+    pubsub = Pubsub(host, router)  # strict signing (the default): sender IDs are verified
+    async with AsyncExitStack() as stack:
+        await stack.enter_async_context(background_trio_service(pubsub))
+        await stack.enter_async_context(background_trio_service(router))
+        await pubsub.wait_until_ready()
+        nursery = await stack.enter_async_context(trio.open_nursery())
+        try:
+            yield Gossip(pubsub, nursery)
+        finally:
+            nursery.cancel_scope.cancel()

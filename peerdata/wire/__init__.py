@@ -1,0 +1,56 @@
+"""The peerdata wire protocol: messages, codec, framing, signing, versions. Pure: no I/O.
+
+Rule: this package never imports trio, torch or libp2p; proto/PROTOCOL.md is its spec.
+"""
+
+from __future__ import annotations
+
+from peerdata.wire.codec import decode, decode_as, encode
+from peerdata.wire.framing import FrameDecoder, frame
+from peerdata.wire.messages import (
+    CID_BYTES,
+    ERROR_CODES,
+    MESSAGE_TYPES,
+    ErrorReply,
+    Feedback,
+    Hello,
+    ImageData,
+    ImageItem,
+    ImageOffer,
+    ImageRequest,
+    Message,
+    OfferItem,
+    OfferReply,
+    RelayState,
+    Vote,
+    content_id,
+    verify_item,
+)
+from peerdata.wire.replay import ReplayGuard, ReplayGuardStats
+from peerdata.wire.signing import (
+    sign_feedback,
+    sign_vote,
+    signing_payload,
+    verify_feedback,
+    verify_vote,
+)
+from peerdata.wire.versions import (
+    FEEDBACK_TOPIC,
+    FETCH_PROTOCOL,
+    HELLO_PROTOCOL,
+    MODEL_PROTOCOL,
+    PROTOCOL_VERSION,
+    RELAY_PROTOCOL,
+    SHARE_PROTOCOL,
+    VOTES_TOPIC,
+)
+
+__all__ = [
+    "CID_BYTES", "ERROR_CODES", "FEEDBACK_TOPIC", "FETCH_PROTOCOL", "HELLO_PROTOCOL",
+    "MESSAGE_TYPES", "MODEL_PROTOCOL", "PROTOCOL_VERSION", "RELAY_PROTOCOL", "SHARE_PROTOCOL",
+    "VOTES_TOPIC", "ErrorReply", "Feedback", "FrameDecoder", "Hello", "ImageData", "ImageItem",
+    "ImageOffer", "ImageRequest", "Message", "OfferItem", "OfferReply", "RelayState",
+    "ReplayGuard", "ReplayGuardStats", "Vote", "content_id", "decode", "decode_as", "encode",
+    "frame", "sign_feedback", "sign_vote", "signing_payload", "verify_feedback", "verify_item",
+    "verify_vote",
+]

@@ -1,0 +1,434 @@
+"""The peerdata message set: frozen dataclasses that validate themselves when built.
+
+Rule: a message that exists is valid. Building a bad one raises LocalProtocolError (our bug);
+the codec is the one place that turns the same failure on received bytes into
+RemoteProtocolError. Field order here is wire order and signing order: never reorder fields.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import re
+import types
+import typing
+from dataclasses import dataclass, fields
+from typing import Any, ClassVar, Union
+
+from peerdata.errors import LocalProtocolError, RemoteProtocolError
+
+CID_BYTES = 32  # SHA-256 of the image bytes
+NONCE_BYTES = 16
+SIGNATURE_BYTES = 64
+MAX_UINT = 2**63 - 1  # every integer on the wire fits a signed 64-bit int
+MAX_LABEL = 2**31 - 1
+MAX_NAME_CHARS = 64
+MAX_AGENT_CHARS = 128
+MAX_ADDR_CHARS = 256
+MAX_LISTEN_ADDRS = 32
+MAX_MEDIA_TYPE_CHARS = 64
+MAX_ERROR_MESSAGE_CHARS = 1024
+UTILITY_TOLERANCE = 1e-9
+
+_PEER_ID_RE = re.compile(r"[1-9A-HJ-NP-Za-km-z]{32,128}")  # base58btc, any key type
+_MEDIA_TYPE_RE = re.compile(r"[a-z0-9][a-z0-9.+-]*/[a-z0-9][a-z0-9.+-]*")
+_ERROR_CODE_RE = re.compile(r"[a-z][a-z0-9_]{0,63}")
+
+ERROR_CODES = ("bad_request", "not_found", "busy", "unsupported", "internal")
+"""ErrorReply codes a version-1 node sends; receivers must accept any well-formed code."""
+
+
+def content_id(data: bytes) -> bytes:
+    """The content ID of image bytes: their SHA-256 digest."""
+    return hashlib.sha256(data).digest()
+
+
+# --- field checks ---------------------------------------------------------------------------
+
+def _fail(cls: type, name: str, why: str) -> typing.NoReturn:
+    raise LocalProtocolError(f"{cls.__name__}.{name} {why}")
+
+
+def type_name(hint: Any) -> str:
+    """The schema spelling of a field's type hint, e.g. `list[bytes]` or `int|null`."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        return f"list[{type_name(typing.get_args(hint)[0])}]"
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(hint)
+        return "|".join("null" if a is type(None) else type_name(a) for a in args)
+    return str(hint.__name__)
+
+
+def _check_type(cls: type, name: str, hint: Any, value: Any) -> Any:
+    """Return `value` (ints coerced for float fields) or raise LocalProtocolError."""
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        if not isinstance(value, tuple):
+            _fail(cls, name, f"must be {type_name(hint)} (a tuple), got {type(value).__name__}")
+        inner = typing.get_args(hint)[0]
+        for i, item in enumerate(value):
+            _check_type(cls, f"{name}[{i}]", inner, item)
+        return value
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in typing.get_args(hint):
+            return value
+        (inner,) = [a for a in typing.get_args(hint) if a is not type(None)]
+        return _check_type(cls, name, inner, value)
+    if hint is float:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, float):
+            _fail(cls, name, f"must be float, got {type(value).__name__}")
+        if not math.isfinite(value):
+            _fail(cls, name, f"must be finite, got {value}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            _fail(cls, name, f"must be int, got {type(value).__name__}")
+        if not -MAX_UINT - 1 <= value <= MAX_UINT:
+            _fail(cls, name, "does not fit a signed 64-bit integer")
+        return value
+    if not isinstance(value, hint) or (hint is not bool and isinstance(value, bool)):
+        _fail(cls, name, f"must be {type_name(hint)}, got {type(value).__name__}")
+    return value
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def field_hints(cls: type) -> dict[str, Any]:
+    """Field name -> resolved type hint, in wire order."""
+    hints = _HINTS.get(cls)
+    if hints is None:
+        resolved = typing.get_type_hints(cls)
+        hints = {f.name: resolved[f.name] for f in fields(cls)}
+        _HINTS[cls] = hints
+    return hints
+
+
+def _non_negative(cls: type, name: str, value: int) -> None:
+    if value < 0:
+        _fail(cls, name, f"must be >= 0, got {value}")
+
+
+def _peer_id(cls: type, name: str, value: str) -> None:
+    if not _PEER_ID_RE.fullmatch(value):
+        _fail(cls, name, f"is not a base58 peer ID: {value[:80]!r}")
+
+
+def _text(cls: type, name: str, value: str, max_chars: int, *, empty: bool = False) -> None:
+    if not empty and not value:
+        _fail(cls, name, "must not be empty")
+    if len(value) > max_chars:
+        _fail(cls, name, f"has {len(value)} chars, limit {max_chars}")
+
+
+def _fixed_bytes(cls: type, name: str, value: bytes, size: int) -> None:
+    if len(value) != size:
+        _fail(cls, name, f"must be {size} bytes, got {len(value)}")
+
+
+def _cids(cls: type, name: str, values: tuple[bytes, ...]) -> None:
+    for i, cid in enumerate(values):
+        _fixed_bytes(cls, f"{name}[{i}]", cid, CID_BYTES)
+    if len(set(values)) != len(values):
+        _fail(cls, name, "holds duplicate content IDs")
+
+
+def _vote_state(cls: type, origin: str, novel_votes: int, voters: tuple[str, ...],
+                hops: int) -> None:
+    """The relay invariants shared by OfferItem, RelayState and Feedback."""
+    _peer_id(cls, "origin", origin)
+    for i, voter in enumerate(voters):
+        _peer_id(cls, f"voters[{i}]", voter)
+    if len(set(voters)) != len(voters):
+        _fail(cls, "voters", "holds a peer twice")
+    if origin in voters:
+        _fail(cls, "voters", "must not hold the origin (it does not vote on its own image)")
+    if not 0 <= novel_votes <= len(voters):
+        _fail(cls, "novel_votes", f"must be in [0, {len(voters)}] (len(voters)), got {novel_votes}")
+    _non_negative(cls, "hops", hops)
+
+
+# --- base classes -------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Record:
+    """A validated value carried on the wire (a message or an item inside one)."""
+
+    def __post_init__(self) -> None:
+        cls = type(self)
+        for name, hint in field_hints(cls).items():
+            value = getattr(self, name)
+            checked = _check_type(cls, name, hint, value)
+            if checked is not value:
+                object.__setattr__(self, name, checked)
+        self._check()
+
+    def _check(self) -> None:
+        """Range and consistency checks beyond types; raise LocalProtocolError."""
+
+
+@dataclass(frozen=True)
+class Message(Record):
+    """A top-level message: what one envelope carries; TAG is its envelope type byte."""
+
+    TAG: ClassVar[int] = 0
+
+
+# --- hello ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Hello(Message):
+    """Request and reply of /peerdata/hello: who I am and how far along I am."""
+
+    TAG: ClassVar[int] = 1
+    protocol_version: int  # the highest protocol version the sender speaks
+    peer_id: str
+    name: str
+    listen_addrs: tuple[str, ...]
+    agent: str  # software name and version, e.g. "peerdata/0.1.0"
+    samples: int  # labelled samples the node holds, for display
+    round_id: int  # the sender's current sharing round
+
+    def _check(self) -> None:
+        cls = type(self)
+        if self.protocol_version < 1:
+            _fail(cls, "protocol_version", f"must be >= 1, got {self.protocol_version}")
+        _peer_id(cls, "peer_id", self.peer_id)
+        _text(cls, "name", self.name, MAX_NAME_CHARS)
+        if len(self.listen_addrs) > MAX_LISTEN_ADDRS:
+            _fail(cls, "listen_addrs", f"has {len(self.listen_addrs)} entries, limit "
+                                       f"{MAX_LISTEN_ADDRS}")
+        for i, addr in enumerate(self.listen_addrs):
+            _text(cls, f"listen_addrs[{i}]", addr, MAX_ADDR_CHARS)
+            if not addr.startswith("/"):
+                _fail(cls, f"listen_addrs[{i}]", f"is not a multiaddr: {addr[:80]!r}")
+        _text(cls, "agent", self.agent, MAX_AGENT_CHARS)
+        _non_negative(cls, "samples", self.samples)
+        _non_negative(cls, "round_id", self.round_id)
+
+
+# --- share: offer -> reply ------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class OfferItem(Record):
+    """One offered image and the vote state travelling with it."""
+
+    cid: bytes
+    size: int  # bytes of the image data
+    has_label: bool
+    origin: str  # peer ID of the robot that first shared the image
+    origin_round: int
+    novel_votes: int  # the utility counter: voters whose OoD detector found it novel
+    voters: tuple[str, ...]  # peers that have voted so far, in vote order
+    hops: int  # transfers so far; the origin sends 0
+
+    def _check(self) -> None:
+        cls = type(self)
+        _fixed_bytes(cls, "cid", self.cid, CID_BYTES)
+        if self.size <= 0:
+            _fail(cls, "size", f"must be > 0, got {self.size}")
+        _non_negative(cls, "origin_round", self.origin_round)
+        _vote_state(cls, self.origin, self.novel_votes, self.voters, self.hops)
+
+
+@dataclass(frozen=True)
+class ImageOffer(Message):
+    """Request of /peerdata/share: images the sender holds and can serve over /fetch."""
+
+    TAG: ClassVar[int] = 2
+    sender: str
+    round_id: int
+    items: tuple[OfferItem, ...]
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "sender", self.sender)
+        _non_negative(cls, "round_id", self.round_id)
+        if len({item.cid for item in self.items}) != len(self.items):
+            _fail(cls, "items", "holds duplicate content IDs")
+
+
+@dataclass(frozen=True)
+class OfferReply(Message):
+    """Reply of /peerdata/share and /peerdata/relay: the offered cids the receiver lacks."""
+
+    TAG: ClassVar[int] = 3
+    wanted: tuple[bytes, ...]
+
+    def _check(self) -> None:
+        _cids(type(self), "wanted", self.wanted)
+
+
+# --- fetch: request -> data -----------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ImageRequest(Message):
+    """Request of /peerdata/fetch: send me these images."""
+
+    TAG: ClassVar[int] = 4
+    cids: tuple[bytes, ...]
+
+    def _check(self) -> None:
+        if not self.cids:
+            _fail(type(self), "cids", "must not be empty")
+        _cids(type(self), "cids", self.cids)
+
+
+@dataclass(frozen=True)
+class ImageItem(Record):
+    """One image's bytes (already privacy-filtered) and its label, if the sender has one."""
+
+    cid: bytes
+    data: bytes
+    label: int | None
+    media_type: str  # e.g. "image/png"
+
+    def _check(self) -> None:
+        cls = type(self)
+        _fixed_bytes(cls, "cid", self.cid, CID_BYTES)
+        if not self.data:
+            _fail(cls, "data", "must not be empty")
+        if self.label is not None and not 0 <= self.label <= MAX_LABEL:
+            _fail(cls, "label", f"must be in [0, {MAX_LABEL}] or None, got {self.label}")
+        _text(cls, "media_type", self.media_type, MAX_MEDIA_TYPE_CHARS)
+        if not _MEDIA_TYPE_RE.fullmatch(self.media_type):
+            _fail(cls, "media_type", f"is not a lower-case media type: {self.media_type!r}")
+
+
+def verify_item(item: ImageItem) -> None:
+    """Check that a received image's bytes hash to its content ID.
+
+    Raises:
+        RemoteProtocolError: sha256(item.data) != item.cid.
+    """
+    actual = content_id(item.data)
+    if actual != item.cid:
+        raise RemoteProtocolError(
+            f"image {item.cid.hex()[:16]}: its {len(item.data)} bytes hash to "
+            f"{actual.hex()[:16]}, not to its content ID"
+        )
+
+
+@dataclass(frozen=True)
+class ImageData(Message):
+    """Reply of /peerdata/fetch: the requested images the sender still holds (maybe fewer)."""
+
+    TAG: ClassVar[int] = 5
+    items: tuple[ImageItem, ...]
+
+    def _check(self) -> None:
+        if len({item.cid for item in self.items}) != len(self.items):
+            _fail(type(self), "items", "holds duplicate content IDs")
+
+
+# --- relay and votes ------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class RelayState(Message):
+    """Request of /peerdata/relay: the vote state of an image the receiver already holds."""
+
+    TAG: ClassVar[int] = 6
+    cid: bytes
+    origin: str
+    origin_round: int
+    novel_votes: int
+    voters: tuple[str, ...]
+    hops: int
+
+    def _check(self) -> None:
+        cls = type(self)
+        _fixed_bytes(cls, "cid", self.cid, CID_BYTES)
+        _non_negative(cls, "origin_round", self.origin_round)
+        _vote_state(cls, self.origin, self.novel_votes, self.voters, self.hops)
+
+
+@dataclass(frozen=True)
+class Vote(Message):
+    """One peer's signed OoD verdict on one image; gossiped on peerdata/votes/1."""
+
+    TAG: ClassVar[int] = 7
+    voter: str  # the signer
+    origin: str
+    cid: bytes
+    round_id: int  # the origin's round the image was shared in
+    novel: bool
+    score: float  # the OoD detector's score (higher = more novel)
+    timestamp: float  # signer's wall clock, unix seconds
+    nonce: bytes
+    signature: bytes  # Ed25519 over the signing payload of every other field
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "voter", self.voter)
+        _peer_id(cls, "origin", self.origin)
+        if self.voter == self.origin:
+            _fail(cls, "voter", "must differ from origin (no one votes on its own image)")
+        _fixed_bytes(cls, "cid", self.cid, CID_BYTES)
+        _non_negative(cls, "round_id", self.round_id)
+        if self.timestamp < 0:
+            _fail(cls, "timestamp", f"must be >= 0, got {self.timestamp}")
+        _fixed_bytes(cls, "nonce", self.nonce, NONCE_BYTES)
+        _fixed_bytes(cls, "signature", self.signature, SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True)
+class Feedback(Message):
+    """The final, signed utility of one image, addressed to its origin on peerdata/feedback/1."""
+
+    TAG: ClassVar[int] = 8
+    reporter: str  # the signer: the last voter in the relay chain
+    origin: str
+    cid: bytes
+    round_id: int
+    novel_votes: int
+    voters: tuple[str, ...]
+    utility: float  # novel_votes / len(voters), in [0, 1]
+    timestamp: float
+    nonce: bytes
+    signature: bytes
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "reporter", self.reporter)
+        _fixed_bytes(cls, "cid", self.cid, CID_BYTES)
+        _non_negative(cls, "round_id", self.round_id)
+        _vote_state(cls, self.origin, self.novel_votes, self.voters, 0)
+        if not self.voters:
+            _fail(cls, "voters", "must not be empty (feedback reports at least one vote)")
+        if self.reporter not in self.voters:
+            _fail(cls, "reporter", "must be one of the voters")
+        expected = self.novel_votes / len(self.voters)
+        if not 0.0 <= self.utility <= 1.0 or abs(self.utility - expected) > UTILITY_TOLERANCE:
+            _fail(cls, "utility", f"must equal novel_votes/len(voters) = {expected}, "
+                                  f"got {self.utility}")
+        if self.timestamp < 0:
+            _fail(cls, "timestamp", f"must be >= 0, got {self.timestamp}")
+        _fixed_bytes(cls, "nonce", self.nonce, NONCE_BYTES)
+        _fixed_bytes(cls, "signature", self.signature, SIGNATURE_BYTES)
+
+
+# --- errors ---------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class ErrorReply(Message):
+    """A responder's reply instead of the expected one; the link stays up."""
+
+    TAG: ClassVar[int] = 9
+    code: str  # one of ERROR_CODES for version-1 senders
+    message: str  # for humans; never parsed
+
+    def _check(self) -> None:
+        cls = type(self)
+        if not _ERROR_CODE_RE.fullmatch(self.code):
+            _fail(cls, "code", f"must match [a-z][a-z0-9_]{{0,63}}, got {self.code[:80]!r}")
+        _text(cls, "message", self.message, MAX_ERROR_MESSAGE_CHARS, empty=True)
+
+
+MESSAGE_TYPES: tuple[type[Message], ...] = (
+    Hello, ImageOffer, OfferReply, ImageRequest, ImageData, RelayState, Vote, Feedback, ErrorReply,
+)
+RECORD_TYPES: tuple[type[Record], ...] = (OfferItem, ImageItem)
+MESSAGES_BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

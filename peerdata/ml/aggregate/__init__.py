@@ -1,0 +1,69 @@
+"""Aggregation rules for model updates, one rule per module (Flower-style strategies).
+
+Rule: pure torch, no I/O, no wire types. `rule_by_name` is the one place a configured strategy
+name becomes a rule object.
+"""
+
+from __future__ import annotations
+
+from peerdata.ml.aggregate.base import (
+    AggregationError,
+    AggregationRule,
+    ClientUpdate,
+    StateDict,
+)
+from peerdata.ml.aggregate.clustered import Clustered, ClusterResult
+from peerdata.ml.aggregate.fedavg import FedAvg
+from peerdata.ml.aggregate.fedprox import FedProx, proximal_term
+from peerdata.ml.aggregate.median import CoordinateMedian
+from peerdata.ml.aggregate.multitier import (
+    MultiTier,
+    MultiTierConfig,
+    TierPlan,
+    importance_scores,
+    plan_tiers,
+)
+from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
+
+RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier")
+
+
+def rule_by_name(name: str) -> AggregationRule:
+    """The rule a strategy name selects, with default settings.
+
+    Raises:
+        AggregationError: unknown name.
+    """
+    rules: dict[str, AggregationRule] = {
+        "fedavg": FedAvg(),
+        "fedprox": FedProx(),
+        "median": CoordinateMedian(),
+        "trimmed_mean": TrimmedMean(),
+        "clustered": Clustered(),
+        "multitier": MultiTier(),
+    }
+    if name not in rules:
+        raise AggregationError(f"unknown aggregation strategy {name!r}; one of {RULE_NAMES}")
+    return rules[name]
+
+
+__all__ = [
+    "RULE_NAMES",
+    "AggregationError",
+    "AggregationRule",
+    "ClientUpdate",
+    "ClusterResult",
+    "Clustered",
+    "CoordinateMedian",
+    "FedAvg",
+    "FedProx",
+    "MultiTier",
+    "MultiTierConfig",
+    "StateDict",
+    "TierPlan",
+    "TrimmedMean",
+    "importance_scores",
+    "plan_tiers",
+    "proximal_term",
+    "rule_by_name",
+]

@@ -95,7 +95,7 @@ def test_proximal_term_value_and_gradient() -> None:
     assert float(term.detach()) == pytest.approx(0.25 * 5.0)
     term.backward()
     assert torch.allclose(p.grad, torch.tensor([0.5, 1.0]))  # mu * (p - g)
-    assert float(FedProx(mu=0.0).loss_term([p], [g])) == 0.0
+    assert float(FedProx(mu=0.0).loss_term([p], [g]).detach()) == 0.0
     with pytest.raises(AggregationError):
         FedProx(mu=-1.0)
     with pytest.raises(AggregationError):

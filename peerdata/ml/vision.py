@@ -1,0 +1,192 @@
+"""The robot's local vision model: a small CNN giving logits and an embedding, and its training.
+
+Rule: pure torch/numpy. No files, no printing, no global RNG side effects: every random draw
+comes from a seed argument (global torch RNG state is forked and restored), so the same seed and
+data give the same weights on the same machine and thread count.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from peerdata.errors import DataError
+
+
+@dataclass(frozen=True)
+class VisionConfig:
+    """Shape and training schedule of the vision model."""
+
+    num_classes: int = 30
+    width: int = 16  # channels of the first conv layer; the second has twice as many
+    embedding_dim: int = 64
+    dropout: float = 0.3  # before the classifier; also what MC-dropout samples
+    epochs: int = 6  # training from scratch
+    fine_tune_epochs: int = 2  # each later fine-tune
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    eval_batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        if self.num_classes < 2 or self.width < 1 or self.embedding_dim < 1:
+            raise ValueError("num_classes >= 2, width >= 1 and embedding_dim >= 1 required")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """What the vision model says about a batch of images (numpy, float32)."""
+
+    logits: np.ndarray  # N x C
+    probabilities: np.ndarray  # N x C, softmax of logits
+    embedding: np.ndarray  # N x D
+
+    @property
+    def labels(self) -> np.ndarray:
+        """Predicted class per image."""
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def entropy(self) -> np.ndarray:
+        """Predictive entropy (nats) per image."""
+        p = np.clip(self.probabilities, 1e-12, 1.0)
+        return -(p * np.log(p)).sum(axis=1)
+
+
+class VisionNet(nn.Module):
+    """conv-pool-conv-pool-dense CNN for 28x28 images; `forward` returns (logits, embedding)."""
+
+    def __init__(self, config: VisionConfig) -> None:
+        super().__init__()
+        w = config.width
+        self.conv1 = nn.Conv2d(1, w, 3, padding=1)
+        self.conv2 = nn.Conv2d(w, 2 * w, 3, padding=1)
+        self.dense = nn.Linear(2 * w * 7 * 7, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embedding_dim, config.num_classes)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """The penultimate-layer embedding (before dropout)."""
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
+        return F.relu(self.dense(x.flatten(1)))
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embed(x)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+def as_tensor(images: np.ndarray) -> torch.Tensor:
+    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1]."""
+    if images.dtype != np.uint8 or images.ndim != 3:
+        raise DataError(f"expected uint8 N x H x W images, got {images.dtype} {images.shape}")
+    return torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
+
+
+class VisionModel:
+    """A `VisionNet` with its config: train, fine-tune, predict, and (de)serialize."""
+
+    def __init__(self, config: VisionConfig, seed: int) -> None:
+        self.config = config
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            self.net = VisionNet(config)
+        self.net.eval()
+
+    def train(self, images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int) -> float:
+        """Train for `epochs` passes over (images, labels); returns the last epoch's mean loss."""
+        if len(images) != len(labels):
+            raise DataError(f"{len(images)} images but {len(labels)} labels")
+        if len(images) == 0 or epochs <= 0:
+            return float("nan")
+        if labels.min() < 0 or labels.max() >= self.config.num_classes:
+            raise DataError(f"labels must lie in 0..{self.config.num_classes - 1}")
+        x, y = as_tensor(images), torch.from_numpy(labels.astype(np.int64))
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        generator = torch.Generator().manual_seed(seed)
+        loss_sum, batches = 0.0, 0
+        self.net.train()
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)  # dropout masks
+            for _ in range(epochs):
+                order = torch.randperm(len(y), generator=generator)
+                loss_sum, batches = 0.0, 0
+                for start in range(0, len(y), self.config.batch_size):
+                    batch = order[start : start + self.config.batch_size]
+                    logits, _ = self.net(x[batch])
+                    loss = F.cross_entropy(logits, y[batch])
+                    optimizer.zero_grad(set_to_none=True)
+                    loss.backward()
+                    optimizer.step()
+                    loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
+        self.net.eval()
+        return loss_sum / max(batches, 1)
+
+    @torch.no_grad()
+    def embed(self, images: np.ndarray) -> torch.Tensor:
+        """Embeddings as a float tensor (eval mode, batched)."""
+        x = as_tensor(images)
+        parts = [
+            self.net.embed(x[s : s + self.config.eval_batch_size])
+            for s in range(0, len(x), self.config.eval_batch_size)
+        ]
+        return torch.cat(parts) if parts else torch.zeros(0, self.config.embedding_dim)
+
+    @torch.no_grad()
+    def predict(self, images: np.ndarray) -> Prediction:
+        """Logits, softmax probabilities and embeddings (deterministic, dropout off)."""
+        embedding = self.embed(images)
+        logits = self.net.classifier(embedding)
+        return Prediction(logits.numpy(), torch.softmax(logits, dim=1).numpy(), embedding.numpy())
+
+    @torch.no_grad()
+    def sample_probabilities(self, images: np.ndarray, samples: int, seed: int) -> np.ndarray:
+        """MC-dropout: `samples` x N x C softmax outputs with dropout on before the classifier.
+
+        The conv trunk has no dropout, so it runs once and only the head is resampled.
+        """
+        embedding = self.embed(images)
+        generator = torch.Generator().manual_seed(seed)
+        keep = 1.0 - self.config.dropout
+        out = []
+        for _ in range(samples):
+            mask = (torch.rand(embedding.shape, generator=generator) < keep).float() / keep
+            out.append(torch.softmax(self.net.classifier(embedding * mask), dim=1))
+        return torch.stack(out).numpy()
+
+    def accuracy(self, images: np.ndarray, labels: np.ndarray) -> float:
+        """Fraction of images whose predicted class equals the label."""
+        if len(labels) == 0:
+            return float("nan")
+        return float((self.predict(images).labels == labels).mean())
+
+    def state_bytes(self) -> bytes:
+        """The weights as bytes (torch.save of the state_dict); see `load_state_bytes`."""
+        buffer = io.BytesIO()
+        torch.save(self.net.state_dict(), buffer)
+        return buffer.getvalue()
+
+    def load_state_bytes(self, data: bytes) -> None:
+        """Replace the weights with those from `state_bytes` of a model of the same config.
+
+        Raises:
+            DataError: the bytes are not a state dict of this architecture.
+        """
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state)
+        except Exception as exc:  # torch raises many types for bad bytes or mismatched shapes
+            raise DataError(f"vision model state does not fit this model: {exc}") from None
+        self.net.eval()
+
+    def copy(self) -> VisionModel:
+        """An independent copy with the same weights."""
+        twin = VisionModel(self.config, seed=0)
+        twin.net.load_state_dict(self.net.state_dict())
+        return twin

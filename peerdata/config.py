@@ -65,12 +65,24 @@ class PrivacyConfig:
 
 @dataclass(frozen=True)
 class FederationConfig:
-    """Optional exchange of model updates with peers."""
+    """Optional exchange of model updates with peers (see docs/federated.md)."""
 
     enabled: bool = False
-    strategy: str = "fedavg"
+    strategy: str = "fedavg"  # fedavg | fedprox | median | trimmed_mean | clustered | multitier
     max_update_bytes: int = 16 * MiB
-    deadline_s: float = 60.0
+    deadline_s: float = 60.0  # updates later than this are left out of the round
+    mode: str = "aggregator"  # aggregator (one per round) | gossip (average with neighbours)
+    aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
+    update_dtype: str = "float32"  # float32 | float16 on the wire
+    topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
+
+    def __post_init__(self) -> None:
+        if self.mode not in ("aggregator", "gossip"):
+            raise ConfigError("federation.mode must be aggregator or gossip")
+        if self.update_dtype not in ("float32", "float16"):
+            raise ConfigError("federation.update_dtype must be float32 or float16")
+        if not 0 < self.topk_fraction <= 1:
+            raise ConfigError("federation.topk_fraction must be in (0, 1]")
 
 
 @dataclass(frozen=True)
@@ -237,7 +249,11 @@ max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not dec
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers
-strategy = "{d.federation.strategy}"
+strategy = "{d.federation.strategy}"   # fedavg fedprox median trimmed_mean clustered multitier
 max_update_bytes = {d.federation.max_update_bytes}
-deadline_s = {d.federation.deadline_s}
+deadline_s = {d.federation.deadline_s}             # stragglers later than this miss the round
+mode = "{d.federation.mode}"           # aggregator | gossip
+aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty = elected
+update_dtype = "{d.federation.update_dtype}"       # float32 | float16
+topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
 """

@@ -14,6 +14,7 @@ from peerdata.store import (
     MemoryStore,
     RoundRecord,
     Sample,
+    SampleSource,
     SqliteStore,
     Store,
     VoteRecord,
@@ -34,7 +35,7 @@ Op = Callable[[Store], object]
 
 def _sample(i: int, received: bool, observed: int) -> Sample:
     origin = PEERS[i % len(PEERS)] if received else None
-    source = "received" if received else "local"
+    source: SampleSource = "received" if received else "local"
     return Sample(CIDS[i], source, i, origin, None, None, None, None, observed, float(i))
 
 

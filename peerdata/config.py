@@ -61,6 +61,10 @@ class PrivacyConfig:
     max_pixels: int = 40_000_000
     yunet_model: str | None = None
     yunet_sha256: str | None = None
+    yunet_score: float = 0.5  # YuNet detections below this score are ignored
+    # () = the measured default: ("yunet",) when yunet_model is set, else Haar frontal + profile
+    face_detectors: tuple[str, ...] = ()
+    min_face_px: int = 24  # smallest face searched for; smaller images skip face detection
 
 
 @dataclass(frozen=True)
@@ -101,6 +105,7 @@ class NodeConfig:
 
 
 _ACTIONS = ("blur", "drop", "keep")
+_FACE_DETECTORS = ("haar_frontal", "haar_profile", "yunet")
 
 
 def validate(cfg: NodeConfig) -> None:
@@ -126,6 +131,12 @@ def validate(cfg: NodeConfig) -> None:
         (cfg.privacy.plate_action in _ACTIONS, f"privacy.plate_action must be one of {_ACTIONS}"),
         (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
         (cfg.privacy.max_pixels > 0, "privacy.max_pixels must be > 0"),
+        (0 < cfg.privacy.yunet_score < 1, "privacy.yunet_score must be in (0, 1)"),
+        (set(cfg.privacy.face_detectors) <= set(_FACE_DETECTORS),
+         f"privacy.face_detectors may only name {_FACE_DETECTORS}"),
+        ("yunet" not in cfg.privacy.face_detectors or cfg.privacy.yunet_model is not None,
+         'privacy.face_detectors names "yunet" but privacy.yunet_model is not set'),
+        (8 <= cfg.privacy.min_face_px <= 1024, "privacy.min_face_px must be in [8, 1024]"),
         (cfg.federation.max_update_bytes > 0, "federation.max_update_bytes must be > 0"),
         (cfg.federation.deadline_s > 0, "federation.deadline_s must be > 0"),
     ]

@@ -21,7 +21,7 @@ app = typer.Typer(
 )
 
 # Each module exposes `register(app)`; the order here is the order in `--help`.
-_COMMAND_MODULES: list[str] = []
+_COMMAND_MODULES: list[str] = ["init", "run", "status", "peers", "send", "swarm"]
 
 
 def _register_all() -> None:

@@ -1,0 +1,53 @@
+"""`peerdata status`: one running node's identity, links and transfer counters."""
+
+from __future__ import annotations
+
+import typer
+
+from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
+from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.control.client import call
+
+HELP = """Show a running node: peer ID, listen addresses, peers, images and bytes moved.
+
+Asks the daemon through its control socket (HOME/control.sock); exits 5 if none is running.
+
+Examples:
+
+  peerdata status --home ~/.peerdata
+
+  peerdata status --format json | jq .images_received
+"""
+
+_ROWS = [
+    ("peer ID", "peer_id"), ("name", "name"), ("pid", "pid"), ("uptime (s)", "uptime_s"),
+    ("peers connected", "peers_connected"), ("images sent", "images_sent"),
+    ("images received", "images_received"), ("images verified", "images_verified"),
+    ("images rejected", "images_rejected"), ("bytes sent", "bytes_sent"),
+    ("bytes received", "bytes_received"), ("local samples", "samples_local"),
+    ("received samples", "samples_received"), ("control", "control"),
+]
+
+
+def status(
+    home: HomeOption = None,
+    timeout_s: TimeoutOption = 10.0,
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Show a running node (see `peerdata status --help`)."""
+    result = call(resolve_home(home), "status", timeout_s=timeout_s)
+    if fmt is Format.json:
+        emit_json(result)
+        return
+    width = max(len(label) for label, _ in _ROWS)
+    for label, key in _ROWS:
+        value = result.get(key)
+        if isinstance(value, float):
+            value = f"{value:.1f}"
+        console.print(f"{label:<{width}}  {value}", highlight=False)
+    for addr in result.get("listen_addrs", []):
+        console.print(f"{'listening':<{width}}  {addr}", highlight=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("status", help=HELP)(guarded(status))

@@ -1,0 +1,91 @@
+"""The CLI's side of the control endpoint: a small blocking client, one request per call.
+
+Rule: every failure to reach or understand the daemon is a ControlError (exit code
+UNREACHABLE); an error the daemon reports travels back as a ControlError too, with the
+daemon's error type in the message. The CLI is synchronous, so this client blocks, with a timeout.
+"""
+
+from __future__ import annotations
+
+import itertools
+import socket
+from pathlib import Path
+from typing import Any
+
+from peerdata.control.protocol import (
+    MAX_LINE_BYTES,
+    ControlRequest,
+    decode_response,
+    encode_request,
+)
+from peerdata.errors import ControlError
+
+CONTROL_SOCKET = "control.sock"
+
+_ids = itertools.count(1)
+
+
+class DaemonError(ControlError):
+    """The daemon understood the request and answered with an error."""
+
+    def __init__(self, error_type: str, message: str) -> None:
+        super().__init__(f"{message} ({error_type})")
+        self.error_type = error_type
+
+
+def socket_path(home: Path) -> Path:
+    """Where the daemon of `home` listens."""
+    return home / CONTROL_SOCKET
+
+
+def call(home: Path, cmd: str, args: dict[str, Any] | None = None,
+         *, timeout_s: float = 30.0) -> dict[str, Any]:
+    """Send one command to the daemon of `home` and return its `result` object.
+
+    Raises:
+        ControlError: no daemon is listening, it did not answer within `timeout_s`, or the
+            answer is malformed. DaemonError (a ControlError): the daemon reported an error.
+    """
+    path = socket_path(home)
+    req = ControlRequest(id=next(_ids), cmd=cmd, args=args or {})
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.settimeout(timeout_s)
+    try:
+        try:
+            sock.connect(str(path))
+        except FileNotFoundError:
+            raise ControlError(
+                f"no daemon is running for {home} ({path} is missing; start `peerdata run`)"
+            ) from None
+        except ConnectionRefusedError:
+            raise ControlError(f"no daemon is listening on {path} (stale socket)") from None
+        except PermissionError:
+            raise ControlError(f"{path}: permission denied (owned by another user?)") from None
+        except OSError as exc:
+            raise ControlError(f"cannot connect to {path}: {exc.strerror}") from None
+        sock.sendall(encode_request(req))
+        line = _read_line(sock)
+    except TimeoutError:
+        raise ControlError(f"the daemon for {home} did not answer within {timeout_s}s") from None
+    except OSError as exc:
+        raise ControlError(f"control connection to {path} failed: {exc.strerror}") from None
+    finally:
+        sock.close()
+    resp = decode_response(line)
+    if resp.id != req.id:
+        raise ControlError(f"control answer for request {resp.id}, expected {req.id}")
+    if not resp.ok:
+        raise DaemonError(resp.error_type or "Error", resp.error_message or "")
+    return resp.result or {}
+
+
+def _read_line(sock: socket.socket) -> bytes:
+    buf = bytearray()
+    while b"\n" not in buf:
+        if len(buf) > MAX_LINE_BYTES:
+            raise ControlError("the daemon's answer is too long")
+        chunk = sock.recv(65536)
+        if not chunk:
+            raise ControlError("the daemon closed the control connection without answering")
+        buf += chunk
+    return bytes(buf[: buf.index(b"\n")])

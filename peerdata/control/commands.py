@@ -1,0 +1,145 @@
+"""What each control command does to a running node; the daemon serves these.
+
+Rule: commands only read `Node.statistics()` or call a node method; results are plain JSON
+objects (the shape the CLI and scripts see); bad arguments raise ControlError.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from peerdata.control.protocol import ControlRequest
+from peerdata.control.server import Dispatch
+from peerdata.errors import ControlError, DataError
+from peerdata.node.node import Node, NodeStats
+from peerdata.node.share import media_type_of
+from peerdata.store import Sample
+
+MAX_WAIT_S = 600.0
+MAX_SEND_FILES = 10_000
+
+
+def status_result(stats: NodeStats, control: str) -> dict[str, Any]:
+    """The `status` object: node identity and counters, share counters flattened in."""
+    result: dict[str, Any] = {
+        "peer_id": stats.peer_id, "name": stats.name, "listen_addrs": list(stats.listen_addrs),
+        "uptime_s": round(stats.uptime_s, 3), "peers_connected": stats.peers_connected,
+        "samples_local": stats.samples_local, "samples_received": stats.samples_received,
+        "gossip_received": stats.gossip_received, "gossip_rejected": stats.gossip_rejected,
+        "links_dropped": stats.links_dropped, "pid": os.getpid(), "control": control,
+    }
+    result.update(dataclasses.asdict(stats.share))
+    return result
+
+
+def peers_result(stats: NodeStats) -> dict[str, Any]:
+    """The `peers` object: one entry per known peer."""
+    return {"peer_id": stats.peer_id, "peers": [dataclasses.asdict(p) for p in stats.peers]}
+
+
+def _arg(args: dict[str, Any], name: str, kind: type, default: Any = None) -> Any:
+    value = args.get(name, default)
+    if value is None or (isinstance(value, kind) and not isinstance(value, bool)):
+        return value
+    if kind is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    raise ControlError(f"argument {name!r} must be {kind.__name__}")
+
+
+def _read_images(paths: list[str], max_bytes: int) -> list[bytes]:
+    images = []
+    for p in paths:
+        path = Path(p)
+        try:
+            size = path.stat().st_size
+            if size > max_bytes:
+                raise DataError(f"{p}: {size} bytes exceeds limits.max_image_bytes={max_bytes}")
+            data = path.read_bytes()
+        except OSError as exc:
+            raise DataError(f"{p}: cannot read image: {exc.strerror}") from None
+        if not data:
+            raise DataError(f"{p}: empty file")
+        if media_type_of(data) == "application/octet-stream":
+            raise DataError(f"{p}: not a PNG or JPEG image")
+        images.append(data)
+    return images
+
+
+async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+    """Store image files as local samples and offer them to one peer."""
+    to = _arg(args, "to", str)
+    paths = args.get("paths")
+    label = _arg(args, "label", int)
+    if not to:
+        raise ControlError("send needs 'to' (a peer ID)")
+    if not isinstance(paths, list) or not paths or not all(isinstance(p, str) for p in paths):
+        raise ControlError("send needs 'paths': a non-empty list of file paths")
+    if len(paths) > MAX_SEND_FILES:
+        raise ControlError(f"send takes at most {MAX_SEND_FILES} files at once")
+    images = await trio.to_thread.run_sync(
+        _read_images, paths, node.config.limits.max_image_bytes, limiter=node.limiter)
+    store = node.store
+    now = node.wall_time()
+
+    def put_all() -> list[bytes]:
+        cids = []
+        for data in images:
+            cid = store.put_blob(data)
+            if store.get_sample(cid) is None:
+                store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
+                                        domain=None, prediction=None, confidence=None,
+                                        embedding=None, observed_round=0, created_at=now))
+            cids.append(cid)
+        return cids
+
+    cids = await trio.to_thread.run_sync(put_all, limiter=node.limiter)
+    wanted = await node.share.offer(to, cids)
+    return {"to": to, "offered": len(set(cids)), "wanted": len(wanted),
+            "cids": [c.hex() for c in dict.fromkeys(cids)]}
+
+
+async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]:
+    """Block until every given threshold holds (peers, images_received), or time out."""
+    peers = _arg(args, "peers", int)
+    received = _arg(args, "images_received", int)
+    timeout = _arg(args, "timeout_s", float, 30.0)
+    if not 0 < timeout <= MAX_WAIT_S:
+        raise ControlError(f"timeout_s must be in (0, {MAX_WAIT_S}]")
+
+    def done(s: NodeStats) -> bool:
+        return ((peers is None or s.peers_connected >= peers)
+                and (received is None or s.share.images_verified >= received))
+
+    with trio.move_on_after(timeout):
+        return status_result(await node.wait_until(done), control)
+    s = node.statistics()
+    raise ControlError(
+        f"not reached within {timeout} s: peers {s.peers_connected}/{peers}, "
+        f"images verified {s.share.images_verified}/{received}"
+    )
+
+
+def make_dispatch(node: Node, control: str, stop: Callable[[], None]) -> Dispatch:
+    """The control endpoint's handler for `node` (`stop` ends the daemon gracefully)."""
+
+    async def dispatch(req: ControlRequest) -> dict[str, Any]:
+        if req.cmd == "status":
+            return status_result(node.statistics(), control)
+        if req.cmd == "peers":
+            return peers_result(node.statistics())
+        if req.cmd == "send":
+            return await send(node, req.args)
+        if req.cmd == "wait":
+            return await wait(node, req.args, control)
+        if req.cmd == "stop":
+            stop()
+            return {"stopping": True}
+        raise ControlError(f"command {req.cmd!r} is not implemented by this daemon")
+
+    return dispatch

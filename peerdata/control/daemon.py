@@ -1,0 +1,81 @@
+"""The daemon: a node plus its control endpoint, until SIGINT/SIGTERM or a `stop` command.
+
+Rule: readiness is announced only when every service is up (one JSON line on `ready_fd`, and
+`home/node.pid`); shutdown is always graceful: the node's nursery is cancelled, the socket
+and pid file removed, the store closed. The return value is the process exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+from pathlib import Path
+
+import trio
+
+from peerdata.cli.exit_codes import ExitCode
+from peerdata.control.commands import make_dispatch
+from peerdata.control.server import serve_control
+from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
+from peerdata.node.logs import event
+from peerdata.node.node import open_node
+
+log = logging.getLogger("peerdata.daemon")
+
+
+def announce_ready(fd: int, info: dict[str, object]) -> None:
+    """Write one JSON line to `fd` and close it (the swarm launcher reads it)."""
+    data = (json.dumps(info, sort_keys=True) + "\n").encode()
+    try:
+        os.write(fd, data)
+    finally:
+        os.close(fd)
+
+
+async def run_daemon(home: Path, *, ready_fd: int | None = None) -> int:
+    """Run the node of `home` until told to stop; return the exit code.
+
+    Raises:
+        ConfigError, IdentityError: the home, config or key is unusable (nothing started).
+        ControlError: another daemon already serves this home.
+    """
+    identity, config = check_home(home)
+    code = ExitCode.OK
+    stop = trio.Event()
+
+    def request_stop(exit_code: ExitCode = ExitCode.OK) -> None:
+        nonlocal code
+        if not stop.is_set():
+            code = exit_code
+            stop.set()
+
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async with open_node(home, config, identity=identity) as node:
+            control = home / CONTROL_SOCKET
+            await node.start_service(serve_control, control,
+                                     make_dispatch(node, str(control), request_stop))
+            info = {"peer_id": node.peer_id, "listen_addrs": list(node.transport.listen_addrs()),
+                    "control": str(control), "pid": os.getpid()}
+            write_pid_file(home, info)
+            try:
+                if ready_fd is not None:
+                    announce_ready(ready_fd, info)
+                event(log, logging.INFO, "daemon_ready", peer_id=node.peer_id,
+                      control=str(control))
+                async with trio.open_nursery() as nursery:
+
+                    async def watch_signals() -> None:
+                        async for signum in signals:
+                            event(log, logging.INFO, "signal", signal=signal.Signals(signum).name)
+                            request_stop(ExitCode.INTERRUPTED if signum == signal.SIGINT
+                                         else ExitCode.OK)
+
+                    nursery.start_soon(watch_signals)
+                    await stop.wait()
+                    nursery.cancel_scope.cancel()
+            finally:
+                remove_pid_file(home)
+    event(log, logging.INFO, "daemon_stopped", peer_id=identity.peer_id, exit_code=int(code))
+    return int(code)

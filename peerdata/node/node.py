@@ -1,0 +1,360 @@
+"""The node: `open_node()` owns one nursery in which every service of a robot runs.
+
+Rule: services are `run_*(..., task_status)` tasks started in that nursery, talking over
+bounded channels; a peer that sends anything invalid is handled at the transport's handler
+boundary (RemoteProtocolError), logged with its peer ID, and its link dropped; the node goes on.
+
+Services: link watcher (PeerEvents -> PeerBook), dialer (one keeper per known address, with
+back-off), hello/share/fetch handlers, the share fetcher, the gossip subscriber. The daemon adds
+the control endpoint with `Node.start_service`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from peerdata import __version__ as _version
+from peerdata.config import NodeConfig
+from peerdata.errors import RemoteProtocolError
+from peerdata.identity import Identity, load_identity
+from peerdata.net.transport import Transport
+from peerdata.node.logs import event
+from peerdata.node.peers import (
+    PeerBook,
+    addr_peer_id,
+    build_hello,
+    check_hello,
+    keep_connected,
+)
+from peerdata.node.share import ReceivedImage, ShareService, ShareStats
+from peerdata.store import Store
+from peerdata.wire.codec import decode, decode_as, encode
+from peerdata.wire.messages import Hello, Message
+from peerdata.wire.versions import (
+    FETCH_PROTOCOL,
+    HELLO_PROTOCOL,
+    PROTOCOL_VERSION,
+    SHARE_PROTOCOL,
+    TOPICS,
+)
+
+log = logging.getLogger("peerdata.node")
+
+AGENT = f"peerdata/{_version}"
+GOSSIP_INBOX = 256
+DIAL_QUEUE = 256
+THREADS = 2  # CPU/disk work in flight at once (hashing, store writes)
+
+
+@dataclass(frozen=True)
+class PeerView:
+    """One peer as `peerdata peers` shows it."""
+
+    peer_id: str
+    name: str
+    address: str
+    connected: bool
+    connection_age_s: float | None
+    bytes_in: int
+    bytes_out: int
+    last_message_age_s: float | None
+
+
+@dataclass(frozen=True)
+class NodeStats:
+    """A snapshot of the whole node, rendered by `peerdata status`."""
+
+    peer_id: str
+    name: str
+    listen_addrs: tuple[str, ...]
+    uptime_s: float
+    peers_connected: int
+    peers: tuple[PeerView, ...]
+    share: ShareStats
+    samples_local: int
+    samples_received: int
+    gossip_received: int
+    gossip_rejected: int
+    links_dropped: int
+
+
+class Node:
+    """A running robot; get one from `open_node`."""
+
+    def __init__(self, config: NodeConfig, identity: Identity, store: Store,
+                 transport: Transport, nursery: trio.Nursery,
+                 wall_clock: Callable[[], float]) -> None:
+        self.config = config
+        self.identity = identity
+        self.store = store
+        self.transport = transport
+        self.peer_id = transport.peer_id
+        self.book = PeerBook(self.peer_id)
+        self.limiter = trio.CapacityLimiter(THREADS)
+        self.started_at = trio.current_time()
+        self._nursery = nursery
+        self._wall_clock = wall_clock
+        self._keepers: set[str] = set()
+        self._dial_send, self._dial_recv = trio.open_memory_channel[str](DIAL_QUEUE)
+        self._gossip_send, self.gossip_inbox = trio.open_memory_channel[tuple[str, Message]](
+            GOSSIP_INBOX)
+        self._gossip = {"received": 0, "rejected": 0}
+        self._links_dropped = 0
+        self.share = ShareService(transport, store, config, self.limiter, self.drop_link,
+                                  wall_clock, self.book.notify)
+
+    @property
+    def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:
+        """Verified images as they arrive (bounded; the round logic reads it)."""
+        return self.share.inbox
+
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Start `fn(*args, task_status=...)` in the node's nursery; return what it started."""
+        return await self._nursery.start(fn, *args)
+
+    def cancel(self) -> None:
+        """Stop every service (the `open_node` block then exits)."""
+        self._nursery.cancel_scope.cancel()
+
+    # -- peers -----------------------------------------------------------------------------
+
+    def hello(self) -> Hello:
+        """Our current Hello."""
+        return build_hello(self.book, self.transport.listen_addrs(), self.config.name, AGENT,
+                           self.store.count_samples(), self.store.last_round_id(),
+                           PROTOCOL_VERSION)
+
+    async def say_hello(self, peer_id: str) -> Hello:
+        """Exchange Hellos with a connected peer and learn the peers it introduces.
+
+        Raises:
+            TransportError: the peer is unreachable. RemoteProtocolError: its Hello is bad
+            (the link is dropped first).
+        """
+        raw = await self.transport.request(peer_id, HELLO_PROTOCOL, encode(self.hello()))
+        try:
+            reply = decode_as(raw, Hello, limits=self.config.limits)
+            check_hello(reply, peer_id)
+        except RemoteProtocolError as exc:
+            await self.drop_link(peer_id, f"bad hello reply: {exc}")
+            raise
+        self._learn_from(reply)
+        return reply
+
+    async def _handle_hello(self, peer_id: str, payload: bytes) -> bytes:
+        hello = decode_as(payload, Hello, limits=self.config.limits)
+        check_hello(hello, peer_id)
+        self._learn_from(hello)
+        return encode(self.hello())
+
+    def _learn_from(self, hello: Hello) -> None:
+        introduced = self.book.record_hello(hello, trio.current_time())
+        event(log, logging.INFO, "hello", peer=hello.peer_id, name=hello.name,
+              agent=hello.agent, samples=hello.samples, introduced=len(introduced))
+        for addr in (*hello.listen_addrs[:1], *introduced):
+            self.dial(addr)
+
+    def dial(self, addr: str) -> None:
+        """Keep a link to `addr` up from now on (no-op if already kept)."""
+        pid = addr_peer_id(addr)
+        if pid is None or pid == self.peer_id:
+            return
+        self.book.learn(addr)
+        if addr not in self._keepers:
+            try:
+                self._dial_send.send_nowait(addr)
+            except trio.WouldBlock:
+                event(log, logging.WARNING, "dial_queue_full", addr=addr)
+
+    async def _dial_and_hello(self, addr: str) -> str:
+        peer_id = await self.transport.connect(addr)
+        self.book.learn(addr)
+        await self.say_hello(peer_id)
+        return peer_id
+
+    async def drop_link(self, peer_id: str, reason: str) -> None:
+        """Log a peer's protocol violation and drop its link (the node keeps running)."""
+        self._links_dropped += 1
+        event(log, logging.WARNING, "link_dropped", peer=peer_id, reason=reason[:300])
+        disconnect = getattr(self.transport, "disconnect", None)
+        if disconnect is not None:
+            await disconnect(peer_id)
+        self.book.notify()
+
+    # -- services --------------------------------------------------------------------------
+
+    def _guard(self, protocol: str,
+               handler: Callable[[str, bytes], Awaitable[bytes]]
+               ) -> Callable[[str, bytes], Awaitable[bytes]]:
+        """The receive boundary: a RemoteProtocolError drops the peer's link, then propagates
+        so the transport resets the stream."""
+
+        async def guarded(peer_id: str, payload: bytes) -> bytes:
+            try:
+                return await handler(peer_id, payload)
+            except RemoteProtocolError as exc:
+                await self.drop_link(peer_id, f"{protocol}: {exc}")
+                raise
+
+        return guarded
+
+    async def run_dialer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+        """One `keep_connected` task per address put on the dial queue."""
+        net = self.config.net
+        async with trio.open_nursery() as nursery:
+            task_status.started()
+            async for addr in self._dial_recv:
+                if addr in self._keepers:
+                    continue
+                self._keepers.add(addr)
+                nursery.start_soon(keep_connected, addr, self._dial_and_hello, self.book,
+                                   net.reconnect_initial_s, net.reconnect_max_s)
+
+    async def run_link_watcher(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Mirror the transport's PeerEvents into the PeerBook and the log."""
+        events = self.transport.peer_events()
+        task_status.started()
+        async for ev in events:
+            if self.book.set_connected(ev.peer_id, ev.connected):
+                event(log, logging.INFO, "link_up" if ev.connected else "link_down",
+                      peer=ev.peer_id)
+
+    async def run_gossip(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                         ) -> None:
+        """Decode every gossip message on our topics; pass valid ones to `gossip_inbox`."""
+        channels = [self.transport.subscribe(t) for t in TOPICS]
+        async with trio.open_nursery() as nursery:
+            for ch in channels:
+                nursery.start_soon(self._read_topic, ch)
+            task_status.started()
+
+    async def _read_topic(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
+        async for msg in channel:
+            try:
+                decoded = decode(msg.data, self.config.limits)
+            except RemoteProtocolError as exc:
+                self._gossip["rejected"] += 1
+                event(log, logging.WARNING, "gossip_rejected", peer=msg.sender,
+                      topic=msg.topic, error=str(exc)[:200])
+                continue
+            self._gossip["received"] += 1
+            try:
+                self._gossip_send.send_nowait((msg.sender, decoded))
+            except trio.WouldBlock:
+                pass  # nobody reads gossip yet (round logic comes later); counted above
+
+    async def start(self) -> None:
+        """Set handlers and start every service; dial the bootstrap peers."""
+        t = self.transport
+        t.set_handler(HELLO_PROTOCOL, self._guard(HELLO_PROTOCOL, self._handle_hello))
+        t.set_handler(SHARE_PROTOCOL, self._guard(SHARE_PROTOCOL, self.share.handle_offer))
+        t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
+        for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
+                        self.run_dialer):
+            await self._nursery.start(service)
+        for addr in self.config.net.bootstrap:
+            self.dial(addr)
+        event(log, logging.INFO, "node_started", peer_id=self.peer_id, name=self.config.name,
+              listen=",".join(t.listen_addrs()))
+
+    # -- statistics ------------------------------------------------------------------------
+
+    def peers(self) -> tuple[PeerView, ...]:
+        """Every peer we know or have counters for, connected first."""
+        now = trio.current_time()
+        stats = {p.peer_id: p for p in self.transport.statistics().peers}
+        connected = set(self.transport.connected_peers())
+        views = []
+        for pid in sorted(set(stats) | set(self.book.peers)):
+            s = stats.get(pid)
+            info = self.book.peers.get(pid)
+            address = (s.address if s and s.address else "") or (
+                info.addrs[0] if info and info.addrs else "")
+            views.append(PeerView(
+                peer_id=pid, name=info.name if info else "", address=address,
+                connected=pid in connected,
+                connection_age_s=(now - s.connected_since)
+                if s and s.connected_since is not None and pid in connected else None,
+                bytes_in=s.bytes_in if s else 0, bytes_out=s.bytes_out if s else 0,
+                last_message_age_s=(now - s.last_message_at)
+                if s and s.last_message_at is not None else None,
+            ))
+        views.sort(key=lambda v: (not v.connected, v.peer_id))
+        return tuple(views)
+
+    def statistics(self) -> NodeStats:
+        """A frozen snapshot for the CLI."""
+        peers = self.peers()
+        return NodeStats(
+            peer_id=self.peer_id, name=self.config.name,
+            listen_addrs=self.transport.listen_addrs(),
+            uptime_s=trio.current_time() - self.started_at,
+            peers_connected=sum(p.connected for p in peers), peers=peers,
+            share=self.share.statistics(),
+            samples_local=self.store.count_samples("local"),
+            samples_received=self.store.count_samples("received"),
+            gossip_received=self._gossip["received"], gossip_rejected=self._gossip["rejected"],
+            links_dropped=self._links_dropped,
+        )
+
+    async def wait_until(self, condition: Callable[[NodeStats], bool]) -> NodeStats:
+        """Return the first snapshot for which `condition` holds (re-checked on every change).
+
+        Link and counter changes call `PeerBook.notify`, which wakes this.
+        """
+        while True:
+            stats = self.statistics()
+            if condition(stats):
+                return stats
+            await self.book.changed()
+
+    def wall_time(self) -> float:
+        """Wall-clock seconds for records that outlive the process (store timestamps)."""
+        return self._wall_clock()
+
+
+@asynccontextmanager
+async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None = None,
+                    store: Store | None = None, transport: Transport | None = None,
+                    wall_clock: Callable[[], float] = time.time) -> AsyncIterator[Node]:
+    """Run a node for the block: its store, transport and every service.
+
+    Missing pieces come from `home`: the identity from `home/node.key`, a SqliteStore in
+    `home`, a libp2p transport listening on `config.net.listen`. Pieces passed in are used as
+    they are (tests pass MemoryStore and MemoryNetwork transports) and are not closed here.
+
+    Raises:
+        IdentityError, StoreError, TransportError: a piece could not be opened.
+    """
+    async with AsyncExitStack() as stack:
+        if identity is None:
+            identity = load_identity(home)
+        if store is None:
+            from peerdata.store import SqliteStore
+
+            store = await trio.to_thread.run_sync(SqliteStore.open, home)
+            stack.callback(store.close)
+        if transport is None:
+            from peerdata.net.libp2p_transport import open_libp2p_transport
+
+            transport = await stack.enter_async_context(open_libp2p_transport(
+                identity.private_key_bytes, config.net, config.limits))
+        async with trio.open_nursery() as nursery:
+            node = Node(config, identity, store, transport, nursery, wall_clock)
+            await node.start()
+            try:
+                yield node
+            finally:
+                nursery.cancel_scope.cancel()
+                event(log, logging.INFO, "node_stopped", peer_id=node.peer_id)

@@ -1,0 +1,311 @@
+"""Sharing images: offer content IDs to a peer; the peer fetches only the ones it lacks.
+
+Rule: a received image is stored only after its SHA-256 matched the content ID we asked for,
+and only if every image in that reply did (one bad image rejects the reply, drops the link
+and stores nothing from it). We serve a peer only the content IDs we offered to it.
+
+Flow (sender A, receiver B):
+  A --share ImageOffer(items)--> B;  B replies OfferReply(wanted) and queues a FetchJob;
+  B's fetcher --fetch ImageRequest(cids)--> A;  A replies ImageData(items);
+  B verifies, stores blob + sample, and posts a ReceivedImage on its bounded inbox.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from peerdata.config import NodeConfig
+from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportError
+from peerdata.net.transport import Transport
+from peerdata.node.logs import event
+from peerdata.store import Sample, Store
+from peerdata.wire.codec import decode_as, encode
+from peerdata.wire.messages import (
+    ErrorReply,
+    ImageData,
+    ImageItem,
+    ImageOffer,
+    ImageRequest,
+    OfferItem,
+    OfferReply,
+    content_id,
+    verify_item,
+)
+from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
+
+log = logging.getLogger("peerdata.node.share")
+
+FETCH_QUEUE = 64  # offers waiting to be fetched; a full queue answers "busy"
+INBOX_SIZE = 256  # received-image notices for the round logic; full = counted and dropped
+# Room left in a fetch reply for the envelope and per-item fields beside the image bytes.
+_ITEM_OVERHEAD = 256
+
+
+@dataclass(frozen=True)
+class ReceivedImage:
+    """A verified image now in the store (what the round logic reads from the inbox)."""
+
+    cid: bytes
+    sender: str
+    origin: str
+    label: int | None
+    media_type: str
+    nbytes: int
+    round_id: int
+    item: OfferItem  # the vote state that travelled with the offer
+
+
+@dataclass(frozen=True)
+class FetchJob:
+    """Images a peer offered that we lack, waiting for the fetcher."""
+
+    peer_id: str
+    round_id: int
+    items: tuple[OfferItem, ...]
+
+
+@dataclass(frozen=True)
+class ShareStats:
+    """Counters of the share service."""
+
+    offers_sent: int
+    offers_received: int
+    images_sent: int
+    bytes_sent: int
+    images_received: int
+    images_verified: int
+    images_rejected: int
+    bytes_received: int
+    fetch_failures: int
+    inbox_dropped: int
+
+
+def media_type_of(data: bytes) -> str:
+    """Sniff an image's media type from its first bytes ("application/octet-stream" if unknown)."""
+    if data.startswith(b"\x89PNG\r\n\x1a\n"):
+        return "image/png"
+    if data.startswith(b"\xff\xd8\xff"):
+        return "image/jpeg"
+    return "application/octet-stream"
+
+
+def batches(items: tuple[OfferItem, ...], max_bytes: int, max_items: int
+            ) -> list[tuple[OfferItem, ...]]:
+    """Split offered items into fetch requests whose replies fit one message."""
+    out: list[tuple[OfferItem, ...]] = []
+    current: list[OfferItem] = []
+    size = 0
+    for item in items:
+        cost = item.size + _ITEM_OVERHEAD
+        if current and (size + cost > max_bytes or len(current) >= max_items):
+            out.append(tuple(current))
+            current, size = [], 0
+        current.append(item)
+        size += cost
+    if current:
+        out.append(tuple(current))
+    return out
+
+
+def check_reply(requested: dict[bytes, OfferItem], reply: ImageData, max_image_bytes: int
+                ) -> None:
+    """Judge a fetch reply: only requested cids, within size, each hashing to its cid.
+
+    Raises:
+        RemoteProtocolError: any item is unrequested, oversized, or fails its SHA-256.
+    """
+    for item in reply.items:
+        offered = requested.get(item.cid)
+        if offered is None:
+            raise RemoteProtocolError(f"reply holds unrequested image {item.cid.hex()[:16]}")
+        if len(item.data) > max_image_bytes:
+            raise RemoteProtocolError(
+                f"image {item.cid.hex()[:16]} is {len(item.data)} bytes (limit {max_image_bytes})"
+            )
+        verify_item(item)
+
+
+class ShareService:
+    """Offers, serves and fetches images; `run_fetcher` is its one long-running task."""
+
+    def __init__(self, transport: Transport, store: Store, config: NodeConfig,
+                 limiter: trio.CapacityLimiter, drop_link: Callable[[str, str], Awaitable[None]],
+                 wall_clock: Callable[[], float], on_change: Callable[[], None]) -> None:
+        self._transport = transport
+        self._store = store
+        self._config = config
+        self._limiter = limiter
+        self._drop_link = drop_link
+        self._wall_clock = wall_clock
+        self._on_change = on_change
+        self._offered: dict[str, set[bytes]] = {}
+        self._pending: set[bytes] = set()
+        self._jobs_send, self._jobs_recv = trio.open_memory_channel[FetchJob](FETCH_QUEUE)
+        self._inbox_send, self.inbox = trio.open_memory_channel[ReceivedImage](INBOX_SIZE)
+        self._c = dict.fromkeys(ShareStats.__dataclass_fields__, 0)
+
+    def statistics(self) -> ShareStats:
+        return ShareStats(**self._c)
+
+    def _count(self, name: str, n: int = 1) -> None:
+        self._c[name] += n
+        self._on_change()
+
+    async def _run(self, fn: Callable[..., object], *args: object) -> object:
+        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def offer(self, peer_id: str, cids: list[bytes], round_id: int = 0
+                    ) -> tuple[bytes, ...]:
+        """Offer stored samples to `peer_id`; return the cids it wants (it fetches them).
+
+        Raises:
+            TransportError: the peer could not be reached.
+            RemoteProtocolError: it answered with something other than an OfferReply.
+            LocalProtocolError: a cid is not a stored sample.
+        """
+        items = []
+        own = self._transport.peer_id
+        for cid in dict.fromkeys(cids):
+            sample = self._store.get_sample(cid)
+            if sample is None:
+                raise LocalProtocolError(f"cannot offer {cid.hex()[:16]}: not a stored sample")
+            size = len(await self._run(self._store.get_blob, cid))  # type: ignore[arg-type]
+            items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
+                                   origin=sample.origin or own, origin_round=round_id,
+                                   novel_votes=0, voters=(), hops=0))
+        # Allow the fetch before the peer can possibly send it.
+        self._offered.setdefault(peer_id, set()).update(i.cid for i in items)
+        msg = ImageOffer(sender=own, round_id=round_id, items=tuple(items))
+        try:
+            raw = await self._transport.request(peer_id, SHARE_PROTOCOL, encode(msg))
+            reply = decode_as(raw, OfferReply, ErrorReply, limits=self._config.limits)
+        except RemoteProtocolError as exc:
+            await self._drop_link(peer_id, f"bad offer reply: {exc}")
+            raise
+        self._count("offers_sent")
+        if isinstance(reply, ErrorReply):
+            event(log, logging.WARNING, "offer_refused", peer=peer_id, code=reply.code,
+                  message=reply.message)
+            return ()
+        event(log, logging.INFO, "offer_sent", peer=peer_id, offered=len(items),
+              wanted=len(reply.wanted))
+        return reply.wanted
+
+    async def handle_fetch(self, peer_id: str, payload: bytes) -> bytes:
+        """Serve /fetch: the requested images we offered to this peer (others are left out)."""
+        req = decode_as(payload, ImageRequest, limits=self._config.limits)
+        allowed = self._offered.get(peer_id, set())
+        items = []
+        for cid in req.cids:
+            if cid not in allowed:
+                continue
+            sample = self._store.get_sample(cid)
+            data: bytes = await self._run(self._store.get_blob, cid)  # type: ignore[assignment]
+            items.append(ImageItem(cid=cid, data=data, label=sample.label if sample else None,
+                                   media_type=media_type_of(data)))
+        self._count("images_sent", len(items))
+        self._count("bytes_sent", sum(len(i.data) for i in items))
+        event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),
+              served=len(items))
+        return encode(ImageData(items=tuple(items)))
+
+    # -- receiving -------------------------------------------------------------------------
+
+    async def handle_offer(self, peer_id: str, payload: bytes) -> bytes:
+        """Serve /share: answer with the offered cids we lack and queue their fetch."""
+        offer = decode_as(payload, ImageOffer, limits=self._config.limits)
+        if offer.sender != peer_id:
+            raise RemoteProtocolError(f"offer names sender {offer.sender}, link is {peer_id}")
+        self._count("offers_received")
+        wanted = []
+        for item in offer.items:
+            if item.cid in self._pending or item.size > self._config.limits.max_image_bytes:
+                continue
+            if self._store.get_sample(item.cid) is None:
+                wanted.append(item)
+        if wanted:
+            try:
+                self._jobs_send.send_nowait(FetchJob(peer_id, offer.round_id, tuple(wanted)))
+            except trio.WouldBlock:
+                return encode(ErrorReply(code="busy", message="fetch queue full; offer later"))
+            self._pending.update(i.cid for i in wanted)
+        event(log, logging.INFO, "offer_received", peer=peer_id, offered=len(offer.items),
+              wanted=len(wanted))
+        return encode(OfferReply(wanted=tuple(i.cid for i in wanted)))
+
+    async def run_fetcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                          ) -> None:
+        """Fetch queued offers one at a time, forever."""
+        task_status.started()
+        async for job in self._jobs_recv:
+            try:
+                await self.fetch(job)
+            finally:
+                self._pending.difference_update(i.cid for i in job.items)
+
+    async def fetch(self, job: FetchJob) -> int:
+        """Fetch, verify and store one job's images; return how many were stored."""
+        limits = self._config.limits
+        stored = 0
+        for batch in batches(job.items, limits.max_message_bytes, limits.max_list_len):
+            requested = {i.cid: i for i in batch}
+            try:
+                raw = await self._transport.request(
+                    job.peer_id, FETCH_PROTOCOL, encode(ImageRequest(cids=tuple(requested))))
+                reply = decode_as(raw, ImageData, ErrorReply, limits=limits)
+                if isinstance(reply, ErrorReply):
+                    event(log, logging.WARNING, "fetch_refused", peer=job.peer_id,
+                          code=reply.code, message=reply.message)
+                    self._count("fetch_failures")
+                    return stored
+                self._count("images_received", len(reply.items))
+                self._count("bytes_received", sum(len(i.data) for i in reply.items))
+                await self._run(check_reply, requested, reply, limits.max_image_bytes)
+            except RemoteProtocolError as exc:
+                self._count("images_rejected", len(batch))
+                await self._drop_link(job.peer_id, f"bad fetch reply: {exc}")
+                return stored
+            except TransportError as exc:
+                self._count("fetch_failures")
+                event(log, logging.WARNING, "fetch_failed", peer=job.peer_id,
+                      images=len(batch), error=str(exc)[:200])
+                return stored
+            for item in reply.items:
+                await self._store_item(job, requested[item.cid], item)
+                stored += 1
+        return stored
+
+    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem) -> None:
+        sample = Sample(cid=item.cid, source="received", label=item.label,
+                        origin=offered.origin, domain=None, prediction=None, confidence=None,
+                        embedding=None, observed_round=job.round_id, created_at=self._wall_clock())
+
+        def put() -> None:
+            # Blob first: a crash between the two leaves an orphan blob, never a sample
+            # without bytes; the missing sample makes us fetch (and re-verify) it again.
+            if self._store.put_blob(item.data) != item.cid:
+                raise LocalProtocolError("store computed a different content ID")
+            self._store.add_sample(sample)
+
+        await self._run(put)
+        self._count("images_verified")
+        notice = ReceivedImage(cid=item.cid, sender=job.peer_id, origin=offered.origin,
+                               label=item.label, media_type=item.media_type,
+                               nbytes=len(item.data), round_id=job.round_id, item=offered)
+        try:
+            self._inbox_send.send_nowait(notice)
+        except trio.WouldBlock:
+            self._count("inbox_dropped")
+        event(log, logging.DEBUG, "image_stored", peer=job.peer_id, cid=item.cid.hex()[:16],
+              nbytes=len(item.data))
+
+
+def local_cid(data: bytes) -> bytes:
+    """The content ID we give to local image bytes."""
+    return content_id(data)

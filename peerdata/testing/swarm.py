@@ -1,0 +1,303 @@
+"""A local swarm: N real `peerdata run` daemons on 127.0.0.1, driven through their control sockets.
+
+Rule: every child is started with a readiness pipe and waited on through it (never a fixed
+sleep), and every child this module starts is stopped by PID (SIGTERM, then SIGKILL after a
+timeout) when the `open_swarm` block exits, however it exits (Ctrl-C included).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from peerdata.control.client import call
+from peerdata.errors import ControlError, PeerdataError
+from peerdata.node.home import init_home
+
+# The child runs the real CLI entry point; `-c` keeps this independent of where the console
+# script was installed.
+_ENTRY = "from peerdata.cli.main import main; main()"
+LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+
+
+class SwarmError(PeerdataError):
+    """A swarm daemon failed to start, to connect, or to deliver its images in time."""
+
+
+@dataclass
+class Robot:
+    """One running daemon started by this module."""
+
+    index: int
+    home: Path
+    process: subprocess.Popen[bytes]
+    peer_id: str = ""
+    listen_addrs: tuple[str, ...] = ()
+    control: str = ""
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid
+
+
+@dataclass(frozen=True)
+class RobotReport:
+    """What one robot did during a swarm run (the `--format json` row)."""
+
+    index: int
+    peer_id: str
+    peers: int
+    images_sent: int
+    images_received: int
+    images_verified: int
+    images_rejected: int
+    bytes_sent: int
+    bytes_received: int
+
+
+@dataclass(frozen=True)
+class SwarmReport:
+    """The outcome of `run_swarm`."""
+
+    robots: tuple[RobotReport, ...]
+    rounds: int
+    images_per_pair: int
+    expected_per_robot: int
+    ok: bool
+    out: str
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def start_robot(index: int, home: Path, *, ready_timeout_s: float = 60.0,
+                log_level: str = "info") -> Robot:
+    """Start `peerdata run --home HOME` and return once it reported readiness on its pipe.
+
+    Raises:
+        SwarmError: the daemon exited or stayed silent for `ready_timeout_s`.
+    """
+    read_fd, write_fd = os.pipe()
+    stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
+    try:
+        process = subprocess.Popen(
+            [sys.executable, "-c", _ENTRY, "run", "--home", str(home),
+             "--ready-fd", str(write_fd), "--log-level", log_level],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            pass_fds=(write_fd,), start_new_session=True,  # our Ctrl-C is ours to relay
+        )
+    finally:
+        os.close(write_fd)  # the child holds the only write end: EOF means it died
+        stderr.close()
+    robot = Robot(index, home, process)
+    try:
+        info = _read_ready(read_fd, ready_timeout_s, process)
+    except BaseException:
+        stop_robot(robot, timeout_s=5.0)
+        raise
+    finally:
+        os.close(read_fd)
+    robot.peer_id = str(info["peer_id"])
+    robot.listen_addrs = tuple(info["listen_addrs"])
+    robot.control = str(info["control"])
+    return robot
+
+
+def _read_ready(fd: int, timeout_s: float, process: subprocess.Popen[bytes]) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    buf = b""
+    while b"\n" not in buf:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SwarmError(f"daemon pid {process.pid} not ready within {timeout_s} s")
+        readable, _, _ = select.select([fd], [], [], left)
+        if not readable:
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            code = process.wait(timeout=timeout_s)
+            raise SwarmError(f"daemon pid {process.pid} exited with code {code} before ready")
+        buf += chunk
+    return dict(json.loads(buf.split(b"\n", 1)[0]))
+
+
+def stop_robot(robot: Robot, *, timeout_s: float = 10.0) -> int | None:
+    """SIGTERM by PID, wait up to `timeout_s`, then SIGKILL. Returns the exit code."""
+    process = robot.process
+    if process.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode
+
+
+def kill_robot(robot: Robot) -> None:
+    """SIGKILL by PID, no grace (for crash tests)."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(robot.pid, signal.SIGKILL)
+    robot.process.wait()
+
+
+@dataclass
+class Swarm:
+    """Running robots; robot 0 is the bootstrap node."""
+
+    out: Path
+    robots: list[Robot] = field(default_factory=list)
+
+    def home(self, index: int) -> Path:
+        return self.out / f"robot-{index}"
+
+    def start(self, index: int, *, ready_timeout_s: float = 60.0) -> Robot:
+        """Create (or reuse) robot `index`'s home and start its daemon."""
+        home = self.home(index)
+        bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
+        init_home(home, name=f"robot-{index}", listen=(LOOPBACK,), bootstrap=bootstrap)
+        robot = start_robot(index, home, ready_timeout_s=ready_timeout_s)
+        if index < len(self.robots):
+            self.robots[index] = robot
+        else:
+            self.robots.append(robot)
+        return robot
+
+    def call(self, index: int, cmd: str, args: dict[str, Any] | None = None,
+             timeout_s: float = 30.0) -> dict[str, Any]:
+        """Send one control command to robot `index`."""
+        return call(self.robots[index].home, cmd, args, timeout_s=timeout_s)
+
+    def wait_peers(self, count: int, timeout_s: float = 60.0) -> None:
+        """Block until every live robot has `count` connected peers (the daemon waits)."""
+        for r in self.robots:
+            if r.process.poll() is None:
+                self.call(r.index, "wait", {"peers": count, "timeout_s": timeout_s},
+                          timeout_s=timeout_s + 5)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers)."""
+        for r in self.robots:
+            if r.process.poll() is None:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(r.pid, signal.SIGTERM)
+        for r in self.robots:
+            stop_robot(r, timeout_s=timeout_s)
+
+
+@contextlib.contextmanager
+def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
+               stop_timeout_s: float = 10.0) -> Iterator[Swarm]:
+    """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit."""
+    if count < 1:
+        raise SwarmError("a swarm needs at least one robot")
+    out.mkdir(parents=True, exist_ok=True)
+    swarm = Swarm(out)
+    try:
+        swarm.start(0, ready_timeout_s=ready_timeout_s)
+        for i in range(1, count):
+            swarm.start(i, ready_timeout_s=ready_timeout_s)
+        yield swarm
+    finally:
+        swarm.stop(stop_timeout_s)
+
+
+def make_image(seed: int, size: int = 64) -> bytes:
+    """A small PNG: a drawn digit over a seeded pattern (unique per seed)."""
+    import cv2  # deferred: only image-making needs opencv
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    img = (rng.random((size, size, 3)) * 60).astype(np.uint8)
+    cv2.putText(img, str(seed % 10), (size // 4, 3 * size // 4), cv2.FONT_HERSHEY_SIMPLEX,
+                size / 40, (255, 255, 255), 2)
+    ok, buf = cv2.imencode(".png", img)
+    if not ok:
+        raise SwarmError("opencv could not encode a PNG")
+    return bytes(buf.tobytes())
+
+
+def write_images(directory: Path, seeds: list[int]) -> list[Path]:
+    """Write `make_image(seed)` for each seed under `directory`; return the paths."""
+    directory.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        path = directory / f"img-{seed}.png"
+        path.write_bytes(make_image(seed))
+        paths.append(path)
+    return paths
+
+
+def share_all(swarm: Swarm, images_per_pair: int, round_no: int = 0,
+              timeout_s: float = 60.0) -> int:
+    """Every robot offers `images_per_pair` fresh images to every other robot.
+
+    Returns how many images each robot should have received after this round.
+    """
+    n = len(swarm.robots)
+    for src in swarm.robots:
+        for dst in swarm.robots:
+            if dst.index == src.index:
+                continue
+            base = ((round_no * n + src.index) * n + dst.index) * images_per_pair
+            paths = write_images(swarm.out / "images" / f"robot-{src.index}",
+                                 [base + k for k in range(images_per_pair)])
+            swarm.call(src.index, "send", {"paths": [str(p) for p in paths],
+                                           "to": dst.peer_id, "label": round_no},
+                       timeout_s=timeout_s)
+    return (n - 1) * images_per_pair
+
+
+def collect(swarm: Swarm) -> list[RobotReport]:
+    """Ask each robot for its counters."""
+    reports = []
+    for r in swarm.robots:
+        s = swarm.call(r.index, "status")
+        reports.append(RobotReport(
+            index=r.index, peer_id=r.peer_id, peers=int(s["peers_connected"]),
+            images_sent=int(s["images_sent"]), images_received=int(s["images_received"]),
+            images_verified=int(s["images_verified"]),
+            images_rejected=int(s["images_rejected"]), bytes_sent=int(s["bytes_sent"]),
+            bytes_received=int(s["bytes_received"]),
+        ))
+    return reports
+
+
+def run_swarm(robots: int, out: Path, *, rounds: int = 1, images_per_pair: int = 2,
+              timeout_s: float = 60.0) -> SwarmReport:
+    """Start a swarm, let it mesh through robot 0, share images all-to-all, report, stop.
+
+    Raises:
+        SwarmError: a daemon did not start or mesh within `timeout_s`.
+    """
+    notes: list[str] = []
+    with open_swarm(robots, out, ready_timeout_s=timeout_s) as swarm:
+        swarm.wait_peers(robots - 1, timeout_s)
+        expected = 0
+        for round_no in range(rounds):
+            expected += share_all(swarm, images_per_pair, round_no, timeout_s)
+        ok = True
+        for r in swarm.robots:
+            try:
+                swarm.call(r.index, "wait", {"images_received": expected,
+                                             "timeout_s": timeout_s}, timeout_s=timeout_s + 5)
+            except ControlError as exc:
+                ok = False
+                notes.append(f"robot {r.index}: {exc}")
+        reports = collect(swarm)
+    ok = ok and all(r.images_verified == expected for r in reports)
+    return SwarmReport(tuple(reports), rounds, images_per_pair, expected, ok, str(out),
+                       tuple(notes))

@@ -1,0 +1,177 @@
+"""Region detectors for the privacy filter: OpenCV Haar cascades and YuNet, all offline.
+
+Rule: a detector is built once (model files are read and verified here, never per image) and
+its `detect` is pure: pixels in, boxes out. A model that fails verification raises PrivacyError
+at construction; nothing falls back silently to a weaker detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import cv2
+import numpy as np
+
+from peerdata.errors import PrivacyError
+from peerdata.ml.privacy.results import Box, RegionKind
+
+# sha256 of the official opencv_zoo face_detection_yunet_2023mar.onnx (232,589 bytes).
+YUNET_2023MAR_SHA256 = "8f2383e4dd3cfbb4553ea8718107fc0423210dc964f9f4280604804ed2552fa4"
+YUNET_FILE_NAME = "face_detection_yunet_2023mar.onnx"
+
+# Haar parameters chosen on the benchmark photos (docs/privacy.md): a finer scale step and a
+# low neighbour count trade false positives for recall, which is the right way round here.
+HAAR_SCALE_FACTOR = 1.1
+HAAR_MIN_NEIGHBORS = 3
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image prepared once for every detector."""
+
+    bgr: np.ndarray  # uint8 (H, W, 3)
+    gray: np.ndarray  # uint8 (H, W), histogram-equalised for the Haar cascades
+
+    @classmethod
+    def from_pixels(cls, img: np.ndarray) -> Frame:
+        """Build from grayscale (H, W) or BGR (H, W, 3) uint8 pixels."""
+        if img.ndim == 2:
+            gray, bgr = img, cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        else:
+            gray, bgr = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), img
+        return cls(bgr=bgr, gray=cv2.equalizeHist(gray))
+
+    @property
+    def width(self) -> int:
+        return int(self.gray.shape[1])
+
+    @property
+    def height(self) -> int:
+        return int(self.gray.shape[0])
+
+
+class RegionDetector(Protocol):
+    """Anything that finds regions of one kind; `min_size` is the smallest (w, h) it can find."""
+
+    name: str
+    kind: RegionKind
+    min_size: tuple[int, int]
+
+    def detect(self, frame: Frame) -> list[Box]: ...
+
+
+def _boxes(raw: object, width: int, height: int, mirrored: bool = False) -> list[Box]:
+    out = []
+    for x, y, w, h in np.asarray(raw, dtype=np.float64).reshape(-1, 4):
+        box = Box(int(x), int(y), int(np.ceil(w)), int(np.ceil(h)))
+        if mirrored:
+            box = Box(width - box.x - box.w, box.y, box.w, box.h)
+        clipped = box.enlarged(0.0, width, height)
+        if clipped.area > 0:
+            out.append(clipped)
+    return out
+
+
+class HaarCascadeDetector:
+    """One Haar cascade from the opencv wheel; `mirrored` also scans the flipped image.
+
+    The profile cascade only knows faces turned one way, so it is run on the mirror image too.
+    """
+
+    def __init__(self, name: str, kind: RegionKind, cascade_file: str, min_px: int,
+                 mirrored: bool = False) -> None:
+        path = Path(cv2.data.haarcascades) / cascade_file
+        cascade = cv2.CascadeClassifier(str(path))
+        if cascade.empty():
+            raise PrivacyError(f"cannot load Haar cascade {path} (is opencv-python 4.x installed?)")
+        win_w, win_h = cascade.getOriginalWindowSize()
+        scale = max(1.0, min_px / min(win_w, win_h))
+        self.name = name
+        self.kind = kind
+        self.min_size = (int(np.ceil(win_w * scale)), int(np.ceil(win_h * scale)))
+        self._cascade = cascade
+        self._mirrored = mirrored
+
+    def detect(self, frame: Frame) -> list[Box]:
+        found = self._scan(frame.gray)
+        boxes = _boxes(found, frame.width, frame.height)
+        if self._mirrored:
+            flipped = self._scan(cv2.flip(frame.gray, 1))
+            boxes += _boxes(flipped, frame.width, frame.height, mirrored=True)
+        return boxes
+
+    def _scan(self, gray: np.ndarray) -> object:
+        return self._cascade.detectMultiScale(
+            gray, scaleFactor=HAAR_SCALE_FACTOR, minNeighbors=HAAR_MIN_NEIGHBORS,
+            minSize=self.min_size)
+
+
+def haar_frontal_faces(min_px: int) -> HaarCascadeDetector:
+    return HaarCascadeDetector("haar_frontal", RegionKind.FACE,
+                               "haarcascade_frontalface_default.xml", min_px)
+
+
+def haar_profile_faces(min_px: int) -> HaarCascadeDetector:
+    return HaarCascadeDetector("haar_profile", RegionKind.FACE, "haarcascade_profileface.xml",
+                               min_px, mirrored=True)
+
+
+def haar_plates() -> HaarCascadeDetector:
+    return HaarCascadeDetector("haar_plate", RegionKind.PLATE,
+                               "haarcascade_russian_plate_number.xml", 0)
+
+
+class YuNetFaceDetector:
+    """OpenCV's YuNet CNN face detector, loaded from bytes that were hashed first."""
+
+    kind = RegionKind.FACE
+
+    def __init__(self, model: bytes, score_threshold: float, min_px: int) -> None:
+        try:
+            self._net = cv2.FaceDetectorYN.create(
+                "onnx", np.frombuffer(model, dtype=np.uint8), np.empty(0, dtype=np.uint8),
+                (320, 320), score_threshold, 0.3, 5000)
+        except cv2.error as exc:
+            raise PrivacyError(f"OpenCV cannot load the YuNet model: {exc}") from None
+        self.name = "yunet"
+        self.min_size = (min_px, min_px)
+        self._lock = threading.Lock()  # setInputSize + detect is one stateful step
+
+    def detect(self, frame: Frame) -> list[Box]:
+        with self._lock:
+            self._net.setInputSize((frame.width, frame.height))
+            _, faces = self._net.detect(frame.bgr)
+        if faces is None:
+            return []
+        return _boxes(faces[:, :4], frame.width, frame.height)
+
+
+def load_yunet(path: Path, expected_sha256: str | None, score_threshold: float,
+               min_px: int) -> YuNetFaceDetector:
+    """Read, verify and load a YuNet ONNX file; the hashed bytes are the bytes loaded.
+
+    Args:
+        expected_sha256: hex digest to require; None means the official 2023mar file.
+
+    Raises:
+        PrivacyError: the file is missing or unreadable, its hash differs, or OpenCV rejects it.
+    """
+    expected = (expected_sha256 or YUNET_2023MAR_SHA256).strip().lower()
+    try:
+        model = path.read_bytes()
+    except FileNotFoundError:
+        raise PrivacyError(
+            f"privacy.yunet_model {path}: no such file (get {YUNET_FILE_NAME} from the OpenCV "
+            "model zoo, or remove the setting to use the Haar detectors only)") from None
+    except OSError as exc:
+        raise PrivacyError(f"privacy.yunet_model {path}: cannot read: {exc.strerror}") from None
+    actual = hashlib.sha256(model).hexdigest()
+    if actual != expected:
+        raise PrivacyError(
+            f"privacy.yunet_model {path}: sha256 {actual} does not match the expected "
+            f"{expected}; refusing to use a modified or unknown model")
+    return YuNetFaceDetector(model, score_threshold, min_px)

@@ -1,0 +1,216 @@
+"""One federated round between peers, with no trusted server: elected aggregator, or gossip.
+
+Rule: the algorithm never touches the network itself. It is handed two async callables
+(hivemind-style), `send_update(peer, payload)` and `collect(deadline, expected)`, so it runs the
+same over libp2p, over `peerdata.testing.memory_network`, or in a unit test. Time comes only from
+`trio.current_time()`; whoever misses the deadline is left out of the round and never blocks it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import trio
+
+from peerdata.config import FederationConfig
+from peerdata.errors import LocalProtocolError, TransportError
+from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
+from peerdata.federated.validate import Expectation, Rejection, UpdateValidator
+from peerdata.identity import Identity
+from peerdata.ml.aggregate import AggregationRule, ClientUpdate, StateDict
+from peerdata.wire.model_update import encode_model_update, sign_model_update
+
+logger = logging.getLogger("peerdata.federated")
+
+SendUpdate = Callable[[str, bytes], Awaitable[None]]
+"""Deliver one encoded ModelUpdate to a peer; raises TransportError when it cannot."""
+
+Collect = Callable[[float, frozenset[str]], Awaitable[list[tuple[str, bytes]]]]
+"""Return (sender, payload) pairs received until the absolute trio time `deadline`, or earlier
+once every peer in `expected` has sent something."""
+
+
+@dataclass(frozen=True)
+class LocalModel:
+    """This peer's model after local training, and what it may tell others about its data."""
+
+    state: StateDict
+    num_samples: int
+    label_counts: tuple[int, ...] = ()
+    tag: str = ""
+
+
+@dataclass(frozen=True)
+class RoundResult:
+    """What one round did, for the node's statistics and the CLI."""
+
+    round_id: int
+    mode: str
+    aggregator: str | None
+    model: StateDict | None  # the model to continue from; None = keep the local one
+    version: int  # global model version after the round
+    included: tuple[str, ...]
+    rejected: tuple[Rejection, ...]
+    missing: tuple[str, ...]  # expected peers that sent nothing before the deadline
+    bytes_sent: int
+    bytes_received: int
+    notes: tuple[str, ...] = field(default=())
+
+
+def elect_aggregator(round_id: int, peers: Sequence[str]) -> str:
+    """The round's aggregator: the peer with the smallest SHA-256 of "round:peer".
+
+    Every peer with the same member list computes the same answer, with no messages, and the
+    role rotates pseudo-randomly from round to round.
+    """
+    if not peers:
+        raise LocalProtocolError("cannot elect an aggregator among no peers")
+    return min(peers, key=lambda p: hashlib.sha256(f"{round_id}:{p}".encode()).digest())
+
+
+class FederatedPeer:
+    """One node's side of the exchange: signs, sends, collects, validates and aggregates."""
+
+    def __init__(self, identity: Identity, config: FederationConfig, rule: AggregationRule,
+                 global_state: StateDict, version: int = 0) -> None:
+        self._identity = identity
+        self._config = config
+        self._rule = rule
+        self._options = BlobOptions(config.update_dtype, config.topk_fraction)
+        self.global_state = {k: v.detach().clone() for k, v in global_state.items()}
+        self.version = version
+
+    @property
+    def peer_id(self) -> str:
+        """This node's peer ID."""
+        return self._identity.peer_id
+
+    def _encode(self, round_id: int, kind: str, state: StateDict, local: LocalModel | None,
+                *, delta: bool, base_version: int, options: BlobOptions) -> bytes:
+        blobs = blobs_from_state(state, options, self.global_state if delta else None)
+        msg = sign_model_update(
+            self._identity, round_id=round_id, base_version=base_version, kind=kind,
+            is_delta=delta, num_samples=local.num_samples if local else 1,
+            label_counts=local.label_counts if local else (), tag=local.tag if local else "",
+            tensors=blobs,
+        )
+        payload = encode_model_update(msg)
+        if len(payload) > self._config.max_update_bytes:
+            raise LocalProtocolError(
+                f"our {kind} update is {len(payload)} bytes, over federation.max_update_bytes "
+                f"{self._config.max_update_bytes}"
+            )
+        return payload
+
+    def choose_aggregator(self, round_id: int, peers: Sequence[str]) -> str:
+        """The configured aggregator if it takes part, else the elected one."""
+        members = sorted(set(peers) | {self.peer_id})
+        configured = self._config.aggregator
+        return configured if configured in members else elect_aggregator(round_id, members)
+
+    async def aggregator_round(self, round_id: int, peers: Sequence[str], local: LocalModel, *,
+                               send_update: SendUpdate, collect: Collect) -> RoundResult:
+        """Send our update to the round's aggregator and adopt the global model it returns;
+        if we are the aggregator, collect, validate, aggregate and send the global model."""
+        start = trio.current_time()
+        others = frozenset(peers) - {self.peer_id}
+        aggregator = self.choose_aggregator(round_id, peers)
+        validator = UpdateValidator(self.global_state)
+        if aggregator == self.peer_id:
+            expect = Expectation(round_id, self.version, frozenset({"update"}),
+                                 self._config.max_update_bytes)
+            received = await collect(start + self._config.deadline_s, others)
+            accepted, rejected = validator.screen(received, expect, allowed=others)
+            updates = [ClientUpdate(self.peer_id, local.state, local.num_samples, local.tag)]
+            updates += [ClientUpdate(u.peer, u.state, u.num_samples, u.tag or None)
+                        for u in accepted]
+            new_state = self._rule.aggregate(updates)
+            dense = BlobOptions(self._config.update_dtype)
+            payload = self._encode(round_id, "global", new_state, None, delta=False,
+                                   base_version=self.version + 1, options=dense)
+            # Adopt exactly what the others decode, so every peer holds the same bytes.
+            new_state = state_from_blobs(
+                blobs_from_state(new_state, dense), self.global_state
+            )
+            sent = await self._send_all(sorted(others), payload, send_update)
+            self._adopt(new_state)
+            included = tuple(sorted(u.peer for u in accepted))
+            return RoundResult(
+                round_id, "aggregator", aggregator, new_state, self.version,
+                (self.peer_id, *included), tuple(rejected),
+                tuple(sorted(others - set(included) - {r.peer for r in rejected})),
+                sent * len(payload), sum(u.wire_bytes for u in accepted),
+            )
+        payload = self._encode(round_id, "update", local.state, local, delta=True,
+                               base_version=self.version, options=self._options)
+        sent = await self._send_all([aggregator], payload, send_update)
+        expect = Expectation(round_id, self.version + 1, frozenset({"global"}),
+                             self._config.max_update_bytes)
+        received = await collect(start + 2 * self._config.deadline_s, frozenset({aggregator}))
+        accepted, rejected = validator.screen(received, expect, allowed=frozenset({aggregator}))
+        fresh = [u for u in accepted if u.base_version == self.version + 1]
+        if not fresh:
+            logger.warning("round %d: no global model from %s before the deadline",
+                           round_id, aggregator)
+            return RoundResult(round_id, "aggregator", aggregator, None, self.version, (),
+                               tuple(rejected), (aggregator,), sent * len(payload),
+                               sum(u.wire_bytes for u in accepted))
+        self._adopt(fresh[0].state)
+        return RoundResult(round_id, "aggregator", aggregator, fresh[0].state, self.version,
+                           (aggregator,), tuple(rejected), (), sent * len(payload),
+                           fresh[0].wire_bytes)
+
+    async def gossip_round(self, round_id: int, neighbours: Sequence[str], local: LocalModel, *,
+                           send_update: SendUpdate, collect: Collect) -> RoundResult:
+        """Send our full model to each neighbour, then combine ours with what arrived in time
+        using the configured rule (FedAvg = gossip averaging, median = robust gossip)."""
+        start = trio.current_time()
+        others = frozenset(neighbours) - {self.peer_id}
+        full = BlobOptions(self._config.update_dtype)
+        payload = self._encode(round_id, "gossip", local.state, local, delta=False,
+                               base_version=round_id, options=full)
+        sent = await self._send_all(sorted(others), payload, send_update)
+        received = await collect(start + self._config.deadline_s, others)
+        validator = UpdateValidator(local.state)
+        expect = Expectation(round_id, round_id, frozenset({"gossip"}),
+                             self._config.max_update_bytes)
+        accepted, rejected = validator.screen(received, expect, allowed=others)
+        updates = [ClientUpdate(self.peer_id, local.state, local.num_samples)]
+        updates += [ClientUpdate(u.peer, u.state, u.num_samples) for u in accepted]
+        new_state = self._rule.aggregate(updates)
+        self.global_state = {k: v.detach().clone() for k, v in new_state.items()}
+        included = tuple(sorted(u.peer for u in accepted))
+        return RoundResult(
+            round_id, "gossip", None, new_state, self.version, (self.peer_id, *included),
+            tuple(rejected), tuple(sorted(others - set(included) - {r.peer for r in rejected})),
+            sent * len(payload), sum(u.wire_bytes for u in accepted),
+        )
+
+    def _adopt(self, state: StateDict) -> None:
+        self.global_state = {k: v.detach().clone() for k, v in state.items()}
+        self.version += 1
+
+    async def _send_all(self, peers: Sequence[str], payload: bytes,
+                        send_update: SendUpdate) -> int:
+        """Send `payload` to every peer concurrently; count the deliveries that succeeded.
+
+        A peer that cannot be reached is logged and skipped; sending stops at the deadline.
+        """
+        delivered = 0
+
+        async def one(peer: str) -> None:
+            nonlocal delivered
+            try:
+                await send_update(peer, payload)
+                delivered += 1
+            except TransportError as exc:
+                logger.warning("model update to %s not delivered: %s", peer, exc)
+
+        with trio.move_on_after(self._config.deadline_s):
+            async with trio.open_nursery() as nursery:
+                for peer in peers:
+                    nursery.start_soon(one, peer)
+        return delivered

@@ -1,0 +1,59 @@
+"""Glue between a Transport and the exchange: serve /peerdata/model/1.0.0 into a bounded inbox.
+
+Rule: only bytes pass through here. The handler checks the size and queues (sender, payload)
+with backpressure; decoding and verification happen in the exchange, never in the handler.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from peerdata.errors import RemoteProtocolError
+from peerdata.net.transport import Transport
+from peerdata.wire.versions import MODEL_PROTOCOL
+
+INBOX_CAPACITY = 64
+ACK = b"ok"
+
+
+class ModelInbox:
+    """Receives model updates on MODEL_PROTOCOL; `collect` is the exchange's Collect."""
+
+    def __init__(self, max_update_bytes: int, capacity: int = INBOX_CAPACITY) -> None:
+        self._max = max_update_bytes
+        self._send, self._receive = trio.open_memory_channel[tuple[str, bytes]](capacity)
+
+    def attach(self, transport: Transport) -> None:
+        """Serve MODEL_PROTOCOL on `transport` with this inbox."""
+        transport.set_handler(MODEL_PROTOCOL, self.handle)
+
+    async def handle(self, peer: str, payload: bytes) -> bytes:
+        """Request handler: refuse oversize payloads, queue the rest, acknowledge."""
+        if len(payload) > self._max:
+            raise RemoteProtocolError(
+                f"model update of {len(payload)} bytes exceeds federation.max_update_bytes"
+            )
+        await self._send.send((peer, payload))
+        return ACK
+
+    async def collect(self, deadline: float, expected: frozenset[str]) -> list[tuple[str, bytes]]:
+        """Everything received until `deadline`, or until each of `expected` has sent once."""
+        received: list[tuple[str, bytes]] = []
+        heard: set[str] = set()
+        with trio.move_on_at(deadline):
+            while not expected <= heard:
+                peer, payload = await self._receive.receive()
+                received.append((peer, payload))
+                heard.add(peer)
+        return received
+
+
+def transport_sender(transport: Transport) -> Callable[[str, bytes], Awaitable[None]]:
+    """A SendUpdate that delivers over `transport` on MODEL_PROTOCOL."""
+
+    async def send_update(peer: str, payload: bytes) -> None:
+        await transport.request(peer, MODEL_PROTOCOL, payload)
+
+    return send_update

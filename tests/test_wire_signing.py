@@ -10,6 +10,7 @@ from peerdata.errors import LocalProtocolError, RemoteProtocolError, SignatureEr
 from peerdata.identity import Identity
 from peerdata.wire import (
     ReplayGuard,
+    Vote,
     content_id,
     decode,
     encode,
@@ -27,25 +28,23 @@ CAROL = Identity.from_private_bytes(b"\x03" * 32)
 CID = content_id(b"image")
 
 
-def bob_vote(**overrides: object) -> object:
-    fields = {"origin": ALICE.peer_id, "cid": CID, "round_id": 4, "novel": True, "score": 2.5,
-              "timestamp": 1000.0, "nonce": b"\x07" * 16}
-    fields.update(overrides)
-    return sign_vote(BOB, **fields)  # type: ignore[arg-type]
+def bob_vote() -> Vote:
+    return sign_vote(BOB, origin=ALICE.peer_id, cid=CID, round_id=4, novel=True, score=2.5,
+                     timestamp=1000.0, nonce=b"\x07" * 16)
 
 
 def test_signed_vote_verifies_and_signature_is_deterministic() -> None:
     vote = bob_vote()
-    verify_vote(vote)  # type: ignore[arg-type]
+    verify_vote(vote)
     assert vote == bob_vote()  # Ed25519 is deterministic; same fields, same bytes
 
 
 def test_vote_signed_by_someone_else_is_a_forgery() -> None:
     honest = bob_vote()
-    forged = dataclasses.replace(honest, signature=CAROL.sign(signing_payload(honest)))  # type: ignore[type-var]
+    forged = dataclasses.replace(honest, signature=CAROL.sign(signing_payload(honest)))
     with pytest.raises(SignatureError, match="bad signature by 12D3KooW"):
         verify_vote(forged)
-    impersonated = dataclasses.replace(honest, voter=CAROL.peer_id)  # type: ignore[type-var]
+    impersonated = dataclasses.replace(honest, voter=CAROL.peer_id)
     with pytest.raises(SignatureError):
         verify_vote(impersonated)
 
@@ -55,18 +54,19 @@ def test_vote_signed_by_someone_else_is_a_forgery() -> None:
     ("timestamp", 1001.0), ("nonce", b"\x08" * 16), ("origin", CAROL.peer_id),
 ])
 def test_tampering_with_any_vote_field_breaks_the_signature(field: str, value: object) -> None:
-    tampered = dataclasses.replace(bob_vote(), **{field: value})  # type: ignore[type-var]
+    tampered = dataclasses.replace(bob_vote(), **{field: value})  # type: ignore[arg-type]
     with pytest.raises(SignatureError):
         verify_vote(tampered)
 
 
 def test_tampered_bytes_on_the_wire_are_caught() -> None:
-    data = bytearray(encode(bob_vote()))  # type: ignore[arg-type]
+    data = bytearray(encode(bob_vote()))
     index = data.index(b"\xa5score\xcb") + 7  # the score's float64 payload
     data[index + 7] ^= 1
     received = decode(bytes(data))
+    assert isinstance(received, Vote)
     with pytest.raises(SignatureError):
-        verify_vote(received)  # type: ignore[arg-type]
+        verify_vote(received)
 
 
 def test_feedback_sign_verify_and_tamper() -> None:
@@ -90,7 +90,7 @@ def test_signing_payload_covers_type_and_every_field_but_the_signature() -> None
     vote = bob_vote()
     body = to_wire(vote)
     del body["signature"]
-    assert signing_payload(vote) == b"peerdata-sig\x00\x01\x07" + pack(body)  # type: ignore[arg-type]
+    assert signing_payload(vote) == b"peerdata-sig\x00\x01\x07" + pack(body)
 
 
 def test_replay_guard_accepts_once_then_refuses() -> None:

@@ -18,7 +18,7 @@ import trio
 from peerdata.config import FederationConfig
 from peerdata.errors import LocalProtocolError, TransportError
 from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
-from peerdata.federated.validate import Expectation, Rejection, UpdateValidator
+from peerdata.federated.validate import Expectation, ReceivedUpdate, Rejection, UpdateValidator
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import AggregationRule, ClientUpdate, StateDict
 from peerdata.wire.model_update import encode_model_update, sign_model_update
@@ -122,8 +122,8 @@ class FederatedPeer:
         if aggregator == self.peer_id:
             expect = Expectation(round_id, self.version, frozenset({"update"}),
                                  self._config.max_update_bytes)
-            received = await collect(start + self._config.deadline_s, others)
-            accepted, rejected = validator.screen(received, expect, allowed=others)
+            accepted, rejected = await self._gather(
+                collect, start + self._config.deadline_s, others, validator, expect)
             updates = [ClientUpdate(self.peer_id, local.state, local.num_samples, local.tag)]
             updates += [ClientUpdate(u.peer, u.state, u.num_samples, u.tag or None)
                         for u in accepted]
@@ -149,8 +149,9 @@ class FederatedPeer:
         sent = await self._send_all([aggregator], payload, send_update)
         expect = Expectation(round_id, self.version + 1, frozenset({"global"}),
                              self._config.max_update_bytes)
-        received = await collect(start + 2 * self._config.deadline_s, frozenset({aggregator}))
-        accepted, rejected = validator.screen(received, expect, allowed=frozenset({aggregator}))
+        accepted, rejected = await self._gather(
+            collect, start + 2 * self._config.deadline_s, frozenset({aggregator}), validator,
+            expect, want=lambda u: u.base_version == self.version + 1)
         fresh = [u for u in accepted if u.base_version == self.version + 1]
         if not fresh:
             logger.warning("round %d: no global model from %s before the deadline",
@@ -173,11 +174,11 @@ class FederatedPeer:
         payload = self._encode(round_id, "gossip", local.state, local, delta=False,
                                base_version=round_id, options=full)
         sent = await self._send_all(sorted(others), payload, send_update)
-        received = await collect(start + self._config.deadline_s, others)
         validator = UpdateValidator(local.state)
         expect = Expectation(round_id, round_id, frozenset({"gossip"}),
                              self._config.max_update_bytes)
-        accepted, rejected = validator.screen(received, expect, allowed=others)
+        accepted, rejected = await self._gather(
+            collect, start + self._config.deadline_s, others, validator, expect)
         updates = [ClientUpdate(self.peer_id, local.state, local.num_samples)]
         updates += [ClientUpdate(u.peer, u.state, u.num_samples) for u in accepted]
         new_state = self._rule.aggregate(updates)
@@ -188,6 +189,34 @@ class FederatedPeer:
             tuple(rejected), tuple(sorted(others - set(included) - {r.peer for r in rejected})),
             sent * len(payload), sum(u.wire_bytes for u in accepted),
         )
+
+    @staticmethod
+    async def _gather(
+        collect: Collect, deadline: float, expected: frozenset[str], validator: UpdateValidator,
+        expect: Expectation, want: Callable[[ReceivedUpdate], bool] = lambda u: True,
+    ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
+        """Collect until every expected peer sent a valid, wanted update or the deadline passes.
+
+        Invalid or stale messages (e.g. a straggler's update from an earlier round still in
+        the inbox) are rejected and logged, and waiting goes on for that peer.
+        """
+        accepted: dict[str, ReceivedUpdate] = {}
+        rejected: list[Rejection] = []
+        while True:
+            waiting = expected - set(accepted)
+            if not waiting or trio.current_time() >= deadline:
+                return list(accepted.values()), rejected
+            batch = await collect(deadline, waiting)
+            if not batch:
+                return list(accepted.values()), rejected
+            good, bad = validator.screen(batch, expect, allowed=expected,
+                                         already=frozenset(accepted))
+            rejected += bad
+            for update in good:
+                if want(update):
+                    accepted[update.peer] = update
+                else:
+                    rejected.append(Rejection(update.peer, "stale model version"))
 
     def _adopt(self, state: StateDict) -> None:
         self.global_state = {k: v.detach().clone() for k, v in state.items()}

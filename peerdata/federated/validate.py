@@ -95,11 +95,12 @@ class UpdateValidator:
 
     def screen(
         self, received: Iterable[tuple[str, bytes]], expect: Expectation,
-        allowed: frozenset[str] | None = None,
+        allowed: frozenset[str] | None = None, already: frozenset[str] = frozenset(),
     ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
         """Check every (peer, payload); keep the first valid update per peer, log the rest.
 
-        `allowed`, when given, is the set of peers this round listens to.
+        `allowed`, when given, is the set of peers this round listens to; `already` holds
+        peers whose update was accepted by an earlier call in the same round.
         """
         accepted: dict[str, ReceivedUpdate] = {}
         rejected: list[Rejection] = []
@@ -107,7 +108,7 @@ class UpdateValidator:
             reason: str | None = None
             if allowed is not None and peer not in allowed:
                 reason = "not a participant of this round"
-            elif peer in accepted:
+            elif peer in accepted or peer in already:
                 reason = "second update in one round"
             else:
                 try:

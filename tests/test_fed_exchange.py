@@ -1,0 +1,181 @@
+"""The model-update exchange on the in-memory network under MockClock: stragglers, bad peers."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+import pytest
+import torch
+import trio
+import trio.testing
+
+from peerdata.config import FederationConfig
+from peerdata.federated import (
+    FederatedPeer,
+    LocalModel,
+    ModelInbox,
+    RoundResult,
+    elect_aggregator,
+    transport_sender,
+)
+from peerdata.federated.tensors import BlobOptions, blobs_from_state
+from peerdata.identity import Identity
+from peerdata.ml.aggregate import CoordinateMedian, FedAvg
+from peerdata.testing.memory_network import MemoryNetwork
+from peerdata.wire.model_update import encode_model_update, sign_model_update
+from peerdata.wire.versions import MODEL_PROTOCOL
+
+IDS = [Identity.from_private_bytes(bytes([i + 1]) * 32) for i in range(3)]
+A, B, C = IDS
+DEADLINE = 10.0
+TIMEOUT = 120.0  # virtual seconds; the clock autojumps
+
+
+def start_state() -> dict[str, torch.Tensor]:
+    return {"w": torch.zeros(2), "steps": torch.tensor(0, dtype=torch.int64)}
+
+
+def local(value: float, n: int) -> LocalModel:
+    return LocalModel({"w": torch.full((2,), value), "steps": torch.tensor(1)}, n)
+
+
+def test_election_is_shared_and_rotates() -> None:
+    peers = [i.peer_id for i in IDS]
+    chosen = {elect_aggregator(r, peers) for r in range(20)}
+    assert elect_aggregator(5, peers) == elect_aggregator(5, list(reversed(peers)))
+    assert len(chosen) == 3
+
+
+async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClock) -> None:
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id)
+    net = MemoryNetwork(seed=1)
+    members = [i.peer_id for i in IDS]
+    results: dict[str, list[RoundResult]] = {i.peer_id: [] for i in IDS}
+    finished_at: dict[str, float] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            nodes = {}
+            for ident in IDS:
+                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
+                inbox = ModelInbox(cfg.max_update_bytes)
+                inbox.attach(transport)
+                peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
+                nodes[ident.peer_id] = (peer, inbox, transport_sender(transport))
+
+            async def node(ident: Identity, rounds: list[tuple[float, float, int]]) -> None:
+                peer, inbox, send = nodes[ident.peer_id]
+                for round_id, (delay, value, n) in enumerate(rounds, start=1):
+                    await trio.sleep(delay)  # virtual time: local training takes this long
+                    result = await peer.aggregator_round(
+                        round_id, members, local(value, n), send_update=send,
+                        collect=inbox.collect)
+                    results[ident.peer_id].append(result)
+                    finished_at[f"{ident.peer_id}:{round_id}"] = trio.current_time()
+                    if round_id == 1:  # everyone starts round 2 together
+                        await trio.sleep_until(50.0)
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(node, A, [(0.0, 1.0, 1), (0.0, 1.0, 1)])
+                nursery.start_soon(node, B, [(1.0, 3.0, 3), (0.0, 3.0, 3)])
+                # C trains for 25 s in round 1: its update arrives after A's deadline (10 s)
+                nursery.start_soon(node, C, [(25.0, 100.0, 1), (0.0, 5.0, 4)])
+
+    r1_a, r1_b, r1_c = (results[i.peer_id][0] for i in IDS)
+    # the round closed at the deadline without waiting for C, and left C out
+    assert finished_at[f"{A.peer_id}:1"] == pytest.approx(DEADLINE)
+    assert r1_a.aggregator == A.peer_id
+    assert r1_a.included == (A.peer_id, B.peer_id) and r1_a.missing == (C.peer_id,)
+    assert torch.allclose(r1_a.model["w"], torch.full((2,), 2.5))  # (1*1 + 3*3) / 4
+    assert torch.equal(r1_b.model["w"], r1_a.model["w"])
+    # C's late update never reached the model, but C still picks up the global model
+    assert r1_c.model is not None and torch.equal(r1_c.model["w"], r1_a.model["w"])
+    assert r1_c.version == 1 and r1_c.included == (A.peer_id,)
+    # round 2: C's stale round-1 update is refused, its fresh one counted
+    r2_a = results[A.peer_id][1]
+    assert set(r2_a.included) == {A.peer_id, B.peer_id, C.peer_id} and r2_a.missing == ()
+    assert any("round 1" in r.reason for r in r2_a.rejected)
+    expected = 2.5 + (1 * (1 - 2.5) + 3 * (3 - 2.5) + 4 * (5 - 2.5)) / 8
+    assert torch.allclose(r2_a.model["w"], torch.full((2,), expected))
+    assert all(results[i.peer_id][1].version == 2 for i in IDS)
+
+
+async def test_bad_updates_never_reach_the_model(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id,
+                           max_update_bytes=4096)
+    net = MemoryNetwork(seed=2)
+    members = [i.peer_id for i in IDS]
+    nan_state = {"w": torch.tensor([float("nan"), 0.0]), "steps": torch.tensor(1)}
+    poisoned = encode_model_update(sign_model_update(
+        B, round_id=1, base_version=0, kind="update", is_delta=False, num_samples=1000,
+        label_counts=(), tag="", tensors=blobs_from_state(nan_state, BlobOptions())))
+    wrong_shape = encode_model_update(sign_model_update(
+        C, round_id=1, base_version=0, kind="update", is_delta=False, num_samples=1000,
+        label_counts=(), tag="", tensors=blobs_from_state(
+            {"w": torch.ones(3), "steps": torch.tensor(1)}, BlobOptions())))
+    with trio.fail_after(TIMEOUT), caplog.at_level(logging.WARNING, "peerdata.federated"):
+        async with net.open_transport(A.peer_id) as ta, \
+                net.open_transport(B.peer_id) as tb, net.open_transport(C.peer_id) as tc:
+            inbox = ModelInbox(cfg.max_update_bytes)
+            inbox.attach(ta)
+            peer = FederatedPeer(A, cfg, FedAvg(), start_state())
+            for transport in (tb, tc):
+                transport.set_handler(MODEL_PROTOCOL, ModelInbox(4096).handle)
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(tb.request, A.peer_id, MODEL_PROTOCOL, poisoned)
+                nursery.start_soon(tc.request, A.peer_id, MODEL_PROTOCOL, wrong_shape)
+                result = await peer.aggregator_round(
+                    1, members, local(1.0, 1), send_update=transport_sender(ta),
+                    collect=inbox.collect)
+    assert result.included == (A.peer_id,)
+    assert torch.equal(result.model["w"], torch.ones(2))
+    reasons = " | ".join(r.reason for r in result.rejected)
+    assert "NaN" in reasons and "shape" in reasons
+    assert sum("rejected" in r.getMessage() for r in caplog.records) == 2
+
+
+async def test_oversize_update_is_refused_at_the_inbox(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    net = MemoryNetwork(seed=3)
+    with trio.fail_after(TIMEOUT):
+        async with net.open_transport(A.peer_id) as ta, net.open_transport(B.peer_id) as tb:
+            inbox = ModelInbox(max_update_bytes=100)
+            inbox.attach(ta)
+            with pytest.raises(Exception, match="reset"):
+                await tb.request(A.peer_id, MODEL_PROTOCOL, b"\x01\x10" + b"\x00" * 200)
+            assert await inbox.collect(trio.current_time() + 1.0, frozenset({B.peer_id})) == []
+
+
+async def test_gossip_round_median_shrugs_off_a_liar(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, mode="gossip")
+    net = MemoryNetwork(seed=4)
+    members = [i.peer_id for i in IDS]
+    values = {A.peer_id: 1.0, B.peer_id: 2.0, C.peer_id: 1e6}  # C is scaling its model
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wiring = {}
+            for ident in IDS:
+                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
+                inbox = ModelInbox(cfg.max_update_bytes)
+                inbox.attach(transport)
+                wiring[ident.peer_id] = (transport, inbox)
+
+            async def node(ident: Identity) -> None:
+                transport, inbox = wiring[ident.peer_id]
+                peer = FederatedPeer(ident, cfg, CoordinateMedian(), start_state())
+                out[ident.peer_id] = await peer.gossip_round(
+                    1, members, local(values[ident.peer_id], 1),
+                    send_update=transport_sender(transport), collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for ident in IDS:
+                    nursery.start_soon(node, ident)
+    for honest in (A, B):
+        assert set(out[honest.peer_id].included) == set(members)
+        assert torch.equal(out[honest.peer_id].model["w"], torch.full((2,), 2.0))

@@ -82,8 +82,7 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
         raise ControlError("send needs 'paths': a non-empty list of file paths")
     if len(paths) > MAX_SEND_FILES:
         raise ControlError(f"send takes at most {MAX_SEND_FILES} files at once")
-    images = await trio.to_thread.run_sync(
-        _read_images, paths, node.config.limits.max_image_bytes, limiter=node.limiter)
+    images = await node.offload(_read_images, paths, node.config.limits.max_image_bytes)
     store = node.store
     now = node.wall_time()
 
@@ -98,7 +97,7 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
             cids.append(cid)
         return cids
 
-    cids = await trio.to_thread.run_sync(put_all, limiter=node.limiter)
+    cids: list[bytes] = await node.offload(put_all)
     wanted = await node.share.offer(to, cids)
     return {"to": to, "offered": len(set(cids)), "wanted": len(wanted),
             "cids": [c.hex() for c in dict.fromkeys(cids)]}

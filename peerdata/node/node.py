@@ -53,6 +53,24 @@ GOSSIP_INBOX = 256
 DIAL_QUEUE = 256
 THREADS = 2  # CPU/disk work in flight at once (hashing, store writes)
 
+# Runs a blocking function off the event loop: `await offload(fn, *args)`.
+Offload = Callable[..., Awaitable[Any]]
+
+
+def thread_offload(limiter: trio.CapacityLimiter) -> Offload:
+    """The default Offload: a worker thread, at most `limiter` at once."""
+
+    async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+        return await trio.to_thread.run_sync(fn, *args, limiter=limiter)
+
+    return offload
+
+
+async def inline_offload(fn: Callable[..., Any], *args: Any) -> Any:
+    """Run `fn` on the event loop (tests under MockClock: a thread would let the clock jump)."""
+    await trio.lowlevel.checkpoint()
+    return fn(*args)
+
 
 @dataclass(frozen=True)
 class PeerView:
@@ -91,7 +109,7 @@ class Node:
 
     def __init__(self, config: NodeConfig, identity: Identity, store: Store,
                  transport: Transport, nursery: trio.Nursery,
-                 wall_clock: Callable[[], float]) -> None:
+                 wall_clock: Callable[[], float], offload: Offload | None = None) -> None:
         self.config = config
         self.identity = identity
         self.store = store
@@ -99,6 +117,7 @@ class Node:
         self.peer_id = transport.peer_id
         self.book = PeerBook(self.peer_id)
         self.limiter = trio.CapacityLimiter(THREADS)
+        self.offload: Offload = offload or thread_offload(self.limiter)
         self.started_at = trio.current_time()
         self._nursery = nursery
         self._wall_clock = wall_clock
@@ -108,7 +127,7 @@ class Node:
             GOSSIP_INBOX)
         self._gossip = {"received": 0, "rejected": 0}
         self._links_dropped = 0
-        self.share = ShareService(transport, store, config, self.limiter, self.drop_link,
+        self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
 
     @property
@@ -327,12 +346,14 @@ class Node:
 @asynccontextmanager
 async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None = None,
                     store: Store | None = None, transport: Transport | None = None,
-                    wall_clock: Callable[[], float] = time.time) -> AsyncIterator[Node]:
+                    wall_clock: Callable[[], float] = time.time,
+                    offload: Offload | None = None) -> AsyncIterator[Node]:
     """Run a node for the block: its store, transport and every service.
 
     Missing pieces come from `home`: the identity from `home/node.key`, a SqliteStore in
     `home`, a libp2p transport listening on `config.net.listen`. Pieces passed in are used as
     they are (tests pass MemoryStore and MemoryNetwork transports) and are not closed here.
+    `offload` runs blocking store/hash work (default: worker threads, THREADS at once).
 
     Raises:
         IdentityError, StoreError, TransportError: a piece could not be opened.
@@ -351,7 +372,7 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
             transport = await stack.enter_async_context(open_libp2p_transport(
                 identity.private_key_bytes, config.net, config.limits))
         async with trio.open_nursery() as nursery:
-            node = Node(config, identity, store, transport, nursery, wall_clock)
+            node = Node(config, identity, store, transport, nursery, wall_clock, offload)
             await node.start()
             try:
                 yield node

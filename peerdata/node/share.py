@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import trio
 
@@ -133,12 +134,13 @@ class ShareService:
     """Offers, serves and fetches images; `run_fetcher` is its one long-running task."""
 
     def __init__(self, transport: Transport, store: Store, config: NodeConfig,
-                 limiter: trio.CapacityLimiter, drop_link: Callable[[str, str], Awaitable[None]],
+                 offload: Callable[..., Awaitable[Any]],
+                 drop_link: Callable[[str, str], Awaitable[None]],
                  wall_clock: Callable[[], float], on_change: Callable[[], None]) -> None:
         self._transport = transport
         self._store = store
         self._config = config
-        self._limiter = limiter
+        self._run = offload
         self._drop_link = drop_link
         self._wall_clock = wall_clock
         self._on_change = on_change
@@ -154,9 +156,6 @@ class ShareService:
     def _count(self, name: str, n: int = 1) -> None:
         self._c[name] += n
         self._on_change()
-
-    async def _run(self, fn: Callable[..., object], *args: object) -> object:
-        return await trio.to_thread.run_sync(fn, *args, limiter=self._limiter)
 
     # -- sending ---------------------------------------------------------------------------
 
@@ -175,7 +174,7 @@ class ShareService:
             sample = self._store.get_sample(cid)
             if sample is None:
                 raise LocalProtocolError(f"cannot offer {cid.hex()[:16]}: not a stored sample")
-            size = len(await self._run(self._store.get_blob, cid))  # type: ignore[arg-type]
+            size = len(await self._run(self._store.get_blob, cid))
             items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
                                    origin=sample.origin or own, origin_round=round_id,
                                    novel_votes=0, voters=(), hops=0))
@@ -206,7 +205,7 @@ class ShareService:
             if cid not in allowed:
                 continue
             sample = self._store.get_sample(cid)
-            data: bytes = await self._run(self._store.get_blob, cid)  # type: ignore[assignment]
+            data: bytes = await self._run(self._store.get_blob, cid)
             items.append(ImageItem(cid=cid, data=data, label=sample.label if sample else None,
                                    media_type=media_type_of(data)))
         self._count("images_sent", len(items))

@@ -1,0 +1,63 @@
+"""Support for node tests (no tests here): nodes on a MemoryNetwork, MemoryStores, no threads."""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from peerdata.config import LimitsConfig, NetConfig, NodeConfig
+from peerdata.identity import Identity
+from peerdata.node.node import Node, inline_offload, open_node
+from peerdata.store import MemoryStore, Sample, Store
+from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
+
+NOWHERE = Path("/nonexistent-peerdata-home")
+
+
+def addr_of(peer_id: str) -> str:
+    """The MemoryNetwork address of a peer."""
+    return f"/memory/{peer_id}/p2p/{peer_id}"
+
+
+@dataclass
+class Started:
+    node: Node
+    store: Store
+    identity: Identity
+
+
+async def start_node(stack: AsyncExitStack, network: MemoryNetwork, name: str,
+                     bootstrap: tuple[str, ...] = (), store: Store | None = None,
+                     identity: Identity | None = None, net: NetConfig | None = None,
+                     limits: LimitsConfig | None = None) -> Started:
+    """Open a node on `network` for the lifetime of `stack`."""
+    identity = identity or Identity.generate()
+    store = store or MemoryStore()
+    net = net or NetConfig()
+    config = NodeConfig(name=name, net=NetConfig(**{**net.__dict__, "bootstrap": bootstrap}),
+                        limits=limits or network.limits)
+    transport = await stack.enter_async_context(network.open_transport(identity.peer_id))
+    node = await stack.enter_async_context(open_node(
+        NOWHERE, config, identity=identity, store=store, transport=transport,
+        wall_clock=lambda: 1_700_000_000.0, offload=inline_offload))
+    return Started(node, store, identity)
+
+
+async def raw_peer(stack: AsyncExitStack, network: MemoryNetwork) -> MemoryTransport:
+    """A bare transport with a valid peer ID (a hand-driven, possibly misbehaving peer)."""
+    return await stack.enter_async_context(network.open_transport(Identity.generate().peer_id))
+
+
+def add_local(store: Store, data: bytes, label: int | None = 1) -> bytes:
+    """Store `data` as a local sample; return its cid."""
+    cid = store.put_blob(data)
+    store.add_sample(Sample(cid=cid, source="local", label=label, origin=None, domain=None,
+                            prediction=None, confidence=None, embedding=None,
+                            observed_round=0, created_at=0.0))
+    return cid
+
+
+def png(n: int, size: int = 100) -> bytes:
+    """Fake PNG bytes (PNG magic + unique body); the node never decodes images."""
+    return b"\x89PNG\r\n\x1a\n" + n.to_bytes(4, "big") * (size // 4)

@@ -11,7 +11,9 @@ import typer
 from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
 from peerdata.node.home import default_home, init_home
 
-HELP = """Create a node home: a private key (node.key, mode 0600) and a commented config.toml.
+HELP = """Create a node home: a private key and a commented config.toml.
+
+The key is HOME/node.key (mode 0600); the home directory is created with mode 0700.
 
 Re-running on an existing home keeps its key and config: the peer ID never changes.
 

@@ -10,8 +10,10 @@ from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, table
 from peerdata.control.client import call
 
-HELP = """List the peers a running node knows: peer ID, address, connection age, bytes in/out,
-and how long ago the last message arrived.
+HELP = """List the peers of a running node, with link age and traffic.
+
+Columns: peer ID, name, address, connected, connection age, bytes in/out, and how long ago
+the last message arrived. `--all` includes peers known but not connected now.
 
 Examples:
 

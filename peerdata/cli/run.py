@@ -13,9 +13,10 @@ from peerdata.cli.init import HomeOption, resolve_home
 from peerdata.cli.output import guarded
 from peerdata.node.logs import configure_logging, remove_handlers
 
-HELP = """Run the node of HOME in the foreground: it listens, dials its bootstrap peers (retrying
-with back-off), answers offers and fetches, and serves HOME/control.sock for `status`, `peers`
-and `send`. Logs go to stderr and HOME/node.log, one `event=... key=value` line each.
+HELP = """Run the node of HOME in the foreground until SIGINT/SIGTERM.
+
+It listens, dials its bootstrap peers (retrying with back-off), answers offers and fetches,
+and serves HOME/control.sock for `status`, `peers` and `send`. Logs go to stderr and HOME/node.log, one `event=... key=value` line each.
 
 SIGTERM stops it gracefully (exit 0); SIGINT / Ctrl-C too (exit 130).
 

@@ -12,8 +12,10 @@ from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guard
 from peerdata.control.client import call
 from peerdata.errors import DataError
 
-HELP = """Offer image files to one peer. The daemon stores each image, offers its content ID,
-and the peer fetches only the images it lacks, verifying each one's SHA-256 on arrival.
+HELP = """Offer image files to one peer through the running daemon.
+
+The daemon stores each image, offers its content ID, and the peer fetches only the images it
+lacks, verifying each one's SHA-256 on arrival.
 
 Examples:
 

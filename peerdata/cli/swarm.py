@@ -11,8 +11,9 @@ import typer
 from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
 
-HELP = """Start N real `peerdata run` daemons on 127.0.0.1 (a home each under --out), let them
-find each other through robot 0 (the bootstrap), have every robot offer a few generated PNG
+HELP = """Run a local fleet of N real daemons that share images all-to-all.
+
+Starts N `peerdata run` daemons on 127.0.0.1 (a home each under --out), lets them find each other through robot 0 (the bootstrap), have every robot offer a few generated PNG
 images to every other, wait until each arrived verified, print a per-robot table, and stop
 them all (SIGTERM, then SIGKILL after a timeout), Ctrl-C included.
 

@@ -18,6 +18,7 @@ import trio
 from peerdata.cli.exit_codes import ExitCode
 from peerdata.control.commands import make_dispatch
 from peerdata.control.server import serve_control
+from peerdata.errors import PeerdataError
 from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
 from peerdata.node.logs import event
 from peerdata.node.node import open_node
@@ -34,13 +35,36 @@ def announce_ready(fd: int, info: dict[str, object]) -> None:
         os.close(fd)
 
 
+def first_error(group: BaseExceptionGroup[BaseException]) -> PeerdataError | None:
+    """The first PeerdataError of a group that holds nothing else (None otherwise)."""
+    matched, rest = group.split(PeerdataError)
+    if matched is None or rest is not None:
+        return None
+    leaf: BaseException = matched
+    while isinstance(leaf, BaseExceptionGroup):
+        leaf = leaf.exceptions[0]
+    return leaf if isinstance(leaf, PeerdataError) else None
+
+
 async def run_daemon(home: Path, *, ready_fd: int | None = None) -> int:
     """Run the node of `home` until told to stop; return the exit code.
 
     Raises:
         ConfigError, IdentityError: the home, config or key is unusable (nothing started).
         ControlError: another daemon already serves this home.
+        StoreError, TransportError: the store or the listen address could not be opened.
     """
+    try:
+        return await _run_daemon(home, ready_fd)
+    except BaseExceptionGroup as group:
+        # Errors from inside nurseries arrive grouped; a lone PeerdataError keeps its exit code.
+        error = first_error(group)
+        if error is None:
+            raise
+        raise error from None
+
+
+async def _run_daemon(home: Path, ready_fd: int | None) -> int:
     identity, config = check_home(home)
     code = ExitCode.OK
     stop = trio.Event()

@@ -77,9 +77,6 @@ class PrivacyFilter:
         self.actions = dict(actions)
         self.margin = margin
         self.max_pixels = max_pixels
-        # Below this on a side, no detector could find anything: the no-op fast path.
-        self.min_scan_size = (min(d.min_size[0] for d in detectors),
-                              min(d.min_size[1] for d in detectors))
         self._detect_lock = threading.Lock()
         self._stats_lock = threading.Lock()
         self._counts: Counter[str] = Counter()
@@ -141,12 +138,13 @@ class PrivacyFilter:
             Exception: whatever a detector raises (the filter turns that into a drop).
         """
         height, width = img.shape[:2]
-        if width < self.min_scan_size[0] or height < self.min_scan_size[1]:
+        fitting = [d for d in self.detectors if self._fits(d, width, height)]
+        if not fitting:
             return []
         frame = Frame.from_pixels(img)
         by_kind: dict[RegionKind, list[tuple[Box, str]]] = {}
         with self._detect_lock:
-            for detector in self.detectors:
+            for detector in fitting:
                 for box in detector.detect(frame):
                     by_kind.setdefault(detector.kind, []).append((box, detector.name))
         regions = []
@@ -156,6 +154,14 @@ class PrivacyFilter:
                 covered = box.enlarged(self.margin, width, height) if action is Action.BLUR else box
                 regions.append(Region(kind, box, covered, names, action))
         return regions
+
+    def too_small_to_scan(self, width: int, height: int) -> bool:
+        """True when no detector could find anything in a width x height image (the fast path)."""
+        return not any(self._fits(d, width, height) for d in self.detectors)
+
+    @staticmethod
+    def _fits(detector: RegionDetector, width: int, height: int) -> bool:
+        return width >= detector.min_size[0] and height >= detector.min_size[1]
 
     def statistics(self) -> PrivacyStats:
         """Counters since construction, as a frozen record."""
@@ -169,7 +175,7 @@ class PrivacyFilter:
 
     def _filter_pixels(self, img: np.ndarray) -> FilteredImage | DroppedImage:
         height, width = img.shape[:2]
-        small = width < self.min_scan_size[0] or height < self.min_scan_size[1]
+        small = self.too_small_to_scan(width, height)
         try:
             regions = tuple(self.detect(img))
         except Exception as exc:

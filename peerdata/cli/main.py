@@ -21,7 +21,9 @@ app = typer.Typer(
 )
 
 # Each module exposes `register(app)`; the order here is the order in `--help`.
-_COMMAND_MODULES: list[str] = ["init", "run", "status", "peers", "send", "swarm"]
+_COMMAND_MODULES: list[str] = [
+    "init", "run", "status", "peers", "send", "swarm", "experiment", "data"
+]
 
 
 def _register_all() -> None:

@@ -1,0 +1,142 @@
+"""`peerdata experiment`: run a scenario's sharing policies side by side and report the figures."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.datasets import DATA_DIR_ENV, resolve_data_dir
+from peerdata.errors import ConfigError
+
+
+def _csv(value: str | None, kind: type, what: str) -> tuple:
+    if value is None:
+        return ()
+    try:
+        items = tuple(kind(v.strip()) for v in value.split(",") if v.strip())
+    except ValueError:
+        raise ConfigError(f"--{what}: cannot parse {value!r}") from None
+    if not items:
+        raise ConfigError(f"--{what}: empty list")
+    return items
+
+
+ScenarioOption = Annotated[
+    str, typer.Option("--scenario", "-s", help="shipped scenario name or path to a .toml file")
+]
+PoliciesOption = Annotated[
+    str | None,
+    typer.Option("--policies", "-p", help="comma list of gu,random,oracle,all,none"),
+]
+RoundsOption = Annotated[int | None, typer.Option("--rounds", "-r", help="sharing rounds")]
+SeedsOption = Annotated[str | None, typer.Option("--seeds", help="comma list, e.g. 0,1,2")]
+BudgetOption = Annotated[
+    float | None,
+    typer.Option("--budget", help="share of each round's new images a robot may send, (0, 1]"),
+]
+DetectorOption = Annotated[
+    str | None, typer.Option("--detector", help="mc_dropout, energy, knn or mahalanobis")
+]
+OutOption = Annotated[
+    Path, typer.Option("--out", "-o", help="output directory (written atomically)")
+]
+DataDirOption = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help=f"dataset directory (default: ${DATA_DIR_ENV})"),
+]
+ForceOption = Annotated[bool, typer.Option("--force", help="replace an existing --out")]
+ThreadsOption = Annotated[int, typer.Option("--threads", help="torch CPU threads")]
+ProgressOption = Annotated[
+    bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")
+]
+
+
+@guarded
+def experiment_command(
+    out: OutOption,
+    scenario: ScenarioOption = "paper-3",
+    policies: PoliciesOption = None,
+    rounds: RoundsOption = None,
+    seeds: SeedsOption = None,
+    budget: BudgetOption = None,
+    detector: DetectorOption = None,
+    data_dir: DataDirOption = None,
+    force: ForceOption = False,
+    threads: ThreadsOption = 1,
+    progress: ProgressOption = True,
+    fmt: Format = FORMAT_OPTION,
+) -> None:
+    """Run a scenario's sharing policies side by side on identical data streams and seeds.
+
+    Writes OUT/results.json, OUT/results.md, OUT/accuracy.png (3-domain accuracy vs round per
+    robot, one line per policy, as the paper's Fig. 2) and OUT/precision.png (rare-data
+    precision vs round). The last stdout line is one JSON object with the headline figures
+    (gu_rare_precision, gu_accuracy, oracle_accuracy, gu_oracle_accuracy_gap, seconds, ...).
+
+    Examples:
+
+      peerdata experiment --scenario synthetic-3 --out /tmp/demo      # no data needed
+
+      peerdata experiment --scenario paper-3 --policies gu,random,oracle --seeds 0,1,2 \\
+          --out results/paper3 --data-dir ~/data
+    """
+    import torch
+
+    from peerdata.experiment import ExperimentPlan, check_output_dir, run_experiment
+    from peerdata.experiment.report import write_results
+    from peerdata.scenario import load_scenario
+
+    spec = load_scenario(scenario)
+    changes: dict[str, object] = {}
+    if policies is not None:
+        changes["policies"] = _csv(policies, str, "policies")
+    if seeds is not None:
+        changes["seeds"] = _csv(seeds, int, "seeds")
+    if rounds is not None:
+        changes["rounds"] = rounds
+    if budget is not None:
+        changes["budget"] = budget
+    if detector is not None:
+        changes["detector"] = detector
+    if changes:
+        spec = spec.with_overrides(**changes)
+    if threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    check_output_dir(out, force)
+    plan = ExperimentPlan(spec, resolve_data_dir(data_dir))
+    torch.set_num_threads(threads)
+
+    from tqdm import tqdm
+
+    bar = tqdm(total=plan.steps, file=sys.stderr, disable=not progress, desc=spec.name, unit="step")
+
+    def tick(message: str) -> None:
+        bar.set_postfix_str(message)
+        bar.update(1)
+
+    try:
+        results = run_experiment(plan, tick)
+    finally:
+        bar.close()
+    command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_results(results, out, command)
+    summary = {"scenario": spec.name, "out": str(out), **results["summary"]}
+    if fmt is Format.text:
+        keys = ["rare_precision", "rare_recall", "accuracy", "megabytes", "accuracy_gain_per_mb"]
+        rows = [[p] + [summary.get(f"{p}_{k}") for k in keys] for p in spec.policies]
+        table(
+            f"{spec.name}: final round (mean over seeds {list(spec.seeds)})",
+            ["policy", *keys],
+            rows,
+        )
+        console.print(f"wrote {out}/results.json, results.md, accuracy.png")
+    emit_json(summary)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("experiment")(experiment_command)

@@ -1,0 +1,261 @@
+"""Runs a scenario: every policy side by side on identical streams and seeds, measured per round.
+
+Rule: no printing and no files; progress goes to an injected callback and results come back as
+plain JSON-ready dicts (`peerdata.experiment.report` writes them). Every policy of a seed starts
+from the same bootstrapped robots (restored from one checkpoint), so policies differ only in
+what they share.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from peerdata.errors import ConfigError
+from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
+from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
+from peerdata.scenario import POLICIES, Scenario
+from peerdata.sharing import InProcessDelivery, LearnerConfig, RobotLearner, run_round
+
+Progress = Callable[[str], None]
+AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
+
+
+@dataclass(frozen=True)
+class ExperimentPlan:
+    """What to run: a scenario (its policies, rounds and seeds may be overridden) and data."""
+
+    scenario: Scenario
+    data_dir: Path | None = None
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.scenario.policies if p not in POLICIES]
+        if unknown:
+            raise ConfigError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+
+    @property
+    def steps(self) -> int:
+        """Units of progress: per seed, one bootstrap plus one per (policy, round)."""
+        s = self.scenario
+        return len(s.seeds) * (1 + len(s.policies) * s.rounds)
+
+
+def learner_config(scenario: Scenario) -> LearnerConfig:
+    """The learner settings a scenario implies."""
+    return LearnerConfig(
+        vision=scenario.vision,
+        ranker=scenario.ranker,
+        detector=scenario.detector,
+        ood_tpr=scenario.ood_tpr,
+        calibration_images=scenario.calibration_images,
+    )
+
+
+def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:
+    config = learner_config(scenario)
+    out = {}
+    for i, robot in enumerate(scenario.robots):
+        learner = RobotLearner(robot.name, config, seed=seed * 1000 + i)
+        b = data.streams[robot.name].bootstrap
+        learner.bootstrap(b.images, b.labels, b.domains)
+        out[robot.name] = learner.checkpoint()
+    return out
+
+
+def _run_policy(
+    scenario: Scenario,
+    data: ExperimentData,
+    checkpoints: Mapping[str, bytes],
+    policy: str,
+    tick: Progress,
+) -> dict[str, Any]:
+    config = learner_config(scenario)
+    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
+    delivery = InProcessDelivery(learners)
+    per_robot: dict[str, dict[str, list[Any]]] = {
+        name: {"accuracy": [accuracies(lr, data.evaluation)], "sharing": [], "utility": []}
+        for name, lr in learners.items()
+    }
+    for r in range(scenario.rounds):
+        batches = {name: data.streams[name].rounds[r] for name in learners}
+        outcome = run_round(
+            learners,
+            batches,
+            delivery,
+            policy=policy,
+            budget=scenario.budget,
+            novel_domains=novel,
+        )
+        for name, learner in learners.items():
+            rec = per_robot[name]
+            rec["sharing"].append(
+                sharing_stats(learner, batches[name].domains, outcome.shared[name], novel[name])
+            )
+            utilities = [f.utility for f in outcome.feedback[name]]
+            rec["utility"].append(float(np.mean(utilities)) if utilities else float("nan"))
+            rec["accuracy"].append(accuracies(learner, data.evaluation))
+        tick(f"{policy} round {r + 1}")
+    return per_robot
+
+
+def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> dict[str, Any]:
+    """Run every (seed, policy) of the plan; returns the full results and a summary."""
+    tick = progress or (lambda _msg: None)
+    s = plan.scenario
+    started = time.perf_counter()
+    domains = load_domains(s, plan.data_dir)
+    runs: dict[str, list[dict[str, Any]]] = {p: [] for p in s.policies}
+    aurocs: list[dict[str, Any]] = []
+    notes: Mapping[str, str] = {}
+    for seed in s.seeds:
+        data = build_experiment_data(s, domains, seed)
+        notes = data.notes
+        checkpoints = _bootstrap(s, data, seed)
+        config = learner_config(s)
+        aurocs.append(
+            {
+                r.name: detector_aurocs(
+                    RobotLearner.restore(checkpoints[r.name], config),
+                    sorted(r.datasets),
+                    data.evaluation,
+                    AUROC_IMAGES,
+                )
+                for r in s.robots
+            }
+        )
+        tick(f"seed {seed} bootstrap")
+        for policy in s.policies:
+            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick))
+    results = aggregate(s, runs, aurocs)
+    results["data_notes"] = dict(notes)
+    results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def _series(
+    runs: Sequence[dict[str, Any]], robot: str, get: Callable[[Any], float], key: str
+) -> list[dict[str, float | None]]:
+    length = len(runs[0][robot][key])
+    return [mean_std([get(run[robot][key][i]) for run in runs]) for i in range(length)]
+
+
+def aggregate(
+    scenario: Scenario, runs: Mapping[str, list[dict[str, Any]]], aurocs: Sequence[dict[str, Any]]
+) -> dict[str, Any]:
+    """Mean and std over seeds of every per-round figure, plus the headline summary."""
+    robots = [r.name for r in scenario.robots]
+    rare_robots = [r for r in robots if scenario.novel_domains(r)]
+    domains = [*scenario.datasets, "all"]
+    per_policy: dict[str, Any] = {}
+    for policy, seed_runs in runs.items():
+        per_policy[policy] = {
+            robot: {
+                "accuracy": {
+                    d: _series(seed_runs, robot, lambda a, d=d: a[d], "accuracy") for d in domains
+                },
+                **{
+                    k: _series(seed_runs, robot, lambda x, k=k: x[k], "sharing")
+                    for k in ("shared", "rare_shared", "rare_precision", "rare_recall", "bytes")
+                },
+                "mean_utility": _series(seed_runs, robot, float, "utility"),
+            }
+            for robot in robots
+        }
+    auroc_table = {
+        det: {
+            r.name: {
+                d: mean_std([a[r.name][det][d] for a in aurocs])
+                for d in scenario.datasets
+                if d not in r.datasets
+            }
+            for r in scenario.robots
+        }
+        for det in (aurocs[0][robots[0]] if aurocs else {})
+    }
+    return {
+        "scenario": {
+            "name": scenario.name,
+            "source": scenario.source,
+            "description": scenario.description,
+            "datasets": list(scenario.datasets),
+            "budget": scenario.budget,
+            "robots": {r.name: dict(r.mix) for r in scenario.robots},
+            "rare_robots": rare_robots,
+            "detector": scenario.detector,
+            "bootstrap_images": scenario.bootstrap_images,
+            "images_per_round": scenario.images_per_round,
+        },
+        "policies": list(runs),
+        "seeds": list(scenario.seeds),
+        "rounds": scenario.rounds,
+        "per_policy": per_policy,
+        "auroc": auroc_table,
+        "summary": summarize(per_policy, robots, rare_robots),
+    }
+
+
+def _final(series: list[dict[str, float | None]]) -> float:
+    value = series[-1]["mean"]
+    return float("nan") if value is None else value
+
+
+def summarize(
+    per_policy: Mapping[str, Any], robots: Sequence[str], rare_robots: Sequence[str]
+) -> dict[str, float | None]:
+    """Final-round headline figures (fractions in [0, 1], means over seeds)."""
+    out: dict[str, float | None] = {}
+
+    def put(key: str, value: float) -> None:
+        out[key] = None if value != value else round(value, 4)
+
+    for policy in ("gu", "random", "oracle", "all", "none"):
+        res = per_policy.get(policy)
+        if res is None:
+            for k in (
+                "rare_precision",
+                "rare_recall",
+                "accuracy",
+                "megabytes",
+                "accuracy_gain_per_mb",
+            ):
+                out[f"{policy}_{k}"] = None
+            continue
+        put(
+            f"{policy}_rare_precision",
+            float(np.nanmean([_final(res[r]["rare_precision"]) for r in rare_robots]))
+            if rare_robots
+            else float("nan"),
+        )
+        put(
+            f"{policy}_rare_recall",
+            float(np.nanmean([_final(res[r]["rare_recall"]) for r in rare_robots]))
+            if rare_robots
+            else float("nan"),
+        )
+        final = np.mean([_final(res[r]["accuracy"]["all"]) for r in robots])
+        start = np.mean([res[r]["accuracy"]["all"][0]["mean"] for r in robots])
+        megabytes = sum(sum(p["mean"] or 0.0 for p in res[r]["bytes"]) for r in robots) / 1e6
+        put(f"{policy}_accuracy", float(final))
+        put(f"{policy}_megabytes", megabytes)
+        put(
+            f"{policy}_accuracy_gain_per_mb",
+            float((final - start) / megabytes) if megabytes else float("nan"),
+        )
+    if "gu" in per_policy and "oracle" in per_policy:
+        put(
+            "gu_oracle_accuracy_gap",
+            max(
+                _final(per_policy["oracle"][r]["accuracy"]["all"])
+                - _final(per_policy["gu"][r]["accuracy"]["all"])
+                for r in robots
+            ),
+        )
+    else:
+        out["gu_oracle_accuracy_gap"] = None
+    return out

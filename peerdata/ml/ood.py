@@ -1,0 +1,218 @@
+"""Out-of-distribution detectors: does this image look novel to *my* model?
+
+Rule: a detector is calibrated on the robot's own held-out in-distribution images, so that a
+stated fraction of them (the true-positive rate, default 95%) is accepted as familiar; anything
+scoring above that threshold is voted novel. Higher score always means more novel.
+
+Detectors: `mc_dropout` (the paper's Bayesian uncertainty: predictive entropy or mutual
+information over MC-dropout samples), `energy` (negative free energy of the logits), `knn`
+(distance to the k-th nearest in-distribution embedding) and `mahalanobis` (distance to the
+nearest class mean under a shared covariance).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+import numpy as np
+import torch
+
+from peerdata.errors import ConfigError, DataError
+from peerdata.ml.vision import VisionModel
+
+DEFAULT_TPR = 0.95
+
+
+@dataclass(frozen=True)
+class OodVote:
+    """One robot's verdict on a batch of images: `novel[i]` iff `score[i] > threshold`."""
+
+    novel: np.ndarray  # bool, N
+    score: np.ndarray  # float, N
+    threshold: float
+
+
+class OodDetector(Protocol):
+    """Fit on in-distribution images, then vote on new ones."""
+
+    name: str
+
+    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None: ...
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray: ...
+
+    def vote(self, model: VisionModel, images: np.ndarray) -> OodVote: ...
+
+
+class _CalibratedDetector:
+    """Shared calibration: threshold = the `tpr` quantile of in-distribution scores."""
+
+    name = "base"
+
+    def __init__(self, tpr: float = DEFAULT_TPR) -> None:
+        if not 0.0 < tpr < 1.0:
+            raise ConfigError(f"OoD true-positive rate must lie in (0, 1), got {tpr}")
+        self.tpr = tpr
+        self.threshold: float | None = None
+
+    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        """Prepare detector state; return calibration scores of the in-distribution images."""
+        return self.score(model, in_dist_images)
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None:
+        """Calibrate on held-out in-distribution images (at least 10)."""
+        if len(in_dist_images) < 10:
+            raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")
+        scores = self._fit_reference(model, in_dist_images)
+        self.threshold = float(np.quantile(scores, self.tpr))
+
+    def vote(self, model: VisionModel, images: np.ndarray) -> OodVote:
+        """Score the images and mark those above the calibrated threshold as novel."""
+        if self.threshold is None:
+            raise DataError(f"{self.name} detector used before fit()")
+        score = self.score(model, images)
+        return OodVote(score > self.threshold, score, self.threshold)
+
+
+class McDropoutDetector(_CalibratedDetector):
+    """The paper's Bayesian detector: uncertainty over MC-dropout samples of the classifier."""
+
+    name = "mc_dropout"
+
+    def __init__(
+        self,
+        tpr: float = DEFAULT_TPR,
+        samples: int = 20,
+        measure: str = "entropy",
+        seed: int = 0,
+    ) -> None:
+        super().__init__(tpr)
+        if measure not in ("entropy", "mutual_information"):
+            raise ConfigError(f"measure must be 'entropy' or 'mutual_information', not {measure!r}")
+        self.samples, self.measure, self.seed = samples, measure, seed
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        probs = model.sample_probabilities(images, self.samples, self.seed)  # S x N x C
+        mean = probs.mean(axis=0)
+        predictive = -(mean * np.log(np.clip(mean, 1e-12, 1))).sum(axis=1)
+        if self.measure == "entropy":
+            return predictive
+        expected = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(axis=2).mean(axis=0)
+        return predictive - expected
+
+
+class EnergyDetector(_CalibratedDetector):
+    """Energy score (Liu et al. 2020): -T * logsumexp(logits / T); high energy = novel."""
+
+    name = "energy"
+
+    def __init__(self, tpr: float = DEFAULT_TPR, temperature: float = 1.0) -> None:
+        super().__init__(tpr)
+        self.temperature = temperature
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        logits = torch.from_numpy(model.predict(images).logits)
+        t = self.temperature
+        return (-t * torch.logsumexp(logits / t, dim=1)).numpy()
+
+
+def _unit(x: torch.Tensor) -> torch.Tensor:
+    return x / x.norm(dim=1, keepdim=True).clamp_min(1e-8)
+
+
+class KnnDetector(_CalibratedDetector):
+    """Deep k-NN (Sun et al. 2022): distance to the k-th nearest normalized reference embedding."""
+
+    name = "knn"
+
+    def __init__(self, tpr: float = DEFAULT_TPR, k: int = 5) -> None:
+        super().__init__(tpr)
+        self.k = k
+        self.reference: torch.Tensor | None = None
+
+    def _kth(self, queries: torch.Tensor, skip_self: bool) -> np.ndarray:
+        assert self.reference is not None
+        k = min(self.k + int(skip_self), len(self.reference))
+        dist = torch.cdist(queries, self.reference)
+        return dist.topk(k, dim=1, largest=False).values[:, -1].numpy()
+
+    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        self.reference = _unit(model.embed(in_dist_images))
+        return self._kth(self.reference, skip_self=True)  # leave-one-out calibration
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        if self.reference is None:
+            raise DataError("knn detector used before fit()")
+        return self._kth(_unit(model.embed(images)), skip_self=False)
+
+
+class MahalanobisDetector(_CalibratedDetector):
+    """Mahalanobis distance (Lee et al. 2018) to the nearest predicted-class mean embedding."""
+
+    name = "mahalanobis"
+
+    def __init__(self, tpr: float = DEFAULT_TPR, ridge: float = 1e-2) -> None:
+        super().__init__(tpr)
+        self.ridge = ridge
+        self.means: torch.Tensor | None = None
+        self.precision: torch.Tensor | None = None
+
+    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        emb = model.embed(in_dist_images).double()
+        labels = torch.from_numpy(model.predict(in_dist_images).labels)
+        classes = labels.unique()
+        self.means = torch.stack([emb[labels == c].mean(0) for c in classes])
+        centred = emb - self.means[torch.searchsorted(classes, labels)]
+        cov = centred.T @ centred / len(emb)
+        cov += self.ridge * torch.eye(cov.shape[0], dtype=cov.dtype)
+        self.precision = torch.linalg.inv(cov)
+        return self.score(model, in_dist_images)
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        if self.means is None or self.precision is None:
+            raise DataError("mahalanobis detector used before fit()")
+        diff = model.embed(images).double()[:, None, :] - self.means[None, :, :]
+        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
+        return dist.min(dim=1).values.float().numpy()
+
+
+DETECTORS: tuple[str, ...] = ("mc_dropout", "energy", "knn", "mahalanobis")
+
+
+def build_detector(name: str, tpr: float = DEFAULT_TPR, seed: int = 0) -> _CalibratedDetector:
+    """A fresh detector by name (one of `DETECTORS`)."""
+    if name == "mc_dropout":
+        return McDropoutDetector(tpr, seed=seed)
+    if name == "energy":
+        return EnergyDetector(tpr)
+    if name == "knn":
+        return KnnDetector(tpr)
+    if name == "mahalanobis":
+        return MahalanobisDetector(tpr)
+    raise ConfigError(f"unknown OoD detector {name!r}; known: {', '.join(DETECTORS)}")
+
+
+def auroc(in_dist_scores: np.ndarray, novel_scores: np.ndarray) -> float:
+    """Area under the ROC curve for separating novel (positive) from in-distribution scores.
+
+    The probability that a random novel image scores above a random in-distribution one, ties
+    counting one half (Mann-Whitney U).
+    """
+    if len(in_dist_scores) == 0 or len(novel_scores) == 0:
+        return float("nan")
+    both = np.concatenate([in_dist_scores, novel_scores]).astype(np.float64)
+    order = both.argsort(kind="mergesort")
+    ranks = np.empty(len(both))
+    sorted_scores = both[order]
+    # average ranks over ties
+    starts = np.r_[0, np.flatnonzero(np.diff(sorted_scores)) + 1]
+    ends = np.r_[starts[1:], len(both)]
+    for s, e in zip(starts, ends, strict=True):
+        ranks[order[s:e]] = (s + e - 1) / 2.0 + 1
+    n_pos, n_neg = len(novel_scores), len(in_dist_scores)
+    u = ranks[n_neg:].sum() - n_pos * (n_pos + 1) / 2.0
+    return float(u / (n_pos * n_neg))

@@ -1,0 +1,139 @@
+"""The global-utility (GU) ranker θshare: predicts how valuable an image is to the peers.
+
+Rule: the ranker sees only what the robot's own vision model says about an image (embedding,
+softmax probabilities, entropy) and learns from utilities its peers reported; it never sees a
+dataset name or a ground-truth domain. Until its first fit it ranks at random, as in the paper.
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from peerdata.errors import DataError
+from peerdata.ml.vision import Prediction
+
+
+@dataclass(frozen=True)
+class RankerConfig:
+    """Shape and training schedule of the GU ranker."""
+
+    hidden: int = 32
+    epochs: int = 300  # full-batch steps per retrain
+    learning_rate: float = 1e-2
+    weight_decay: float = 1e-4
+
+
+def ranker_features(prediction: Prediction) -> np.ndarray:
+    """Ranker input per image: [embedding, softmax probabilities, predictive entropy]."""
+    return np.concatenate(
+        [prediction.embedding, prediction.probabilities, prediction.entropy[:, None]], axis=1
+    ).astype(np.float32)
+
+
+def feature_dim(embedding_dim: int, num_classes: int) -> int:
+    """Length of a `ranker_features` row."""
+    return embedding_dim + num_classes + 1
+
+
+class GlobalUtilityRanker:
+    """MLP features -> predicted utility û in [0, 1]; retrained from scratch on all feedback."""
+
+    def __init__(self, in_features: int, config: RankerConfig | None = None, seed: int = 0) -> None:
+        self.in_features = in_features
+        self.config = config or RankerConfig()
+        self.seed = seed
+        self.trained = False
+        self.fits = 0
+        self._random_calls = 0
+        self._build()
+
+    def _build(self) -> None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(self.seed + 7919 * self.fits)
+            self.net = nn.Sequential(
+                nn.Linear(self.in_features, self.config.hidden),
+                nn.ReLU(),
+                nn.Linear(self.config.hidden, 1),
+            )
+        self.register_mean = torch.zeros(self.in_features)
+        self.register_std = torch.ones(self.in_features)
+
+    def _check(self, features: np.ndarray) -> torch.Tensor:
+        if features.ndim != 2 or features.shape[1] != self.in_features:
+            raise DataError(f"ranker expects N x {self.in_features} features, got {features.shape}")
+        return (torch.from_numpy(features.astype(np.float32)) - self.register_mean) / (
+            self.register_std
+        )
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        """Predicted utility per row, in [0, 1]; seeded uniform noise while untrained."""
+        if not self.trained:
+            self._check(features)
+            rng = np.random.default_rng([self.seed, self._random_calls])
+            self._random_calls += 1
+            return rng.random(len(features))
+        with torch.no_grad():
+            return torch.sigmoid(self.net(self._check(features))).squeeze(1).double().numpy()
+
+    def fit(self, features: np.ndarray, utilities: np.ndarray) -> float:
+        """Retrain from scratch on every (features, utility) pair so far; returns final loss.
+
+        Utilities are soft targets in [0, 1] (fraction of peers that found the image novel).
+        """
+        if len(features) != len(utilities) or len(features) == 0:
+            raise DataError(
+                f"ranker fit needs equal, non-zero counts: {len(features)} features, "
+                f"{len(utilities)} utilities"
+            )
+        if np.any((utilities < 0) | (utilities > 1)) or not np.all(np.isfinite(utilities)):
+            raise DataError("utilities must lie in [0, 1]")
+        self.fits += 1
+        self._build()
+        raw = torch.from_numpy(features.astype(np.float32))
+        self.register_mean = raw.mean(0)
+        self.register_std = raw.std(0, unbiased=False).clamp_min(1e-4)
+        x, y = self._check(features), torch.from_numpy(utilities.astype(np.float32))
+        optimizer = torch.optim.Adam(
+            self.net.parameters(),
+            lr=self.config.learning_rate,
+            weight_decay=self.config.weight_decay,
+        )
+        loss = torch.zeros(())
+        for _ in range(self.config.epochs):
+            loss = F.binary_cross_entropy_with_logits(self.net(x).squeeze(1), y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        self.trained = True
+        return float(loss.detach())
+
+    def state_bytes(self) -> bytes:
+        """Weights, feature scaling and training status as bytes (torch.save)."""
+        buffer = io.BytesIO()
+        torch.save(
+            {
+                "net": self.net.state_dict(),
+                "mean": self.register_mean,
+                "std": self.register_std,
+                "trained": self.trained,
+                "fits": self.fits,
+            },
+            buffer,
+        )
+        return buffer.getvalue()
+
+    def load_state_bytes(self, data: bytes) -> None:
+        """Restore from `state_bytes` of a ranker with the same input size."""
+        try:
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            self.net.load_state_dict(state["net"])
+            self.register_mean, self.register_std = state["mean"], state["std"]
+            self.trained, self.fits = bool(state["trained"]), int(state["fits"])
+        except Exception as exc:  # bad bytes or mismatched shapes
+            raise DataError(f"ranker state does not fit this ranker: {exc}") from None

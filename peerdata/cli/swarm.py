@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
 import tempfile
 from pathlib import Path
+from types import FrameType
 from typing import Annotated
 
 import typer
@@ -13,9 +15,10 @@ from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guard
 
 HELP = """Run a local fleet of N real daemons that share images all-to-all.
 
-Starts N `peerdata run` daemons on 127.0.0.1 (a home each under --out), lets them find each other through robot 0 (the bootstrap), have every robot offer a few generated PNG
-images to every other, wait until each arrived verified, print a per-robot table, and stop
-them all (SIGTERM, then SIGKILL after a timeout), Ctrl-C included.
+Starts N `peerdata run` daemons on 127.0.0.1, a home each under --out. They find each other
+through robot 0 (the bootstrap); every robot offers a few generated PNG images to every other;
+the command waits until each arrived verified, prints a per-robot table, and stops them all
+(SIGTERM, then SIGKILL after a timeout), also on Ctrl-C or SIGTERM.
 
 Exit code 0 when every robot received and verified every image, 1 otherwise.
 
@@ -25,6 +28,10 @@ Examples:
 
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
 """
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
 
 
 def swarm(
@@ -49,8 +56,13 @@ def swarm(
     from peerdata.testing.swarm import run_swarm
 
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarm-"))
-    report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
-                       timeout_s=timeout_s)
+    # SIGTERM must stop the fleet too: turn it into the same unwinding as Ctrl-C.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
+                           timeout_s=timeout_s)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if fmt is Format.json:
         emit_json(report.to_json())
     else:

@@ -230,13 +230,13 @@ def make_image(seed: int, size: int = 64) -> bytes:
     return bytes(buf.tobytes())
 
 
-def write_images(directory: Path, seeds: list[int]) -> list[Path]:
-    """Write `make_image(seed)` for each seed under `directory`; return the paths."""
+def write_images(directory: Path, seeds: list[int], size: int = 64) -> list[Path]:
+    """Write `make_image(seed, size)` for each seed under `directory`; return the paths."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
     for seed in seeds:
         path = directory / f"img-{seed}.png"
-        path.write_bytes(make_image(seed))
+        path.write_bytes(make_image(seed, size))
         paths.append(path)
     return paths
 

@@ -98,27 +98,38 @@ class Clustered:
             raise AggregationError("clustered: threshold must be in [-1, 1]")
 
     def assign(
-        self, updates: Sequence[ClientUpdate], reference: Mapping[str, torch.Tensor] | None
+        self,
+        updates: Sequence[ClientUpdate],
+        reference: Mapping[str, torch.Tensor] | None,
+        starts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     ) -> list[int]:
-        """Return a cluster index per update."""
+        """Return a cluster index per update.
+
+        Updates are `state - reference`, or `state - starts[peer]` when peers started the round
+        from different (cluster) models.
+        """
         keys = check_updates(updates)
         if self.grouping == "tag":
             if any(u.tag is None for u in updates):
                 raise AggregationError("clustered by tag: every update needs a tag")
             order = sorted({u.tag for u in updates if u.tag is not None})
             return [order.index(u.tag) for u in updates if u.tag is not None]
-        if reference is None:
+        if reference is None and starts is None:
             raise AggregationError("clustered by similarity needs the round's reference model")
-        deltas = torch.stack([flatten_delta(u.state, reference, keys) for u in updates])
+        deltas = torch.stack([
+            flatten_delta(u.state, starts[u.peer] if starts is not None else reference, keys)
+            for u in updates
+        ])
         return cluster_by_similarity(cosine_matrix(deltas), self.threshold, self.max_clusters)
 
     def aggregate_clusters(
         self,
         updates: Sequence[ClientUpdate],
         reference: Mapping[str, torch.Tensor] | None = None,
+        starts: Mapping[str, Mapping[str, torch.Tensor]] | None = None,
     ) -> ClusterResult:
         """Return the clusters, a FedAvg model per cluster, and the global FedAvg model."""
-        labels = self.assign(updates, reference)
+        labels = self.assign(updates, reference, starts)
         fedavg = FedAvg()
         models = tuple(
             fedavg.aggregate([u for u, c in zip(updates, labels, strict=True) if c == index])

@@ -20,17 +20,17 @@ from peerdata.ml.privacy import (
     resolve_face_detectors,
 )
 
-HELP = """Run the privacy filter on image files and show what it found and did.
+HELP = """Run the privacy filter on image files and show what it found and what it did.
 
-Each PNG/JPEG goes through exactly the filter a node uses before sharing: faces and licence
-plates are found, then blurred (default), or the whole image is dropped, per the [privacy]
-settings. With --out, each shared result is written as DIR/NAME.filtered.png so you can look.
+Each PNG/JPEG goes through the same filter a node runs before sharing anything.
 
-Without YuNet the filter uses OpenCV's Haar cascades (slower, more false positives); with
---yunet-model it uses the YuNet CNN, which is checked against its known sha256 first.
+Faces and licence plates are blurred, or the whole image is dropped, as the config says.
 
-Exit code 0 when every image was read (filtered or dropped by policy); 4 when any could not
-be read or decoded; 3 for a bad setting or a YuNet file that is missing or fails its check.
+With --out DIR, each image that would be shared is written as DIR/NAME.filtered.png.
+
+Default detectors: OpenCV Haar cascades. Faster and more precise: --yunet-model (sha256-checked).
+
+Exit codes: 0 all read; 4 an image unreadable or undecodable; 3 bad settings or YuNet file.
 
 Examples:
 
@@ -54,8 +54,8 @@ YunetOption = Annotated[
 ]
 HomeOption = Annotated[
     Path | None,
-    typer.Option("--home", help="use HOME/config.toml [privacy] [default: built-in settings]",
-                 show_default=False),
+    typer.Option("--home", show_default=False,
+                 help="read the privacy settings from HOME/config.toml (default: built-in)"),
 ]
 
 # Reasons that mean the input itself was bad, as opposed to a policy decision.

@@ -11,6 +11,7 @@ addresses of its connected peers (each ending in that peer's /p2p/ID) after its 
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -109,6 +110,9 @@ class PeerBook:
         self.notify()
         return others
 
+    def is_disconnected(self, peer_id: str) -> bool:
+        return not self.get(peer_id).connected
+
     def set_connected(self, peer_id: str, connected: bool) -> bool:
         """Record a link going up or down; True if that changed anything."""
         info = self.get(peer_id)
@@ -178,4 +182,4 @@ async def keep_connected(
             delay = next_delay(delay, initial_s, max_s)
             continue
         delay = initial_s
-        await book.wait_for(lambda p=peer_id: not book.get(p).connected)
+        await book.wait_for(functools.partial(book.is_disconnected, peer_id))

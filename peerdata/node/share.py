@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import trio
 
@@ -183,7 +183,8 @@ class ShareService:
         msg = ImageOffer(sender=own, round_id=round_id, items=tuple(items))
         try:
             raw = await self._transport.request(peer_id, SHARE_PROTOCOL, encode(msg))
-            reply = decode_as(raw, OfferReply, ErrorReply, limits=self._config.limits)
+            reply = cast(OfferReply | ErrorReply, decode_as(
+                raw, OfferReply, ErrorReply, limits=self._config.limits))
         except RemoteProtocolError as exc:
             await self._drop_link(peer_id, f"bad offer reply: {exc}")
             raise
@@ -257,7 +258,8 @@ class ShareService:
             try:
                 raw = await self._transport.request(
                     job.peer_id, FETCH_PROTOCOL, encode(ImageRequest(cids=tuple(requested))))
-                reply = decode_as(raw, ImageData, ErrorReply, limits=limits)
+                reply = cast(ImageData | ErrorReply,
+                             decode_as(raw, ImageData, ErrorReply, limits=limits))
                 if isinstance(reply, ErrorReply):
                     event(log, logging.WARNING, "fetch_refused", peer=job.peer_id,
                           code=reply.code, message=reply.message)

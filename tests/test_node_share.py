@@ -155,6 +155,13 @@ async def test_bad_request_is_refused_logged_and_link_dropped(
             lines = [r.getMessage() for r in caplog.records if "event=link_dropped" in
                      r.getMessage()]
             assert len(lines) == 1 and evil.peer_id in lines[0] and reason in lines[0]
+            # dropped: even a valid request from it is refused until net.reconnect_max_s passed
+            offer = encode(ImageOffer(sender=evil.peer_id, round_id=0, items=()))
+            with pytest.raises(TransportError):
+                await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
+            await trio.sleep(b.node.config.net.reconnect_max_s)
+            await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
+            assert b.node.statistics().links_dropped == 1
             # b keeps working with a
             cid = add_local(a.store, png(5))
             assert await a.node.share.offer(b.node.peer_id, [cid]) == (cid,)

@@ -200,13 +200,19 @@ class Node:
         return peer_id
 
     async def drop_link(self, peer_id: str, reason: str) -> None:
-        """Log a peer's protocol violation and drop its link (the node keeps running)."""
+        """Log a peer's protocol violation and drop its link (the node keeps running).
+
+        The peer is blocked for `net.reconnect_max_s`: its requests are refused and we do not
+        dial it. Where the transport can close a link (`disconnect`), it is closed too.
+        """
         self._links_dropped += 1
-        event(log, logging.WARNING, "link_dropped", peer=peer_id, reason=reason[:300])
+        blocked = self.config.net.reconnect_max_s
+        event(log, logging.WARNING, "link_dropped", peer=peer_id, blocked_s=blocked,
+              reason=reason[:300])
+        self.book.block(peer_id, trio.current_time() + blocked)
         disconnect = getattr(self.transport, "disconnect", None)
         if disconnect is not None:
             await disconnect(peer_id)
-        self.book.notify()
 
     # -- services --------------------------------------------------------------------------
 
@@ -217,6 +223,9 @@ class Node:
         so the transport resets the stream."""
 
         async def guarded(peer_id: str, payload: bytes) -> bytes:
+            wait = self.book.blocked_for(peer_id, trio.current_time())
+            if wait:
+                raise RemoteProtocolError(f"link dropped; refused for another {wait:.1f} s")
             try:
                 return await handler(peer_id, payload)
             except RemoteProtocolError as exc:

@@ -2,7 +2,8 @@
 
 Rule: a peer's Hello is believed only about that peer (its peer ID must be the link's); the
 dialer retries every known address forever with exponential back-off from
-`net.reconnect_initial_s` to `net.reconnect_max_s`, and never sleeps except between dials.
+`net.reconnect_initial_s` to `net.reconnect_max_s`, and never sleeps except between dials or
+while a peer is blocked (dropped for a protocol violation, for `net.reconnect_max_s`).
 
 Discovery: Hello has no peer-list field in protocol version 1, so a node appends the dialable
 addresses of its connected peers (each ending in that peer's /p2p/ID) after its own in
@@ -67,6 +68,7 @@ class PeerBook:
 
     own_peer_id: str
     peers: dict[str, PeerInfo] = field(default_factory=dict)
+    blocked_until: dict[str, float] = field(default_factory=dict)
     _changed: trio.Event = field(default_factory=trio.Event)
 
     def get(self, peer_id: str) -> PeerInfo:
@@ -109,6 +111,21 @@ class PeerBook:
         info.addrs = tuple(dict.fromkeys((*info.addrs, *own)))
         self.notify()
         return others
+
+    def block(self, peer_id: str, until: float) -> None:
+        """Refuse `peer_id`'s traffic, and do not dial it, until time `until`."""
+        self.blocked_until[peer_id] = max(until, self.blocked_until.get(peer_id, until))
+        self.notify()
+
+    def blocked_for(self, peer_id: str, now: float) -> float:
+        """Seconds left before `peer_id` may talk to us again (0 if it may now)."""
+        until = self.blocked_until.get(peer_id)
+        if until is None:
+            return 0.0
+        if until <= now:
+            del self.blocked_until[peer_id]
+            return 0.0
+        return until - now
 
     def is_disconnected(self, peer_id: str) -> bool:
         return not self.get(peer_id).connected
@@ -170,6 +187,8 @@ async def keep_connected(
     delay = initial_s
     pid = addr_peer_id(addr) or ""
     while True:
+        if pid and (wait := book.blocked_for(pid, trio.current_time())):
+            await trio.sleep(wait)  # we dropped this peer for misbehaving; not before then
         if pid and book.get(pid).connected:
             # The link is up already (perhaps the peer dialled us): nothing to do until it drops.
             await book.wait_for(lambda: not book.get(pid).connected)

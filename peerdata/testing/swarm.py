@@ -81,13 +81,8 @@ class SwarmReport:
         return asdict(self)
 
 
-def start_robot(index: int, home: Path, *, ready_timeout_s: float = 60.0,
-                log_level: str = "info") -> Robot:
-    """Start `peerdata run --home HOME` and return once it reported readiness on its pipe.
-
-    Raises:
-        SwarmError: the daemon exited or stayed silent for `ready_timeout_s`.
-    """
+def spawn_robot(index: int, home: Path, *, log_level: str = "info") -> tuple[Robot, int]:
+    """Start `peerdata run --home HOME --ready-fd W`; return it and the pipe's read end."""
     read_fd, write_fd = os.pipe()
     stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
     try:
@@ -97,12 +92,23 @@ def start_robot(index: int, home: Path, *, ready_timeout_s: float = 60.0,
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             pass_fds=(write_fd,), start_new_session=True,  # our Ctrl-C is ours to relay
         )
+    except BaseException:
+        os.close(read_fd)
+        raise
     finally:
         os.close(write_fd)  # the child holds the only write end: EOF means it died
         stderr.close()
-    robot = Robot(index, home, process)
+    return Robot(index, home, process), read_fd
+
+
+def await_ready(robot: Robot, read_fd: int, timeout_s: float) -> Robot:
+    """Read the robot's readiness line (closing `read_fd`); stop it if it never comes.
+
+    Raises:
+        SwarmError: the daemon exited or stayed silent for `timeout_s`.
+    """
     try:
-        info = _read_ready(read_fd, ready_timeout_s, process)
+        info = _read_ready(read_fd, timeout_s, robot.process)
     except BaseException:
         stop_robot(robot, timeout_s=5.0)
         raise
@@ -112,6 +118,17 @@ def start_robot(index: int, home: Path, *, ready_timeout_s: float = 60.0,
     robot.listen_addrs = tuple(info["listen_addrs"])
     robot.control = str(info["control"])
     return robot
+
+
+def start_robot(index: int, home: Path, *, ready_timeout_s: float = 60.0,
+                log_level: str = "info") -> Robot:
+    """Start `peerdata run --home HOME` and return once it reported readiness on its pipe.
+
+    Raises:
+        SwarmError: the daemon exited or stayed silent for `ready_timeout_s`.
+    """
+    robot, read_fd = spawn_robot(index, home, log_level=log_level)
+    return await_ready(robot, read_fd, ready_timeout_s)
 
 
 def _read_ready(fd: int, timeout_s: float, process: subprocess.Popen[bytes]) -> dict[str, Any]:
@@ -166,15 +183,33 @@ class Swarm:
 
     def start(self, index: int, *, ready_timeout_s: float = 60.0) -> Robot:
         """Create (or reuse) robot `index`'s home and start its daemon."""
-        home = self.home(index)
-        bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
-        init_home(home, name=f"robot-{index}", listen=(LOOPBACK,), bootstrap=bootstrap)
-        robot = start_robot(index, home, ready_timeout_s=ready_timeout_s)
-        if index < len(self.robots):
-            self.robots[index] = robot
-        else:
-            self.robots.append(robot)
-        return robot
+        return self.start_many([index], ready_timeout_s=ready_timeout_s)[0]
+
+    def start_many(self, indices: list[int], *, ready_timeout_s: float = 60.0) -> list[Robot]:
+        """Start several robots at once (all spawned, then each awaited on its pipe).
+
+        Robot 0 is the bootstrap: start it alone first, so the others know its address.
+        """
+        spawned: list[tuple[Robot, int]] = []
+        try:
+            for index in indices:
+                home = self.home(index)
+                bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
+                init_home(home, name=f"robot-{index}", listen=(LOOPBACK,), bootstrap=bootstrap)
+                robot, read_fd = spawn_robot(index, home)
+                spawned.append((robot, read_fd))
+                if index < len(self.robots):
+                    self.robots[index] = robot
+                else:
+                    self.robots.append(robot)
+            deadline = time.monotonic() + ready_timeout_s
+            while spawned:
+                robot, read_fd = spawned.pop(0)
+                await_ready(robot, read_fd, max(deadline - time.monotonic(), 0.1))
+        finally:
+            for _, read_fd in spawned:  # an earlier one failed: the rest are stopped on exit
+                os.close(read_fd)
+        return [self.robots[i] for i in indices]
 
     def call(self, index: int, cmd: str, args: dict[str, Any] | None = None,
              timeout_s: float = 30.0) -> dict[str, Any]:
@@ -208,8 +243,8 @@ def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
     swarm = Swarm(out)
     try:
         swarm.start(0, ready_timeout_s=ready_timeout_s)
-        for i in range(1, count):
-            swarm.start(i, ready_timeout_s=ready_timeout_s)
+        if count > 1:
+            swarm.start_many(list(range(1, count)), ready_timeout_s=ready_timeout_s)
         yield swarm
     finally:
         swarm.stop(stop_timeout_s)

@@ -55,6 +55,14 @@ ProgressOption = Annotated[
     bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")
 ]
 
+# federated-learning hook: `--mode federated` hands over to peerdata.cli.federated
+ModeOption = Annotated[str, typer.Option(
+    "--mode", help="sharing (images, the default) or federated (model updates, see "
+    "docs/federated.md; --scenario is then DATASET-SPLIT-BETA, e.g. mnist-quantity-0.5)")]
+StrategyOption = Annotated[str | None, typer.Option(
+    "--strategy", help="federated mode: comma list of fedavg,fedprox,median,trimmed_mean,"
+    "clustered,multitier")]
+
 
 @guarded
 def experiment_command(
@@ -70,6 +78,8 @@ def experiment_command(
     threads: ThreadsOption = 1,
     progress: ProgressOption = True,
     fmt: Format = FORMAT_OPTION,
+    mode: ModeOption = "sharing",
+    strategy: StrategyOption = None,
 ) -> None:
     """Run a scenario's sharing policies side by side on identical data streams and seeds.
 
@@ -85,6 +95,15 @@ def experiment_command(
       peerdata experiment --scenario paper-3 --policies gu,random,oracle --seeds 0,1,2 \\
           --out results/paper3 --data-dir ~/data
     """
+    if mode == "federated":  # --- federated-learning hook (owner: peerdata/federated) ---
+        from peerdata.cli.federated import DEFAULT_STRATEGIES, run_federated
+
+        run_federated(scenario=scenario, strategies=strategy or DEFAULT_STRATEGIES,
+                      rounds=rounds or 10, seeds=seeds or "0", data_dir=data_dir, out=out,
+                      threads=threads, progress=progress, fmt=fmt)
+        return
+    if mode != "sharing":
+        raise ConfigError(f"--mode must be sharing or federated, got {mode!r}")
     import torch
 
     from peerdata.experiment import ExperimentPlan, check_output_dir, run_experiment

@@ -52,7 +52,8 @@ class FederatedExperimentConfig:
     """Everything one federated experiment needs; the CLI builds it from its options."""
 
     split: SplitSpec = SplitSpec()
-    rounds: int = 8
+    dataset: str = "mnist"
+    rounds: int = 10
     local_epochs: int = 1
     test_images: int = 2000
     strategies: tuple[str, ...] = STRATEGIES
@@ -62,7 +63,8 @@ class FederatedExperimentConfig:
     fedprox_mu: float = 0.01
     trim: float = 0.2
     clustered: Clustered = Clustered(threshold=0.0, max_clusters=3)
-    multitier: MultiTierConfig = MultiTierConfig(top_tier=3, et=2, er=1)
+    # et = er = local_epochs by default: every robot trains as many epochs as under FedAvg
+    multitier: MultiTierConfig = MultiTierConfig(top_tier=3, et=1, er=1)
     vision: VisionConfig = field(default_factory=lambda: VisionConfig(
         num_classes=NUM_CLASSES, width=4, embedding_dim=32, dropout=0.0))
     training: LocalTraining = LocalTraining()
@@ -224,6 +226,28 @@ def run_strategy(strategy: str, fleet: Fleet, cfg: FederatedExperimentConfig, *,
     robots = tuple(run.accuracy(run.locals[p]) for p in run.peers)
     return StrategyResult(strategy, attacked, curve[-1], robots, tuple(curve),
                           int(round(float(np.mean(traffic)))))
+
+
+def parse_scenario(name: str) -> tuple[str, str, float]:
+    """`DATASET-SPLIT[-BETA]` (e.g. `mnist-quantity-0.5`, `fashion_mnist-class-0.1`,
+    `mnist-iid`) -> (dataset, split kind, beta).
+
+    Raises:
+        ConfigError: not of that form.
+    """
+    parts = name.split("-")
+    kinds = ("iid", "quantity", "class")
+    try:
+        if len(parts) == 2 and parts[1] == "iid":
+            return parts[0], "iid", 1.0
+        if len(parts) == 3 and parts[1] in kinds and parts[0]:
+            return parts[0], parts[1], float(parts[2])
+    except ValueError:
+        pass
+    raise ConfigError(
+        f"federated scenario {name!r} must be DATASET-SPLIT-BETA (SPLIT: quantity or class) "
+        "or DATASET-iid, e.g. mnist-quantity-0.5, fashion_mnist-class-0.1, mnist-iid"
+    )
 
 
 def summarize(results: list[StrategyResult]) -> dict[str, float | int]:

@@ -21,8 +21,10 @@ import os
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
@@ -156,10 +158,10 @@ def frames_640x480(photos: list[Photo]) -> list[np.ndarray]:
     return frames
 
 
-def fps(fn: object, frames: list[np.ndarray]) -> float:
+def fps(fn: Callable[[Any], object], frames: Sequence[object]) -> float:
     start = time.perf_counter()
     for f in frames:
-        fn(f)  # type: ignore[operator]
+        fn(f)
     return len(frames) / (time.perf_counter() - start)
 
 
@@ -178,6 +180,7 @@ def contact_sheet(photos: list[Photo], columns: list[tuple[str, list[FilteredIma
         tiles.append(("original: " + photo.name, before))
         for title, outputs in columns:
             out = cv2.imdecode(np.frombuffer(outputs[i].png, np.uint8), cv2.IMREAD_COLOR)
+            assert out is not None
             for r in outputs[i].regions:
                 colour = (0, 0, 255) if r.kind is RegionKind.FACE else (255, 0, 0)
                 c = r.covered

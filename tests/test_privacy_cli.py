@@ -44,6 +44,7 @@ def test_check_reports_faces_and_writes_the_filtered_image(astronaut_png: Path,
     assert image["output"] == str(written)
     before = cv2.imread(str(astronaut_png))
     after = cv2.imread(str(written))
+    assert before is not None and after is not None
     assert after.shape == before.shape and not np.array_equal(after, before)
     assert report["statistics"]["regions_blurred"] == len(image["regions"])
     assert report["detectors"] == ["haar_frontal", "haar_profile", "haar_plate"]

@@ -112,5 +112,6 @@ def test_real_mnist_digits_pass_unchanged(data_dir: Path) -> None:
         out = filt.filter_array(digit)
         assert isinstance(out, FilteredImage) and out.regions == ()
         decoded = cv2.imdecode(np.frombuffer(out.png, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert decoded is not None
         assert np.array_equal(decoded, digit)
     assert filt.statistics().images_filtered == 200

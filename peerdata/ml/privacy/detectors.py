@@ -57,9 +57,14 @@ class Frame:
 class RegionDetector(Protocol):
     """Anything that finds regions of one kind; `min_size` is the smallest (w, h) it can find."""
 
-    name: str
-    kind: RegionKind
-    min_size: tuple[int, int]
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def kind(self) -> RegionKind: ...
+
+    @property
+    def min_size(self) -> tuple[int, int]: ...
 
     def detect(self, frame: Frame) -> list[Box]: ...
 
@@ -84,7 +89,7 @@ class HaarCascadeDetector:
 
     def __init__(self, name: str, kind: RegionKind, cascade_file: str, min_px: int,
                  mirrored: bool = False) -> None:
-        path = Path(cv2.data.haarcascades) / cascade_file
+        path = Path(cv2.data.haarcascades) / cascade_file  # type: ignore[attr-defined]
         cascade = cv2.CascadeClassifier(str(path))
         if cascade.empty():
             raise PrivacyError(f"cannot load Haar cascade {path} (is opencv-python 4.x installed?)")

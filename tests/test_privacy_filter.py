@@ -159,3 +159,30 @@ def test_output_never_equals_input_where_a_face_was_found(
         assert not np.array_equal(after[c.y:c.y + c.h, c.x:c.x + c.w],
                                   img[c.y:c.y + c.h, c.x:c.x + c.w]), r
 
+
+
+def _synthetic_plate() -> tuple[np.ndarray, tuple[int, int, int, int]]:
+    """A white plate with a black rim and Russian-style characters on a grey background.
+
+    No licensed photo of a real plate is in the data set; this checks the plate path is wired.
+    """
+    img = np.full((240, 400, 3), 90, np.uint8)
+    x, y, w, h = 80, 100, 196, 64
+    cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 255), -1)
+    cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 0), 2)
+    cv2.putText(img, "K 777 KK 99", (x + 6, y + 50), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 2)
+    return img, (x, y, w, h)
+
+
+def test_licence_plate_is_blurred_or_dropped_by_its_own_policy() -> None:
+    img, (x, y, w, h) = _synthetic_plate()
+    out = PrivacyFilter.from_config(PrivacyConfig()).filter_array(img)
+    assert isinstance(out, FilteredImage)
+    plates = [r for r in out.regions if r.kind is RegionKind.PLATE]
+    assert plates and all(r.detectors == ("haar_plate",) for r in plates)
+    mask = np.zeros(img.shape[:2], bool)
+    for r in plates:
+        mask[r.covered.y:r.covered.y + r.covered.h, r.covered.x:r.covered.x + r.covered.w] = True
+    assert mask[y:y + h, x:x + w].mean() >= 0.9
+    dropped = PrivacyFilter.from_config(PrivacyConfig(plate_action="drop")).filter_array(img)
+    assert isinstance(dropped, DroppedImage) and dropped.reason is DropReason.POLICY

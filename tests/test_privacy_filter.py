@@ -167,10 +167,10 @@ def _synthetic_plate() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     No licensed photo of a real plate is in the data set; this checks the plate path is wired.
     """
     img = np.full((240, 400, 3), 90, np.uint8)
-    x, y, w, h = 80, 100, 196, 64
+    x, y, w, h = 80, 100, 220, 48
     cv2.rectangle(img, (x, y), (x + w, y + h), (255, 255, 255), -1)
     cv2.rectangle(img, (x, y), (x + w, y + h), (0, 0, 0), 2)
-    cv2.putText(img, "K 777 KK 99", (x + 6, y + 50), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 2)
+    cv2.putText(img, "K 777 KK 99", (x + 6, y + 37), cv2.FONT_HERSHEY_SIMPLEX, 0.9, (0, 0, 0), 2)
     return img, (x, y, w, h)
 
 

@@ -200,6 +200,11 @@ def aggregate(
     }
 
 
+def _nanmean(values: Sequence[float]) -> float:
+    finite = [v for v in values if v == v]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
 def _final(series: list[dict[str, float | None]]) -> float:
     value = series[-1]["mean"]
     return float("nan") if value is None else value
@@ -226,18 +231,8 @@ def summarize(
             ):
                 out[f"{policy}_{k}"] = None
             continue
-        put(
-            f"{policy}_rare_precision",
-            float(np.nanmean([_final(res[r]["rare_precision"]) for r in rare_robots]))
-            if rare_robots
-            else float("nan"),
-        )
-        put(
-            f"{policy}_rare_recall",
-            float(np.nanmean([_final(res[r]["rare_recall"]) for r in rare_robots]))
-            if rare_robots
-            else float("nan"),
-        )
+        for k in ("rare_precision", "rare_recall"):
+            put(f"{policy}_{k}", _nanmean([_final(res[r][k]) for r in rare_robots]))
         final = np.mean([_final(res[r]["accuracy"]["all"]) for r in robots])
         start = np.mean([res[r]["accuracy"]["all"][0]["mean"] for r in robots])
         megabytes = sum(sum(p["mean"] or 0.0 for p in res[r]["bytes"]) for r in robots) / 1e6

@@ -31,6 +31,10 @@ class VisionConfig:
     batch_size: int = 64
     learning_rate: float = 2e-3
     eval_batch_size: int = 1024
+    # Draw training batches class-balanced (with replacement): a handful of images of a class a
+    # peer just shared then count as much as thousands of local ones, so new classes are learned
+    # within a round or two instead of being drowned out.
+    balanced: bool = True
 
     def __post_init__(self) -> None:
         if self.num_classes < 2 or self.width < 1 or self.embedding_dim < 1:
@@ -114,8 +118,14 @@ class VisionModel:
         self.net.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # dropout masks
+            weights = self._sample_weights(y)
             for _ in range(epochs):
-                order = torch.randperm(len(y), generator=generator)
+                if weights is None:
+                    order = torch.randperm(len(y), generator=generator)
+                else:
+                    order = torch.multinomial(
+                        weights, len(y), replacement=True, generator=generator
+                    )
                 loss_sum, batches = 0.0, 0
                 for start in range(0, len(y), self.config.batch_size):
                     batch = order[start : start + self.config.batch_size]
@@ -127,6 +137,12 @@ class VisionModel:
                     loss_sum, batches = loss_sum + float(loss.detach()), batches + 1
         self.net.eval()
         return loss_sum / max(batches, 1)
+
+    def _sample_weights(self, labels: torch.Tensor) -> torch.Tensor | None:
+        if not self.config.balanced:
+            return None
+        counts = torch.bincount(labels, minlength=self.config.num_classes).double()
+        return (1.0 / counts.clamp_min(1.0))[labels]
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:

@@ -11,6 +11,7 @@ top budget) -> [delivery: peers `vote` and `accept`] -> `learn_from_feedback` ->
 from __future__ import annotations
 
 import io
+import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -245,7 +246,15 @@ class RobotLearner:
                 setattr(learner, key, state[key].numpy().copy())
             learner.local_domains = np.asarray(state["local_domains"], dtype=object)
             learner.fine_tunes = state["fine_tunes"]
-        except (KeyError, TypeError, AttributeError, RuntimeError, EOFError) as exc:
+        except (
+            KeyError,
+            TypeError,
+            AttributeError,
+            ValueError,
+            RuntimeError,
+            EOFError,
+            pickle.UnpicklingError,
+        ) as exc:
             raise DataError(f"not a robot learner checkpoint: {exc}") from None
         if len(learner.calibration_images):
             learner.detector.fit(learner.model, learner.calibration_images)

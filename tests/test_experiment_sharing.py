@@ -1,0 +1,164 @@
+"""The pure round: relay counters, policies under budget, feedback, checkpoints, run_round."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from peerdata.datasets.synthetic import generate
+from peerdata.errors import ConfigError, DataError
+from peerdata.ml.ranker import RankerConfig
+from peerdata.ml.vision import VisionConfig
+from peerdata.sharing import (
+    Batch,
+    Feedback,
+    InProcessDelivery,
+    LearnerConfig,
+    RobotLearner,
+    UtilityCounter,
+    budget_count,
+    record_vote,
+    relay_order,
+    run_round,
+)
+
+torch.set_num_threads(1)
+CONFIG = LearnerConfig(
+    vision=VisionConfig(num_classes=20, width=4, embedding_dim=16, epochs=3, fine_tune_epochs=1),
+    ranker=RankerConfig(epochs=50),
+    calibration_images=30,
+)
+
+
+def _batch(families: dict[str, int], seed: int) -> Batch:
+    """Images of several synthetic families; family i gets labels 10*i.."""
+    parts = []
+    for i, (family, count) in enumerate(families.items()):
+        data = generate(family, count, seed)
+        parts.append((data.images, data.labels + 10 * i, np.full(count, family, dtype=object)))
+    rng = np.random.default_rng(seed)
+    images, labels, domains = (np.concatenate(p) for p in zip(*parts, strict=True))
+    order = rng.permutation(len(labels))
+    return Batch(images[order], labels[order], domains[order])
+
+
+def _learners() -> dict[str, RobotLearner]:
+    # A sees bars only; B sees bars and rare rings (labels 10..19)
+    learners = {}
+    for i, (name, mix) in enumerate((("A", {"bars": 150}), ("B", {"bars": 120, "rings": 30}))):
+        learner = RobotLearner(name, CONFIG, seed=i)
+        b = _batch(mix, seed=10 + i)
+        learner.bootstrap(b.images, b.labels, b.domains)
+        learners[name] = learner
+    return learners
+
+
+def test_counter_each_peer_votes_once() -> None:
+    c = UtilityCounter("A", image_id=3)
+    assert c.utility == 0.0
+    c = record_vote(record_vote(c, "B", True), "C", False)
+    assert c.voters == ("B", "C") and c.utility == 0.5
+    with pytest.raises(DataError, match="already voted"):
+        record_vote(c, "B", True)
+    with pytest.raises(DataError, match="own image"):
+        record_vote(c, "A", True)
+
+
+def test_relay_order_and_budget() -> None:
+    assert relay_order("B", ["A", "B", "C", "D"]) == ["C", "D", "A"]
+    assert budget_count(0.1, 500) == 50 and budget_count(1.0, 7) == 7 and budget_count(0.1, 9) == 0
+    for bad in (0.0, 1.01, -0.5):
+        with pytest.raises(ConfigError, match="budget"):
+            budget_count(bad, 10)
+
+
+@pytest.fixture(scope="module")
+def bootstrapped() -> dict[str, bytes]:
+    return {name: lr.checkpoint() for name, lr in _learners().items()}
+
+
+def _restore(checkpoints: dict[str, bytes]) -> dict[str, RobotLearner]:
+    return {name: RobotLearner.restore(cp, CONFIG) for name, cp in checkpoints.items()}
+
+
+@pytest.mark.parametrize("policy", ["gu", "random", "oracle", "all", "none"])
+def test_policies_respect_budget(bootstrapped: dict[str, bytes], policy: str) -> None:
+    b = _restore(bootstrapped)["B"]
+    batch = _batch({"bars": 80, "rings": 20}, seed=20)
+    b.observe(batch.images, batch.labels, batch.domains)
+    chosen = b.select_for_sharing(policy, 0.1, novel_domains=frozenset({"rings"}))
+    expected = {"none": 0, "all": 100}.get(policy, 10)
+    assert len(chosen) == expected
+    ids = [c.image_id for c in chosen]
+    assert len(set(ids)) == len(ids) and set(ids) <= set(b.pending.tolist())
+    if policy == "oracle":
+        assert all(b.local_domains[i] == "rings" for i in ids)
+    with pytest.raises(ConfigError, match="ground-truth"):
+        b.select_for_sharing("oracle", 0.1)
+
+
+def test_checkpoint_round_trip(bootstrapped: dict[str, bytes]) -> None:
+    a = _restore(bootstrapped)["A"]
+    twin = RobotLearner.restore(a.checkpoint(), CONFIG)
+    images = generate("rings", 10, seed=3).images
+    assert np.array_equal(a.model.predict(images).logits, twin.model.predict(images).logits)
+    assert np.array_equal(a.vote(images).novel, twin.vote(images).novel)
+    assert np.array_equal(a.local_labels, twin.local_labels)
+    with pytest.raises(DataError, match="checkpoint"):
+        RobotLearner.restore(b"nonsense", CONFIG)
+
+
+def test_feedback_for_another_robot_is_refused(bootstrapped: dict[str, bytes]) -> None:
+    a = _restore(bootstrapped)["A"]
+    with pytest.raises(DataError, match="another robot"):
+        a.learn_from_feedback([Feedback("B", 0, 1.0, ("A",))])
+
+
+def test_gu_round_delivers_feedback_and_retrains(bootstrapped: dict[str, bytes]) -> None:
+    learners = _restore(bootstrapped)
+    received_before = {n: len(lr.received_labels) for n, lr in learners.items()}
+    batches = {"A": _batch({"bars": 100}, 30), "B": _batch({"bars": 80, "rings": 20}, 31)}
+    outcome = run_round(
+        learners,
+        batches,
+        InProcessDelivery(learners),
+        policy="gu",
+        budget=0.1,
+        novel_domains={"A": frozenset(), "B": frozenset({"rings"})},
+    )
+    for name, lr in learners.items():
+        shared, feedback = outcome.shared[name], outcome.feedback[name]
+        assert len(shared) == 10 and len(feedback) == 10
+        assert [f.image_id for f in feedback] == [c.image_id for c in shared]
+        assert all(f.sender == name and 0.0 <= f.utility <= 1.0 for f in feedback)
+        assert all(len(f.voters) == 1 and name not in f.voters for f in feedback)
+        assert lr.ranker.trained and lr.ranker.fits == 1
+        assert outcome.ranker_losses[name] is not None
+        assert len(lr.feedback_utilities) == 10 and lr.fine_tunes == 1
+    assert len(learners["A"].received_labels) == received_before["A"] + 10
+    assert len(learners["B"].received_labels) == received_before["B"] + 10
+    assert len(learners["A"].pending) == 0
+
+
+def test_privacy_hook_can_alter_and_drop(bootstrapped: dict[str, bytes]) -> None:
+    learners = _restore(bootstrapped)
+    batches = {"A": _batch({"bars": 100}, 40), "B": _batch({"bars": 100}, 41)}
+    seen: list[int] = []
+
+    def drop_every_other(image: np.ndarray) -> np.ndarray | None:
+        seen.append(1)
+        return None if len(seen) % 2 else np.zeros_like(image)
+
+    outcome = run_round(
+        learners,
+        batches,
+        InProcessDelivery(learners),
+        policy="random",
+        budget=0.2,
+        privacy=drop_every_other,
+    )
+    assert len(seen) == 40
+    assert sum(len(s) for s in outcome.shared.values()) == 20
+    assert all(not c.image.any() for s in outcome.shared.values() for c in s)
+    assert not learners["A"].received_images[-10:].any()

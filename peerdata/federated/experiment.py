@@ -235,12 +235,11 @@ def parse_scenario(name: str) -> tuple[str, str, float]:
     Raises:
         ConfigError: not of that form.
     """
-    parts = name.split("-")
-    kinds = ("iid", "quantity", "class")
+    if name.endswith("-iid") and len(name) > 4:
+        return name[:-4], "iid", 1.0
+    parts = name.rsplit("-", 2)
     try:
-        if len(parts) == 2 and parts[1] == "iid":
-            return parts[0], "iid", 1.0
-        if len(parts) == 3 and parts[1] in kinds and parts[0]:
+        if len(parts) == 3 and parts[1] in ("quantity", "class") and parts[0]:
             return parts[0], parts[1], float(parts[2])
     except ValueError:
         pass

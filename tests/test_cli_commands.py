@@ -111,6 +111,23 @@ def test_run_with_unreadable_home_exits_config(tmp_path: Path) -> None:
     assert "not readable" in result.output or "cannot read" in result.output
 
 
+def test_run_with_a_home_below_a_file_exits_config(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    result = runner.invoke(app, ["run", "--home", str(tmp_path / "file" / "home")])
+    assert result.exit_code == ExitCode.CONFIG
+    assert "cannot read home" in result.output
+
+
+def test_swarm_launcher_reports_a_daemon_that_dies_before_ready(tmp_path: Path) -> None:
+    from peerdata.testing.swarm import SwarmError, start_robot
+
+    home = tmp_path / "r"
+    _init(home)
+    os.chmod(home / "node.key", 0o640)  # the daemon refuses to start
+    with pytest.raises(SwarmError, match="exited with code 3 before ready.*refusing"):
+        start_robot(0, home, ready_timeout_s=30)
+
+
 def test_run_with_corrupt_config_exits_config(tmp_path: Path) -> None:
     home = tmp_path / "r"
     _init(home)

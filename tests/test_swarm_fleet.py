@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from peerdata.cli.exit_codes import ExitCode
 from peerdata.store import SqliteStore
 from peerdata.testing.swarm import Swarm, kill_robot, open_swarm, share_all, write_images
 
@@ -26,10 +27,15 @@ _ENTRY = "from peerdata.cli.main import main; main()"
 TIMEOUT = 60.0
 
 
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """Run the real CLI in a subprocess."""
+    return subprocess.run([sys.executable, "-c", _ENTRY, *args], capture_output=True, text=True,
+                          timeout=TIMEOUT, check=False)
+
+
 def cli_json(*args: str) -> dict[str, Any]:
-    """Run the real CLI in a subprocess and parse the JSON on its last stdout line."""
-    proc = subprocess.run([sys.executable, "-c", _ENTRY, *args, "--format", "json"],
-                          capture_output=True, text=True, timeout=TIMEOUT, check=False)
+    """Run the real CLI with `--format json` and parse the JSON on its last stdout line."""
+    proc = cli(*args, "--format", "json")
     assert proc.returncode == 0, proc.stderr
     return dict(json.loads(proc.stdout.strip().splitlines()[-1]))
 
@@ -67,6 +73,16 @@ def test_three_daemons_mesh_and_share_verified_images(swarm3: Swarm) -> None:
         assert status["images_verified"] == expected == 4
         assert status["images_rejected"] == 0 and status["samples_received"] == 4
         assert status["images_sent"] == 4 and status["bytes_sent"] > 0
+    # exit codes through the daemon: a non-image is DATA, a second daemon on a home UNREACHABLE
+    not_image = swarm3.out / "notes.txt"
+    not_image.write_text("hello")
+    home0 = str(swarm3.robots[0].home)
+    sent = cli("send", str(not_image), "--to", ids[1], "--home", home0)
+    assert sent.returncode == ExitCode.DATA and "not a PNG or JPEG" in " ".join(sent.stderr.split())
+    second = cli("run", "--home", home0)
+    assert second.returncode == ExitCode.UNREACHABLE
+    assert "already serving" in " ".join(second.stderr.split())
+    assert cli_json("status", "--home", home0)["pid"] == swarm3.robots[0].pid  # unharmed
 
 
 def test_sigkill_mid_transfer_then_restart_from_home(swarm3: Swarm) -> None:

@@ -18,7 +18,14 @@ from peerdata.control.protocol import (
     decode_response,
     encode_request,
 )
-from peerdata.errors import ControlError
+from peerdata.errors import (
+    ConfigError,
+    ControlError,
+    DataError,
+    IdentityError,
+    PeerdataError,
+    TransportError,
+)
 
 CONTROL_SOCKET = "control.sock"
 
@@ -44,7 +51,9 @@ def call(home: Path, cmd: str, args: dict[str, Any] | None = None,
 
     Raises:
         ControlError: no daemon is listening, it did not answer within `timeout_s`, or the
-            answer is malformed. DaemonError (a ControlError): the daemon reported an error.
+            answer is malformed.
+        DataError, ConfigError, IdentityError, TransportError: the daemon reported one.
+        DaemonError (a ControlError): the daemon reported any other error.
     """
     path = socket_path(home)
     req = ControlRequest(id=next(_ids), cmd=cmd, args=args or {})
@@ -75,8 +84,24 @@ def call(home: Path, cmd: str, args: dict[str, Any] | None = None,
     if resp.id != req.id:
         raise ControlError(f"control answer for request {resp.id}, expected {req.id}")
     if not resp.ok:
-        raise DaemonError(resp.error_type or "Error", resp.error_message or "")
+        raise daemon_error(resp.error_type or "Error", resp.error_message or "")
     return resp.result or {}
+
+
+# Daemon-side errors that keep their own class (and so their exit code) in the CLI.
+_PASSED_THROUGH: dict[str, type[PeerdataError]] = {
+    cls.__name__: cls for cls in (ConfigError, DataError, IdentityError, TransportError)
+}
+
+
+def daemon_error(error_type: str, message: str) -> PeerdataError:
+    """The exception to raise for an error the daemon reported.
+
+    DataError, ConfigError, IdentityError and TransportError keep their class (a missing image
+    exits 4, an unreachable peer 5); anything else becomes a DaemonError naming the type.
+    """
+    cls = _PASSED_THROUGH.get(error_type)
+    return cls(message) if cls is not None else DaemonError(error_type, message)
 
 
 def _read_line(sock: socket.socket) -> bytes:

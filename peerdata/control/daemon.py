@@ -17,7 +17,7 @@ import trio
 
 from peerdata.cli.exit_codes import ExitCode
 from peerdata.control.commands import make_dispatch
-from peerdata.control.server import serve_control
+from peerdata.control.server import ensure_free, serve_control
 from peerdata.errors import PeerdataError
 from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
 from peerdata.node.logs import event
@@ -66,6 +66,7 @@ async def run_daemon(home: Path, *, ready_fd: int | None = None) -> int:
 
 async def _run_daemon(home: Path, ready_fd: int | None) -> int:
     identity, config = check_home(home)
+    ensure_free(home / CONTROL_SOCKET)  # before opening the store and the listen port
     code = ExitCode.OK
     stop = trio.Event()
 

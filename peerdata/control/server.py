@@ -37,6 +37,11 @@ Dispatch = Callable[[ControlRequest], Awaitable[dict[str, Any]]]
 MAX_SOCKET_PATH = 107
 
 
+def ensure_free(path: Path) -> None:
+    """Raise ControlError if a daemon is serving `path` now (a dead socket is removed)."""
+    _check_stale(path)
+
+
 def _check_stale(path: Path) -> None:
     """Remove a dead socket left by a crashed daemon; refuse a live one or a non-socket."""
     try:

@@ -144,17 +144,35 @@ def _read_ready(fd: int, timeout_s: float, process: subprocess.Popen[bytes]) -> 
         chunk = os.read(fd, 4096)
         if not chunk:
             code = process.wait(timeout=timeout_s)
-            raise SwarmError(f"daemon pid {process.pid} exited with code {code} before ready")
+            raise SwarmError(f"daemon pid {process.pid} exited with code {code} before ready"
+                             f"{_stderr_tail(process)}")
         buf += chunk
     return dict(json.loads(buf.split(b"\n", 1)[0]))
 
 
-def stop_robot(robot: Robot, *, timeout_s: float = 10.0) -> int | None:
-    """SIGTERM by PID, wait up to `timeout_s`, then SIGKILL. Returns the exit code."""
+def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
+    """The last error line the daemon wrote (its stderr goes to HOME/daemon.stderr)."""
+    home = Path(process.args[process.args.index("--home") + 1])  # type: ignore[union-attr,index]
+    try:
+        text = (home / "daemon.stderr").read_text(errors="replace")
+    except OSError:
+        return ""
+    start = text.rfind("error:")  # the CLI's one error message, possibly wrapped by rich
+    tail = text[start:] if start >= 0 else (text.strip().splitlines() or [""])[-1]
+    return f": {' '.join(tail.split())}" if tail.strip() else ""
+
+
+def stop_robot(robot: Robot, *, timeout_s: float = 10.0, terminate: bool = True) -> int | None:
+    """SIGTERM by PID, wait up to `timeout_s`, then SIGKILL. Returns the exit code.
+
+    With `terminate=False` the SIGTERM is taken as sent already (a second one would cut the
+    graceful shutdown short).
+    """
     process = robot.process
     if process.poll() is None:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(process.pid, signal.SIGTERM)
+        if terminate:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=timeout_s)
         except subprocess.TimeoutExpired:
@@ -229,8 +247,9 @@ class Swarm:
             if r.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(r.pid, signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
         for r in self.robots:
-            stop_robot(r, timeout_s=timeout_s)
+            stop_robot(r, timeout_s=max(deadline - time.monotonic(), 0.1), terminate=False)
 
 
 @contextlib.contextmanager

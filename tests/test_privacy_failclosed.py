@@ -100,6 +100,11 @@ def test_unsupported_formats_are_dropped(filt: PrivacyFilter, data: bytes) -> No
     _dropped(filt.filter_image(data), DropReason.UNSUPPORTED_FORMAT)
 
 
+@pytest.mark.parametrize("data", [None, 10**12, "\x89PNG", ["png"]], ids=repr)
+def test_non_bytes_input_is_dropped(filt: PrivacyFilter, data: object) -> None:
+    _dropped(filt.filter_image(data), DropReason.UNSUPPORTED_FORMAT)  # type: ignore[arg-type]
+
+
 def test_formats_opencv_could_decode_are_still_refused(filt: PrivacyFilter) -> None:
     _dropped(filt.filter_image(_encoded(".bmp")), DropReason.UNSUPPORTED_FORMAT)
 

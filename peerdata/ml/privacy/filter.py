@@ -113,6 +113,9 @@ class PrivacyFilter:
 
     def filter_image(self, data: bytes) -> FilteredImage | DroppedImage:
         """Filter encoded PNG/JPEG bytes; never raises."""
+        if not isinstance(data, bytes | bytearray | memoryview):  # bytes(huge int) would allocate
+            return self._dropped(DropReason.UNSUPPORTED_FORMAT,
+                                 f"expected encoded image bytes, got {type(data).__name__}")
         try:
             img = decode(bytes(data), self.max_pixels)
         except ImageRejected as exc:

@@ -179,3 +179,44 @@ async def test_gossip_round_median_shrugs_off_a_liar(
     for honest in (A, B):
         assert set(out[honest.peer_id].included) == set(members)
         assert torch.equal(out[honest.peer_id].model["w"], torch.full((2,), 2.0))
+
+
+async def test_federation_service_runs_rounds_on_a_schedule(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    from peerdata.federated.service import Federation
+
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE)
+    net = MemoryNetwork(seed=5)
+    members = [i.peer_id for i in IDS]
+    aggregator = elect_aggregator(1, members)
+    straggler = next(p for p in members if p != aggregator)
+    services: dict[str, Federation] = {}
+    values = {p: float(i + 1) for i, p in enumerate(members)}
+
+    def trainer(peer_id: str):  # type: ignore[no-untyped-def]
+        async def train_local(state: dict[str, torch.Tensor], round_id: int) -> LocalModel:
+            if peer_id == straggler and round_id == 1:
+                await trio.sleep(3 * DEADLINE)  # virtual: too slow for round 1
+            return LocalModel({"w": state["w"] + values[peer_id], "steps": torch.tensor(1)}, 1)
+        return train_local
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            transports = [await stack.enter_async_context(net.open_transport(p))
+                          for p in members]
+            for t in transports[1:]:
+                await t.connect(transports[0].listen_addrs()[0])
+            await transports[1].connect(transports[2].listen_addrs()[0])
+            async with trio.open_nursery() as nursery:
+                for ident, transport in zip(IDS, transports, strict=True):
+                    peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
+                    service = Federation(transport, peer, trainer(ident.peer_id),
+                                         interval_s=100.0, mode=cfg.mode,
+                                         max_update_bytes=cfg.max_update_bytes)
+                    services[ident.peer_id] = service
+                    await nursery.start(lambda s=service, **kw: s.run(max_rounds=2, **kw))
+    stats = {p: s.statistics() for p, s in services.items()}
+    assert all(s.rounds == 2 for s in stats.values())
+    assert stats[aggregator].rejected_total == 1  # the straggler's round-1 update, next round
+    assert all(s.version == 2 for s in stats.values())

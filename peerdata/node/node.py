@@ -25,7 +25,7 @@ from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
 from peerdata.errors import RemoteProtocolError
 from peerdata.identity import Identity, load_identity
-from peerdata.net.transport import Transport
+from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
 from peerdata.node.peers import (
     PeerBook,
@@ -36,20 +36,23 @@ from peerdata.node.peers import (
 )
 from peerdata.node.share import ReceivedImage, ShareService, ShareStats
 from peerdata.store import Store
-from peerdata.wire.codec import decode, decode_as, encode
-from peerdata.wire.messages import Hello, Message
+from peerdata.wire.codec import decode_as, encode
+from peerdata.wire.messages import Feedback, Hello, Message, Vote
 from peerdata.wire.versions import (
+    FEEDBACK_TOPIC,
     FETCH_PROTOCOL,
     HELLO_PROTOCOL,
     PROTOCOL_VERSION,
     SHARE_PROTOCOL,
-    TOPICS,
+    VOTES_TOPIC,
 )
 
 log = logging.getLogger("peerdata.node")
 
 AGENT = f"peerdata/{_version}"
 GOSSIP_INBOX = 256
+# What each gossip topic carries; anything else on it is refused.
+TOPIC_TYPES: dict[str, type[Message]] = {VOTES_TOPIC: Vote, FEEDBACK_TOPIC: Feedback}
 DIAL_QUEUE = 256
 THREADS = 2  # CPU/disk work in flight at once (hashing, store writes)
 
@@ -125,7 +128,7 @@ class Node:
         self._dial_send, self._dial_recv = trio.open_memory_channel[str](DIAL_QUEUE)
         self._gossip_send, self.gossip_inbox = trio.open_memory_channel[tuple[str, Message]](
             GOSSIP_INBOX)
-        self._gossip = {"received": 0, "rejected": 0}
+        self._gossip = {"received": 0, "rejected": 0, "dropped": 0}
         self._links_dropped = 0
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
@@ -258,29 +261,47 @@ class Node:
                 event(log, logging.INFO, "link_up" if ev.connected else "link_down",
                       peer=ev.peer_id)
 
+    def _gossip_validator(self, topic: str) -> GossipValidator:
+        """Refuse (neither deliver nor forward) gossip that is not a valid message of the
+        topic's type; count and log each refusal with the sender's peer ID."""
+        expected = TOPIC_TYPES[topic]
+
+        def validate(sender: str, data: bytes) -> bool:
+            try:
+                decode_as(data, expected, limits=self.config.limits)
+            except RemoteProtocolError as exc:
+                self._gossip["rejected"] += 1
+                event(log, logging.WARNING, "gossip_rejected", peer=sender, topic=topic,
+                      error=str(exc)[:200])
+                return False
+            return True
+
+        return validate
+
     async def run_gossip(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                          ) -> None:
-        """Decode every gossip message on our topics; pass valid ones to `gossip_inbox`."""
-        channels = [self.transport.subscribe(t) for t in TOPICS]
+        """Pass valid gossip on our topics to `gossip_inbox` (bounded; full = dropped)."""
+        channels = []
+        for topic in TOPIC_TYPES:
+            self.transport.set_gossip_validator(topic, self._gossip_validator(topic))
+            channels.append(self.transport.subscribe(topic))
         async with trio.open_nursery() as nursery:
             for ch in channels:
                 nursery.start_soon(self._read_topic, ch)
             task_status.started()
 
-    async def _read_topic(self, channel: trio.MemoryReceiveChannel[Any]) -> None:
+    async def _read_topic(self, channel: trio.MemoryReceiveChannel[GossipMessage]) -> None:
         async for msg in channel:
             try:
-                decoded = decode(msg.data, self.config.limits)
-            except RemoteProtocolError as exc:
-                self._gossip["rejected"] += 1
-                event(log, logging.WARNING, "gossip_rejected", peer=msg.sender,
-                      topic=msg.topic, error=str(exc)[:200])
-                continue
+                decoded = decode_as(msg.data, TOPIC_TYPES[msg.topic], limits=self.config.limits)
+            except RemoteProtocolError:
+                continue  # the validator refused and counted it already
             self._gossip["received"] += 1
             try:
                 self._gossip_send.send_nowait((msg.sender, decoded))
             except trio.WouldBlock:
-                pass  # nobody reads gossip yet (round logic comes later); counted above
+                self._gossip["dropped"] += 1  # nobody reads gossip yet (the round logic will)
+            self.book.notify()
 
     async def start(self) -> None:
         """Set handlers and start every service; dial the bootstrap peers."""

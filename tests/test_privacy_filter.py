@@ -61,6 +61,7 @@ def test_astronaut_face_is_found_and_blurred(default_filter: PrivacyFilter) -> N
         assert not np.array_equal(after[c.y:c.y + c.h, c.x:c.x + c.w], img[c.y:c.y + c.h,
                                                                             c.x:c.x + c.w])
     assert out.sha256 == hashlib.sha256(out.png).hexdigest()
+    assert np.array_equal(out.pixels(), after)
     assert (out.width, out.height) == (200, 200)
 
 

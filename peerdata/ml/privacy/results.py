@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, NoReturn
 
+import cv2
+import numpy as np
+
 from peerdata.errors import PrivacyError
 
 
@@ -143,6 +146,13 @@ class FilteredImage:
                             ("width", width), ("height", height)):
             object.__setattr__(obj, name, value)
         return obj
+
+    def pixels(self) -> np.ndarray:
+        """The filtered pixels, decoded from `png`: uint8 (H, W) or BGR (H, W, 3)."""
+        img = cv2.imdecode(np.frombuffer(self.png, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        if img is None:  # cannot happen for bytes the filter encoded itself
+            raise PrivacyError("FilteredImage holds PNG bytes that do not decode")
+        return img
 
     def __setattr__(self, name: str, value: object) -> NoReturn:
         raise AttributeError("FilteredImage is immutable")

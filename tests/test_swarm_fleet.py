@@ -83,6 +83,11 @@ def test_three_daemons_mesh_and_share_verified_images(swarm3: Swarm) -> None:
     assert second.returncode == ExitCode.UNREACHABLE
     assert "already serving" in " ".join(second.stderr.split())
     assert cli_json("status", "--home", home0)["pid"] == swarm3.robots[0].pid  # unharmed
+    # SIGINT is a graceful stop too, with the documented exit code
+    r2 = swarm3.robots[2]
+    os.kill(r2.pid, signal.SIGINT)
+    assert r2.process.wait(timeout=TIMEOUT) == ExitCode.INTERRUPTED
+    assert not (r2.home / "control.sock").exists()
 
 
 def test_sigkill_mid_transfer_then_restart_from_home(swarm3: Swarm) -> None:

@@ -257,6 +257,9 @@ margin = {d.privacy.margin}                  # enlarge each detected box by this
 max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not decoded
 # yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
 # yunet_sha256 = "..."            # checked before the model is loaded
+yunet_score = {d.privacy.yunet_score}              # YuNet detections below this score are ignored
+face_detectors = []               # [] = measured default: ["yunet"] if yunet_model is set, else Haar
+min_face_px = {d.privacy.min_face_px}                # smallest face searched for; smaller images skip detection
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers

@@ -10,7 +10,7 @@ import json
 import shlex
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -83,7 +83,7 @@ def run_federated(
         if progress:
             print(message, file=sys.stderr, flush=True)
 
-    per_seed = []
+    per_seed: list[dict[str, Any]] = []
     for seed in _seeds(seeds):
         cfg = dataclasses.replace(base, seed=seed)
         results = run_experiment(splits.train, splits.test, cfg, progress=say)

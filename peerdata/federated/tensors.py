@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -18,8 +19,9 @@ from peerdata.errors import LocalProtocolError, RemoteProtocolError
 from peerdata.ml.aggregate import StateDict
 from peerdata.wire.model_update import TensorBlob
 
-_NUMPY = {"float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int64": np.dtype("<i8")}
-_TORCH = {"float32": torch.float32, "float16": torch.float16, "int64": torch.int64}
+_NUMPY: dict[str, np.dtype[Any]] = {
+    "float32": np.dtype("<f4"), "float16": np.dtype("<f2"), "int64": np.dtype("<i8"),
+}
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,8 @@ def _dense(name: str, t: torch.Tensor, dtype: str) -> TensorBlob:
 def _topk(name: str, delta: torch.Tensor, dtype: str, fraction: float) -> TensorBlob:
     flat = delta.detach().cpu().flatten().to(torch.float32)
     k = max(1, math.ceil(fraction * flat.numel())) if flat.numel() else 0
-    index = torch.topk(flat.abs(), k).indices.sort().values if k else torch.zeros(0, dtype=int)
+    index = (torch.topk(flat.abs(), k).indices.sort().values if k
+             else torch.zeros(0, dtype=torch.long))
     values = flat[index].numpy().astype(_NUMPY[dtype])
     return TensorBlob(name=name, dtype=dtype, shape=tuple(int(d) for d in delta.shape),
                       encoding="topk", data=values.tobytes(),

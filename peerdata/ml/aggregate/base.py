@@ -38,7 +38,10 @@ class ClientUpdate:
 class AggregationRule(Protocol):
     """A strategy that turns the round's updates into one model (Flower: `aggregate_fit`)."""
 
-    name: str
+    @property
+    def name(self) -> str:
+        """The strategy's configuration name, e.g. "fedavg"."""
+        ...
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> StateDict:
         """Combine `updates` into one state dict."""

@@ -114,12 +114,11 @@ class Clustered:
                 raise AggregationError("clustered by tag: every update needs a tag")
             order = sorted({u.tag for u in updates if u.tag is not None})
             return [order.index(u.tag) for u in updates if u.tag is not None]
-        if reference is None and starts is None:
-            raise AggregationError("clustered by similarity needs the round's reference model")
-        deltas = torch.stack([
-            flatten_delta(u.state, starts[u.peer] if starts is not None else reference, keys)
-            for u in updates
-        ])
+        if starts is None:
+            if reference is None:
+                raise AggregationError("clustered by similarity needs the round's reference")
+            starts = {u.peer: reference for u in updates}
+        deltas = torch.stack([flatten_delta(u.state, starts[u.peer], keys) for u in updates])
         return cluster_by_similarity(cosine_matrix(deltas), self.threshold, self.max_clusters)
 
     def aggregate_clusters(

@@ -16,7 +16,8 @@ from peerdata.node.logs import configure_logging, remove_handlers
 HELP = """Run the node of HOME in the foreground until SIGINT/SIGTERM.
 
 It listens, dials its bootstrap peers (retrying with back-off), answers offers and fetches,
-and serves HOME/control.sock for `status`, `peers` and `send`. Logs go to stderr and HOME/node.log, one `event=... key=value` line each.
+and serves HOME/control.sock for `status`, `peers` and `send`. Logs go to stderr and
+HOME/node.log, one `event=... key=value` line each.
 
 SIGTERM stops it gracefully (exit 0); SIGINT / Ctrl-C too (exit 130).
 
@@ -55,3 +56,11 @@ def run(
 
 def register(app: typer.Typer) -> None:
     app.command("run", help=HELP)(guarded(run))
+
+
+def main() -> None:
+    """`peerdata run` alone, without importing the other commands (the swarm launcher's
+    daemons use it: the same code path, about 35 MB less per process)."""
+    app = typer.Typer(add_completion=False, pretty_exceptions_enable=False)
+    register(app)
+    app()

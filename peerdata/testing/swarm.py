@@ -24,9 +24,10 @@ from peerdata.control.client import call
 from peerdata.errors import ControlError, PeerdataError
 from peerdata.node.home import init_home
 
-# The child runs the real CLI entry point; `-c` keeps this independent of where the console
-# script was installed.
-_ENTRY = "from peerdata.cli.main import main; main()"
+# The child runs the `peerdata run` command through `peerdata.cli.run.main`, which skips
+# importing the other commands (numpy, datasets...): ~35 MB less per daemon. `-c` keeps this
+# independent of where the console script was installed.
+_ENTRY = "from peerdata.cli.run import main; main()"
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
 
 
@@ -87,7 +88,7 @@ def spawn_robot(index: int, home: Path, *, log_level: str = "info") -> tuple[Rob
     stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "run", "--home", str(home),
+            [sys.executable, "-c", _ENTRY, "--home", str(home),
              "--ready-fd", str(write_fd), "--log-level", log_level],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             pass_fds=(write_fd,), start_new_session=True,  # our Ctrl-C is ours to relay

@@ -81,3 +81,16 @@ async def test_status_peers_send_wait_stop(
             with pytest.raises(TransportError):
                 await ask(on_a, "send", paths=[str(files[0])], to=Identity.generate().peer_id)
             assert await ask(on_a, "stop") == {"stopping": True} and stopped == [1]
+
+
+async def test_extra_commands_plug_in(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            a = await start_node(stack, MemoryNetwork(), "a")
+
+            async def rounds(node: Any, args: dict[str, Any]) -> dict[str, Any]:
+                return {"rounds": [], "peer_id": node.peer_id}
+
+            dispatch = make_dispatch(a.node, "c", lambda: None, extra={"rounds": rounds})
+            got = await dispatch(ControlRequest(1, "rounds", {}))
+            assert got == {"rounds": [], "peer_id": a.node.peer_id}

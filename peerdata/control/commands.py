@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +124,17 @@ async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]
     )
 
 
-def make_dispatch(node: Node, control: str, stop: Callable[[], None]) -> Dispatch:
-    """The control endpoint's handler for `node` (`stop` ends the daemon gracefully)."""
+# A command a later feature adds (rounds, shared, votes...): (node, args) -> result object.
+Command = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+def make_dispatch(node: Node, control: str, stop: Callable[[], None],
+                  extra: Mapping[str, Command] | None = None) -> Dispatch:
+    """The control endpoint's handler for `node` (`stop` ends the daemon gracefully).
+
+    `extra` adds commands by name (serve them with `commands=COMMANDS | extra.keys()`).
+    """
+    extra = dict(extra or {})
 
     async def dispatch(req: ControlRequest) -> dict[str, Any]:
         if req.cmd == "status":
@@ -139,6 +148,9 @@ def make_dispatch(node: Node, control: str, stop: Callable[[], None]) -> Dispatc
         if req.cmd == "stop":
             stop()
             return {"stopping": True}
+        command = extra.get(req.cmd)
+        if command is not None:
+            return await command(node, req.args)
         raise ControlError(f"command {req.cmd!r} is not implemented by this daemon")
 
     return dispatch

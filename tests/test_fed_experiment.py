@@ -143,3 +143,19 @@ def test_cli_prints_table_then_json() -> None:
     assert "median_attacked_accuracy_drop" in last and "fedavg_bytes_per_round" in last
     bad = CliRunner().invoke(app, ["federated", "--scenario", "paper-3"])
     assert bad.exit_code == 3
+
+
+@pytest.mark.slow
+def test_combined_mode_on_the_synthetic_scenario() -> None:
+    from peerdata.federated.combined import run_combined
+    from peerdata.scenario import load_scenario
+
+    spec = load_scenario("synthetic-3").with_overrides(rounds=1)
+    results = run_combined(spec, None, variants=("images", "combined"))
+    summary = results["summary"]
+    assert set(summary) == {f"{v}_{k}" for v in ("images", "combined")
+                            for k in ("accuracy", "worst_accuracy", "megabytes")}
+    # after averaging every robot holds the same model, so mean and worst coincide
+    combined = results["per_seed"][0]["combined"]["accuracy"]
+    assert len({round(a["all"], 6) for a in combined.values()}) == 1
+    assert summary["combined_megabytes"] > summary["images_megabytes"]

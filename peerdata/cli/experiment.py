@@ -57,8 +57,9 @@ ProgressOption = Annotated[
 
 # federated-learning hook: `--mode federated` hands over to peerdata.cli.federated
 ModeOption = Annotated[str, typer.Option(
-    "--mode", help="sharing (images, the default) or federated (model updates, see "
-    "docs/federated.md; --scenario is then DATASET-SPLIT-BETA, e.g. mnist-quantity-0.5)")]
+    "--mode", help="sharing (images, the default), federated (model updates; --scenario is "
+    "then DATASET-SPLIT-BETA, e.g. mnist-quantity-0.5) or combined (images + models vs each "
+    "alone); see docs/federated.md")]
 StrategyOption = Annotated[str | None, typer.Option(
     "--strategy", help="federated mode: comma list of fedavg,fedprox,median,trimmed_mean,"
     "clustered,multitier")]
@@ -102,8 +103,14 @@ def experiment_command(
                       rounds=rounds or 10, seeds=seeds or "0", data_dir=data_dir, out=out,
                       threads=threads, progress=progress, fmt=fmt)
         return
+    if mode == "combined":  # images (GU) + model averaging, vs each alone
+        from peerdata.cli.federated import run_combined_mode
+
+        run_combined_mode(scenario=scenario, rounds=rounds, seeds=seeds, data_dir=data_dir,
+                          out=out, threads=threads, progress=progress, fmt=fmt)
+        return
     if mode != "sharing":
-        raise ConfigError(f"--mode must be sharing or federated, got {mode!r}")
+        raise ConfigError(f"--mode must be sharing, federated or combined, got {mode!r}")
     import torch
 
     from peerdata.experiment import ExperimentPlan, check_output_dir, run_experiment

@@ -40,7 +40,8 @@ def run_federated(
     *, scenario: str, strategies: str = DEFAULT_STRATEGIES, attacked: str = DEFAULT_ATTACKED,
     attack: str = "scaled", attack_scale: float = -10.0, rounds: int = 10,
     local_epochs: int = 1, robots: int = 7, images: int = 4200, test_images: int = 2000,
-    seeds: str = "0", top_tier: int = 3, mu: float = 0.01, trim: float = 0.2,
+    seeds: str = "0", top_tier: int = 3, et: int | None = None, er: int | None = None,
+    mu: float = 0.01, trim: float = 0.2,
     dtype: str = "float32", data_dir: Path | None = None, out: Path | None = None,
     threads: int = 1, progress: bool = True, fmt: Format = Format.text,
 ) -> dict[str, object]:
@@ -71,7 +72,8 @@ def run_federated(
         local_epochs=local_epochs, test_images=test_images,
         strategies=chosen, attacked=under_attack,
         attack=attack, attack_scale=attack_scale, fedprox_mu=mu, trim=trim,
-        multitier=MultiTierConfig(top_tier=top_tier, et=local_epochs, er=local_epochs),
+        multitier=MultiTierConfig(top_tier=top_tier, et=et or local_epochs,
+                                  er=local_epochs if er is None else er),
         update_dtype=dtype,
     )
     splits = load_dataset(dataset, resolve_data_dir(data_dir))
@@ -140,6 +142,11 @@ def federated(
     seeds: Annotated[str, typer.Option("--seeds", help="comma list, e.g. 0,1,2")] = "0",
     top_tier: Annotated[int, typer.Option("--top-tier", min=1, help="multi-tier top peers")
                         ] = 3,
+    et: Annotated[int | None, typer.Option(
+        "--et", min=1, help="multi-tier: top-tier epochs [default: --local-epochs]")] = None,
+    er: Annotated[int | None, typer.Option(
+        "--er", min=0, help="multi-tier: low-tier fine-tune epochs [default: --local-epochs]")
+    ] = None,
     mu: Annotated[float, typer.Option("--mu", min=0.0, help="FedProx proximal weight")] = 0.01,
     trim: Annotated[float, typer.Option("--trim", help="trimmed-mean fraction per end")] = 0.2,
     dtype: Annotated[str, typer.Option("--dtype", help="float32 or float16 on the wire")
@@ -165,9 +172,55 @@ def federated(
     run_federated(scenario=scenario, strategies=strategy, attacked=attacked, attack=attack,
                   attack_scale=attack_scale, rounds=rounds, local_epochs=local_epochs,
                   robots=robots, images=images, test_images=test_images, seeds=seeds,
-                  top_tier=top_tier, mu=mu, trim=trim, dtype=dtype, data_dir=data_dir, out=out,
-                  threads=threads, progress=progress, fmt=fmt)
+                  top_tier=top_tier, et=et, er=er, mu=mu, trim=trim, dtype=dtype,
+                  data_dir=data_dir, out=out, threads=threads, progress=progress, fmt=fmt)
 
 
 def register(app: typer.Typer) -> None:
     app.command("federated")(guarded(federated))
+
+
+def run_combined_mode(
+    *, scenario: str, rounds: int | None = None, seeds: str | None = None,
+    data_dir: Path | None = None, out: Path | None = None, threads: int = 1,
+    progress: bool = True, fmt: Format = Format.text,
+) -> dict[str, object]:
+    """Images alone, models alone, both, and neither on a sharing scenario (e.g. paper-3)."""
+    import torch
+
+    from peerdata.federated.combined import VARIANTS, run_combined
+    from peerdata.scenario import load_scenario
+
+    if threads < 1:
+        raise ConfigError("--threads must be >= 1")
+    spec = load_scenario(scenario)
+    changes: dict[str, Any] = {}
+    if rounds is not None:
+        changes["rounds"] = rounds
+    if seeds is not None:
+        changes["seeds"] = _seeds(seeds)
+    if changes:
+        spec = spec.with_overrides(**changes)
+    torch.set_num_threads(threads)
+
+    def say(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr, flush=True)
+
+    results = run_combined(spec, resolve_data_dir(data_dir), progress=say)
+    summary: dict[str, object] = {"scenario": spec.name, "mode": "combined",
+                                  **results["summary"]}
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+        (out / "combined.json").write_text(json.dumps(
+            {"command": command, **results}, indent=2, default=str))
+    if fmt is Format.text:
+        labels = {"none": "neither", "images": "images (GU)", "models": "models (FedAvg)",
+                  "combined": "images + models"}
+        table(f"{spec.name}: {spec.rounds} rounds, mean over seeds {list(spec.seeds)}",
+              ["variant", "mean robot acc", "worst robot acc", "MB moved"],
+              [[labels[v]] + [summary[f"{v}_{k}"] for k in
+                              ("accuracy", "worst_accuracy", "megabytes")] for v in VARIANTS])
+    emit_json(summary)
+    return summary

@@ -23,7 +23,7 @@ from peerdata.config import NodeConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportError
 from peerdata.net.transport import Transport
 from peerdata.node.logs import event
-from peerdata.store import Sample, Store
+from peerdata.store import NotFoundError, Sample, Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import (
     ErrorReply,
@@ -201,21 +201,32 @@ class ShareService:
         """Serve /fetch: the requested images we offered to this peer (others are left out)."""
         req = decode_as(payload, ImageRequest, limits=self._config.limits)
         allowed = self._offered.get(peer_id, set())
-        items = []
-        for cid in req.cids:
-            if cid not in allowed:
-                continue
-            sample = self._store.get_sample(cid)
-            data: bytes = await self._run(self._store.get_blob, cid)
-            items.append(ImageItem(cid=cid, data=data, label=sample.label if sample else None,
-                                   media_type=media_type_of(data)))
+        cids = [cid for cid in req.cids if cid in allowed]
+        items: list[ImageItem] = await self._run(self._load_items, cids)
         self._count("images_sent", len(items))
         self._count("bytes_sent", sum(len(i.data) for i in items))
         event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),
               served=len(items))
         return encode(ImageData(items=tuple(items)))
 
+    def _load_items(self, cids: list[bytes]) -> list[ImageItem]:
+        """(worker thread) The bytes and labels of stored samples, as fetch reply items."""
+        items = []
+        for cid in cids:
+            sample = self._store.get_sample(cid)
+            try:
+                data = self._store.get_blob(cid)
+            except NotFoundError:
+                continue  # gone since we offered it: the reply may hold fewer items
+            items.append(ImageItem(cid=cid, data=data, label=sample.label if sample else None,
+                                   media_type=media_type_of(data)))
+        return items
+
     # -- receiving -------------------------------------------------------------------------
+
+    def _missing(self, items: list[OfferItem]) -> list[OfferItem]:
+        """(worker thread) The offered items we hold no sample of."""
+        return [i for i in items if self._store.get_sample(i.cid) is None]
 
     async def handle_offer(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /share: answer with the offered cids we lack and queue their fetch."""
@@ -223,12 +234,10 @@ class ShareService:
         if offer.sender != peer_id:
             raise RemoteProtocolError(f"offer names sender {offer.sender}, link is {peer_id}")
         self._count("offers_received")
-        wanted = []
-        for item in offer.items:
-            if item.cid in self._pending or item.size > self._config.limits.max_image_bytes:
-                continue
-            if self._store.get_sample(item.cid) is None:
-                wanted.append(item)
+        max_size = self._config.limits.max_image_bytes
+        candidates = [i for i in offer.items if i.cid not in self._pending and i.size <= max_size]
+        missing: list[OfferItem] = await self._run(self._missing, candidates)
+        wanted = [i for i in missing if i.cid not in self._pending]  # re-check after the wait
         if wanted:
             try:
                 self._jobs_send.send_nowait(FetchJob(peer_id, offer.round_id, tuple(wanted)))

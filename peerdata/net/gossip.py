@@ -21,19 +21,21 @@ from libp2p.tools.anyio_service import background_trio_service
 
 from peerdata.config import NetConfig
 from peerdata.errors import LocalProtocolError
-from peerdata.net.transport import GossipMessage, GossipValidator
+from peerdata.net.transport import (
+    GOSSIP_SUBSCRIBER_QUEUE,
+    MAX_GOSSIP_BYTES,
+    GossipMessage,
+    GossipValidator,
+)
 
 logger = logging.getLogger("peerdata.net")
 
 GOSSIP_PROTOCOLS = ("/meshsub/1.1.0", "/meshsub/1.0.0")
-# Receivers drop (silently) any pubsub RPC over 1 MiB; leave room for the envelope: topic,
-# sender ID, seqno, 64-byte signature and 36-byte public key, protobuf tags.
-MAX_GOSSIP_BYTES = DefaultMaxMessageSize - 4096
+assert MAX_GOSSIP_BYTES < DefaultMaxMessageSize  # receivers' limit on one pubsub RPC
 # libp2p's default spam guard drops more than 10 messages a second per forwarding peer per
 # topic. Our peers are authenticated members of one fleet and a sharing round produces bursts
 # of votes well above that, so the guard is raised, not removed: a runaway peer is still capped.
 MAX_MESSAGES_PER_TOPIC_PER_S = 1000.0
-SUBSCRIBER_QUEUE = 256
 
 
 class Gossip:
@@ -43,6 +45,7 @@ class Gossip:
         self._pubsub = pubsub
         self._nursery = nursery
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
+        self._registering: set[trio.Event] = set()
         self.on_receive: Callable[[GossipMessage], None] = lambda _msg: None
 
     async def publish(self, topic: str, data: bytes) -> None:
@@ -52,15 +55,20 @@ class Gossip:
                 f"gossip message of {len(data)} bytes exceeds {MAX_GOSSIP_BYTES} "
                 "(receivers would drop it); send it as a request instead"
             )
+        # A subscribe() that has not reached libp2p yet must not miss our own message.
+        for registered in list(self._registering):
+            await registered.wait()
         await self._pubsub.publish(topic, data)
 
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         """Return a new bounded channel that receives every message delivered on `topic`."""
-        send, receive = trio.open_memory_channel[GossipMessage](SUBSCRIBER_QUEUE)
+        send, receive = trio.open_memory_channel[GossipMessage](GOSSIP_SUBSCRIBER_QUEUE)
         first = topic not in self._subscribers
         self._subscribers.setdefault(topic, []).append(send)
         if first:
-            self._nursery.start_soon(self._forward, topic)
+            registered = trio.Event()
+            self._registering.add(registered)
+            self._nursery.start_soon(self._forward, topic, registered)
         return receive
 
     def set_validator(self, topic: str, validator: GossipValidator) -> None:
@@ -77,8 +85,12 @@ class Gossip:
 
         self._pubsub.set_topic_validator(topic, check, False)
 
-    async def _forward(self, topic: str) -> None:
-        subscription = await self._pubsub.subscribe(topic)
+    async def _forward(self, topic: str, registered: trio.Event) -> None:
+        try:
+            subscription = await self._pubsub.subscribe(topic)
+        finally:
+            registered.set()
+            self._registering.discard(registered)
         while True:
             msg = await subscription.get()
             message = GossipMessage(topic=topic, sender=ID(msg.from_id).to_base58(),

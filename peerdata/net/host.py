@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import libp2p
+import trio
 from libp2p.abc import IHost, ISecureTransport
 from libp2p.crypto.ed25519 import create_new_key_pair
 from libp2p.crypto.keys import KeyPair
@@ -27,6 +28,7 @@ from peerdata.config import NetConfig
 from peerdata.errors import IdentityError, TransportError
 
 ED25519_SEED_BYTES = 32
+CLOSE_TIMEOUT_S = 5.0  # closing links and listeners on shutdown; loopback takes ~ms
 
 
 def key_pair_from_seed(private_key_bytes: bytes) -> KeyPair:
@@ -45,7 +47,7 @@ def peer_id_from_seed(private_key_bytes: bytes) -> str:
 
 
 def connection_config(net: NetConfig) -> ConnectionConfig:
-    """Connection-manager settings: one connection a peer, dial limited by our timeout.
+    """Connection-manager settings: one connection a peer, dials bounded by our timeout.
 
     With the default (3 connections a peer) the dialer waits a fixed ~250 ms for more
     connections before returning; with 1 a dial on loopback takes ~10 ms.
@@ -92,4 +94,15 @@ async def run_host(host: IHost, net: NetConfig) -> AsyncIterator[IHost]:
             await stack.enter_async_context(host.run(listen_addrs=addrs))
         except OSError as exc:
             raise TransportError(f"cannot listen on {', '.join(net.listen)}: {exc}") from exc
-        yield host
+        # libp2p's auto-connector dials every peerstore address until it holds 150 links, and
+        # again after each disconnect. Which peers to keep linked is the node's decision
+        # (bootstrap list, back-off from NetConfig), so it is switched off.
+        await host.get_network().auto_connector.stop()  # type: ignore[attr-defined]
+        try:
+            yield host
+        finally:
+            # Leaving host.run() only cancels the swarm's tasks; the TCP listener lives in a
+            # system task and keeps its socket until host.close() closes it explicitly.
+            with trio.move_on_after(CLOSE_TIMEOUT_S) as scope:
+                scope.shield = True
+                await host.close()

@@ -14,6 +14,12 @@ from typing import NamedTuple, Protocol
 
 import trio
 
+# Gossip receivers silently drop any pubsub RPC over 1 MiB; this leaves room for the envelope
+# (topic, sender ID, seqno, signature, public key). Larger data must go as a request.
+MAX_GOSSIP_BYTES = 1024 * 1024 - 4096
+# Each subscribe() channel holds this many undelivered messages.
+GOSSIP_SUBSCRIBER_QUEUE = 256
+
 # (peer_id, request payload) -> response payload. Raising RemoteProtocolError drops the link.
 RequestHandler = Callable[[str, bytes], Awaitable[bytes]]
 # (verified sender peer_id, data) -> accept? Rejected messages are neither delivered nor

@@ -236,3 +236,35 @@ async def test_peer_that_stops_mid_transfer_leaves_nothing_behind(
             stats = await b.node.wait_until(lambda s: s.share.fetch_failures == 1)
             assert stats.samples_received == 0 and not b.store.has_blob(content_id(data))
             assert stats.peers_connected == 0
+
+
+async def test_a_stalled_sender_does_not_hold_up_others(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(120):
+        network = MemoryNetwork()
+        async with AsyncExitStack() as stack:
+            a, b = await _pair(stack, network)
+            staller = await raw_peer(stack, network)
+            stalled = trio.Event()
+
+            async def stall(peer_id: str, payload: bytes) -> bytes:
+                stalled.set()
+                await trio.sleep_forever()
+                raise AssertionError("unreachable")
+
+            staller.set_handler(FETCH_PROTOCOL, stall)
+            await staller.connect(addr_of(b.node.peer_id))
+            data = png(11)
+            offer = ImageOffer(sender=staller.peer_id, round_id=0,
+                               items=(_offer_item(content_id(data), len(data), staller.peer_id),))
+            await staller.request(b.node.peer_id, SHARE_PROTOCOL, encode(offer))
+            await stalled.wait()
+            start = trio.current_time()
+            cid = add_local(a.store, png(12))
+            await a.node.share.offer(b.node.peer_id, [cid])
+            await b.node.wait_until(lambda s: s.share.images_verified == 1)
+            assert trio.current_time() - start < b.node.config.net.request_timeout_s
+            # the stalled fetch ends at the request timeout, with nothing stored
+            stats = await b.node.wait_until(lambda s: s.share.fetch_failures == 1)
+            assert stats.samples_received == 1 and not b.store.has_blob(content_id(data))

@@ -328,8 +328,10 @@ class Node:
         for pid in sorted(set(stats) | set(self.book.peers)):
             s = stats.get(pid)
             info = self.book.peers.get(pid)
-            address = (s.address if s and s.address else "") or (
-                info.addrs[0] if info and info.addrs else "")
+            # The address it advertised in Hello (dialable) beats the link's remote address,
+            # which for a link it opened is an ephemeral port.
+            address = (info.addrs[0] if info and info.addrs else "") or (
+                s.address if s and s.address else "")
             views.append(PeerView(
                 peer_id=pid, name=info.name if info else "", address=address,
                 connected=pid in connected,

@@ -41,6 +41,7 @@ from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
 log = logging.getLogger("peerdata.node.share")
 
 FETCH_QUEUE = 64  # offers waiting to be fetched; a full queue answers "busy"
+FETCH_WORKERS = 4  # fetches in flight at once
 INBOX_SIZE = 256  # received-image notices for the round logic; full = counted and dropped
 # Room left in a fetch reply for the envelope and per-item fields beside the image bytes.
 _ITEM_OVERHEAD = 256
@@ -250,8 +251,13 @@ class ShareService:
 
     async def run_fetcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                           ) -> None:
-        """Fetch queued offers one at a time, forever."""
-        task_status.started()
+        """Fetch queued offers, FETCH_WORKERS at a time (a stalled peer holds up one), forever."""
+        async with trio.open_nursery() as nursery:
+            for _ in range(FETCH_WORKERS):
+                nursery.start_soon(self._fetch_worker)
+            task_status.started()
+
+    async def _fetch_worker(self) -> None:
         async for job in self._jobs_recv:
             try:
                 await self.fetch(job)

@@ -204,6 +204,10 @@ class ShareService:
         allowed = self._offered.get(peer_id, set())
         cids = [cid for cid in req.cids if cid in allowed]
         items: list[ImageItem] = await self._run(self._load_items, cids)
+        # Served once is enough (a failed transfer is re-offered); keeps the set bounded.
+        allowed.difference_update(i.cid for i in items)
+        if not allowed:
+            self._offered.pop(peer_id, None)
         self._count("images_sent", len(items))
         self._count("bytes_sent", sum(len(i.data) for i in items))
         event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),

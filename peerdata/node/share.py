@@ -33,7 +33,6 @@ from peerdata.wire.messages import (
     ImageRequest,
     OfferItem,
     OfferReply,
-    content_id,
     verify_item,
 )
 from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
@@ -299,6 +298,8 @@ class ShareService:
             for item in reply.items:
                 await self._store_item(job, requested[item.cid], item)
                 stored += 1
+            event(log, logging.INFO, "images_fetched", peer=job.peer_id, requested=len(batch),
+                  verified=len(reply.items))
         return stored
 
     async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem) -> None:
@@ -325,7 +326,3 @@ class ShareService:
         event(log, logging.DEBUG, "image_stored", peer=job.peer_id, cid=item.cid.hex()[:16],
               nbytes=len(item.data))
 
-
-def local_cid(data: bytes) -> bytes:
-    """The content ID we give to local image bytes."""
-    return content_id(data)

@@ -19,6 +19,7 @@ from peerdata.sharing import (
     UtilityCounter,
     budget_count,
     record_vote,
+    relay_hop,
     relay_order,
     run_round,
 )
@@ -162,3 +163,19 @@ def test_privacy_hook_can_alter_and_drop(bootstrapped: dict[str, bytes]) -> None
     assert sum(len(s) for s in outcome.shared.values()) == 20
     assert all(not c.image.any() for s in outcome.shared.values() for c in s)
     assert not learners["A"].received_images[-10:].any()
+
+
+def test_relay_visits_every_peer_once_in_order(bootstrapped: dict[str, bytes]) -> None:
+    learners = _restore(bootstrapped)
+    third = RobotLearner("C", CONFIG, seed=7)
+    b = _batch({"bars": 120, "spots": 30}, seed=12)
+    third.bootstrap(b.images, b.labels, b.domains)
+    learners["C"] = third
+    batch = _batch({"bars": 80, "rings": 20}, seed=50)
+    learners["B"].observe(batch.images, batch.labels, batch.domains)
+    candidates = learners["B"].select_for_sharing("random", 0.1)
+    feedback = InProcessDelivery(learners).deliver("B", candidates)
+    assert [f.voters for f in feedback] == [("C", "A")] * 10
+    assert all(f.utility in (0.0, 0.5, 1.0) for f in feedback)
+    with pytest.raises(DataError, match="differ in length"):
+        relay_hop(learners["A"], batch.images[:2], batch.labels[:2], [])

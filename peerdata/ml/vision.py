@@ -28,6 +28,10 @@ class VisionConfig:
     dropout: float = 0.3  # before the classifier; also what MC-dropout samples
     epochs: int = 6  # training from scratch
     fine_tune_epochs: int = 2  # each later fine-tune
+    # Images drawn per fine-tune epoch; 0 means one pass over the data. A fixed number keeps a
+    # round's cost flat while a robot's training set keeps growing.
+    fine_tune_samples: int = 0
+    fine_tune_learning_rate: float = 0.0  # 0: same as learning_rate
     batch_size: int = 64
     learning_rate: float = 2e-3
     eval_batch_size: int = 1024
@@ -35,6 +39,7 @@ class VisionConfig:
     # peer just shared then count as much as thousands of local ones, so new classes are learned
     # within a round or two instead of being drowned out.
     balanced: bool = True
+    balance_power: float = 1.0  # sampling weight per image = count(label) ** -balance_power
 
     def __post_init__(self) -> None:
         if self.num_classes < 2 or self.width < 1 or self.embedding_dim < 1:
@@ -103,8 +108,21 @@ class VisionModel:
             self.net = VisionNet(config)
         self.net.eval()
 
-    def train(self, images: np.ndarray, labels: np.ndarray, *, epochs: int, seed: int) -> float:
-        """Train for `epochs` passes over (images, labels); returns the last epoch's mean loss."""
+    def train(
+        self,
+        images: np.ndarray,
+        labels: np.ndarray,
+        *,
+        epochs: int,
+        seed: int,
+        samples_per_epoch: int = 0,
+        learning_rate: float = 0.0,
+    ) -> float:
+        """Train for `epochs` epochs on (images, labels); returns the last epoch's mean loss.
+
+        An epoch draws `samples_per_epoch` images (0: as many as there are), class-balanced with
+        replacement when `config.balanced`, else a permutation.
+        """
         if len(images) != len(labels):
             raise DataError(f"{len(images)} images but {len(labels)} labels")
         if len(images) == 0 or epochs <= 0:
@@ -112,20 +130,20 @@ class VisionModel:
         if labels.min() < 0 or labels.max() >= self.config.num_classes:
             raise DataError(f"labels must lie in 0..{self.config.num_classes - 1}")
         x, y = as_tensor(images), torch.from_numpy(labels.astype(np.int64))
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=self.config.learning_rate)
+        lr = learning_rate or self.config.learning_rate
+        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
         generator = torch.Generator().manual_seed(seed)
         loss_sum, batches = 0.0, 0
         self.net.train()
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)  # dropout masks
             weights = self._sample_weights(y)
+            draws = samples_per_epoch or len(y)
             for _ in range(epochs):
                 if weights is None:
-                    order = torch.randperm(len(y), generator=generator)
+                    order = torch.randperm(len(y), generator=generator)[:draws]
                 else:
-                    order = torch.multinomial(
-                        weights, len(y), replacement=True, generator=generator
-                    )
+                    order = torch.multinomial(weights, draws, replacement=True, generator=generator)
                 loss_sum, batches = 0.0, 0
                 for start in range(0, len(y), self.config.batch_size):
                     batch = order[start : start + self.config.batch_size]
@@ -142,7 +160,7 @@ class VisionModel:
         if not self.config.balanced:
             return None
         counts = torch.bincount(labels, minlength=self.config.num_classes).double()
-        return (1.0 / counts.clamp_min(1.0))[labels]
+        return counts.clamp_min(1.0).pow(-self.config.balance_power)[labels]
 
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:

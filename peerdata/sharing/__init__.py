@@ -26,6 +26,7 @@ from peerdata.sharing.round import (
     RoundOutcome,
     apply_privacy,
     identity_filter,
+    relay_hop,
     run_round,
 )
 
@@ -45,6 +46,7 @@ __all__ = [
     "budget_count",
     "identity_filter",
     "record_vote",
+    "relay_hop",
     "relay_order",
     "run_round",
     "to_feedback",

@@ -209,6 +209,8 @@ class RobotLearner:
             labels,
             epochs=self.config.vision.fine_tune_epochs,
             seed=self.seed + 1000 * self.fine_tunes,
+            samples_per_epoch=self.config.vision.fine_tune_samples,
+            learning_rate=self.config.vision.fine_tune_learning_rate,
         )
         self.detector.fit(self.model, self.calibration_images)
         self.pending = np.zeros(0, np.int64)

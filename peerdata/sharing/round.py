@@ -13,6 +13,7 @@ from typing import Protocol
 
 import numpy as np
 
+from peerdata.errors import DataError
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
 from peerdata.sharing.relay import Feedback, UtilityCounter, record_vote, relay_order, to_feedback
 
@@ -40,6 +41,26 @@ class Batch:
     domains: np.ndarray
 
 
+def relay_hop(
+    learner: RobotLearner,
+    images: np.ndarray,
+    labels: np.ndarray,
+    counters: Sequence[UtilityCounter],
+) -> list[UtilityCounter]:
+    """One peer's turn in the relay: vote on the images, keep them, and update the counters.
+
+    This is all a receiving robot does with a shared batch; a networked daemon calls it when a
+    batch arrives and forwards the returned counters to the next peer (or, when every peer has
+    voted, gossips `to_feedback(counter)` back to the sender).
+    """
+    if not (len(images) == len(labels) == len(counters)):
+        raise DataError(f"{learner.name}: images, labels and counters differ in length")
+    vote = learner.vote(images)
+    learner.accept(images, labels)
+    pairs = zip(counters, vote.novel, strict=True)
+    return [record_vote(c, learner.name, bool(novel)) for c, novel in pairs]
+
+
 class InProcessDelivery:
     """Relay in one process: candidates visit every other robot in turn; each votes once,
     increments the utility counter, and keeps the labelled images."""
@@ -48,17 +69,13 @@ class InProcessDelivery:
         self.learners = learners
 
     def deliver(self, sender: str, candidates: Sequence[ShareCandidate]) -> list[Feedback]:
-        counters = [UtilityCounter(sender, c.image_id) for c in candidates]
         if not candidates:
             return []
+        counters = [UtilityCounter(sender, c.image_id) for c in candidates]
         images = np.stack([c.image for c in candidates])
         labels = np.array([c.label for c in candidates], np.int64)
         for peer in relay_order(sender, list(self.learners)):
-            vote = self.learners[peer].vote(images)
-            self.learners[peer].accept(images, labels)
-            counters = [
-                record_vote(c, peer, bool(n)) for c, n in zip(counters, vote.novel, strict=True)
-            ]
+            counters = relay_hop(self.learners[peer], images, labels, counters)
         return [to_feedback(c) for c in counters]
 
 

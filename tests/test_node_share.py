@@ -268,3 +268,34 @@ async def test_a_stalled_sender_does_not_hold_up_others(
             # the stalled fetch ends at the request timeout, with nothing stored
             stats = await b.node.wait_until(lambda s: s.share.fetch_failures == 1)
             assert stats.samples_received == 1 and not b.store.has_blob(content_id(data))
+
+
+async def test_fetch_failing_in_transit_is_retried_with_backoff(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(120):
+        network = MemoryNetwork()
+        async with AsyncExitStack() as stack:
+            b = await start_node(stack, network, "b")
+            peer = await raw_peer(stack, network)
+            data = png(13)
+            item = ImageItem(cid=content_id(data), data=data, label=2, media_type="image/png")
+            calls: list[float] = []
+
+            async def flaky(peer_id: str, payload: bytes) -> bytes:
+                calls.append(trio.current_time())
+                if len(calls) < 3:
+                    raise OSError("connection reset")  # the client sees the stream reset
+                return encode(ImageData(items=(item,)))
+
+            peer.set_handler(FETCH_PROTOCOL, flaky)
+            await peer.connect(addr_of(b.node.peer_id))
+            offer = ImageOffer(sender=peer.peer_id, round_id=0,
+                               items=(_offer_item(item.cid, len(data), peer.peer_id),))
+            await peer.request(b.node.peer_id, SHARE_PROTOCOL, encode(offer))
+            stats = await b.node.wait_until(lambda s: s.share.images_verified == 1)
+            assert stats.share.fetch_failures == 2 and stats.links_dropped == 0
+            net = b.node.config.net
+            gaps = [round(y - x, 3) for x, y in zip(calls, calls[1:], strict=False)]
+            assert gaps == [net.reconnect_initial_s, 2 * net.reconnect_initial_s]
+            assert b.store.get_blob(item.cid) == data

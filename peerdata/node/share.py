@@ -41,6 +41,8 @@ log = logging.getLogger("peerdata.node.share")
 
 FETCH_QUEUE = 64  # offers waiting to be fetched; a full queue answers "busy"
 FETCH_WORKERS = 4  # fetches in flight at once
+FETCH_ATTEMPTS = 3  # a fetch that fails in transit is retried, after net.reconnect_* back-off
+OFFERED_PER_PEER = 100_000  # cids a peer may fetch from us; the oldest offers expire first
 INBOX_SIZE = 256  # received-image notices for the round logic; full = counted and dropped
 # Room left in a fetch reply for the envelope and per-item fields beside the image bytes.
 _ITEM_OVERHEAD = 256
@@ -67,6 +69,7 @@ class FetchJob:
     peer_id: str
     round_id: int
     items: tuple[OfferItem, ...]
+    attempt: int = 0  # transfers of this job that failed in transit so far
 
 
 @dataclass(frozen=True)
@@ -144,7 +147,7 @@ class ShareService:
         self._drop_link = drop_link
         self._wall_clock = wall_clock
         self._on_change = on_change
-        self._offered: dict[str, set[bytes]] = {}
+        self._offered: dict[str, dict[bytes, None]] = {}  # per peer, oldest first
         self._pending: set[bytes] = set()
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[FetchJob](FETCH_QUEUE)
         self._inbox_send, self.inbox = trio.open_memory_channel[ReceivedImage](INBOX_SIZE)
@@ -178,8 +181,13 @@ class ShareService:
             items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
                                    origin=sample.origin or own, origin_round=round_id,
                                    novel_votes=0, voters=(), hops=0))
-        # Allow the fetch before the peer can possibly send it.
-        self._offered.setdefault(peer_id, set()).update(i.cid for i in items)
+        # Allow the fetch before the peer can possibly send it; the oldest offers expire.
+        offered = self._offered.setdefault(peer_id, {})
+        for item in items:
+            offered.pop(item.cid, None)
+            offered[item.cid] = None
+        while len(offered) > OFFERED_PER_PEER:
+            del offered[next(iter(offered))]
         msg = ImageOffer(sender=own, round_id=round_id, items=tuple(items))
         try:
             raw = await self._transport.request(peer_id, SHARE_PROTOCOL, encode(msg))
@@ -200,13 +208,9 @@ class ShareService:
     async def handle_fetch(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /fetch: the requested images we offered to this peer (others are left out)."""
         req = decode_as(payload, ImageRequest, limits=self._config.limits)
-        allowed = self._offered.get(peer_id, set())
+        allowed = self._offered.get(peer_id, {})
         cids = [cid for cid in req.cids if cid in allowed]
         items: list[ImageItem] = await self._run(self._load_items, cids)
-        # Served once is enough (a failed transfer is re-offered); keeps the set bounded.
-        allowed.difference_update(i.cid for i in items)
-        if not allowed:
-            self._offered.pop(peer_id, None)
         self._count("images_sent", len(items))
         self._count("bytes_sent", sum(len(i.data) for i in items))
         event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),
@@ -254,24 +258,48 @@ class ShareService:
 
     async def run_fetcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                           ) -> None:
-        """Fetch queued offers, FETCH_WORKERS at a time (a stalled peer holds up one), forever."""
+        """Fetch queued offers, FETCH_WORKERS at a time (a stalled peer holds up one), forever.
+
+        A fetch that fails in transit is queued again after `net.reconnect_initial_s`, doubling
+        up to `net.reconnect_max_s`, FETCH_ATTEMPTS times in all.
+        """
         async with trio.open_nursery() as nursery:
             for _ in range(FETCH_WORKERS):
-                nursery.start_soon(self._fetch_worker)
+                nursery.start_soon(self._fetch_worker, nursery)
             task_status.started()
 
-    async def _fetch_worker(self) -> None:
+    async def _fetch_worker(self, nursery: trio.Nursery) -> None:
         async for job in self._jobs_recv:
+            retry = None
             try:
-                await self.fetch(job)
+                retry = await self.fetch(job)
             finally:
-                self._pending.difference_update(i.cid for i in job.items)
+                keep = {i.cid for i in retry.items} if retry else set()
+                self._pending.difference_update(i.cid for i in job.items if i.cid not in keep)
+            if retry is not None:
+                nursery.start_soon(self._retry_later, retry)
 
-    async def fetch(self, job: FetchJob) -> int:
-        """Fetch, verify and store one job's images; return how many were stored."""
+    async def _retry_later(self, job: FetchJob) -> None:
+        net = self._config.net
+        await trio.sleep(min(net.reconnect_initial_s * 2 ** (job.attempt - 1),
+                             net.reconnect_max_s))
+        try:
+            self._jobs_send.send_nowait(job)
+        except trio.WouldBlock:
+            self._pending.difference_update(i.cid for i in job.items)
+            event(log, logging.WARNING, "fetch_given_up", peer=job.peer_id,
+                  images=len(job.items), reason="fetch queue full")
+
+    async def fetch(self, job: FetchJob) -> FetchJob | None:
+        """Fetch, verify and store one job's images.
+
+        Returns the rest of the job to try again when the transfer failed in transit (None
+        when done, refused, or out of attempts). A bad reply is never retried: the link is
+        dropped instead.
+        """
         limits = self._config.limits
-        stored = 0
-        for batch in batches(job.items, limits.max_message_bytes, limits.max_list_len):
+        parts = batches(job.items, limits.max_message_bytes, limits.max_list_len)
+        for n, batch in enumerate(parts):
             requested = {i.cid: i for i in batch}
             try:
                 raw = await self._transport.request(
@@ -282,25 +310,27 @@ class ShareService:
                     event(log, logging.WARNING, "fetch_refused", peer=job.peer_id,
                           code=reply.code, message=reply.message)
                     self._count("fetch_failures")
-                    return stored
+                    return None
                 self._count("images_received", len(reply.items))
                 self._count("bytes_received", sum(len(i.data) for i in reply.items))
                 await self._run(check_reply, requested, reply, limits.max_image_bytes)
             except RemoteProtocolError as exc:
                 self._count("images_rejected", len(batch))
                 await self._drop_link(job.peer_id, f"bad fetch reply: {exc}")
-                return stored
+                return None
             except TransportError as exc:
                 self._count("fetch_failures")
-                event(log, logging.WARNING, "fetch_failed", peer=job.peer_id,
-                      images=len(batch), error=str(exc)[:200])
-                return stored
+                rest = tuple(i for b in parts[n:] for i in b)
+                again = job.attempt + 1 < FETCH_ATTEMPTS
+                event(log, logging.WARNING, "fetch_failed", peer=job.peer_id, images=len(rest),
+                      attempt=job.attempt + 1, retry=again, error=str(exc)[:200])
+                return FetchJob(job.peer_id, job.round_id, rest, job.attempt + 1) if again \
+                    else None
             for item in reply.items:
                 await self._store_item(job, requested[item.cid], item)
-                stored += 1
             event(log, logging.INFO, "images_fetched", peer=job.peer_id, requested=len(batch),
                   verified=len(reply.items))
-        return stored
+        return None
 
     async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem) -> None:
         sample = Sample(cid=item.cid, source="received", label=item.label,

@@ -6,15 +6,17 @@ Two processes on 127.0.0.1: this one is the client; a child process (this script
 every framed request with a 4-byte ack frame. Prints a table; the last stdout line is one
 JSON object with every figure.
 
-    .venv/bin/python scripts/bench_transport.py [--quick]
+    .venv/bin/python scripts/bench_transport.py [--quick] [--profile]
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
 import functools
 import json
 import os
+import pstats
 import statistics
 import subprocess
 import sys
@@ -117,11 +119,15 @@ async def connect_times(addr: str, trials: int) -> dict[str, float]:
             "default_ms": statistics.median(default) * 1000}
 
 
-async def run_client(quick: bool) -> dict[str, Any]:
+async def run_client(quick: bool, profile: bool) -> dict[str, Any]:
     from peerdata.net.libp2p_transport import open_libp2p_transport
 
+    profile_path = f"/tmp/bench_transport_server_{os.getpid()}.pstats"
+    server_cmd = [sys.executable, __file__, "--serve"]
+    if profile:
+        server_cmd += ["--profile-out", profile_path]
     server = await trio.lowlevel.open_process(
-        [sys.executable, __file__, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        server_cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
     assert server.stdout is not None and server.stdin is not None
     line = b""
     while not line.endswith(b"\n"):
@@ -181,11 +187,19 @@ async def run_client(quick: bool) -> dict[str, Any]:
                 "one_each_16_in_flight_per_s": round(await concurrent(16)),
                 "batched_one_request_per_s": round(batched),
             }
-            stream_start = time.perf_counter()
-            for _ in range(50):
-                await ours(b"ping")
-            results["request_rtt_ms"] = round(
-                (time.perf_counter() - stream_start) / 50 * 1000, 2)
+            t_ours = await timed(functools.partial(ours, b"ping"), 50)
+            t_tcp = await timed(functools.partial(tcp.request, b"ping"), 50)
+            results["request_rtt_ms"] = {"libp2p": round(statistics.median(t_ours) * 1000, 2),
+                                         "tcp": round(statistics.median(t_tcp) * 1000, 2)}
+
+            if profile:
+                payload = os.urandom(20 * MB)
+                profiler = cProfile.Profile()
+                profiler.enable()
+                for _ in range(3):
+                    await ours(payload)
+                profiler.disable()
+                results["profile_client_20MB_s"] = time_by_layer(pstats.Stats(profiler))
         results["connect"] = {k: round(v, 1) for k, v in
                               (await connect_times(addrs["libp2p"], 3 if quick else 7)).items()}
         await tcp.stream.aclose()
@@ -196,7 +210,32 @@ async def run_client(quick: bool) -> dict[str, Any]:
         if server.returncode is None:
             server.kill()
             await server.wait()
+    if profile:
+        results["profile_server_whole_run_s"] = time_by_layer(pstats.Stats(profile_path))
+        os.unlink(profile_path)
     return results
+
+
+LAYERS = (  # (layer, substring of "file:function"), first match wins
+    ("idle: waiting in epoll", "select.epoll"),
+    ("socket send/recv syscalls", "_socket.socket"),
+    ("Noise: ChaCha20-Poly1305", "ChaCha20Poly1305"),
+    ("Noise: framing, session", "libp2p/security/"),
+    ("yamux muxer", "libp2p/stream_muxer/"),
+    ("libp2p io, network, host", "libp2p/"),
+    ("trio scheduler, locks, sockets", "trio/"),
+    ("peerdata framing + handlers", "peerdata/"),
+)
+
+
+def time_by_layer(stats: pstats.Stats) -> dict[str, float]:
+    """Own time (tottime) summed per layer of the stack, in seconds."""
+    totals: dict[str, float] = {}
+    for (filename, _, function), row in stats.stats.items():  # type: ignore[attr-defined]
+        where = f"{filename}:{function}"
+        layer = next((name for name, key in LAYERS if key in where), "other (python, copies)")
+        totals[layer] = totals.get(layer, 0.0) + row[2]
+    return {k: round(v, 3) for k, v in sorted(totals.items(), key=lambda kv: -kv[1])}
 
 
 def print_table(results: dict[str, Any]) -> None:
@@ -211,18 +250,34 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"{'800 B images/s, 1 request each':<34}{s['one_request_each_per_s']:>16}")
     print(f"{'800 B images/s, 16 in flight':<34}{s['one_each_16_in_flight_per_s']:>16}")
     print(f"{'800 B images/s, batched':<34}{s['batched_one_request_per_s']:>16}")
-    print(f"{'request round trip (ms)':<34}{results['request_rtt_ms']:>16}")
+    rtt = results["request_rtt_ms"]
+    print(f"{'small request round trip (ms)':<34}{rtt['libp2p']:>16}{rtt['tcp']:>16}")
+    for key in ("profile_client_20MB_s", "profile_server_whole_run_s"):
+        if key in results:
+            print(f"\n{key} (own time per layer, seconds)")
+            for layer, seconds in results[key].items():
+                print(f"  {layer:<40}{seconds:>8}")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--profile-out", help=argparse.SUPPRESS)
     parser.add_argument("--quick", action="store_true", help="fewer repeats (smoke run)")
+    parser.add_argument("--profile", action="store_true",
+                        help="also profile 3 x 20 MB (client) and the whole server run")
     args = parser.parse_args()
     if args.serve:
-        trio.run(serve)
+        if args.profile_out:
+            profiler = cProfile.Profile()
+            profiler.enable()
+            trio.run(serve)
+            profiler.disable()
+            profiler.dump_stats(args.profile_out)
+        else:
+            trio.run(serve)
         return
-    results = trio.run(run_client, args.quick)
+    results = trio.run(run_client, args.quick, args.profile)
     print_table(results)
     print(json.dumps(results, sort_keys=True))
 

@@ -26,6 +26,7 @@ from multiaddr import Multiaddr
 
 from peerdata.config import NetConfig
 from peerdata.errors import IdentityError, TransportError
+from peerdata.net.buffered_tcp import BufferedTCP
 
 ED25519_SEED_BYTES = 32
 CLOSE_TIMEOUT_S = 5.0  # closing links and listeners on shutdown; loopback takes ~ms
@@ -79,6 +80,7 @@ def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True) -> IHo
         muxer_opt={TProtocol(YAMUX_PROTOCOL_ID): Yamux},
         listen_addrs=[Multiaddr(a) for a in net.listen],
         connection_config=connection_config(net),
+        transports=[BufferedTCP()],  # TCP only; see buffered_tcp.py for why it is buffered
     )
 
 

@@ -79,8 +79,11 @@ class FederationConfig:
     aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
     update_dtype: str = "float32"  # float32 | float16 on the wire
     topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
+    interval_s: float = 300.0  # one federated round per interval
 
     def __post_init__(self) -> None:
+        if self.interval_s <= 0:
+            raise ConfigError("federation.interval_s must be > 0")
         if self.mode not in ("aggregator", "gossip"):
             raise ConfigError("federation.mode must be aggregator or gossip")
         if self.update_dtype not in ("float32", "float16"):
@@ -270,4 +273,5 @@ mode = "{d.federation.mode}"           # aggregator | gossip
 aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty = elected
 update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
+interval_s = {d.federation.interval_s}            # seconds between federated rounds
 """

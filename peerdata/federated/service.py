@@ -12,13 +12,16 @@ import logging
 import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 import trio
 
+from peerdata.config import NodeConfig
 from peerdata.errors import PeerdataError
 from peerdata.federated.exchange import FederatedPeer, LocalModel, RoundResult
 from peerdata.federated.inbox import ModelInbox, transport_sender
-from peerdata.ml.aggregate import StateDict
+from peerdata.identity import Identity
+from peerdata.ml.aggregate import StateDict, rule_by_name
 from peerdata.net.transport import Transport
 
 logger = logging.getLogger("peerdata.federated")
@@ -87,6 +90,11 @@ class Federation:
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
 
+    @property
+    def global_state(self) -> StateDict:
+        """The latest global model (what the node should load into its own model)."""
+        return self._peer.global_state
+
     def statistics(self) -> FederationStats:
         """Counters for the CLI."""
         last = self._results[-1] if self._results else None
@@ -99,3 +107,33 @@ class Federation:
             bytes_sent=sum(r.bytes_sent for r in self._results),
             bytes_received=sum(r.bytes_received for r in self._results),
         )
+
+
+class FederatedNode(Protocol):
+    """What `start_federation` needs of a node (`peerdata.node.Node` has it)."""
+
+    config: NodeConfig
+    identity: Identity
+    transport: Transport
+
+    async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
+        """Start `fn(*args, task_status=...)` in the node's nursery."""
+        ...
+
+
+async def start_federation(node: FederatedNode, global_state: StateDict,
+                           train_local: TrainLocal, *,
+                           clock: Callable[[], float] = trio.current_time) -> Federation:
+    """Start the federation service in `node`'s nursery, as `node.config.federation` says.
+
+    Raises:
+        PeerdataError: federation is not enabled, or its strategy is unknown.
+    """
+    cfg = node.config.federation
+    if not cfg.enabled:
+        raise PeerdataError("federation.enabled is false: model exchange is opt-in")
+    peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
+    federation = Federation(node.transport, peer, train_local, interval_s=cfg.interval_s,
+                            mode=cfg.mode, max_update_bytes=cfg.max_update_bytes, clock=clock)
+    await node.start_service(federation.run)
+    return federation

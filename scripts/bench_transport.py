@@ -211,7 +211,9 @@ async def run_client(quick: bool, profile: bool) -> dict[str, Any]:
             server.kill()
             await server.wait()
     if profile:
-        results["profile_server_whole_run_s"] = time_by_layer(pstats.Stats(profile_path))
+        server_stats = pstats.Stats(profile_path)
+        results["profile_server_whole_run_s"] = time_by_layer(server_stats)
+        results["profile_server_top_functions_s"] = top_functions(server_stats, 8)
         os.unlink(profile_path)
     return results
 
@@ -226,6 +228,13 @@ LAYERS = (  # (layer, substring of "file:function"), first match wins
     ("trio scheduler, locks, sockets", "trio/"),
     ("peerdata framing + handlers", "peerdata/"),
 )
+
+
+def top_functions(stats: pstats.Stats, n: int) -> dict[str, float]:
+    """The n functions with the most own time, as "file:line(function) xCALLS" -> seconds."""
+    rows = sorted(stats.stats.items(), key=lambda kv: -kv[1][2])[:n]  # type: ignore[attr-defined]
+    return {f"{os.path.basename(f)}:{line}({fn}) x{row[1]}": round(row[2], 3)
+            for (f, line, fn), row in rows}
 
 
 def time_by_layer(stats: pstats.Stats) -> dict[str, float]:
@@ -252,11 +261,12 @@ def print_table(results: dict[str, Any]) -> None:
     print(f"{'800 B images/s, batched':<34}{s['batched_one_request_per_s']:>16}")
     rtt = results["request_rtt_ms"]
     print(f"{'small request round trip (ms)':<34}{rtt['libp2p']:>16}{rtt['tcp']:>16}")
-    for key in ("profile_client_20MB_s", "profile_server_whole_run_s"):
+    for key in ("profile_client_20MB_s", "profile_server_whole_run_s",
+                "profile_server_top_functions_s"):
         if key in results:
             print(f"\n{key} (own time per layer, seconds)")
             for layer, seconds in results[key].items():
-                print(f"  {layer:<40}{seconds:>8}")
+                print(f"  {layer[-60:]:<60}{seconds:>8}")
 
 
 def main() -> None:

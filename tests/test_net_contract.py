@@ -256,3 +256,19 @@ async def test_peer_events_report_links_up_and_down(opener: Opener) -> None:
                 assert await events.receive() == PeerEvent(b.peer_id, True)
             assert await events.receive() == PeerEvent(b.peer_id, False)
             assert b.peer_id not in a.connected_peers()
+
+
+async def test_disconnect_closes_the_link_at_both_ends(opener: Opener) -> None:
+    with trio.fail_after(20):
+        async with linked_pair(opener) as (client, server):
+            server.set_handler(ECHO, echo)
+            client_events, server_events = client.peer_events(), server.peer_events()
+            assert await client_events.receive() == PeerEvent(server.peer_id, True)
+            assert await server_events.receive() == PeerEvent(client.peer_id, True)
+            await client.disconnect(server.peer_id)
+            assert await client_events.receive() == PeerEvent(server.peer_id, False)
+            assert await server_events.receive() == PeerEvent(client.peer_id, False)
+            assert server.peer_id not in client.connected_peers()
+            await client.disconnect(server.peer_id)  # already gone: a no-op
+            await client.connect(server.listen_addrs()[0])
+            assert await client.request(server.peer_id, ECHO, b"again") != b""

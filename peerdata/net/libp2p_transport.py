@@ -109,6 +109,15 @@ class Libp2pTransport:
             if any(not c.is_closed for c in conns)
         )
 
+    async def disconnect(self, peer_id: str) -> None:
+        """Close the link to `peer_id`; libp2p takes ~200 ms, so links are normally kept."""
+        pid = _parse_peer_id(peer_id)
+        with trio.move_on_after(self._net.connect_timeout_s):
+            try:
+                await self._host.disconnect(pid)
+            except Exception:
+                logger.debug("disconnect from %s failed", peer_id, exc_info=True)
+
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """Links coming up and going down, in order (bounded: if nobody reads, events are
         dropped and counted, never queued without limit)."""

@@ -88,6 +88,10 @@ class Transport(Protocol):
         """Peer IDs with an open link right now."""
         ...
 
+    async def disconnect(self, peer_id: str) -> None:
+        """Close the link to `peer_id` (no-op if there is none); in-flight requests fail."""
+        ...
+
     def set_handler(self, protocol: str, handler: RequestHandler) -> None:
         """Serve `protocol` (e.g. "/peerdata/share/1.0.0") with `handler`."""
         ...

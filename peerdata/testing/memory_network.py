@@ -104,7 +104,7 @@ class MemoryNetwork:
         """Cut the link between `a` and `b` and refuse any traffic between them until heal."""
         pair = frozenset((a, b))
         self._partitions.add(pair)
-        self._unlink(a, b)
+        self.unlink(a, b)
 
     def heal(self, a: str, b: str) -> None:
         """Allow traffic between `a` and `b` again (they stay unlinked until one connects)."""
@@ -151,7 +151,7 @@ class MemoryNetwork:
         )
         return _Plan(delays)
 
-    def _unlink(self, a: str, b: str) -> None:
+    def unlink(self, a: str, b: str) -> None:
         pair = frozenset((a, b))
         if pair not in self._links:
             return
@@ -165,7 +165,7 @@ class MemoryNetwork:
         if self._peers.get(transport.peer_id) is not transport:
             return
         for other in self.neighbours(transport.peer_id):
-            self._unlink(transport.peer_id, other)
+            self.unlink(transport.peer_id, other)
         del self._peers[transport.peer_id]
         transport.die()
 
@@ -236,6 +236,11 @@ class MemoryTransport:
         if not self._alive:
             return ()
         return tuple(self._network.neighbours(self._peer_id))
+
+    async def disconnect(self, peer_id: str) -> None:
+        """Close the link to `peer_id` (both ends see the link go down)."""
+        await trio.lowlevel.checkpoint()
+        self._network.unlink(self._peer_id, peer_id)
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """Links coming up and going down, in order."""

@@ -254,3 +254,31 @@ def test_tiny_real_data_round(data_dir: Path, tmp_path: Path) -> None:
     assert results["summary"]["oracle_rare_precision"] == 1.0
     assert "8000 stream / 2000 evaluation" in results["data_notes"]["kmnist"]
     assert "test split" in results["data_notes"]["mnist"]
+
+
+@pytest.mark.data
+@pytest.mark.parametrize("name", ["paper-3", "fleet-10"])
+def test_real_streams_are_disjoint_and_never_evaluated_on(data_dir: Path, name: str) -> None:
+    from peerdata.experiment.data import build_experiment_data, load_domains
+
+    scenario = load_scenario(name)
+    data = build_experiment_data(scenario, load_domains(scenario, data_dir), seed=0)
+    streamed: list[bytes] = []
+    for robot in scenario.robots:
+        stream = data.streams[robot.name]
+        assert len(stream.rounds) == scenario.rounds
+        for batch in (stream.bootstrap, *stream.rounds):
+            assert set(batch.domains) <= robot.datasets
+            streamed.extend(
+                image.tobytes() + bytes([label])
+                for image, label in zip(batch.images, batch.labels, strict=True)
+            )
+    assert len(set(streamed)) == len(streamed)  # no image goes to two robots or twice
+    seen = set(streamed)
+    for dataset, evaluation in data.evaluation.items():
+        assert len(evaluation) == scenario.eval_per_dataset
+        held = {
+            image.tobytes() + bytes([label])
+            for image, label in zip(evaluation.images, evaluation.labels, strict=True)
+        }
+        assert not held & seen, dataset

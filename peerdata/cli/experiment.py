@@ -56,13 +56,22 @@ ProgressOption = Annotated[
 ]
 
 # federated-learning hook: `--mode federated` hands over to peerdata.cli.federated
-ModeOption = Annotated[str, typer.Option(
-    "--mode", help="sharing (images, the default), federated (model updates; --scenario is "
-    "then DATASET-SPLIT-BETA, e.g. mnist-quantity-0.5) or combined (images + models vs each "
-    "alone); see docs/federated.md")]
-StrategyOption = Annotated[str | None, typer.Option(
-    "--strategy", help="federated mode: comma list of fedavg,fedprox,median,trimmed_mean,"
-    "clustered,multitier")]
+ModeOption = Annotated[
+    str,
+    typer.Option(
+        "--mode",
+        help="sharing (images, the default), federated (model updates; --scenario is "
+        "then DATASET-SPLIT-BETA, e.g. mnist-quantity-0.5) or combined (images + models vs each "
+        "alone); see docs/federated.md",
+    ),
+]
+StrategyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--strategy",
+        help="federated mode: comma list of fedavg,fedprox,median,trimmed_mean,clustered,multitier",
+    ),
+]
 
 
 @guarded
@@ -82,32 +91,35 @@ def experiment_command(
     mode: ModeOption = "sharing",
     strategy: StrategyOption = None,
 ) -> None:
-    """Run a scenario's sharing policies side by side on identical data streams and seeds.
-
-    Writes OUT/results.json, OUT/results.md, OUT/accuracy.png (3-domain accuracy vs round per
-    robot, one line per policy, as the paper's Fig. 2) and OUT/precision.png (rare-data
-    precision vs round). The last stdout line is one JSON object with the headline figures
-    (gu_rare_precision, gu_accuracy, oracle_accuracy, gu_oracle_accuracy_gap, seconds, ...).
-
-    Examples:
-
-      peerdata experiment --scenario synthetic-3 --out /tmp/demo      # no data needed
-
-      peerdata experiment --scenario paper-3 --policies gu,random,oracle --seeds 0,1,2 \\
-          --out results/paper3 --data-dir ~/data
-    """
+    """Run a scenario's policies side by side (see `peerdata experiment --help`)."""
     if mode == "federated":  # --- federated-learning hook (owner: peerdata/federated) ---
         from peerdata.cli.federated import DEFAULT_STRATEGIES, run_federated
 
-        run_federated(scenario=scenario, strategies=strategy or DEFAULT_STRATEGIES,
-                      rounds=rounds or 10, seeds=seeds or "0", data_dir=data_dir, out=out,
-                      threads=threads, progress=progress, fmt=fmt)
+        run_federated(
+            scenario=scenario,
+            strategies=strategy or DEFAULT_STRATEGIES,
+            rounds=rounds or 10,
+            seeds=seeds or "0",
+            data_dir=data_dir,
+            out=out,
+            threads=threads,
+            progress=progress,
+            fmt=fmt,
+        )
         return
     if mode == "combined":  # images (GU) + model averaging, vs each alone
         from peerdata.cli.federated import run_combined_mode
 
-        run_combined_mode(scenario=scenario, rounds=rounds, seeds=seeds, data_dir=data_dir,
-                          out=out, threads=threads, progress=progress, fmt=fmt)
+        run_combined_mode(
+            scenario=scenario,
+            rounds=rounds,
+            seeds=seeds,
+            data_dir=data_dir,
+            out=out,
+            threads=threads,
+            progress=progress,
+            fmt=fmt,
+        )
         return
     if mode != "sharing":
         raise ConfigError(f"--mode must be sharing, federated or combined, got {mode!r}")
@@ -164,5 +176,25 @@ def experiment_command(
     emit_json(summary)
 
 
+HELP = "\n\n".join(
+    [
+        "Run a scenario's sharing policies side by side on identical data streams and seeds.",
+        "Policies: gu (learned global-utility ranker), random, oracle (ground truth: shares "
+        "only what is novel to a peer), all (shares everything), none.",
+        "Writes OUT/results.json, OUT/results.md, OUT/accuracy.png (accuracy on all domains vs "
+        "round, one line per policy, as the paper's Fig. 2) and OUT/precision.png (rare-data "
+        "precision vs round). OUT appears only when the run completes. Progress goes to "
+        "stderr; the last stdout line is one JSON object (gu_rare_precision, gu_accuracy, "
+        "oracle_accuracy, gu_oracle_accuracy_gap, seconds, ...).",
+        "Exit codes: 3 bad scenario or option, 4 missing or malformed dataset.",
+        "Examples:",
+        "  peerdata experiment --scenario synthetic-3 --out /tmp/demo",
+        "  peerdata experiment --scenario paper-3 --policies gu,random,oracle --seeds 0,1,2 "
+        "--out results/paper-3 --data-dir ~/data",
+        "  peerdata experiment --scenario my-fleet.toml --budget 0.05 --format json --out /tmp/r",
+    ]
+)
+
+
 def register(app: typer.Typer) -> None:
-    app.command("experiment")(experiment_command)
+    app.command("experiment", help=HELP)(experiment_command)

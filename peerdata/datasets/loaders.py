@@ -190,6 +190,6 @@ def load_dataset(name: str, data_dir: Path | None) -> DatasetSplits:
     else:
         # only a train split exists: the experiment splits it like a single file
         assert train is not None
-        train, test = None, train
+        test, train = train, None
     origin = ", ".join(str(p.name) for p in (files.train or ()) + (files.test or ()))
     return DatasetSplits(name, train, test, origin)

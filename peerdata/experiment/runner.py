@@ -8,6 +8,7 @@ what they share.
 
 from __future__ import annotations
 
+import operator
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -157,10 +158,11 @@ def aggregate(
         per_policy[policy] = {
             robot: {
                 "accuracy": {
-                    d: _series(seed_runs, robot, lambda a, d=d: a[d], "accuracy") for d in domains
+                    d: _series(seed_runs, robot, operator.itemgetter(d), "accuracy")
+                    for d in domains
                 },
                 **{
-                    k: _series(seed_runs, robot, lambda x, k=k: x[k], "sharing")
+                    k: _series(seed_runs, robot, operator.itemgetter(k), "sharing")
                     for k in ("shared", "rare_shared", "rare_precision", "rare_recall", "bytes")
                 },
                 "mean_utility": _series(seed_runs, robot, float, "utility"),

@@ -185,3 +185,20 @@ def test_model_update_refuses_bad_fields() -> None:
         sign_model_update(ALICE, round_id=0, base_version=0, kind="update", is_delta=False,
                           num_samples=1, label_counts=(), tag="", tensors=blobs + blobs[:1])
     assert isinstance(decode_model_update(update_bytes(), LIMIT), ModelUpdate)
+
+
+def test_golden_encoding_is_stable() -> None:
+    """Byte-for-byte pin of one signed update: any change to field order, msgpack options or the
+    signing payload breaks interoperability between peer versions and must bump the protocol."""
+    import hashlib
+
+    state = {"w": torch.tensor([[0.5, -1.0], [2.0, 0.25]]), "n": torch.tensor(3)}
+    msg = sign_model_update(
+        ALICE, round_id=7, base_version=6, kind="update", is_delta=False, num_samples=42,
+        label_counts=(40, 2), tag="kitchen",
+        tensors=blobs_from_state(state, BlobOptions("float16")))
+    payload = encode_model_update(msg)
+    assert len(payload) == 374
+    assert hashlib.sha256(payload).hexdigest() == (
+        "193a3fca9a4f5da4980a5879102bb9dc69f667a237d0e2067b6c72f8701a1f07")
+    assert decode_model_update(payload, LIMIT) == msg

@@ -16,11 +16,14 @@ from peerdata.federated.exchange import (
     elect_aggregator,
 )
 from peerdata.federated.inbox import ModelInbox, transport_sender
+from peerdata.federated.service import Federation, FederationStats, start_federation
 from peerdata.federated.validate import Expectation, ReceivedUpdate, Rejection, UpdateValidator
 
 __all__ = [
     "Collect",
     "Expectation",
+    "Federation",
+    "FederationStats",
     "FederatedPeer",
     "LocalModel",
     "ModelInbox",
@@ -30,5 +33,6 @@ __all__ = [
     "SendUpdate",
     "UpdateValidator",
     "elect_aggregator",
+    "start_federation",
     "transport_sender",
 ]

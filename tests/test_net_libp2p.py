@@ -225,3 +225,25 @@ async def test_gossip_sender_is_verified_by_signature() -> None:
                     message = await inbox.receive()
                     break
             assert ID.from_base58(message.sender) == a._host.get_id()
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc (Linux)")
+async def test_short_lived_peers_leak_no_file_descriptors() -> None:
+    """Leaving libp2p's host.run() alone left the listener socket (and its system task) open
+    for every peer that came and went; open_libp2p_transport closes the host explicitly."""
+    with trio.fail_after(40):
+        async with open_libp2p_transport(seed(1), NET, LIMITS) as node:
+            node.set_handler(ECHO, echo)
+            events = node.peer_events()
+            before = open_fds()
+            for n in range(10):
+                async with open_libp2p_transport(seed(100 + n), NET, LIMITS) as short:
+                    await short.connect(node.listen_addrs()[0])
+                    assert await short.request(node.peer_id, ECHO, b"hi") == b"hi"
+                    assert (await events.receive()).connected
+                assert not (await events.receive()).connected
+            assert open_fds() - before <= 1  # not one (or more) per peer

@@ -220,3 +220,56 @@ async def test_federation_service_runs_rounds_on_a_schedule(
     assert all(s.rounds == 2 for s in stats.values())
     assert stats[aggregator].rejected_total == 1  # the straggler's round-1 update, next round
     assert all(s.version == 2 for s in stats.values())
+
+
+async def test_multitier_round_over_the_network(autojump_clock: trio.testing.MockClock) -> None:
+    from peerdata.federated.tiers import multitier_round
+    from peerdata.ml.aggregate import MultiTierConfig, plan_tiers
+
+    ids = {name: Identity.from_private_bytes(bytes([60 + i]) * 32)
+           for i, name in enumerate(["t1", "t2", "l1", "l2", "l3"])}
+    counts = {"t1": (50, 50), "t2": (40, 40), "l1": (5, 0), "l2": (0, 3), "l3": (2, 2)}
+    step = {"t1": 1.0, "t2": 2.0, "l1": 10.0, "l2": 20.0, "l3": 30.0}
+    tiers = MultiTierConfig(top_tier=2, et=2, er=1)
+    plan = plan_tiers({ids[n].peer_id: counts[n] for n in ids}, tiers)
+    name_of = {ident.peer_id: n for n, ident in ids.items()}
+    assert [name_of[p] for p in plan.top] == ["t1", "t2"]
+    assert {name_of[k]: name_of[v] for k, v in plan.leader.items()} == {
+        "l3": "t1", "l1": "t2", "l2": "t1"}
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE)
+    net = MemoryNetwork(seed=6)
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wiring = {}
+            for name, ident in ids.items():
+                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
+                inbox = ModelInbox(cfg.max_update_bytes)
+                inbox.attach(transport)
+                wiring[name] = (transport, inbox)
+
+            async def node(name: str) -> None:
+                transport, inbox = wiring[name]
+
+                async def train(start: dict[str, torch.Tensor], epochs: int) -> LocalModel:
+                    if name == "l2":
+                        await trio.sleep(3 * DEADLINE)  # virtual: a straggler
+                    return LocalModel({"w": start["w"] + step[name] * epochs},
+                                      sum(counts[name]), counts[name])
+
+                peer = FederatedPeer(ids[name], cfg, FedAvg(), {"w": torch.zeros(2)})
+                out[name] = await multitier_round(
+                    peer, 1, plan, tiers, train, send_update=transport_sender(transport),
+                    collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for name in ids:
+                    nursery.start_soon(node, name)
+    # seeds: t1 = 2, t2 = 4; fine-tuned: l3 = 32 (4 samples), l1 = 14 (5); l2 missed the round
+    groups = (100 * 2 + 4 * 32) + (80 * 4 + 5 * 14)
+    expected = torch.full((2,), groups / (104 + 85))
+    for top in ("t1", "t2"):
+        assert out[top].model is not None and torch.allclose(out[top].model["w"], expected)
+        assert out[top].version == 1
+    assert torch.equal(out["l3"].model["w"], torch.full((2,), 32.0))
+    assert ids["l2"].peer_id in out["t1"].missing

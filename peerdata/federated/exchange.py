@@ -88,12 +88,28 @@ class FederatedPeer:
         """This node's peer ID."""
         return self._identity.peer_id
 
-    def _encode(self, round_id: int, kind: str, state: StateDict, local: LocalModel | None,
-                *, delta: bool, base_version: int, options: BlobOptions) -> bytes:
-        blobs = blobs_from_state(state, options, self.global_state if delta else None)
+    @property
+    def config(self) -> FederationConfig:
+        """The federation settings this peer runs with."""
+        return self._config
+
+    @property
+    def options(self) -> BlobOptions:
+        """How our updates go on the wire (dtype, top-k)."""
+        return self._options
+
+    def encode_update(self, round_id: int, kind: str, state: StateDict,
+                      local: LocalModel | None, *, base: StateDict | None, base_version: int,
+                      options: BlobOptions) -> bytes:
+        """Our signed ModelUpdate: `state`, or `state - base` when a base is given.
+
+        Raises:
+            LocalProtocolError: the encoding exceeds federation.max_update_bytes.
+        """
+        blobs = blobs_from_state(state, options, base)
         msg = sign_model_update(
             self._identity, round_id=round_id, base_version=base_version, kind=kind,
-            is_delta=delta, num_samples=local.num_samples if local else 1,
+            is_delta=base is not None, num_samples=local.num_samples if local else 1,
             label_counts=local.label_counts if local else (), tag=local.tag if local else "",
             tensors=blobs,
         )
@@ -122,21 +138,21 @@ class FederatedPeer:
         if aggregator == self.peer_id:
             expect = Expectation(round_id, self.version, frozenset({"update"}),
                                  self._config.max_update_bytes)
-            accepted, rejected = await self._gather(
+            accepted, rejected = await self.gather(
                 collect, start + self._config.deadline_s, others, validator, expect)
             updates = [ClientUpdate(self.peer_id, local.state, local.num_samples, local.tag)]
             updates += [ClientUpdate(u.peer, u.state, u.num_samples, u.tag or None)
                         for u in accepted]
             new_state = self._rule.aggregate(updates)
             dense = BlobOptions(self._config.update_dtype)
-            payload = self._encode(round_id, "global", new_state, None, delta=False,
-                                   base_version=self.version + 1, options=dense)
+            payload = self.encode_update(round_id, "global", new_state, None, base=None,
+                                         base_version=self.version + 1, options=dense)
             # Adopt exactly what the others decode, so every peer holds the same bytes.
             new_state = state_from_blobs(
                 blobs_from_state(new_state, dense), self.global_state
             )
-            sent = await self._send_all(sorted(others), payload, send_update)
-            self._adopt(new_state)
+            sent = await self.send_all(sorted(others), payload, send_update)
+            self.adopt(new_state)
             included = tuple(sorted(u.peer for u in accepted))
             return RoundResult(
                 round_id, "aggregator", aggregator, new_state, self.version,
@@ -144,12 +160,13 @@ class FederatedPeer:
                 tuple(sorted(others - set(included) - {r.peer for r in rejected})),
                 sent * len(payload), sum(u.wire_bytes for u in accepted),
             )
-        payload = self._encode(round_id, "update", local.state, local, delta=True,
-                               base_version=self.version, options=self._options)
-        sent = await self._send_all([aggregator], payload, send_update)
+        payload = self.encode_update(round_id, "update", local.state, local,
+                                     base=self.global_state, base_version=self.version,
+                                     options=self._options)
+        sent = await self.send_all([aggregator], payload, send_update)
         expect = Expectation(round_id, self.version + 1, frozenset({"global"}),
                              self._config.max_update_bytes)
-        accepted, rejected = await self._gather(
+        accepted, rejected = await self.gather(
             collect, start + 2 * self._config.deadline_s, frozenset({aggregator}), validator,
             expect, want=lambda u: u.base_version == self.version + 1)
         fresh = [u for u in accepted if u.base_version == self.version + 1]
@@ -159,7 +176,7 @@ class FederatedPeer:
             return RoundResult(round_id, "aggregator", aggregator, None, self.version, (),
                                tuple(rejected), (aggregator,), sent * len(payload),
                                sum(u.wire_bytes for u in accepted))
-        self._adopt(fresh[0].state)
+        self.adopt(fresh[0].state)
         return RoundResult(round_id, "aggregator", aggregator, fresh[0].state, self.version,
                            (aggregator,), tuple(rejected), (), sent * len(payload),
                            fresh[0].wire_bytes)
@@ -171,13 +188,13 @@ class FederatedPeer:
         start = trio.current_time()
         others = frozenset(neighbours) - {self.peer_id}
         full = BlobOptions(self._config.update_dtype)
-        payload = self._encode(round_id, "gossip", local.state, local, delta=False,
-                               base_version=round_id, options=full)
-        sent = await self._send_all(sorted(others), payload, send_update)
+        payload = self.encode_update(round_id, "gossip", local.state, local, base=None,
+                                     base_version=round_id, options=full)
+        sent = await self.send_all(sorted(others), payload, send_update)
         validator = UpdateValidator(local.state)
         expect = Expectation(round_id, round_id, frozenset({"gossip"}),
                              self._config.max_update_bytes)
-        accepted, rejected = await self._gather(
+        accepted, rejected = await self.gather(
             collect, start + self._config.deadline_s, others, validator, expect)
         updates = [ClientUpdate(self.peer_id, local.state, local.num_samples)]
         updates += [ClientUpdate(u.peer, u.state, u.num_samples) for u in accepted]
@@ -191,7 +208,7 @@ class FederatedPeer:
         )
 
     @staticmethod
-    async def _gather(
+    async def gather(
         collect: Collect, deadline: float, expected: frozenset[str], validator: UpdateValidator,
         expect: Expectation, want: Callable[[ReceivedUpdate], bool] = lambda u: True,
     ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
@@ -218,11 +235,12 @@ class FederatedPeer:
                 else:
                     rejected.append(Rejection(update.peer, "stale model version"))
 
-    def _adopt(self, state: StateDict) -> None:
+    def adopt(self, state: StateDict) -> None:
+        """Make `state` the global model and bump its version."""
         self.global_state = {k: v.detach().clone() for k, v in state.items()}
         self.version += 1
 
-    async def _send_all(self, peers: Sequence[str], payload: bytes,
+    async def send_all(self, peers: Sequence[str], payload: bytes,
                         send_update: SendUpdate) -> int:
         """Send `payload` to every peer concurrently; count the deliveries that succeeded.
 

@@ -1,0 +1,133 @@
+"""Multi-tier rounds over the network (MTF-Grasp), peer to peer, with the exchange's callables.
+
+Rule: every peer is handed the same `TierPlan` (from `plan_tiers` on label histograms) and plays
+its role: a low-tier peer waits for its leader's seed, fine-tunes `er` epochs and returns a delta
+against the seed; a top-tier peer trains `et` epochs, sends the seed to its group, averages the
+group, and either aggregates across the top tier (the elected aggregator) or sends its group
+model there and adopts the global one. Each peer sends one model and receives one, except that a
+leader sends one seed per follower: 2(N-1) transfers in all, as FedAvg. Whoever misses a phase's
+deadline is left out; nothing waits for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import trio
+
+from peerdata.federated.exchange import (
+    Collect,
+    FederatedPeer,
+    LocalModel,
+    RoundResult,
+    SendUpdate,
+    elect_aggregator,
+)
+from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
+from peerdata.federated.validate import Expectation, UpdateValidator
+from peerdata.ml.aggregate import ClientUpdate, FedAvg, MultiTierConfig, StateDict, TierPlan
+
+TrainFrom = Callable[[StateDict, int], Awaitable[LocalModel]]
+"""(model to start from, epochs) -> this peer's model after that much local training."""
+
+
+class HeldCollect:
+    """A Collect that hands out only the expected senders' messages and holds the rest for a
+    later phase (one inbox serves seeds, group updates and the global model)."""
+
+    def __init__(self, collect: Collect) -> None:
+        self._collect = collect
+        self._held: list[tuple[str, bytes]] = []
+
+    async def __call__(self, deadline: float, expected: frozenset[str]) -> list[tuple[str, bytes]]:
+        ready = [m for m in self._held if m[0] in expected]
+        self._held = [m for m in self._held if m[0] not in expected]
+        missing = expected - {peer for peer, _ in ready}
+        if missing:
+            for message in await self._collect(deadline, missing):
+                (ready if message[0] in expected else self._held).append(message)
+        return ready
+
+
+async def multitier_round(
+    peer: FederatedPeer, round_id: int, plan: TierPlan, tiers: MultiTierConfig,
+    train: TrainFrom, *, send_update: SendUpdate, collect: Collect,
+) -> RoundResult:
+    """Play this peer's part of one multi-tier round; `RoundResult.model` is the model it keeps
+    (a low-tier peer: its fine-tuned seed; a top-tier peer: the new global model)."""
+    me, deadline = peer.peer_id, peer.config.deadline_s
+    start = trio.current_time()
+    aggregator = elect_aggregator(round_id, list(plan.top))
+    inbox = HeldCollect(collect)
+    limit = peer.config.max_update_bytes
+    dense = BlobOptions(peer.config.update_dtype)
+    if me in plan.leader:
+        leader = plan.leader[me]
+        seeds, rejected = await peer.gather(
+            inbox, start + deadline, frozenset({leader}), UpdateValidator(peer.global_state),
+            Expectation(round_id, round_id, frozenset({"seed"}), limit))
+        if not seeds:
+            return RoundResult(round_id, "multitier", aggregator, None, peer.version, (),
+                               tuple(rejected), (leader,), 0, 0)
+        seed = seeds[0].state
+        local = await train(seed, tiers.er)
+        payload = peer.encode_update(round_id, "update", local.state, local, base=seed,
+                                     base_version=round_id, options=peer.options)
+        sent = await peer.send_all([leader], payload, send_update)
+        return RoundResult(round_id, "multitier", aggregator, local.state, peer.version,
+                           (leader,), tuple(rejected), (), sent * len(payload),
+                           seeds[0].wire_bytes)
+    # top tier: train the seed, hand it out, average the group
+    local = await train(peer.global_state, tiers.et)
+    followers = plan.group(me)[1:]
+    seed_payload = peer.encode_update(round_id, "seed", local.state, local, base=None,
+                                      base_version=round_id, options=dense)
+    # followers apply their delta to the seed as they decoded it
+    seed = state_from_blobs(blobs_from_state(local.state, dense), local.state)
+    sent_bytes = len(seed_payload) * await peer.send_all(followers, seed_payload, send_update)
+    lows, rejected = await peer.gather(
+        inbox, start + 2 * deadline, frozenset(followers), UpdateValidator(seed),
+        Expectation(round_id, round_id, frozenset({"update"}), limit))
+    members = [ClientUpdate(me, seed, local.num_samples)]
+    members += [ClientUpdate(u.peer, u.state, u.num_samples) for u in lows]
+    group_model = FedAvg().aggregate(members)
+    group_samples = sum(u.num_samples for u in members)
+    received = sum(u.wire_bytes for u in lows)
+    included = tuple(sorted(u.peer for u in lows))
+    missing = set(followers) - set(included)
+    validator = UpdateValidator(peer.global_state)
+    if me == aggregator:
+        tops = frozenset(plan.top) - {me}
+        groups, bad = await peer.gather(
+            inbox, start + 3 * deadline, tops, validator,
+            Expectation(round_id, peer.version, frozenset({"update"}), limit))
+        step_two = [ClientUpdate(me, group_model, group_samples)]
+        step_two += [ClientUpdate(g.peer, g.state, g.num_samples) for g in groups]
+        new_state = FedAvg().aggregate(step_two)
+        payload = peer.encode_update(round_id, "global", new_state, None, base=None,
+                                     base_version=peer.version + 1, options=dense)
+        new_state = state_from_blobs(blobs_from_state(new_state, dense), peer.global_state)
+        sent_bytes += len(payload) * await peer.send_all(sorted(tops), payload, send_update)
+        peer.adopt(new_state)
+        return RoundResult(
+            round_id, "multitier", aggregator, new_state, peer.version,
+            (me, *included, *sorted(g.peer for g in groups)), tuple(rejected + bad),
+            tuple(sorted(missing | (tops - {g.peer for g in groups}))), sent_bytes,
+            received + sum(g.wire_bytes for g in groups))
+    group = LocalModel(group_model, group_samples)
+    payload = peer.encode_update(round_id, "update", group_model, group, base=peer.global_state,
+                                 base_version=peer.version, options=peer.options)
+    sent_bytes += len(payload) * await peer.send_all([aggregator], payload, send_update)
+    next_version = peer.version + 1
+    globals_, bad = await peer.gather(
+        inbox, start + 4 * deadline, frozenset({aggregator}), validator,
+        Expectation(round_id, next_version, frozenset({"global"}), limit),
+        want=lambda u: u.base_version == next_version)
+    if not globals_:
+        missing.add(aggregator)
+        return RoundResult(round_id, "multitier", aggregator, None, peer.version, included,
+                           tuple(rejected + bad), tuple(sorted(missing)), sent_bytes, received)
+    peer.adopt(globals_[0].state)
+    return RoundResult(round_id, "multitier", aggregator, globals_[0].state, peer.version,
+                       (*included, aggregator), tuple(rejected + bad), tuple(sorted(missing)),
+                       sent_bytes, received + globals_[0].wire_bytes)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import trio
@@ -13,6 +13,15 @@ import trio
 from peerdata.config import LimitsConfig, NetConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportError
 from peerdata.net.transport import MAX_GOSSIP_BYTES, GossipMessage, PeerEvent, Transport
+
+if TYPE_CHECKING:
+    from peerdata.net.libp2p_transport import Libp2pTransport
+    from peerdata.testing import MemoryTransport
+
+    def _both_are_transports(a: Libp2pTransport, b: MemoryTransport) -> tuple[Transport, ...]:
+        """mypy checks here that both implementations satisfy the Transport protocol."""
+        return a, b
+
 
 NET = NetConfig(connect_timeout_s=5.0, request_timeout_s=3.0, gossip_heartbeat_s=0.5)
 LIMITS = LimitsConfig(max_message_bytes=256 * 1024, max_image_bytes=128 * 1024)

@@ -173,6 +173,9 @@ class Libp2pTransport:
             raise TransportError(
                 f"{protocol} request to {peer_id} failed: {type(exc).__name__}: {exc}"
             ) from exc
+        except BaseException:
+            await _reset(stream)  # cancelled (or a bug): do not leave the stream half-open
+            raise
 
     async def publish(self, topic: str, data: bytes) -> None:
         """Gossip `data` on `topic` (best effort).

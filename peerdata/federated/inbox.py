@@ -14,7 +14,7 @@ from peerdata.errors import RemoteProtocolError
 from peerdata.net.transport import Transport
 from peerdata.wire.versions import MODEL_PROTOCOL
 
-INBOX_CAPACITY = 64
+INBOX_CAPACITY = 32  # queued updates; each may be up to federation.max_update_bytes
 ACK = b"ok"
 
 

@@ -247,3 +247,32 @@ async def test_short_lived_peers_leak_no_file_descriptors() -> None:
                     assert (await events.receive()).connected
                 assert not (await events.receive()).connected
             assert open_fds() - before <= 1  # not one (or more) per peer
+
+
+async def test_malformed_frames_reset_the_stream_and_are_logged_with_the_peer(
+        caplog: pytest.LogCaptureFixture) -> None:
+    """Frames written straight onto a libp2p stream, bypassing our client-side checks."""
+    from libp2p.custom_types import TProtocol
+    from libp2p.network.stream.exceptions import StreamError
+
+    from peerdata.net.framing import HEADER
+
+    small = LimitsConfig(max_message_bytes=1024, max_image_bytes=1024)
+    with trio.fail_after(20):
+        async with open_libp2p_transport(seed(1), NET, small) as server, \
+                open_libp2p_transport(seed(2), NET, LIMITS) as client:
+            server.set_handler(ECHO, echo)
+            await client.connect(server.listen_addrs()[0])
+            server_id = ID.from_base58(server.peer_id)
+            for bad in (HEADER.pack(10_000_000) + b"x" * 10,  # declared length over the limit
+                        HEADER.pack(100) + b"only ten b"):     # stream ends inside the frame
+                stream = await client._host.new_stream(server_id, [TProtocol(ECHO)])
+                await stream.write(bad)
+                await stream.close_write()  # type: ignore[attr-defined]
+                with pytest.raises((StreamError, EOFError)):
+                    while await stream.read(1024):  # the reset (or EOF) is all that comes back
+                        pass
+            assert await client.request(server.peer_id, ECHO, b"fine") == b"fine"
+    refused = [r.getMessage() for r in caplog.records
+               if r.name == "peerdata.net" and "refused" in r.getMessage()]
+    assert len(refused) == 2 and all(client.peer_id in m for m in refused), refused

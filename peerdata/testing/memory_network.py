@@ -295,7 +295,8 @@ class MemoryTransport:
             )
         await trio.lowlevel.checkpoint()
         message = GossipMessage(topic=topic, sender=self._peer_id, data=data)
-        self.deliver(message, 0.0)  # self-delivery, as libp2p does, with no faults
+        if self.accepts(message):  # libp2p validates and delivers our own messages too
+            self.deliver(message, 0.0)
         seen = {self._peer_id}
         frontier = [self._peer_id]
         while frontier:

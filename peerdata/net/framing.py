@@ -80,8 +80,3 @@ async def read_frame(read_some: ReadSome, max_bytes: int) -> bytes:
     length = decode_header(header, max_bytes)
     return await read_exactly(read_some, length)
 
-
-def frame_parts(payload: bytes, max_bytes: int) -> tuple[bytes, bytes]:
-    """Return (header, payload) ready to write; small payloads are joined into one write."""
-    header = encode_header(len(payload), max_bytes)
-    return header, payload

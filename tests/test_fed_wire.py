@@ -202,3 +202,33 @@ def test_golden_encoding_is_stable() -> None:
     assert hashlib.sha256(payload).hexdigest() == (
         "193a3fca9a4f5da4980a5879102bb9dc69f667a237d0e2067b6c72f8701a1f07")
     assert decode_model_update(payload, LIMIT) == msg
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    round_id=st.integers(0, 2**40), num_samples=st.integers(1, 10**6),
+    counts=st.lists(st.integers(0, 10**6), max_size=12), tag=st.text(max_size=20),
+    kind=st.sampled_from(["update", "global", "seed", "gossip"]),
+    shapes=st.lists(st.lists(st.integers(0, 4), max_size=3), min_size=1, max_size=4),
+    dtype=st.sampled_from(["float32", "float16"]),
+)
+def test_model_update_roundtrip(round_id: int, num_samples: int, counts: list[int], tag: str,
+                                kind: str, shapes: list[list[int]], dtype: str) -> None:
+    state = {f"t{i}": torch.ones(shape) for i, shape in enumerate(shapes)}
+    msg = sign_model_update(
+        ALICE, round_id=round_id, base_version=0, kind=kind, is_delta=False,
+        num_samples=num_samples, label_counts=tuple(counts), tag=tag,
+        tensors=blobs_from_state(state, BlobOptions(dtype)))
+    again = decode_model_update(encode_model_update(msg), LIMIT)
+    assert again == msg
+    verify_model_update(again)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.binary(max_size=300))
+def test_garbage_only_ever_raises_remote_protocol_error(data: bytes) -> None:
+    for payload in (data, b"\x01\x10" + data):
+        try:
+            decode_model_update(payload, LIMIT)
+        except RemoteProtocolError:
+            pass

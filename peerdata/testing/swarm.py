@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -153,7 +153,7 @@ def _read_ready(fd: int, timeout_s: float, process: subprocess.Popen[bytes]) -> 
 
 def _stderr_tail(process: subprocess.Popen[bytes]) -> str:
     """The last error line the daemon wrote (its stderr goes to HOME/daemon.stderr)."""
-    home = Path(process.args[process.args.index("--home") + 1])  # type: ignore[union-attr,index]
+    home = Path(process.args[process.args.index("--home") + 1])  # type: ignore[union-attr,index,arg-type]
     try:
         text = (home / "daemon.stderr").read_text(errors="replace")
     except OSError:
@@ -190,12 +190,61 @@ def kill_robot(robot: Robot) -> None:
     robot.process.wait()
 
 
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
+    raise SwarmError(f"cannot write {value!r} as a config value")
+
+
+def edit_config(home: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
+    """Set `[section] key = value` in HOME/config.toml, keeping its comments.
+
+    A key missing from its section is added at the section's end; a missing section is appended.
+    """
+    path = home / "config.toml"
+    lines = path.read_text(encoding="utf-8").splitlines()
+    todo = {section: dict(values) for section, values in settings.items()}
+    out: list[str] = []
+    section = ""
+
+    def flush(name: str) -> None:
+        for key, value in todo.pop(name, {}).items():
+            out.append(f"{key} = {_toml_value(value)}")
+
+    for line in lines:
+        header = line.strip()
+        if header.startswith("[") and not header.startswith("[["):
+            flush(section)
+            section = header[1 : header.index("]")].strip()
+        else:
+            key = line.split("=", 1)[0].strip() if "=" in line else ""
+            pending = todo.get(section, {})
+            if key in pending and not line.lstrip().startswith("#"):
+                line = f"{key} = {_toml_value(pending.pop(key))}"
+        out.append(line)
+    flush(section)
+    for name in list(todo):
+        out.append(f"\n[{name}]")
+        flush(name)
+    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+
+
 @dataclass
 class Swarm:
-    """Running robots; robot 0 is the bootstrap node."""
+    """Running robots; robot 0 is the bootstrap node.
+
+    `settings` (section -> key -> value) are written into every new home's config.toml.
+    """
 
     out: Path
     robots: list[Robot] = field(default_factory=list)
+    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def home(self, index: int) -> Path:
         return self.out / f"robot-{index}"
@@ -214,7 +263,10 @@ class Swarm:
             for index in indices:
                 home = self.home(index)
                 bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
-                init_home(home, name=f"robot-{index}", listen=(LOOPBACK,), bootstrap=bootstrap)
+                made = init_home(home, name=f"robot-{index}", listen=(LOOPBACK,),
+                                 bootstrap=bootstrap)
+                if made.created_config and self.settings:
+                    edit_config(home, self.settings)
                 robot, read_fd = spawn_robot(index, home)
                 spawned.append((robot, read_fd))
                 if index < len(self.robots):
@@ -255,12 +307,16 @@ class Swarm:
 
 @contextlib.contextmanager
 def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
-               stop_timeout_s: float = 10.0) -> Iterator[Swarm]:
-    """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit."""
+               stop_timeout_s: float = 10.0,
+               settings: Mapping[str, Mapping[str, Any]] | None = None) -> Iterator[Swarm]:
+    """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit.
+
+    `settings` (section -> key -> value) go into every home's config.toml before its start.
+    """
     if count < 1:
         raise SwarmError("a swarm needs at least one robot")
     out.mkdir(parents=True, exist_ok=True)
-    swarm = Swarm(out)
+    swarm = Swarm(out, settings=dict(settings or {}))
     try:
         swarm.start(0, ready_timeout_s=ready_timeout_s)
         if count > 1:

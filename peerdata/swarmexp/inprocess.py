@@ -1,0 +1,117 @@
+"""The learning control commands served in this process by `RobotLearner`s: a stand-in swarm.
+
+Rule: same answers, same shapes as the daemons' `observe`, `round_now`, `wait_round`, `learn`,
+`evaluate` and `shared`, and the in-process runner's order of events: every robot selects before
+any delivery, deliveries run in robot order once all have selected, votes use the models from
+before the round's fine-tune. Calls are serialised (the driver calls from several threads).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from peerdata.errors import ControlError
+from peerdata.experiment.metrics import png_bytes
+from peerdata.experiment.runner import learner_config
+from peerdata.scenario import Scenario
+from peerdata.sharing import Feedback, InProcessDelivery, RobotLearner, ShareCandidate
+
+
+def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    with np.load(Path(path)) as z:
+        return z["x"], z["y"], z["domain"].astype(object)
+
+
+class InProcessRobots:
+    """Robots 0..n-1 of a scenario, answering `RobotCall`s."""
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.scenario = scenario
+        self.names = [r.name for r in scenario.robots]
+        self.learners: dict[str, RobotLearner] = {}
+        self.lock = threading.Lock()
+        self.round_id = 0
+        self.policy = ""
+        self.selected: dict[str, list[ShareCandidate]] = {}
+        self.feedback: dict[str, list[Feedback]] = {}
+        self.shared: list[dict[str, Any]] = []
+
+    def __call__(self, index: int, cmd: str, args: dict[str, Any], timeout_s: float) -> dict:
+        with self.lock:
+            handler = getattr(self, f"_{cmd}", None)
+            if handler is None:
+                raise ControlError(f"command {cmd!r} is not implemented by this daemon")
+            result: dict[str, Any] = handler(self.names[index], args)
+            return result
+
+    def _observe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        x, y, domains = _load(args["npz"])
+        if args.get("bootstrap"):
+            learner = RobotLearner(name, learner_config(self.scenario), int(args["seed"]))
+            learner.bootstrap(x, y, domains)
+            self.learners[name] = learner
+        else:
+            self.learners[name].observe(x, y, domains)
+        return {"added": len(x), "duplicates": 0}
+
+    def _round_now(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if not self.selected:
+            self.round_id += 1
+        novel = args.get("novel_domains")
+        learner = self.learners[name]
+        self.policy = args["policy"]
+        cands = learner.select_for_sharing(
+            self.policy, self.scenario.budget,
+            novel_domains=None if novel is None else frozenset(novel),
+        )
+        self.selected[name] = cands
+        for c in cands:
+            png = cv2.imencode(".png", c.image)[1].tobytes()
+            self.shared.append({
+                "cid": hashlib.sha256(png).hexdigest(), "round_id": self.round_id,
+                "sender": name, "nbytes": png_bytes(c.image),
+                "domain": str(learner.local_domains[c.image_id]), "image_id": c.image_id,
+                "utility": None,
+            })
+        return {"round_id": self.round_id, "shared": len(cands), "dropped_by_privacy": 0,
+                "bytes_sent": sum(png_bytes(c.image) for c in cands)}
+
+    def _wait_round(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        if len(self.selected) == len(self.names):  # everyone selected: deliver, in robot order
+            delivery = InProcessDelivery(self.learners)
+            self.feedback = {n: delivery.deliver(n, self.selected[n]) for n in self.names}
+            self.selected = {}
+        mine = self.feedback.get(name, [])
+        utilities = [f.utility for f in mine]
+        return {"round_id": args["round_id"], "shared": len(mine),
+                "feedback_received": len(mine), "votes_received": len(mine),
+                "mean_utility": float(np.mean(utilities)) if utilities else None,
+                "complete": True}
+
+    def _learn(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        learner = self.learners[name]
+        received = len(learner.received_labels)
+        # as `run_round`: only the GU policy trains its ranker
+        mine = self.feedback.get(name, [])
+        loss = learner.learn_from_feedback(mine) if self.policy == "gu" else None
+        return {"ranker_loss": loss, "fine_tune_loss": learner.fine_tune(),
+                "received_pending": received}
+
+    def _evaluate(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        x, y, domains = _load(args["npz"])
+        predicted = self.learners[name].model.predict(x).labels
+        hits = predicted == y
+        acc = {str(d): float(hits[domains == d].mean()) for d in dict.fromkeys(domains)}
+        acc["all"] = float(hits.mean())
+        return {"accuracy": acc, "n": len(y)}
+
+    def _shared(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        rid = args.get("round_id")
+        return {"shared": [s for s in self.shared if s["sender"] == name
+                           and (rid is None or s["round_id"] == rid)]}

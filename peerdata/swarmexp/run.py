@@ -1,0 +1,166 @@
+"""Runs a scenario's policies as swarms of real daemons and reports them like `peerdata experiment`.
+
+Rule: the streams, evaluation split and seeds are `build_experiment_data`'s, the records go through
+the runner's `aggregate`, so `results.json` has the in-process schema (plus a `swarm` section)
+and `peerdata.experiment.report` renders both. Every swarm is stopped when its policy ends.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peerdata.errors import ConfigError
+from peerdata.experiment.data import build_experiment_data, load_domains
+from peerdata.experiment.report import markdown_report, write_plots
+from peerdata.experiment.runner import aggregate
+from peerdata.scenario import POLICIES, Scenario
+from peerdata.swarmexp.driver import DriverSettings, PolicyRun, percentile, run_policy
+from peerdata.swarmexp.files import write_robot_files
+from peerdata.testing.swarm import open_swarm
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class SwarmPlan:
+    """What to run: a scenario (its policies, rounds and seeds already overridden) and data."""
+
+    scenario: Scenario
+    data_dir: Path | None = None
+    driver: DriverSettings = DriverSettings()
+    ready_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        unknown = [p for p in self.scenario.policies if p not in POLICIES]
+        if unknown:
+            raise ConfigError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
+
+    @property
+    def steps(self) -> int:
+        """Units of progress: per seed and policy, one bootstrap plus one per round."""
+        s = self.scenario
+        return len(s.seeds) * len(s.policies) * (1 + s.rounds)
+
+
+def node_settings(scenario: Scenario, vote_timeout_s: float) -> dict[str, dict[str, Any]]:
+    """config.toml settings of every robot: manual rounds, the scenario's budget."""
+    per_round = scenario.images_per_round
+    return {
+        "round": {
+            "interval_s": 0.0,
+            "budget_fraction": scenario.budget,
+            "max_images_per_round": max(per_round, 1),
+            "vote_deadline_s": vote_timeout_s,
+        }
+    }
+
+
+def bootstrap_args(scenario: Scenario, seed: int, index: int, /) -> dict[str, Any]:
+    """Extra `observe` arguments of the bootstrap: the learner's seed, as in-process."""
+    return {"seed": seed * 1000 + index}
+
+
+def run_swarm_experiment(
+    plan: SwarmPlan, work: Path, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run every (seed, policy) as a fresh swarm under `work`; returns results as the runner's."""
+    tick = progress or (lambda _msg: None)
+    s = plan.scenario
+    started = time.perf_counter()
+    domains = load_domains(s, plan.data_dir)
+    runs: dict[str, list[PolicyRun]] = {p: [] for p in s.policies}
+    notes: dict[str, str] = {}
+    for seed in s.seeds:
+        data = build_experiment_data(s, domains, seed)
+        notes = dict(data.notes)
+        files = write_robot_files(s, data, work / "data" / f"seed-{seed}")
+        for policy in s.policies:
+            home = work / "swarm" / f"seed-{seed}-{policy}"
+            settings = node_settings(s, plan.driver.vote_timeout_s)
+            with open_swarm(len(s.robots), home, ready_timeout_s=plan.ready_timeout_s,
+                            settings=settings) as swarm:
+                swarm.wait_peers(len(s.robots) - 1, plan.ready_timeout_s)
+                runs[policy].append(run_policy(
+                    s, files, policy,
+                    lambda i, cmd, args, t: swarm.call(i, cmd, args, timeout_s=t),
+                    bootstrap_args=functools.partial(bootstrap_args, s, seed),
+                    settings=plan.driver, progress=tick,
+                ))
+    results = aggregate(s, {p: [r.per_robot for r in rs] for p, rs in runs.items()}, [])
+    results["data_notes"] = notes
+    results["mode"] = "swarm"
+    results["swarm"] = {p: [_swarm_record(r) for r in rs] for p, rs in runs.items()}
+    results["summary"].update(swarm_summary(runs, [r.name for r in s.robots]))
+    results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
+    return results
+
+
+def _swarm_record(run: PolicyRun) -> dict[str, Any]:
+    return {
+        "rounds_completed": run.rounds_completed,
+        "round_seconds": [round(t, 3) for t in run.round_seconds],
+        "vote_latency_p50_s": percentile(run.vote_latencies_s, 50),
+        "vote_latency_p99_s": percentile(run.vote_latencies_s, 99),
+        "vote_latencies": len(run.vote_latencies_s),
+        "feedback_received": run.feedback_received,
+        "bytes_sent": run.bytes_sent,
+        "dropped_by_privacy": run.dropped_by_privacy,
+        "notes": run.notes,
+    }
+
+
+def swarm_summary(runs: dict[str, list[PolicyRun]], robots: Sequence[str]) -> dict[str, Any]:
+    """Headline figures only a swarm has: rounds done, vote latency, feedback per robot."""
+    every = [r for rs in runs.values() for r in rs]
+    latencies = [v for r in every for v in r.vote_latencies_s]
+
+    def rounded(value: float | None) -> float | None:
+        return None if value is None else round(value, 4)
+
+    return {
+        "rounds_completed": min((r.rounds_completed for r in every), default=0),
+        "vote_latency_p50_s": rounded(percentile(latencies, 50)),
+        "vote_latency_p99_s": rounded(percentile(latencies, 99)),
+        "feedback_received": {
+            name: sum(r.feedback_received[name] for r in every) for name in robots
+        },
+    }
+
+
+def swarm_markdown(results: dict[str, Any]) -> str:
+    """The swarm-only figures as a markdown section (appended to the runner's report)."""
+    lines = [
+        "## Swarm (real daemons on 127.0.0.1)",
+        "",
+        "| policy | seed | rounds | round s (mean) | vote latency p50 / p99 s | "
+        "feedback received | bytes sent |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for policy, per_seed in results["swarm"].items():
+        for seed, rec in zip(results["seeds"], per_seed, strict=True):
+            secs = rec["round_seconds"]
+            mean = sum(secs) / len(secs) if secs else float("nan")
+            p50, p99 = rec["vote_latency_p50_s"], rec["vote_latency_p99_s"]
+            lat = "n/a" if p50 is None else f"{p50:.3f} / {p99:.3f}"
+            fb = ", ".join(f"{k} {v}" for k, v in rec["feedback_received"].items())
+            sent = ", ".join(f"{k} {sum(v)}" for k, v in rec["bytes_sent"].items())
+            lines.append(
+                f"| {policy} | {seed} | {rec['rounds_completed']} | {mean:.1f} | {lat} | "
+                f"{fb} | {sent} |"
+            )
+    return "\n".join(lines) + "\n"
+
+
+def write_swarm_results(results: dict[str, Any], folder: Path, command: str | None) -> None:
+    """results.json, results.md (with a swarm section) and the plots, into `folder`."""
+    (folder / "results.json").write_text(json.dumps(results, indent=1, sort_keys=True) + "\n")
+    (folder / "results.md").write_text(
+        markdown_report(results, command) + "\n" + swarm_markdown(results)
+    )
+    write_plots(results, folder)

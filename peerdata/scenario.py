@@ -58,6 +58,7 @@ class Scenario:
     budget: float = 0.10
     detector: str = "mc_dropout"
     ood_tpr: float = 0.95
+    min_utility: float = 0.0
     vision: VisionConfig = VisionConfig()
     ranker: RankerConfig = RankerConfig()
 
@@ -175,6 +176,8 @@ def _validated(s: Scenario) -> Scenario:
 
     if not 0.0 < s.budget <= 1.0:
         raise bad(f"budget must lie in (0, 1], got {s.budget}")
+    if not 0.0 <= s.min_utility < 1.0:
+        raise bad(f"min_utility must lie in [0, 1), got {s.min_utility}")
     if not 0.0 < s.ood_tpr < 1.0:
         raise bad(f"ood_tpr must lie in (0, 1), got {s.ood_tpr}")
     if not 0.0 < s.eval_fraction < 1.0:

@@ -179,3 +179,26 @@ def test_relay_visits_every_peer_once_in_order(bootstrapped: dict[str, bytes]) -
     assert all(f.utility in (0.0, 0.5, 1.0) for f in feedback)
     with pytest.raises(DataError, match="differ in length"):
         relay_hop(learners["A"], batch.images[:2], batch.labels[:2], [])
+
+
+def test_min_utility_skips_images_no_peer_wants(bootstrapped: dict[str, bytes]) -> None:
+    picky = LearnerConfig(
+        vision=CONFIG.vision,
+        ranker=RankerConfig(epochs=300),
+        calibration_images=30,
+        min_utility=0.4,
+    )
+    b = RobotLearner.restore(bootstrapped["B"], picky)
+    batch = _batch({"bars": 80, "rings": 20}, seed=60)
+    b.observe(batch.images, batch.labels, batch.domains)
+    assert len(b.select_for_sharing("gu", 0.1)) == 10  # untrained: random, fills the budget
+    pending = b.pending
+    rings = pending[[d == "rings" for d in b.local_domains[pending]]]
+    bars = pending[[d == "bars" for d in b.local_domains[pending]]]
+    b.learn_from_feedback(
+        [Feedback("B", int(i), 1.0, ("A",)) for i in rings[:10]]
+        + [Feedback("B", int(i), 0.0, ("A",)) for i in bars[:30]]
+    )
+    chosen = b.select_for_sharing("gu", 0.5)
+    assert 0 < len(chosen) < 50  # the budget allows 50; only likely-useful images go
+    assert all(c.predicted_utility >= 0.4 for c in chosen)

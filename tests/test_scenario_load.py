@@ -60,6 +60,7 @@ def test_user_file_by_path(tmp_path: Path) -> None:
         ("[vision]\nwidht = 3\n", r"\[vision\]: unknown key"),
         ("[sharing]\ndetector = 'odin'\n", "unknown detector"),
         ("rounds = 0\n", "rounds"),
+        ("[sharing]\nmin_utility = 1.0\n", "min_utility must lie in"),
     ],
 )
 def test_invalid_values_name_the_file(tmp_path: Path, extra: str, message: str) -> None:

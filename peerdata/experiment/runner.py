@@ -54,6 +54,7 @@ def learner_config(scenario: Scenario) -> LearnerConfig:
         detector=scenario.detector,
         ood_tpr=scenario.ood_tpr,
         calibration_images=scenario.calibration_images,
+        min_utility=scenario.min_utility,
     )
 
 
@@ -190,6 +191,7 @@ def aggregate(
             "robots": {r.name: dict(r.mix) for r in scenario.robots},
             "rare_robots": rare_robots,
             "detector": scenario.detector,
+            "min_utility": scenario.min_utility,
             "bootstrap_images": scenario.bootstrap_images,
             "images_per_round": scenario.images_per_round,
         },

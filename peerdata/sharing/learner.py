@@ -46,6 +46,9 @@ class LearnerConfig:
     detector: str = "mc_dropout"
     ood_tpr: float = DEFAULT_TPR
     calibration_images: int = 300
+    # gu only: once the ranker is trained, do not send images whose predicted utility is below
+    # this, even if the budget allows (0 = always fill the budget, as the paper does).
+    min_utility: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -143,6 +146,8 @@ class RobotLearner:
         predicted = self.ranker.predict(self.features(ids)) if len(ids) else np.zeros(0)
         if policy == "gu":
             order = np.argsort(-predicted, kind="stable")[:limit]
+            if self.ranker.trained and self.config.min_utility > 0:
+                order = order[predicted[order] >= self.config.min_utility]
         elif policy == "random":
             order = rng.permutation(len(ids))[:limit]
         elif policy == "oracle":

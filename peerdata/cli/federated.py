@@ -167,7 +167,8 @@ def federated(
 
       peerdata federated --scenario mnist-quantity-0.5 --seeds 0,1,2
 
-      peerdata experiment --mode federated --strategy fedavg,multitier --scenario mnist-class-0.1
+      peerdata experiment --mode federated --strategy fedavg,multitier \\
+          --scenario mnist-class-0.1 --out /tmp/fed
     """
     run_federated(scenario=scenario, strategies=strategy, attacked=attacked, attack=attack,
                   attack_scale=attack_scale, rounds=rounds, local_epochs=local_epochs,

@@ -49,6 +49,14 @@ class RoundConfig:
     max_bytes_per_round: int = 64 * MiB
     vote_deadline_s: float = 30.0
     max_hops: int = 8
+    policy: str = "gu"  # gu | random | oracle | all | none (the last four for experiments)
+    scenario: str = "synthetic-3"  # built-in name or path: the learner's model settings
+    learner_seed: int = 0
+    vision_width: int = 0  # 0 = the scenario's; smaller = faster (tests)
+    vision_epochs: int = 0  # 0 = the scenario's
+    calibration_images: int = 0  # 0 = the scenario's
+    eval_npz: str = ""  # labelled npz (x, y, domain) scored after each learn step; "" = none
+    inbox_poll_s: float = 2.0  # how often HOME/inbox/ is scanned for new images
 
 
 @dataclass(frozen=True)
@@ -108,6 +116,7 @@ class NodeConfig:
 
 
 _ACTIONS = ("blur", "drop", "keep")
+ROUND_POLICIES = ("gu", "random", "oracle", "all", "none")  # = peerdata.sharing.POLICIES
 _FACE_DETECTORS = ("haar_frontal", "haar_profile", "yunet")
 
 
@@ -130,6 +139,12 @@ def validate(cfg: NodeConfig) -> None:
         (cfg.round.max_bytes_per_round > 0, "round.max_bytes_per_round must be > 0"),
         (cfg.round.vote_deadline_s > 0, "round.vote_deadline_s must be > 0"),
         (cfg.round.max_hops >= 1, "round.max_hops must be >= 1"),
+        (cfg.round.policy in ROUND_POLICIES, f"round.policy must be one of {ROUND_POLICIES}"),
+        (bool(cfg.round.scenario), "round.scenario must name a scenario"),
+        (min(cfg.round.vision_width, cfg.round.vision_epochs, cfg.round.calibration_images,
+             cfg.round.learner_seed) >= 0,
+         "round.vision_width, vision_epochs, calibration_images, learner_seed must be >= 0"),
+        (cfg.round.inbox_poll_s > 0, "round.inbox_poll_s must be > 0"),
         (cfg.privacy.face_action in _ACTIONS, f"privacy.face_action must be one of {_ACTIONS}"),
         (cfg.privacy.plate_action in _ACTIONS, f"privacy.plate_action must be one of {_ACTIONS}"),
         (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
@@ -252,6 +267,14 @@ max_images_per_round = {d.round.max_images_per_round}
 max_bytes_per_round = {d.round.max_bytes_per_round}
 vote_deadline_s = {d.round.vote_deadline_s}      # votes later than this are recorded but not counted
 max_hops = {d.round.max_hops}                  # relay limit for an image travelling from peer to peer
+policy = "{d.round.policy}"                 # gu (learned ranker) | random | oracle | all | none
+scenario = "{d.round.scenario}"       # model settings (vision, ranker, detector) from this scenario
+learner_seed = {d.round.learner_seed}
+vision_width = {d.round.vision_width}              # 0 = the scenario's
+vision_epochs = {d.round.vision_epochs}             # 0 = the scenario's
+calibration_images = {d.round.calibration_images}        # 0 = the scenario's
+eval_npz = "{d.round.eval_npz}"                 # labelled npz scored after each learn step
+inbox_poll_s = {d.round.inbox_poll_s}           # scan HOME/inbox/ for new images this often
 
 [privacy]                         # nothing leaves the robot without passing this filter
 face_action = "{d.privacy.face_action}"            # blur | drop | keep

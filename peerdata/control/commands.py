@@ -138,7 +138,10 @@ def make_dispatch(node: Node, control: str, stop: Callable[[], None],
 
     async def dispatch(req: ControlRequest) -> dict[str, Any]:
         if req.cmd == "status":
-            return status_result(node.statistics(), control)
+            result = status_result(node.statistics(), control)
+            if node.rounds is not None:
+                result.update(await node.rounds.status_fields())
+            return result
         if req.cmd == "peers":
             return peers_result(node.statistics())
         if req.cmd == "send":

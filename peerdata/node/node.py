@@ -23,7 +23,7 @@ import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import RemoteProtocolError
+from peerdata.errors import LocalProtocolError, RemoteProtocolError
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
@@ -43,6 +43,7 @@ from peerdata.wire.versions import (
     FETCH_PROTOCOL,
     HELLO_PROTOCOL,
     PROTOCOL_VERSION,
+    RELAY_PROTOCOL,
     SHARE_PROTOCOL,
     VOTES_TOPIC,
 )
@@ -132,6 +133,7 @@ class Node:
         self._links_dropped = 0
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
+        self.rounds: Any = None  # the RoundService, once started (peerdata.node.rounds)
 
     @property
     def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:
@@ -141,6 +143,22 @@ class Node:
     async def start_service(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> Any:
         """Start `fn(*args, task_status=...)` in the node's nursery; return what it started."""
         return await self._nursery.start(fn, *args)
+
+    def serve(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
+        """Answer `protocol` with `handler`, behind the receive boundary (`_guard`)."""
+        self.transport.set_handler(protocol, self._guard(protocol, handler))
+
+    async def observe(self, image: Any, label: int | None = None, domain: str | None = None
+                      ) -> bytes:
+        """Take one new local observation (PNG/JPEG bytes or a uint8 array); return its cid.
+
+        Raises:
+            LocalProtocolError: no round service runs on this node.
+            DataError: the image cannot be decoded.
+        """
+        if self.rounds is None:
+            raise LocalProtocolError("no round service runs on this node")
+        return await self.rounds.observe_one(image, label, domain)
 
     def cancel(self) -> None:
         """Stop every service (the `open_node` block then exits)."""
@@ -309,6 +327,7 @@ class Node:
         t.set_handler(HELLO_PROTOCOL, self._guard(HELLO_PROTOCOL, self._handle_hello))
         t.set_handler(SHARE_PROTOCOL, self._guard(SHARE_PROTOCOL, self.share.handle_offer))
         t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
+        t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
                         self.run_dialer):
             await self._nursery.start(service)

@@ -33,6 +33,7 @@ from peerdata.wire.messages import (
     ImageRequest,
     OfferItem,
     OfferReply,
+    RelayState,
     verify_item,
 )
 from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
@@ -60,6 +61,15 @@ class ReceivedImage:
     nbytes: int
     round_id: int
     item: OfferItem  # the vote state that travelled with the offer
+
+
+@dataclass(frozen=True)
+class HeldState:
+    """Vote state for an image we already hold (an offer of it, or /relay): it applies as if
+    the image had just arrived (proto/PROTOCOL.md section 5, step 3)."""
+
+    sender: str
+    item: OfferItem
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,7 @@ class ShareService:
         self._pending: set[bytes] = set()
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[FetchJob](FETCH_QUEUE)
         self._inbox_send, self.inbox = trio.open_memory_channel[ReceivedImage](INBOX_SIZE)
+        self._held_send, self.held_inbox = trio.open_memory_channel[HeldState](INBOX_SIZE)
         self._c = dict.fromkeys(ShareStats.__dataclass_fields__, 0)
 
     def statistics(self) -> ShareStats:
@@ -181,6 +192,19 @@ class ShareService:
             items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
                                    origin=sample.origin or own, origin_round=round_id,
                                    novel_votes=0, voters=(), hops=0))
+        reply = await self.offer_items(peer_id, items, round_id)
+        return () if reply is None else reply
+
+    async def offer_items(self, peer_id: str, items: list[OfferItem], round_id: int
+                          ) -> tuple[bytes, ...] | None:
+        """Offer stored samples with their vote state as given; the cids `peer_id` wants, or
+        None if it refused (ErrorReply).
+
+        Raises:
+            TransportError: the peer could not be reached.
+            RemoteProtocolError: it answered with something other than an OfferReply.
+        """
+        own = self._transport.peer_id
         # Allow the fetch before the peer can possibly send it; the oldest offers expire.
         offered = self._offered.setdefault(peer_id, {})
         for item in items:
@@ -200,7 +224,7 @@ class ShareService:
         if isinstance(reply, ErrorReply):
             event(log, logging.WARNING, "offer_refused", peer=peer_id, code=reply.code,
                   message=reply.message)
-            return ()
+            return None
         event(log, logging.INFO, "offer_sent", peer=peer_id, offered=len(items),
               wanted=len(reply.wanted))
         return reply.wanted
@@ -212,7 +236,9 @@ class ShareService:
         cids = [cid for cid in req.cids if cid in allowed]
         items: list[ImageItem] = await self._run(self._load_items, cids)
         self._count("images_sent", len(items))
-        self._count("bytes_sent", sum(len(i.data) for i in items))
+        nbytes = sum(len(i.data) for i in items)
+        self._count("bytes_sent", nbytes)
+        await self._run(self._store.add_peer_traffic, peer_id, 0, nbytes, self._wall_clock())
         event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),
               served=len(items))
         return encode(ImageData(items=tuple(items)))
@@ -246,6 +272,10 @@ class ShareService:
         candidates = [i for i in offer.items if i.cid not in self._pending and i.size <= max_size]
         missing: list[OfferItem] = await self._run(self._missing, candidates)
         wanted = [i for i in missing if i.cid not in self._pending]  # re-check after the wait
+        lacking = {i.cid for i in missing} | self._pending
+        for item in offer.items:
+            if item.cid not in lacking:
+                self._post_held(HeldState(peer_id, item))
         if wanted:
             try:
                 self._jobs_send.send_nowait(FetchJob(peer_id, offer.round_id, tuple(wanted)))
@@ -255,6 +285,24 @@ class ShareService:
         event(log, logging.INFO, "offer_received", peer=peer_id, offered=len(offer.items),
               wanted=len(wanted))
         return encode(OfferReply(wanted=tuple(i.cid for i in wanted)))
+
+    def _post_held(self, notice: HeldState) -> None:
+        try:
+            self._held_send.send_nowait(notice)
+        except trio.WouldBlock:
+            self._count("inbox_dropped")
+
+    async def handle_relay(self, peer_id: str, payload: bytes) -> bytes:
+        """Serve /relay: vote state for an image we hold (ErrorReply not_found if we don't)."""
+        msg = decode_as(payload, RelayState, limits=self._config.limits)
+        if not await self._run(self._store.has_blob, msg.cid) or \
+                await self._run(self._store.get_sample, msg.cid) is None:
+            return encode(ErrorReply(code="not_found", message="offer the image instead"))
+        item = OfferItem(cid=msg.cid, size=1, has_label=False, origin=msg.origin,
+                         origin_round=msg.origin_round, novel_votes=msg.novel_votes,
+                         voters=msg.voters, hops=msg.hops)
+        self._post_held(HeldState(peer_id, item))
+        return encode(OfferReply(wanted=()))
 
     async def run_fetcher(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                           ) -> None:
@@ -312,7 +360,10 @@ class ShareService:
                     self._count("fetch_failures")
                     return None
                 self._count("images_received", len(reply.items))
-                self._count("bytes_received", sum(len(i.data) for i in reply.items))
+                nbytes = sum(len(i.data) for i in reply.items)
+                self._count("bytes_received", nbytes)
+                await self._run(self._store.add_peer_traffic, job.peer_id, nbytes, 0,
+                                self._wall_clock())
                 await self._run(check_reply, requested, reply, limits.max_image_bytes)
             except RemoteProtocolError as exc:
                 self._count("images_rejected", len(batch))

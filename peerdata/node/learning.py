@@ -1,0 +1,284 @@
+"""A robot's learner inside the daemon: `RobotLearner` plus a content-ID index, checkpointed.
+
+Rule: every method here blocks (torch, files) and is called by one worker thread at a time (the
+round service holds its lock around each call). `save` writes the whole state to
+HOME/learner.ckpt atomically (temporary file, fsync, rename; a SHA-256 trailer is checked on
+load), so a kill -9 loses at most the step in progress and never leaves a torn checkpoint.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from peerdata.config import RoundConfig
+from peerdata.errors import DataError
+from peerdata.scenario import load_scenario
+from peerdata.sharing import Feedback, LearnerConfig, RobotLearner
+
+CHECKPOINT = "learner.ckpt"
+_MAGIC = b"PDLEARN1"
+IMAGE_SIDE = 28
+
+
+def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
+    """The learner settings of `round.scenario`, with the config's size overrides."""
+    scenario = load_scenario(cfg.scenario)
+    vision = scenario.vision
+    if cfg.vision_width:
+        vision = replace(vision, width=cfg.vision_width)
+    if cfg.vision_epochs:
+        vision = replace(vision, epochs=cfg.vision_epochs)
+    return LearnerConfig(vision=vision, ranker=scenario.ranker, detector=scenario.detector,
+                         ood_tpr=scenario.ood_tpr,
+                         calibration_images=cfg.calibration_images or scenario.calibration_images)
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One new local image: 28x28 grayscale pixels for the learner, PNG/JPEG bytes for the store."""
+
+    cid: bytes
+    image: np.ndarray
+    label: int | None
+    domain: str | None
+
+
+@dataclass(frozen=True)
+class Selected:
+    """A local image the ranker (or policy) picked for this round."""
+
+    image_id: int
+    cid: bytes
+    label: int
+    domain: str
+    predicted_utility: float
+
+
+@dataclass(frozen=True)
+class LearnResult:
+    """What one learn step did (losses are None when that part did not run)."""
+
+    ranker_loss: float | None
+    fine_tune_loss: float | None
+    received_pending: int
+    feedback_used: int
+
+
+@dataclass(frozen=True)
+class LearnerStats:
+    """The learner's counters, for `status`."""
+
+    bootstrapped: bool
+    local_images: int
+    received_images: int
+    received_pending: int
+    feedback_images: int
+    ranker_fits: int
+    fine_tunes: int
+
+
+class LearnerHost:
+    """The daemon's RobotLearner and which content ID is which of its images."""
+
+    def __init__(self, name: str, config: LearnerConfig, seed: int,
+                 path: Path | None = None) -> None:
+        self.config, self.path = config, path
+        self.learner = RobotLearner(name, config, seed)
+        self.bootstrapped = False
+        self.local_cids: list[bytes] = []  # index = the learner's image id
+        self.index: dict[bytes, int] = {}
+        self.calibration: set[bytes] = set()
+        self.unlabelled: set[bytes] = set()
+        self.received: set[bytes] = set()
+        self.shared: dict[bytes, int] = {}  # shared (filtered) cid -> local image id
+        self.fed_back: set[bytes] = set()
+        self.received_pending = 0
+        self.ranker_fits = 0
+
+    # -- data ------------------------------------------------------------------------------
+
+    def known(self, cid: bytes) -> bool:
+        """Whether the learner already holds this image (local, calibration or received)."""
+        return (cid in self.index or cid in self.calibration or cid in self.unlabelled
+                or cid in self.received)
+
+    def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
+        """Train a fresh model on these labelled images (the first calibrate the detector)."""
+        obs = [o for o in observations if o.label is not None]
+        if seed is not None:
+            self.learner = RobotLearner(self.learner.name, self.config, seed)
+        images, labels, domains = _arrays(obs)
+        self.learner.bootstrap(images, labels, domains)
+        n_cal = self.config.calibration_images
+        self.calibration = {o.cid for o in obs[:n_cal]}
+        self.local_cids = [o.cid for o in obs[n_cal:]]
+        self.index = {cid: i for i, cid in enumerate(self.local_cids)}
+        self.bootstrapped = True
+        self.unlabelled.update(o.cid for o in observations if o.label is None)
+
+    def observe(self, observations: Sequence[Observation]) -> None:
+        """Add new local images; labelled ones join the pool the next round shares from."""
+        obs = [o for o in observations if o.label is not None and not self.known(o.cid)]
+        self.unlabelled.update(o.cid for o in observations if o.label is None)
+        if not obs:
+            return
+        before = self.learner.pending
+        self.learner.observe(*_arrays(obs))
+        self.learner.pending = np.concatenate([before, self.learner.pending])
+        for o in obs:
+            self.index[o.cid] = len(self.local_cids)
+            self.local_cids.append(o.cid)
+
+    def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Predicted label, its probability and the embedding of each image."""
+        p = self.learner.model.predict(images)
+        labels = p.labels
+        return labels, p.probabilities[np.arange(len(labels)), labels], p.embedding
+
+    def select(self, policy: str, budget: float,
+               novel_domains: frozenset[str] | None) -> list[Selected]:
+        """This round's candidates, best first, by `policy` (RobotLearner.select_for_sharing)."""
+        picks = self.learner.select_for_sharing(policy, budget, novel_domains=novel_domains)
+        return [Selected(c.image_id, self.local_cids[c.image_id], c.label,
+                         str(self.learner.local_domains[c.image_id]), c.predicted_utility)
+                for c in picks]
+
+    def image(self, image_id: int) -> np.ndarray:
+        return self.learner.local_images[image_id]
+
+    def note_shared(self, shared_cid: bytes, image_id: int) -> None:
+        """Remember which local image a shared (privacy-filtered) cid is."""
+        self.shared[shared_cid] = image_id
+
+    def vote(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(novel, score) per image; before any bootstrap everything is novel to this robot."""
+        if not self.bootstrapped:
+            return np.ones(len(images), bool), np.zeros(len(images))
+        v = self.learner.vote(images)
+        return np.asarray(v.novel, bool), np.asarray(v.score, np.float64)
+
+    def accept(self, cids: Sequence[bytes], images: np.ndarray, labels: np.ndarray) -> None:
+        """Keep labelled images peers shared, for the next fine-tune (each cid once)."""
+        keep = [i for i, c in enumerate(cids) if c not in self.received]
+        if not keep:
+            return
+        self.learner.accept(images[keep], labels[keep])
+        self.received.update(cids[i] for i in keep)
+        self.received_pending += len(keep)
+
+    # -- learning --------------------------------------------------------------------------
+
+    def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
+        """Retrain the ranker on all feedback so far (new `feedback` added), then fine-tune."""
+        fresh = [(cid, u) for cid, u in feedback
+                 if cid in self.shared and cid not in self.fed_back]
+        name = self.learner.name
+        items = [Feedback(name, self.shared[cid], float(u), ()) for cid, u in fresh]
+        ranker_loss = None
+        if train_ranker:
+            ranker_loss = self.learner.learn_from_feedback(items)
+            self.fed_back.update(cid for cid, _ in fresh)
+            if ranker_loss is not None:
+                self.ranker_fits += 1
+        pending = self.received_pending
+        fine_tune_loss = None
+        if self.bootstrapped:
+            fine_tune_loss = float(self.learner.fine_tune())
+            self.received_pending = 0
+        return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
+                           pending, len(fresh) if train_ranker else 0)
+
+    def evaluate(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray
+                 ) -> dict[str, float]:
+        """Accuracy per domain and over all images."""
+        hits = self.learner.model.predict(images).labels == labels
+        acc = {str(d): float(hits[domains == d].mean()) for d in dict.fromkeys(domains.tolist())}
+        acc["all"] = float(hits.mean()) if len(hits) else float("nan")
+        return acc
+
+    def statistics(self) -> LearnerStats:
+        lr = self.learner
+        return LearnerStats(self.bootstrapped, len(self.local_cids), len(self.received),
+                            self.received_pending, len(lr.feedback_ids), self.ranker_fits,
+                            lr.fine_tunes)
+
+    # -- checkpoints -----------------------------------------------------------------------
+
+    def save(self) -> None:
+        """Write the whole state to `path` atomically (no-op without a path)."""
+        if self.path is None:
+            return
+        meta = {
+            "bootstrapped": self.bootstrapped, "local": [c.hex() for c in self.local_cids],
+            "calibration": sorted(c.hex() for c in self.calibration),
+            "unlabelled": sorted(c.hex() for c in self.unlabelled),
+            "received": sorted(c.hex() for c in self.received),
+            "shared": {c.hex(): i for c, i in self.shared.items()},
+            "fed_back": sorted(c.hex() for c in self.fed_back),
+            "received_pending": self.received_pending, "ranker_fits": self.ranker_fits,
+        }
+        header = json.dumps(meta).encode()
+        body = _MAGIC + len(header).to_bytes(8, "big") + header + self.learner.checkpoint()
+        data = body + hashlib.sha256(body).digest()
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        try:
+            with open(tmp, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self.path)
+            dir_fd = os.open(self.path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        finally:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+    @classmethod
+    def load(cls, name: str, config: LearnerConfig, seed: int, path: Path) -> LearnerHost:
+        """The state `save` wrote to `path`, or a fresh learner if there is no file.
+
+        Raises:
+            DataError: the file exists but is corrupt (never silently replaced).
+        """
+        host = cls(name, config, seed, path)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            return host
+        body, digest = data[:-32], data[-32:]
+        if not body.startswith(_MAGIC) or hashlib.sha256(body).digest() != digest:
+            raise DataError(f"{path}: corrupt learner checkpoint (move it away to start afresh)")
+        n = int.from_bytes(body[len(_MAGIC):len(_MAGIC) + 8], "big")
+        start = len(_MAGIC) + 8
+        meta = json.loads(body[start:start + n])
+        host.learner = RobotLearner.restore(body[start + n:], config)
+        host.bootstrapped = bool(meta["bootstrapped"])
+        host.local_cids = [bytes.fromhex(c) for c in meta["local"]]
+        host.index = {c: i for i, c in enumerate(host.local_cids)}
+        host.calibration = {bytes.fromhex(c) for c in meta["calibration"]}
+        host.unlabelled = {bytes.fromhex(c) for c in meta["unlabelled"]}
+        host.received = {bytes.fromhex(c) for c in meta["received"]}
+        host.shared = {bytes.fromhex(c): int(i) for c, i in meta["shared"].items()}
+        host.fed_back = {bytes.fromhex(c) for c in meta["fed_back"]}
+        host.received_pending = int(meta["received_pending"])
+        host.ranker_fits = int(meta["ranker_fits"])
+        return host
+
+
+def _arrays(obs: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images = np.stack([o.image for o in obs]) if obs else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE),
+                                                                    np.uint8)
+    labels = np.array([o.label for o in obs], np.int64)
+    domains = np.array([o.domain or "" for o in obs], dtype=object)
+    return images, labels, domains

@@ -55,7 +55,7 @@ def test_driver_reproduces_the_in_process_runner(tmp_path: Path) -> None:
     data = build_experiment_data(s, load_domains(s, None), s.seeds[0])
     files = write_robot_files(s, data, tmp_path)
     for policy in s.policies:
-        run = run_policy(s, files, policy, InProcessRobots(s),
+        run = run_policy(s, files, policy, InProcessRobots(s, s.seeds[0]),
                          bootstrap_args=lambda i: bootstrap_args(s, s.seeds[0], i))
         assert run.rounds_completed == s.rounds
         for name, rec in run.per_robot.items():

@@ -1,8 +1,11 @@
-"""`peerdata swarm`: a local fleet of real daemons on 127.0.0.1 that share images all-to-all."""
+"""`peerdata swarm`: a local fleet of real daemons on 127.0.0.1 that share images all-to-all,
+or (with --scenario) the paper's experiment run as one daemon per robot."""
 
 from __future__ import annotations
 
+import shlex
 import signal
+import sys
 import tempfile
 from pathlib import Path
 from types import FrameType
@@ -12,8 +15,10 @@ import typer
 
 from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.errors import ConfigError
 
-HELP = """Run a local fleet of N real daemons that share images all-to-all.
+HELP = """Run a local fleet of N real daemons that share images all-to-all, or, with --scenario,
+the paper's experiment as real processes (one daemon per robot).
 
 Starts N `peerdata run` daemons on 127.0.0.1, a home each under --out. They find each other
 through robot 0 (the bootstrap); every robot offers a few generated PNG images to every other;
@@ -22,11 +27,23 @@ the command waits until each arrived verified, prints a per-robot table, and sto
 
 Exit code 0 when every robot received and verified every image, 1 otherwise.
 
+With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
+`peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
+rounds, the scenario's budget), driven over the control sockets: observe the bootstrap, then
+per round observe, round_now, wait_round, learn, evaluate on every robot. Writes OUT/results.json,
+results.md, accuracy.png, precision.png (the experiment's schema, plus a `swarm` section), the
+robots' data files and homes, atomically. The last stdout line is one JSON object: the
+experiment's summary plus rounds_completed, vote_latency_p50_s, vote_latency_p99_s and
+feedback_received (per robot). Exit codes: 3 bad scenario or option, 4 missing dataset, 5 a
+daemon unreachable or too slow. See docs/swarm.md.
+
 Examples:
 
   peerdata swarm --robots 3
 
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
+
+  peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 """
 
 
@@ -38,31 +55,95 @@ def swarm(
     robots: Annotated[
         int, typer.Option("--robots", "-n", min=1, max=64, help="how many daemons")
     ] = 3,
-    rounds: Annotated[
-        int, typer.Option("--rounds", min=1, help="sharing rounds (fresh images each)")
-    ] = 1,
+    rounds: Annotated[int | None, typer.Option(
+        "--rounds", min=1, help="sharing rounds [default: 1, or the scenario's]",
+        show_default=False,
+    )] = None,
     images: Annotated[
         int, typer.Option("--images", min=1, help="images per robot pair and round")
     ] = 2,
     out: Annotated[Path | None, typer.Option(
         "--out", help="where homes and images go [default: a new temp dir]", show_default=False
     )] = None,
-    timeout_s: Annotated[
-        float, typer.Option("--timeout", help="seconds allowed for each wait")
-    ] = 60.0,
+    timeout_s: Annotated[float | None, typer.Option(
+        "--timeout", help="seconds allowed for each wait [default: 60; scenario: 600 per "
+        "command, half that for votes]", show_default=False,
+    )] = None,
+    scenario: Annotated[str | None, typer.Option(
+        "--scenario", "-s", help="run this experiment scenario (name or .toml) as a swarm"
+    )] = None,
+    policy: Annotated[str, typer.Option(
+        "--policy", "-p", help="scenario: comma list of gu,random,oracle,all,none"
+    )] = "gu,random,oracle",
+    seed: Annotated[int, typer.Option("--seed", help="scenario: run seed")] = 0,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="scenario: dataset directory (default: $PEERDATA_DATA_DIR)"
+    )] = None,
+    force: Annotated[bool, typer.Option("--force", help="scenario: replace an existing --out")
+                     ] = False,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
-    from peerdata.testing.swarm import run_swarm
-
-    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarm-"))
     # SIGTERM must stop the fleet too: turn it into the same unwinding as Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
-        report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
-                           timeout_s=timeout_s)
+        if scenario is not None:
+            _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force, timeout_s, fmt)
+            return
+        _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, fmt)
     finally:
         signal.signal(signal.SIGTERM, previous)
+
+
+def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
+                   data_dir: Path | None, force: bool, timeout_s: float | None,
+                   fmt: Format) -> None:
+    from peerdata.datasets import resolve_data_dir
+    from peerdata.experiment.report import check_output_dir, write_atomically
+    from peerdata.scenario import load_scenario
+    from peerdata.swarmexp import SwarmPlan, run_swarm_experiment, write_swarm_results
+    from peerdata.swarmexp.driver import DriverSettings
+
+    policies = tuple(p.strip() for p in policy.split(",") if p.strip())
+    if not policies:
+        raise ConfigError("--policy: empty list")
+    changes: dict[str, object] = {"policies": policies, "seeds": (seed,)}
+    if rounds is not None:
+        changes["rounds"] = rounds
+    spec = load_scenario(name).with_overrides(**changes)
+    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
+    check_output_dir(out_dir, force)
+    driver = DriverSettings() if timeout_s is None else DriverSettings(timeout_s, timeout_s / 2)
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), driver)
+    command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    results: dict[str, object] = {}
+
+    def build(tmp: Path) -> None:
+        results.update(run_swarm_experiment(plan, tmp, _progress))
+        write_swarm_results(results, tmp, command)
+
+    write_atomically(out_dir, build)
+    summary = results["summary"]
+    assert isinstance(summary, dict)
+    if fmt is Format.text:
+        keys = ["rare_precision", "rare_recall", "accuracy", "megabytes"]
+        table(f"{spec.name} as a swarm: final round (seed {seed})", ["policy", *keys],
+              [[p] + [summary.get(f"{p}_{k}") for k in keys] for p in policies])
+        console.print(f"wrote {out_dir}/results.json, results.md, accuracy.png")
+    emit_json({"scenario": spec.name, "out": str(out_dir), **summary})
+
+
+def _progress(message: str) -> None:
+    print(f"swarm: {message}", file=sys.stderr, flush=True)
+
+
+def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout_s: float,
+                fmt: Format) -> None:
+    from peerdata.testing.swarm import run_swarm
+
+    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarm-"))
+    report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
+                       timeout_s=timeout_s)
     if fmt is Format.json:
         emit_json(report.to_json())
     else:

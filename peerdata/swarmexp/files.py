@@ -6,9 +6,12 @@ keys `x` (uint8 N x 28 x 28), `y` (unified labels) and `domain` (ground-truth da
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +19,47 @@ from peerdata.datasets import LabelledImages
 from peerdata.experiment.data import ExperimentData
 from peerdata.scenario import Scenario
 from peerdata.sharing import Batch
+
+_DATA_KEYS = ("bootstrap_images", "images_per_round", "calibration_images", "eval_fraction",
+              "eval_per_dataset", "split_seed")
+_SHARING_KEYS = ("budget", "detector", "ood_tpr", "min_utility")
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, tuple | list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    raise TypeError(f"no TOML form for {value!r}")
+
+
+def _table(values: Mapping[str, Any]) -> list[str]:
+    return [f"{json.dumps(k)} = {_toml(v)}" for k, v in values.items()]
+
+
+def write_scenario(scenario: Scenario, path: Path) -> Path:
+    """The scenario, overrides included, as a TOML file `load_scenario` reads back equal.
+
+    The daemons load their learner settings (vision, ranker, detector) from it.
+    """
+    fields = {f.name for f in dataclasses.fields(scenario)}
+    top = {k: getattr(scenario, k) for k in ("name", "description", "datasets", "rounds",
+                                              "seeds", "policies")}
+    lines = _table(top)
+    lines += ["", "[data]", *_table({k: getattr(scenario, k) for k in _DATA_KEYS})]
+    lines += ["", "[sharing]",
+              *_table({k: getattr(scenario, k) for k in _SHARING_KEYS if k in fields})]
+    lines += ["", "[vision]", *_table(dataclasses.asdict(scenario.vision))]
+    lines += ["", "[ranker]", *_table(dataclasses.asdict(scenario.ranker))]
+    for robot in scenario.robots:
+        mix = ", ".join(f"{json.dumps(d)} = {share!r}" for d, share in robot.mix)
+        lines += ["", "[[robots]]", f"name = {json.dumps(robot.name)}", f"mix = {{ {mix} }}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
 
 
 @dataclass(frozen=True)

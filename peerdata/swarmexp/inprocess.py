@@ -21,6 +21,7 @@ from peerdata.experiment.metrics import png_bytes
 from peerdata.experiment.runner import learner_config
 from peerdata.scenario import Scenario
 from peerdata.sharing import Feedback, InProcessDelivery, RobotLearner, ShareCandidate
+from peerdata.swarmexp.driver import learner_seed
 
 
 def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -29,10 +30,10 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class InProcessRobots:
-    """Robots 0..n-1 of a scenario, answering `RobotCall`s."""
+    """Robots 0..n-1 of a scenario in run `seed`, answering `RobotCall`s."""
 
-    def __init__(self, scenario: Scenario) -> None:
-        self.scenario = scenario
+    def __init__(self, scenario: Scenario, seed: int) -> None:
+        self.scenario, self.seed = scenario, seed
         self.names = [r.name for r in scenario.robots]
         self.learners: dict[str, RobotLearner] = {}
         self.lock = threading.Lock()
@@ -53,7 +54,8 @@ class InProcessRobots:
     def _observe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         x, y, domains = _load(args["npz"])
         if args.get("bootstrap"):
-            learner = RobotLearner(name, learner_config(self.scenario), int(args["seed"]))
+            seed = learner_seed(self.seed, self.names.index(name))
+            learner = RobotLearner(name, learner_config(self.scenario), seed)
             learner.bootstrap(x, y, domains)
             self.learners[name] = learner
         else:

@@ -20,9 +20,15 @@ from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.report import markdown_report, write_plots
 from peerdata.experiment.runner import aggregate
 from peerdata.scenario import POLICIES, Scenario
-from peerdata.swarmexp.driver import DriverSettings, PolicyRun, percentile, run_policy
-from peerdata.swarmexp.files import write_robot_files
-from peerdata.testing.swarm import open_swarm
+from peerdata.swarmexp.driver import (
+    DriverSettings,
+    PolicyRun,
+    learner_seed,
+    percentile,
+    run_policy,
+)
+from peerdata.swarmexp.files import write_robot_files, write_scenario
+from peerdata.testing.swarm import Settings, open_swarm
 
 Progress = Callable[[str], None]
 
@@ -48,22 +54,25 @@ class SwarmPlan:
         return len(s.seeds) * len(s.policies) * (1 + s.rounds)
 
 
-def node_settings(scenario: Scenario, vote_timeout_s: float) -> dict[str, dict[str, Any]]:
-    """config.toml settings of every robot: manual rounds, the scenario's budget."""
-    per_round = scenario.images_per_round
+def node_settings(
+    scenario: Scenario, scenario_file: Path, seed: int, vote_timeout_s: float, index: int, /
+) -> Settings:
+    """Robot `index`'s config.toml: manual rounds, the scenario's budget, model and seed."""
     return {
         "round": {
             "interval_s": 0.0,
             "budget_fraction": scenario.budget,
-            "max_images_per_round": max(per_round, 1),
+            "max_images_per_round": max(scenario.images_per_round, 1),
             "vote_deadline_s": vote_timeout_s,
+            "scenario": str(scenario_file),
+            "learner_seed": learner_seed(seed, index),
         }
     }
 
 
 def bootstrap_args(scenario: Scenario, seed: int, index: int, /) -> dict[str, Any]:
-    """Extra `observe` arguments of the bootstrap: the learner's seed, as in-process."""
-    return {"seed": seed * 1000 + index}
+    """Extra `observe` arguments of the bootstrap (none: the seed is in config.toml)."""
+    return {}
 
 
 def run_swarm_experiment(
@@ -80,9 +89,11 @@ def run_swarm_experiment(
         data = build_experiment_data(s, domains, seed)
         notes = dict(data.notes)
         files = write_robot_files(s, data, work / "data" / f"seed-{seed}")
+        scenario_file = write_scenario(s, work / "data" / "scenario.toml")
+        settings = functools.partial(node_settings, s, scenario_file.resolve(), seed,
+                                     plan.driver.vote_timeout_s)
         for policy in s.policies:
-            home = work / "swarm" / f"seed-{seed}-{policy}"
-            settings = node_settings(s, plan.driver.vote_timeout_s)
+            home = work / f"{policy}-{seed}"  # short: control socket paths are limited
             with open_swarm(len(s.robots), home, ready_timeout_s=plan.ready_timeout_s,
                             settings=settings) as swarm:
                 swarm.wait_peers(len(s.robots) - 1, plan.ready_timeout_s)

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,6 +29,8 @@ from peerdata.node.home import init_home
 # independent of where the console script was installed.
 _ENTRY = "from peerdata.cli.run import main; main()"
 LOOPBACK = "/ip4/127.0.0.1/tcp/0"
+Settings = Mapping[str, Mapping[str, Any]]
+"""config.toml settings: section -> key -> value."""
 
 
 class SwarmError(PeerdataError):
@@ -202,7 +204,7 @@ def _toml_value(value: Any) -> str:
     raise SwarmError(f"cannot write {value!r} as a config value")
 
 
-def edit_config(home: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
+def edit_config(home: Path, settings: Settings) -> None:
     """Set `[section] key = value` in HOME/config.toml, keeping its comments.
 
     A key missing from its section is added at the section's end; a missing section is appended.
@@ -239,12 +241,12 @@ def edit_config(home: Path, settings: Mapping[str, Mapping[str, Any]]) -> None:
 class Swarm:
     """Running robots; robot 0 is the bootstrap node.
 
-    `settings` (section -> key -> value) are written into every new home's config.toml.
+    `settings(index)` is written into each new home's config.toml before its daemon starts.
     """
 
     out: Path
     robots: list[Robot] = field(default_factory=list)
-    settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    settings: Callable[[int], Settings] | None = None
 
     def home(self, index: int) -> Path:
         return self.out / f"robot-{index}"
@@ -265,8 +267,8 @@ class Swarm:
                 bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
                 made = init_home(home, name=f"robot-{index}", listen=(LOOPBACK,),
                                  bootstrap=bootstrap)
-                if made.created_config and self.settings:
-                    edit_config(home, self.settings)
+                if made.created_config and self.settings is not None:
+                    edit_config(home, self.settings(index))
                 robot, read_fd = spawn_robot(index, home)
                 spawned.append((robot, read_fd))
                 if index < len(self.robots):
@@ -308,15 +310,15 @@ class Swarm:
 @contextlib.contextmanager
 def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
                stop_timeout_s: float = 10.0,
-               settings: Mapping[str, Mapping[str, Any]] | None = None) -> Iterator[Swarm]:
+               settings: Callable[[int], Settings] | None = None) -> Iterator[Swarm]:
     """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit.
 
-    `settings` (section -> key -> value) go into every home's config.toml before its start.
+    `settings(index)` goes into robot `index`'s config.toml before its daemon starts.
     """
     if count < 1:
         raise SwarmError("a swarm needs at least one robot")
     out.mkdir(parents=True, exist_ok=True)
-    swarm = Swarm(out, settings=dict(settings or {}))
+    swarm = Swarm(out, settings=settings)
     try:
         swarm.start(0, ready_timeout_s=ready_timeout_s)
         if count > 1:

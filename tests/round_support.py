@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import torch
 import trio
 
 from peerdata.config import NetConfig, NodeConfig, PrivacyConfig, RoundConfig
@@ -22,6 +23,8 @@ from peerdata.node.rounds import RoundService
 from peerdata.sharing import LearnerConfig
 from peerdata.store import MemoryStore, Store
 from peerdata.testing.memory_network import MemoryNetwork
+
+torch.set_num_threads(1)  # 2 shared cores: threads only contend
 
 NOWHERE = Path("/nonexistent-peerdata-home")
 EPOCH = 1_700_000_000.0

@@ -25,7 +25,7 @@ def tiny() -> Scenario:
     s = load_scenario("synthetic-3")
     return s.with_overrides(
         rounds=2, bootstrap_images=150, images_per_round=60, calibration_images=40,
-        eval_per_dataset=60, policies=("gu", "oracle"),
+        eval_per_dataset=60, policies=("gu",),
         vision=dataclasses.replace(s.vision, epochs=2, fine_tune_samples=200),
         ranker=dataclasses.replace(s.ranker, epochs=50),
     )

@@ -120,7 +120,7 @@ class OriginDesk:
             self.counts["votes_rejected"] += 1
             raise
         deadline = self._deadline(vote.round_id)
-        late = deadline is not None and now > deadline
+        late = deadline is not None and now >= deadline
         record = VoteRecord(cid=vote.cid, origin=vote.origin, voter=vote.voter,
                             round_id=vote.round_id, novel=vote.novel, score=vote.score,
                             received_at=now, late=late)

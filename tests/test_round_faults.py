@@ -1,0 +1,130 @@
+"""Bad input and faults in a round, on the in-memory network under MockClock: a bad signature,
+a vote on an image never shared, a replayed feedback message, a late vote, a peer that vanishes
+mid-round. Each bad message is refused with a logged reason; the round still finishes by its
+deadline; nothing already stored is lost."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import AsyncExitStack
+
+import pytest
+import trio
+import trio.testing
+from round_support import EPOCH, Robot, addr_of, fleet, images, mixed, round_config
+
+from peerdata.errors import RemoteProtocolError, TransportError
+from peerdata.identity import Identity
+from peerdata.node.rounds import REPORT_PROTOCOL
+from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
+from peerdata.wire.codec import encode
+from peerdata.wire.messages import Vote
+from peerdata.wire.signing import sign_feedback, sign_vote
+from peerdata.wire.versions import VOTES_TOPIC
+
+DEADLINE = 20.0
+
+
+def logged(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if f"event={name}" in r.getMessage()]
+
+
+async def _round(robots: list[Robot], seed: int) -> list[int]:
+    for i, r in enumerate(robots):
+        await r.service.observe(mixed({"bars": 30, "rings": 10}, seed + i))
+    return [(await r.service.round_now("gu")).round_id for r in robots]
+
+
+async def _bootstrapped(stack: AsyncExitStack, network: MemoryNetwork, n: int) -> list[Robot]:
+    robots = await fleet(stack, network, n, rounds=round_config(vote_deadline_s=DEADLINE))
+    for i, r in enumerate(robots):
+        await r.service.observe(images("bars", 60, 70 + i), bootstrap=True, seed=i)
+    return robots
+
+
+async def test_bad_votes_and_replayed_feedback_are_refused(
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="peerdata")
+    with trio.fail_after(600):
+        network = MemoryNetwork()
+        async with AsyncExitStack() as stack:
+            a, b = await _bootstrapped(stack, network, 2)
+            mallory = Identity.generate()
+            m: MemoryTransport = await stack.enter_async_context(
+                network.open_transport(mallory.peer_id))
+            await m.connect(addr_of(a.node.peer_id))
+            rid, _ = await _round([a, b], 1)
+            view = await a.service.wait_round(rid, 60)
+            assert view.complete and view.feedback_received == view.shared > 0
+            shared = [s.cid for s in a.store.list_shared(rid)]
+            utilities = {s.cid: s.utility for s in a.store.list_shared(rid)}
+            now = EPOCH + trio.current_time()
+            me = a.node.peer_id
+
+            # 1. a vote with a bad signature
+            good = sign_vote(mallory, origin=me, cid=shared[0], round_id=rid, novel=True,
+                             score=1.0, timestamp=now)
+            forged = Vote(**{**good.__dict__, "signature": b"\x01" * 64})
+            await m.publish(VOTES_TOPIC, encode(forged))
+            # 2. a vote on an image that was never shared (so never received)
+            await m.publish(VOTES_TOPIC, encode(sign_vote(
+                mallory, origin=me, cid=b"\x07" * 32, round_id=rid, novel=True, score=1.0,
+                timestamp=now)))
+            await a.node.wait_until(lambda _s: len(logged(caplog, "vote_rejected")) == 2)
+            reasons = " ".join(logged(caplog, "vote_rejected"))
+            assert "signature" in reasons and "never shared" in reasons
+            assert mallory.peer_id in reasons
+            assert not [v for v in a.store.list_votes() if v.voter == mallory.peer_id]
+
+            # 3. a replayed feedback message: the first copy counts, the replay is refused
+            fb = encode(sign_feedback(mallory, origin=me, cid=shared[1], round_id=rid,
+                                      novel_votes=0, voters=(mallory.peer_id,), timestamp=now))
+            await m.request(me, REPORT_PROTOCOL, fb)
+            with pytest.raises((RemoteProtocolError, TransportError)):
+                await m.request(me, REPORT_PROTOCOL, fb)
+            dropped = logged(caplog, "link_dropped")
+            assert any("replayed nonce" in line and mallory.peer_id in line for line in dropped)
+            assert len([f for f in a.store.list_feedback(rid)
+                        if f.reporter == mallory.peer_id]) == 1
+
+            # 4. a late vote (after the round's deadline): stored, flagged, not counted
+            await a.node.wait_until(lambda _s: a.store.get_round(rid).finished_at is not None)
+            finished = await a.service.wait_round(rid, 1)
+            other = trio.current_time()
+            late_voter = Identity.generate()
+            lv: MemoryTransport = await stack.enter_async_context(
+                network.open_transport(late_voter.peer_id))
+            await lv.connect(addr_of(me))
+            await lv.publish(VOTES_TOPIC, encode(sign_vote(
+                late_voter, origin=me, cid=shared[2], round_id=rid, novel=True, score=1.0,
+                timestamp=EPOCH + other)))
+            await a.node.wait_until(lambda _s: any(
+                v.voter == late_voter.peer_id for v in a.store.list_votes()))
+            [late] = [v for v in a.store.list_votes() if v.voter == late_voter.peer_id]
+            assert late.late
+            after = await a.service.wait_round(rid, 1)
+            assert after.late_votes == 1 and after.votes_received == finished.votes_received
+            # nothing else changed: every honest utility is still there
+            for s in a.store.list_shared(rid):
+                if s.cid != shared[1]:
+                    assert s.utility == utilities[s.cid]
+
+
+async def test_peer_vanishing_mid_round(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(900):
+        network = MemoryNetwork()
+        async with AsyncExitStack() as stack:
+            robots = await _bootstrapped(stack, network, 3)
+            rids = await _round(robots, 5)
+            network.kill(robots[2].node.peer_id)  # gone before it could vote or pass anything on
+            for r, rid in zip(robots[:2], rids[:2], strict=True):
+                view = await r.service.wait_round(rid, DEADLINE * 3)
+                assert view.complete or view.finished_at is not None
+                shared = r.store.list_shared(rid)
+                assert len(shared) == view.shared > 0  # nothing recorded was lost
+            # the two survivors go on: a full round between them completes
+            rids = await _round(robots[:2], 9)
+            for r, rid in zip(robots[:2], rids, strict=True):
+                view = await r.service.wait_round(rid, DEADLINE * 3)
+                assert view.complete and view.feedback_received == view.shared

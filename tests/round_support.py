@@ -72,7 +72,8 @@ def round_config(**changes: object) -> RoundConfig:
 async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, name: str, *,
                       bootstrap: tuple[str, ...] = (), rounds: RoundConfig | None = None,
                       store: Store | None = None, identity: Identity | None = None,
-                      host: LearnerHost | None = None, seed: int = 0) -> Robot:
+                      host: LearnerHost | None = None, seed: int = 0,
+                      home: Path | None = None, privacy: PrivacyFilter | None = None) -> Robot:
     """A node plus its round service, on `network`, for the lifetime of `stack`."""
     identity = identity or Identity.generate()
     store = store or MemoryStore()
@@ -83,8 +84,8 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, name: str, 
         NOWHERE, config, identity=identity, store=store, transport=transport,
         wall_clock=lambda: EPOCH + trio.current_time(), offload=inline_offload))
     host = host or LearnerHost(name, tiny_learner(), seed)
-    service = RoundService(node, host, PrivacyFilter.from_config(PrivacyConfig()),
-                           ml_offload=inline_offload)
+    service = RoundService(node, host, privacy or PrivacyFilter.from_config(PrivacyConfig()),
+                           home=home, ml_offload=inline_offload)
     await node.start_service(service.run)
     return Robot(node, store, service, identity)
 

@@ -250,6 +250,8 @@ class RoundService:
                 else:
                     for path, _ in good:
                         await self.node.offload(file_away, path, DONE)
+            if found:
+                self._notify()
             await trio.sleep(self.cfg.inbox_poll_s)
 
     # -- learning --------------------------------------------------------------------------

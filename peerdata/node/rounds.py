@@ -349,6 +349,7 @@ class RoundService:
             round_id = await self.node.offload(store.last_round_id) + 1
             await self.node.offload(store.start_round, round_id, self.node.wall_time())
             self.policy = policy
+            self._learned = None  # a round's record shows the learn step that follows it
             async with self._lock:
                 prepared, selected, dropped, over = await self._ml(self._prepare, policy, novel,
                                                                    round_id)
@@ -419,7 +420,8 @@ class RoundService:
             round_id=round_id, started_at=view.started_at, finished_at=self.node.wall_time(),
             shared=view.shared, bytes_sent=view.bytes_sent, votes_received=view.votes_received,
             feedback_received=view.feedback_received, mean_utility=view.mean_utility,
-            accuracy=view.accuracy, ranker_trained=bool(learned.get("ranker_trained", False))))
+            accuracy=learned.get("accuracy"),
+            ranker_trained=bool(learned.get("ranker_trained", False))))
         event(log, logging.INFO, "round_finished", round_id=round_id, shared=view.shared,
               feedback=view.feedback_received, recovered=view.recovered,
               complete=view.complete)

@@ -257,4 +257,29 @@ def summarize(
         )
     else:
         out["gu_oracle_accuracy_gap"] = None
+    if "random" in per_policy:
+        finals = [_final(per_policy["random"][r]["accuracy"]["all"]) for r in robots]
+        target = float(np.mean(finals))
+        for policy, res in per_policy.items():
+            mb = megabytes_to_reach(res, robots, target)
+            out[f"{policy}_megabytes_to_random_accuracy"] = None if mb is None else round(mb, 4)
     return out
+
+
+def megabytes_to_reach(
+    res: Mapping[str, Any], robots: Sequence[str], accuracy: float
+) -> float | None:
+    """MB all robots had sent when their mean 3-domain accuracy first reached `accuracy`.
+
+    Accuracy per byte at equal accuracy: how much bandwidth a policy needs to match what
+    `random` reaches by the final round (None if it never does).
+    """
+    rounds = len(res[robots[0]]["accuracy"]["all"])
+    sent = 0.0
+    for i in range(rounds):
+        if i > 0:
+            sent += sum(res[r]["bytes"][i - 1]["mean"] or 0.0 for r in robots) / 1e6
+        mean = float(np.mean([res[r]["accuracy"]["all"][i]["mean"] for r in robots]))
+        if mean >= accuracy - 1e-9:
+            return sent
+    return None

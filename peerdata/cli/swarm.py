@@ -67,8 +67,12 @@ def swarm(
     )] = None,
     timeout_s: Annotated[float | None, typer.Option(
         "--timeout", help="seconds allowed for each wait [default: 60; scenario: 600 per "
-        "command, half that for votes]", show_default=False,
+        "command]", show_default=False,
     )] = None,
+    vote_deadline_s: Annotated[float, typer.Option(
+        "--vote-deadline", min=1, max=570,
+        help="scenario: seconds a round waits for its feedback (round.vote_deadline_s)",
+    )] = 60.0,
     scenario: Annotated[str | None, typer.Option(
         "--scenario", "-s", help="run this experiment scenario (name or .toml) as a swarm"
     )] = None,
@@ -88,7 +92,8 @@ def swarm(
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         if scenario is not None:
-            _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force, timeout_s, fmt)
+            _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
+                           (timeout_s or 600.0, vote_deadline_s), fmt)
             return
         _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, fmt)
     finally:
@@ -96,7 +101,7 @@ def swarm(
 
 
 def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
-                   data_dir: Path | None, force: bool, timeout_s: float | None,
+                   data_dir: Path | None, force: bool, timeouts: tuple[float, float],
                    fmt: Format) -> None:
     from peerdata.datasets import resolve_data_dir
     from peerdata.experiment.report import check_output_dir, write_atomically
@@ -113,8 +118,7 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     spec = load_scenario(name).with_overrides(**changes)
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
     check_output_dir(out_dir, force)
-    driver = DriverSettings() if timeout_s is None else DriverSettings(timeout_s, timeout_s / 2)
-    plan = SwarmPlan(spec, resolve_data_dir(data_dir), driver)
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts))
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 

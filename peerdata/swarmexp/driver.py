@@ -23,16 +23,21 @@ RobotCall = Callable[[int, str, dict[str, Any], float], dict[str, Any]]
 """Sends one control command to robot `index`: (index, cmd, args, timeout_s) -> result."""
 
 Progress = Callable[[str], None]
+MAX_WAIT_S = 600.0  # the daemons' longest wait
 _TIMESTAMPS = (("shared_at", "feedback_at"), ("shared_at", "feedback_received_at"),
                ("sent_at", "received_at"), ("shared_at", "received_at"))
 
 
 @dataclass(frozen=True)
 class DriverSettings:
-    """How long one command (training, evaluation) and one vote wait may take."""
+    """How long one command (training, evaluation) may take, and the rounds' vote deadline.
+
+    `vote_timeout_s` is also each daemon's `round.vote_deadline_s`: a round whose feedback has
+    not all come back by then is finished by the daemon, and `wait_round` returns it.
+    """
 
     command_timeout_s: float = 600.0
-    vote_timeout_s: float = 300.0
+    vote_timeout_s: float = 60.0
 
 
 @dataclass
@@ -46,6 +51,7 @@ class PolicyRun:
     feedback_received: dict[str, int] = field(default_factory=dict)
     bytes_sent: dict[str, list[int]] = field(default_factory=dict)
     dropped_by_privacy: dict[str, int] = field(default_factory=dict)
+    network_bytes_sent: dict[str, int] = field(default_factory=dict)  # all traffic, at the end
     rounds_completed: int = 0
     notes: list[str] = field(default_factory=list)
 
@@ -155,6 +161,8 @@ def run_policy(
         for r in range(scenario.rounds):
             _one_round(scenario, files, policy, fleet, run, r, novel, settings)
             tick(f"{policy} round {r + 1}")
+        for i, st in enumerate(fleet.each("status", lambda _i: {}, 60.0)):
+            run.network_bytes_sent[names[i]] = int(st.get("bytes_sent", 0))
     finally:
         fleet.close()
     return run
@@ -187,10 +195,11 @@ def _one_round(
         return args
 
     offers = fleet.each("round_now", round_args, long)
+    wait_s = min(settings.vote_timeout_s + 30.0, MAX_WAIT_S)  # the deadline ends it first
     waits = fleet.each(
         "wait_round",
-        lambda i: {"round_id": offers[i]["round_id"], "timeout_s": settings.vote_timeout_s},
-        settings.vote_timeout_s + 30.0,
+        lambda i: {"round_id": offers[i]["round_id"], "timeout_s": wait_s},
+        wait_s + 30.0,
     )
     fleet.each("learn", lambda _i: {}, long)
     run.round_seconds.append(time.perf_counter() - started)

@@ -113,6 +113,9 @@ class InProcessRobots:
         acc["all"] = float(hits.mean())
         return {"accuracy": acc, "n": len(y)}
 
+    def _status(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
+        return {"name": name, "bytes_sent": 0}
+
     def _shared(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         rid = args.get("round_id")
         return {"shared": [s for s in self.shared if s["sender"] == name

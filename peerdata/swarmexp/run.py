@@ -122,6 +122,7 @@ def _swarm_record(run: PolicyRun) -> dict[str, Any]:
         "feedback_received": run.feedback_received,
         "bytes_sent": run.bytes_sent,
         "dropped_by_privacy": run.dropped_by_privacy,
+        "network_bytes_sent": run.network_bytes_sent,
         "notes": run.notes,
     }
 

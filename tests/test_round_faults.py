@@ -15,7 +15,7 @@ from round_support import EPOCH, Robot, addr_of, fleet, images, mixed, round_con
 
 from peerdata.errors import RemoteProtocolError, TransportError
 from peerdata.identity import Identity
-from peerdata.node.rounds import REPORT_PROTOCOL
+from peerdata.node.receiver import REPORT_PROTOCOL
 from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
 from peerdata.wire.codec import encode
 from peerdata.wire.messages import Vote

@@ -1,0 +1,228 @@
+"""A round seen from a receiver: vote, keep the image, pass the state on, report; plus the
+origin's intake of Feedback and Votes (on /peerdata/report/1.0.0 and gossip).
+
+Rule: every arriving vote state goes through the RelayDesk (one vote per image and robot);
+votes use the learner under the round service's lock, in its worker thread; gossip leaves
+this robot paced (GOSSIP_RATE_PER_S) and is judged on arrival only by the OriginDesk.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+import numpy as np
+import trio
+
+from peerdata.errors import DataError, PeerdataError, RemoteProtocolError, TransportError
+from peerdata.node.feedback import OriginDesk
+from peerdata.node.ingest import to_pixels
+from peerdata.node.learning import LearnerHost
+from peerdata.node.logs import event
+from peerdata.node.node import Node, Offload
+from peerdata.node.relay import RelayDesk
+from peerdata.node.share import HeldState, ReceivedImage
+from peerdata.store import VoteRecord
+from peerdata.wire.codec import decode_as, encode
+from peerdata.wire.messages import ErrorReply, Feedback, OfferItem, OfferReply, Vote
+from peerdata.wire.signing import sign_feedback, sign_vote
+from peerdata.wire.versions import FEEDBACK_TOPIC, VOTES_TOPIC
+
+log = logging.getLogger("peerdata.node.receiver")
+
+REPORT_PROTOCOL = "/peerdata/report/1.0.0"  # Feedback -> empty OfferReply (ack) / ErrorReply
+GOSSIP_RATE_PER_S = 8.0  # below the ~10 msg/s per peer that gossip peers tolerate
+GOSSIP_QUEUE = 1024  # waiting gossip; full = dropped and counted (votes are an audit trail)
+ARRIVALS = 1024
+REPORT_ATTEMPTS = 3
+
+
+class Receiver:
+    """Votes and relays what arrives, reports chains' ends, takes in feedback and votes."""
+
+    def __init__(self, node: Node, host: LearnerHost, desk: OriginDesk, lock: trio.Lock,
+                 ml: Offload, notify: Callable[[], None]) -> None:
+        self.node, self.store, self.cfg = node, node.store, node.config.round
+        self.host, self.desk, self._lock, self._ml = host, desk, lock, ml
+        self._notify = notify
+        self.relay = RelayDesk(node.peer_id, max_hops=self.cfg.max_hops,
+                               deadline_s=self.cfg.vote_deadline_s, vote=self._vote,
+                               candidates=node.transport.connected_peers, forward=self._forward,
+                               report=self._report)
+        self._gossip_send, self._gossip_recv = trio.open_memory_channel[tuple[str, bytes]](
+            GOSSIP_QUEUE)
+        self._arrive_send, self._arrive_recv = trio.open_memory_channel[OfferItem](ARRIVALS)
+        self.counts = {"gossip_dropped": 0, "reports_direct": 0, "reports_gossip": 0,
+                       "arrivals_dropped": 0}
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Serve /peerdata/report/1.0.0 and every reader/publisher task until cancelled."""
+        self.node.serve(REPORT_PROTOCOL, self._handle_report)
+        async with trio.open_nursery() as nursery:
+            for fn in (self._read_arrivals, self._read_held, self._read_gossip,
+                       self._publish_gossip):
+                nursery.start_soon(fn)
+            nursery.start_soon(self._process_arrivals, nursery)
+            task_status.started()
+
+    async def _read_arrivals(self) -> None:
+        got: ReceivedImage
+        async for got in self.node.inbox:
+            await self._arrive(got.item)
+
+    async def _read_held(self) -> None:
+        held: HeldState
+        async for held in self.node.share.held_inbox:
+            await self._arrive(held.item)
+
+    async def _arrive(self, item: OfferItem) -> None:
+        if item.origin_round == 0:
+            return  # a plain `send`, outside any round
+        try:
+            self._arrive_send.send_nowait(item)
+        except trio.WouldBlock:
+            self.counts["arrivals_dropped"] += 1
+            event(log, logging.WARNING, "arrival_dropped", cid=item.cid.hex()[:16])
+
+    async def _process_arrivals(self, nursery: trio.Nursery) -> None:
+        async for first in self._arrive_recv:
+            batch = [first]
+            while True:
+                try:
+                    batch.append(self._arrive_recv.receive_nowait())
+                except trio.WouldBlock:
+                    break
+            nursery.start_soon(self.relay.handle, batch)
+
+    async def _vote(self, items: Sequence[OfferItem]) -> list[tuple[bool, float]]:
+        store = self.store
+
+        def load() -> list[tuple[bytes, np.ndarray | None, int | None]]:
+            out = []
+            for item in items:
+                sample = store.get_sample(item.cid)
+                try:
+                    pixels = to_pixels(store.get_blob(item.cid))
+                except (DataError, PeerdataError) as exc:
+                    event(log, logging.WARNING, "undecodable_image", cid=item.cid.hex()[:16],
+                          origin=item.origin, error=str(exc)[:100])
+                    pixels = None
+                out.append((item.cid, pixels, None if sample is None else sample.label))
+            return out
+
+        loaded = await self.node.offload(load)
+        ok = [i for i, (_, px, _) in enumerate(loaded) if px is not None]
+        verdicts = [(False, 0.0)] * len(items)
+        if ok:
+            images = np.stack([loaded[i][1] for i in ok])  # type: ignore[misc]
+            async with self._lock:
+                novel, score = await self._ml(self.host.vote, images)
+                labelled = [k for k, i in enumerate(ok) if loaded[i][2] is not None]
+                if labelled:
+                    await self._ml(self.host.accept, [loaded[ok[k]][0] for k in labelled],
+                                   images[labelled],
+                                   np.array([loaded[ok[k]][2] for k in labelled], np.int64))
+            for k, i in enumerate(ok):
+                s = float(score[k])
+                verdicts[i] = (bool(novel[k]), s if np.isfinite(s) else 0.0)
+        now = self.node.wall_time()
+        records = []
+        for item, (novel_i, score_i) in zip(items, verdicts, strict=True):
+            vote = sign_vote(self.node.identity, origin=item.origin, cid=item.cid,
+                             round_id=item.origin_round, novel=novel_i, score=score_i,
+                             timestamp=now)
+            self._publish(VOTES_TOPIC, encode(vote))
+            records.append(VoteRecord(cid=item.cid, origin=item.origin, voter=self.node.peer_id,
+                                      round_id=item.origin_round, novel=novel_i, score=score_i,
+                                      received_at=now, late=False))
+        await self.node.offload(lambda: [store.add_vote(r) for r in records])
+        event(log, logging.INFO, "voted", images=len(items),
+              novel=sum(v for v, _ in verdicts))
+        return verdicts
+
+    async def _forward(self, peer: str, state: OfferItem) -> bool:
+        blob = await self.node.offload(self.store.get_blob, state.cid)
+        try:
+            reply = await self.node.share.offer_items(peer, [replace(state, size=len(blob))],
+                                                      state.origin_round)
+        except (TransportError, RemoteProtocolError) as exc:
+            event(log, logging.INFO, "relay_failed", peer=peer, cid=state.cid.hex()[:16],
+                  error=str(exc)[:200])
+            return False
+        return reply is not None
+
+    async def _report(self, state: OfferItem) -> None:
+        fb = sign_feedback(self.node.identity, origin=state.origin, cid=state.cid,
+                           round_id=state.origin_round, novel_votes=state.novel_votes,
+                           voters=state.voters, timestamp=self.node.wall_time())
+        data = encode(fb)
+        net = self.node.config.net
+        with trio.move_on_after(self.cfg.vote_deadline_s):
+            for attempt in range(REPORT_ATTEMPTS):
+                try:
+                    raw = await self.node.transport.request(state.origin, REPORT_PROTOCOL, data)
+                    reply = decode_as(raw, OfferReply, ErrorReply,
+                                      limits=self.node.config.limits)
+                except TransportError:
+                    await trio.sleep(min(net.reconnect_initial_s * 2 ** attempt,
+                                         net.reconnect_max_s))
+                    continue
+                except RemoteProtocolError as exc:
+                    await self.node.drop_link(state.origin, f"bad report reply: {exc}")
+                    break
+                if isinstance(reply, OfferReply):
+                    self.counts["reports_direct"] += 1
+                    event(log, logging.INFO, "reported", peer=state.origin,
+                          cid=state.cid.hex()[:16], voters=len(state.voters),
+                          novel=state.novel_votes)
+                    return
+                event(log, logging.WARNING, "report_refused", peer=state.origin,
+                      code=reply.code, message=reply.message)
+                break
+        self.counts["reports_gossip"] += 1  # the origin is out of reach: gossip it
+        self._publish(FEEDBACK_TOPIC, data)
+
+    async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
+        """Serve /peerdata/report/1.0.0: Feedback on one of our images, acknowledged."""
+        fb = decode_as(payload, Feedback, limits=self.node.config.limits)
+        if fb.origin != self.node.peer_id:
+            return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
+        await self.node.offload(self.desk.take_feedback, fb)  # RemoteProtocolError: link dropped
+        self._notify()
+        return encode(OfferReply(wanted=()))
+
+    # -- gossip ----------------------------------------------------------------------------
+
+    def _publish(self, topic: str, data: bytes) -> None:
+        try:
+            self._gossip_send.send_nowait((topic, data))
+        except trio.WouldBlock:
+            self.counts["gossip_dropped"] += 1
+
+    async def _publish_gossip(self) -> None:
+        """Paced: at most GOSSIP_RATE_PER_S messages a second leave this robot."""
+        async for topic, data in self._gossip_recv:
+            try:
+                await self.node.transport.publish(topic, data)
+            except TransportError as exc:
+                event(log, logging.WARNING, "gossip_publish_failed", topic=topic,
+                      error=str(exc)[:200])
+            await trio.sleep(1.0 / GOSSIP_RATE_PER_S)
+
+    async def _read_gossip(self) -> None:
+        async for sender, msg in self.node.gossip_inbox:
+            try:
+                if isinstance(msg, Vote):
+                    taken = await self.node.offload(self.desk.take_vote, msg)
+                elif isinstance(msg, Feedback):
+                    taken = await self.node.offload(self.desk.take_feedback, msg)
+                else:
+                    continue
+            except RemoteProtocolError as exc:
+                event(log, logging.WARNING, f"{type(msg).__name__.lower()}_rejected",
+                      peer=sender, reason=str(exc)[:300])
+                continue
+            if taken is not None:
+                self._notify()

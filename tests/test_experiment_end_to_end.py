@@ -118,6 +118,7 @@ def test_invariants_of_a_mini_experiment(results: dict) -> None:
     for key in ("gu_rare_precision", "random_rare_precision", "gu_accuracy", "oracle_accuracy"):
         assert 0.0 <= summary[key] <= 1.0
     assert summary["gu_oracle_accuracy_gap"] is not None and summary["seconds"] >= 0
+    assert summary["random_megabytes_to_random_accuracy"] is not None
     assert set(results["auroc"]) == {"mc_dropout", "energy", "knn", "mahalanobis"}
     assert set(results["auroc"]["mc_dropout"]["A"]) == {"synthetic-rings", "synthetic-spots"}
 
@@ -282,3 +283,21 @@ def test_real_streams_are_disjoint_and_never_evaluated_on(data_dir: Path, name: 
             for image, label in zip(evaluation.images, evaluation.labels, strict=True)
         }
         assert not held & seen, dataset
+
+
+def test_megabytes_to_reach_counts_bytes_sent_before_the_round() -> None:
+    from peerdata.experiment.runner import megabytes_to_reach
+
+    def cell(v: float) -> dict:
+        return {"mean": v, "std": 0.0}
+
+    res = {
+        "A": {
+            "accuracy": {"all": [cell(0.1), cell(0.5), cell(0.9)]},
+            "bytes": [cell(1e6), cell(2e6)],
+        },
+    }
+    assert megabytes_to_reach(res, ["A"], 0.1) == 0.0
+    assert megabytes_to_reach(res, ["A"], 0.5) == 1.0
+    assert megabytes_to_reach(res, ["A"], 0.8) == 3.0
+    assert megabytes_to_reach(res, ["A"], 0.95) is None

@@ -197,3 +197,16 @@ async def test_control_commands(autojump_clock: trio.testing.MockClock, tmp_path
                     await ask(a, "round_now", **bad)
             with pytest.raises(DataError):
                 await ask(a, "observe", npz=str(tmp_path / "missing.npz"))
+
+
+async def test_rounds_run_on_the_schedule(autojump_clock: trio.testing.MockClock) -> None:
+    with trio.fail_after(300):
+        async with AsyncExitStack() as stack:
+            a, b = await fleet(stack, MemoryNetwork(), 2, rounds=round_config(interval_s=30.0))
+            for i, r in enumerate((a, b)):
+                await r.service.observe(images("bars", 60, 60 + i), bootstrap=True, seed=i)
+                await r.service.observe(mixed({"bars": 20}, 7 + i))
+            # the schedule learns, then shares; the next scheduled learn retrains the ranker
+            await a.node.wait_until(lambda _s: a.store.last_round_id() >= 2)
+            assert a.store.get_round(1) is not None
+            await a.node.wait_until(lambda _s: a.service.host.statistics().ranker_fits >= 1)

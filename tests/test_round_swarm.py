@@ -108,6 +108,7 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
     feeds = [write_feed(tmp_path / f"r3-{i}.npz", MIXES[i], 30 + i) for i in range(3)]
     each(robots, "observe", lambda i: {"npz": str(feeds[i])})
     before = call(robots[2].home, "status")
+    votes_before = len(call(robots[2].home, "votes")["votes"])
     starts = each(robots, "round_now", {"policy": "gu"})
     kill_robot(robots[2])
     for i in (0, 1):
@@ -121,6 +122,7 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
     assert after["samples"]["local"] >= before["samples"]["local"]
     assert after["learner"]["local_images"] >= before["learner"]["local_images"]
     assert after["learner"]["bootstrapped"]
+    assert len(call(robots[2].home, "votes")["votes"]) >= votes_before
     db = robots[2].home / "store.sqlite"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

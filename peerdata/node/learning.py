@@ -147,6 +147,8 @@ class LearnerHost:
                novel_domains: frozenset[str] | None) -> list[Selected]:
         """This round's candidates, best first, by `policy` (RobotLearner.select_for_sharing)."""
         picks = self.learner.select_for_sharing(policy, budget, novel_domains=novel_domains)
+        # the pool is spent: as in-process, a round ranks only what was observed since the last
+        self.learner.pending = np.zeros(0, np.int64)
         return [Selected(c.image_id, self.local_cids[c.image_id], c.label,
                          str(self.learner.local_domains[c.image_id]), c.predicted_utility)
                 for c in picks]
@@ -191,7 +193,9 @@ class LearnerHost:
         pending = self.received_pending
         fine_tune_loss = None
         if self.bootstrapped:
+            waiting = self.learner.pending  # observed, not ranked yet: fine_tune() would forget
             fine_tune_loss = float(self.learner.fine_tune())
+            self.learner.pending = waiting
             self.received_pending = 0
         return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
                            pending, len(fresh) if train_ranker else 0)

@@ -77,16 +77,27 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
             assert mallory.peer_id in reasons
             assert not [v for v in a.store.list_votes() if v.voter == mallory.peer_id]
 
-            # 3. a replayed feedback message: the first copy counts, the replay is refused
+            # 3. replayed feedback: a copy of one recorded is acknowledged (a lost ack makes
+            # honest reporters resend) but not counted again; a replay of a refused one is
+            # refused by the replay guard, the link dropped
             fb = encode(sign_feedback(mallory, origin=me, cid=shared[1], round_id=rid,
                                       novel_votes=0, voters=(mallory.peer_id,), timestamp=now))
             await m.request(me, REPORT_PROTOCOL, fb)
-            with pytest.raises((RemoteProtocolError, TransportError)):
-                await m.request(me, REPORT_PROTOCOL, fb)
-            dropped = logged(caplog, "link_dropped")
-            assert any("replayed nonce" in line and mallory.peer_id in line for line in dropped)
+            await m.request(me, REPORT_PROTOCOL, fb)
+            assert any(mallory.peer_id in line and "not counted again" in line
+                       for line in logged(caplog, "feedback_duplicate"))
             assert len([f for f in a.store.list_feedback(rid)
                         if f.reporter == mallory.peer_id]) == 1
+            bogus = encode(sign_feedback(mallory, origin=me, cid=b"\x09" * 32, round_id=rid,
+                                         novel_votes=0, voters=(mallory.peer_id,),
+                                         timestamp=now))
+            for _ in range(2):
+                with pytest.raises((RemoteProtocolError, TransportError)):
+                    await m.request(me, REPORT_PROTOCOL, bogus)
+                await trio.sleep(a.node.config.net.reconnect_max_s)  # MockClock: block expires
+            dropped = logged(caplog, "link_dropped")
+            assert any("did not share" in line and mallory.peer_id in line for line in dropped)
+            assert any("replayed nonce" in line and mallory.peer_id in line for line in dropped)
 
             # 4. a late vote (after the round's deadline): stored, flagged, not counted
             await a.node.wait_until(lambda _s: a.store.get_round(rid).finished_at is not None)

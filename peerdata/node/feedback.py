@@ -1,7 +1,8 @@
 """The origin's side of voting: which signed Feedback and Votes about its images it believes.
 
 Rule: `take_feedback`/`take_vote` are the one place a received Feedback or Vote is judged. In
-order: addressed to us (else ignored), signature, replay guard (fresh timestamp, unseen nonce),
+order: addressed to us (else ignored), signature, already recorded (a retransmission: ignored
+and logged, so delivery can be retried safely), replay guard (fresh timestamp, unseen nonce),
 the cid was shared by us in that round, then stored once. Any failure raises
 RemoteProtocolError with the reason, which the caller logs with the sender's peer ID. Votes
 arriving after the round's deadline are stored with `late=True` and never counted. Blocking
@@ -56,6 +57,10 @@ class OriginDesk:
     def _shared_in(self, cid: bytes, round_id: int) -> bool:
         return any(r.cid == cid for r in self.store.list_shared(round_id))
 
+    def _recorded(self, fb: Feedback) -> bool:
+        return any(f.cid == fb.cid and f.reporter == fb.reporter
+                   for f in self.store.list_feedback(fb.round_id))
+
     def _deadline(self, round_id: int) -> float | None:
         rec = self.store.get_round(round_id)
         return None if rec is None else rec.started_at + self.deadline_s
@@ -74,6 +79,12 @@ class OriginDesk:
                 verify_feedback(fb)
             except SignatureError as exc:
                 raise RemoteProtocolError(f"feedback signature: {exc}") from None
+            if self._recorded(fb):
+                # a retransmission (our ack was lost) or a replay of one we hold: harmless
+                self.counts["feedback_duplicate"] += 1
+                event(log, logging.INFO, "feedback_duplicate", peer=fb.reporter,
+                      cid=fb.cid.hex()[:16], reason="already recorded; not counted again")
+                return None
             self.guard.check(fb.reporter, fb.nonce, fb.timestamp, now)
             if not self._shared_in(fb.cid, fb.round_id):
                 raise RemoteProtocolError(

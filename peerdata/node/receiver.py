@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
+from typing import cast
 
 import numpy as np
 import trio
@@ -46,6 +47,9 @@ class Receiver:
         self.node, self.store, self.cfg = node, node.store, node.config.round
         self.host, self.desk, self._lock, self._ml = host, desk, lock, ml
         self._notify = notify
+        # Held by the origin while it offers and records a round's images: feedback on an image
+        # can come back before the offer's reply did, and must not be judged before then.
+        self.intake = trio.Lock()
         self.relay = RelayDesk(node.peer_id, max_hops=self.cfg.max_hops,
                                deadline_s=self.cfg.vote_deadline_s, vote=self._vote,
                                candidates=node.transport.connected_peers, forward=self._forward,
@@ -163,8 +167,8 @@ class Receiver:
             for attempt in range(REPORT_ATTEMPTS):
                 try:
                     raw = await self.node.transport.request(state.origin, REPORT_PROTOCOL, data)
-                    reply = decode_as(raw, OfferReply, ErrorReply,
-                                      limits=self.node.config.limits)
+                    reply = cast(OfferReply | ErrorReply, decode_as(
+                        raw, OfferReply, ErrorReply, limits=self.node.config.limits))
                 except TransportError:
                     await trio.sleep(min(net.reconnect_initial_s * 2 ** attempt,
                                          net.reconnect_max_s))
@@ -189,7 +193,8 @@ class Receiver:
         fb = decode_as(payload, Feedback, limits=self.node.config.limits)
         if fb.origin != self.node.peer_id:
             return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
-        await self.node.offload(self.desk.take_feedback, fb)  # RemoteProtocolError: link dropped
+        async with self.intake:  # never judged while our offers are still being recorded
+            await self.node.offload(self.desk.take_feedback, fb)  # protocol error: link dropped
         self._notify()
         return encode(OfferReply(wanted=()))
 
@@ -214,12 +219,13 @@ class Receiver:
     async def _read_gossip(self) -> None:
         async for sender, msg in self.node.gossip_inbox:
             try:
-                if isinstance(msg, Vote):
-                    taken = await self.node.offload(self.desk.take_vote, msg)
-                elif isinstance(msg, Feedback):
-                    taken = await self.node.offload(self.desk.take_feedback, msg)
-                else:
-                    continue
+                async with self.intake:
+                    if isinstance(msg, Vote):
+                        taken = await self.node.offload(self.desk.take_vote, msg)
+                    elif isinstance(msg, Feedback):
+                        taken = await self.node.offload(self.desk.take_feedback, msg)
+                    else:
+                        continue
             except RemoteProtocolError as exc:
                 event(log, logging.WARNING, f"{type(msg).__name__.lower()}_rejected",
                       peer=sender, reason=str(exc)[:300])

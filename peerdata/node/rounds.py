@@ -325,7 +325,7 @@ class RoundService:
         """Start a round: returns once this robot's offers went out (votes come later)."""
         policy = policy or self.cfg.policy
         novel = None if novel_domains is None else frozenset(novel_domains)
-        store, me = self.store, self.node.peer_id
+        store = self.store
         async with self._round_lock:
             round_id = await self.node.offload(store.last_round_id) + 1
             await self.node.offload(store.start_round, round_id, self.node.wall_time())
@@ -340,31 +340,8 @@ class RoundService:
                     for i, (cid, _, _) in enumerate(prepared)}
             offered: dict[str, int] = {}
             tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
-            while todo:
-                by_peer: dict[str, list[bytes]] = {}
-                for cid, order in list(todo.items()):
-                    nxt = next((p for p in order if p not in tried[cid]), None)
-                    if nxt is None:
-                        del todo[cid]
-                    else:
-                        by_peer.setdefault(nxt, []).append(cid)
-                if not by_peer:
-                    break
-                results: dict[str, bool] = {}
-                async with trio.open_nursery() as nursery:
-                    for peer, cids in by_peer.items():
-                        items = [OfferItem(cid=c, size=sizes[c], has_label=True, origin=me,
-                                           origin_round=round_id, novel_votes=0, voters=(),
-                                           hops=0) for c in cids]
-                        nursery.start_soon(self._offer_first, peer, items, round_id, results)
-                for peer, cids in by_peer.items():
-                    for c in cids:
-                        tried[c].add(peer)
-                        if results.get(peer):
-                            await self.node.offload(store.record_shared, c, round_id, peer,
-                                                    sizes[c], self.node.wall_time())
-                            offered[peer] = offered.get(peer, 0) + 1
-                            del todo[c]
+            async with self.receiver.intake:
+                await self._offer_all(todo, tried, sizes, offered, round_id)
         shared = sum(offered.values())
         start = RoundStart(round_id, policy, selected, shared, dropped, over,
                            await self._bytes_shared(round_id), offered)
@@ -376,6 +353,37 @@ class RoundService:
                                  self.cfg.vote_deadline_s if shared else 0.0)
         self._notify()
         return start
+
+    async def _offer_all(self, todo: dict[bytes, list[str]], tried: dict[bytes, set[str]],
+                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int
+                         ) -> None:
+        """Offer each image to its first peer; a peer that fails is replaced by the next."""
+        store, me = self.store, self.node.peer_id
+        while todo:
+            by_peer: dict[str, list[bytes]] = {}
+            for cid, order in list(todo.items()):
+                nxt = next((p for p in order if p not in tried[cid]), None)
+                if nxt is None:
+                    del todo[cid]
+                else:
+                    by_peer.setdefault(nxt, []).append(cid)
+            if not by_peer:
+                break
+            results: dict[str, bool] = {}
+            async with trio.open_nursery() as nursery:
+                for peer, cids in by_peer.items():
+                    items = [OfferItem(cid=c, size=sizes[c], has_label=True, origin=me,
+                                       origin_round=round_id, novel_votes=0, voters=(),
+                                       hops=0) for c in cids]
+                    nursery.start_soon(self._offer_first, peer, items, round_id, results)
+            for peer, cids in by_peer.items():
+                for c in cids:
+                    tried[c].add(peer)
+                    if results.get(peer):
+                        await self.node.offload(store.record_shared, c, round_id, peer,
+                                                sizes[c], self.node.wall_time())
+                        offered[peer] = offered.get(peer, 0) + 1
+                        del todo[c]
 
     async def _bytes_shared(self, round_id: int) -> int:
         shared = await self.node.offload(self.store.list_shared, round_id)

@@ -99,6 +99,7 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
         assert all(x["feedback_received"] == 10 and x["complete"] for x in rounds)
         status = cli(r.home, "status")
         assert status["ranker_trained"] == 2 and status["feedback_received"] >= 20
+        assert status["rounds_completed"] == 2
         assert status["samples"]["received"] == 40
         shared = cli(r.home, "shared", "--round", "2")["shared"]
         assert len(shared) == 10 and all(s["utility"] is not None for s in shared)

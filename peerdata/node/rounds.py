@@ -446,7 +446,9 @@ class RoundService:
             rounds = store.list_rounds()
             return {
                 "rounds": len(rounds),
-                "rounds_completed": sum(r.finished_at is not None for r in rounds),
+                "rounds_completed": sum(  # every shared image has a utility, or deadline passed
+                    r.finished_at is not None or bool((v := self.desk.view(r.round_id))
+                                                      and v.complete) for r in rounds),
                 "feedback_received": store.feedback_count(),
                 "samples": {"local": store.count_samples("local"),
                             "received": store.count_samples("received")},

@@ -127,8 +127,8 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
     db = robots[2].home / "store.sqlite"
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    # the restarted robot still works: one more round end to end
-    starts = each(robots, "round_now", {"policy": "gu"})
+    # the restarted robot still works: one more round end to end, started from the CLI
+    starts = [cli(r.home, "round", "now", "--policy", "gu") for r in robots]
     w = call(robots[2].home, "wait_round", {"round_id": starts[2]["round_id"], "timeout_s": 120},
              timeout_s=130)
     assert w["round_id"] == 4 and (w["complete"] or w["finished_at"] is not None)

@@ -18,7 +18,7 @@ from peerdata.ml.ranker import RankerConfig
 from peerdata.ml.vision import VisionConfig
 from peerdata.node.ingest import Incoming, from_array
 from peerdata.node.learning import LearnerHost
-from peerdata.node.node import Node, inline_offload, open_node
+from peerdata.node.node import Node, Offload, inline_offload, open_node
 from peerdata.node.rounds import RoundService
 from peerdata.sharing import LearnerConfig
 from peerdata.store import MemoryStore, Store
@@ -73,7 +73,8 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, name: str, 
                       bootstrap: tuple[str, ...] = (), rounds: RoundConfig | None = None,
                       store: Store | None = None, identity: Identity | None = None,
                       host: LearnerHost | None = None, seed: int = 0,
-                      home: Path | None = None, privacy: PrivacyFilter | None = None) -> Robot:
+                      home: Path | None = None, privacy: PrivacyFilter | None = None,
+                      ml_offload: Offload = inline_offload) -> Robot:
     """A node plus its round service, on `network`, for the lifetime of `stack`."""
     identity = identity or Identity.generate()
     store = store or MemoryStore()
@@ -85,7 +86,7 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, name: str, 
         wall_clock=lambda: EPOCH + trio.current_time(), offload=inline_offload))
     host = host or LearnerHost(name, tiny_learner(), seed)
     service = RoundService(node, host, privacy or PrivacyFilter.from_config(PrivacyConfig()),
-                           home=home, ml_offload=inline_offload)
+                           home=home, ml_offload=ml_offload)
     await node.start_service(service.run)
     return Robot(node, store, service, identity)
 

@@ -4,6 +4,8 @@ privacy filter as the only path out, checkpoints, and the control commands' JSON
 from __future__ import annotations
 
 import json
+import threading
+from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from peerdata.datasets.synthetic import generate
 from peerdata.errors import ControlError, DataError
 from peerdata.ml.privacy import Action, Box, PrivacyFilter, RegionKind
 from peerdata.ml.privacy.imageformat import encode_png
-from peerdata.node.learning import LearnerHost, Observation
+from peerdata.node.learning import LearnerHost, LearnResult, Observation
+from peerdata.node.node import thread_offload
 from peerdata.store import content_id
 from peerdata.testing.memory_network import MemoryNetwork
 
@@ -210,3 +213,38 @@ async def test_rounds_run_on_the_schedule(autojump_clock: trio.testing.MockClock
             await a.node.wait_until(lambda _s: a.store.last_round_id() >= 2)
             assert a.store.get_round(1) is not None
             await a.node.wait_until(lambda _s: a.service.host.statistics().ranker_fits >= 1)
+
+
+class SlowLearner(LearnerHost):
+    """A learner whose learn step waits (in its worker thread) until the test lets it go."""
+
+    def __init__(self) -> None:
+        super().__init__("slow", tiny_learner(), 0)
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
+        self.entered.set()
+        self.release.wait(30)
+        return super().learn(feedback, train_ranker)
+
+
+async def test_node_answers_while_it_learns() -> None:
+    with trio.fail_after(60):  # real clock: the learn step runs in a real worker thread
+        async with AsyncExitStack() as stack:
+            host = SlowLearner()
+            r = await start_robot(stack, MemoryNetwork(), "r", host=host,
+                                  ml_offload=thread_offload(trio.CapacityLimiter(1)))
+            dispatch = make_dispatch(r.node, "c", lambda: None, extra=round_commands())
+            done = trio.Event()
+
+            async def learn() -> None:
+                await r.service.learn()
+                done.set()
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(learn)
+                await trio.to_thread.run_sync(host.entered.wait)
+                status = await dispatch(ControlRequest(1, "status", {}))
+                assert status["peer_id"] == r.node.peer_id and not done.is_set()
+                host.release.set()
+            assert done.is_set()

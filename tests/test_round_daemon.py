@@ -25,7 +25,7 @@ from peerdata.ml.privacy import Action, Box, PrivacyFilter, RegionKind
 from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.node import thread_offload
-from peerdata.store import content_id
+from peerdata.store import MemoryStore, Sample, content_id
 from peerdata.testing.memory_network import MemoryNetwork
 
 
@@ -248,3 +248,24 @@ async def test_node_answers_while_it_learns() -> None:
                 assert status["peer_id"] == r.node.peer_id and not done.is_set()
                 host.release.set()
             assert done.is_set()
+
+
+async def test_restart_gives_the_learner_what_the_checkpoint_missed(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    with trio.fail_after(120):
+        store = MemoryStore()
+        img = generate("rings", 2, 3).images
+        local, theirs = encode_png(img[0]), encode_png(img[1])
+        garbage = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # hashes fine, decodes to nothing
+        for data, source, origin in ((local, "local", None), (theirs, "received", "Q" * 46),
+                                     (garbage, "received", "Q" * 46)):
+            store.add_sample(Sample(cid=store.put_blob(data), source=source, label=12,
+                                    origin=origin, domain="rings", prediction=None,
+                                    confidence=None, embedding=None, observed_round=0,
+                                    created_at=0.0))
+        async with AsyncExitStack() as stack:  # as after a kill -9 before the checkpoint
+            r = await start_robot(stack, MemoryNetwork(), "r", store=store)
+            stats = r.service.host.statistics()
+            assert (stats.local_images, stats.received_images) == (1, 1)
+            assert r.service.host.known(content_id(local))

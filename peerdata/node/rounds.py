@@ -120,16 +120,27 @@ class RoundService:
         between storing an image and saving the learner)."""
         store, host = self.store, self.host
 
+        def pixels(cid: bytes) -> np.ndarray | None:
+            try:
+                return to_pixels(store.get_blob(cid))
+            except PeerdataError as exc:  # a peer's undecodable image: never trained on
+                event(log, logging.WARNING, "reconcile_skipped", cid=cid.hex()[:16],
+                      error=str(exc)[:100])
+                return None
+
         def missing() -> tuple[list[Observation], list[tuple[bytes, np.ndarray, int]]]:
             local, received = [], []
             for s in store.list_samples():
                 if s.source == "local" and not host.known(s.cid) and s.cid not in host.shared \
                         and store.get_meta(f"derived.{s.cid.hex()}") is None:
-                    local.append(Observation(s.cid, to_pixels(store.get_blob(s.cid)), s.label,
-                                             s.domain))
+                    px = pixels(s.cid)
+                    if px is not None:
+                        local.append(Observation(s.cid, px, s.label, s.domain))
                 elif s.source == "received" and s.cid not in host.received \
                         and s.label is not None:
-                    received.append((s.cid, to_pixels(store.get_blob(s.cid)), s.label))
+                    px = pixels(s.cid)
+                    if px is not None:
+                        received.append((s.cid, px, s.label))
             return local, received
 
         local, received = await self.node.offload(missing)

@@ -80,6 +80,9 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
             # 3. replayed feedback: a copy of one recorded is acknowledged (a lost ack makes
             # honest reporters resend) but not counted again; a replay of a refused one is
             # refused by the replay guard, the link dropped
+            await m.publish(VOTES_TOPIC, encode(sign_vote(
+                mallory, origin=me, cid=shared[1], round_id=rid, novel=True, score=1.0,
+                timestamp=now)))
             fb = encode(sign_feedback(mallory, origin=me, cid=shared[1], round_id=rid,
                                       novel_votes=0, voters=(mallory.peer_id,), timestamp=now))
             await m.request(me, REPORT_PROTOCOL, fb)
@@ -101,6 +104,10 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
 
             # 4. a late vote (after the round's deadline): stored, flagged, not counted
             await a.node.wait_until(lambda _s: a.store.get_round(rid).finished_at is not None)
+            # cross-check at the deadline: mallory's feedback says 0 novel, its own signed vote
+            # says novel; b's feedback agrees with b's signed votes
+            [mismatch] = logged(caplog, "feedback_mismatch")
+            assert mallory.peer_id in mismatch and "reported=0 signed=1" in mismatch
             finished = await a.service.wait_round(rid, 1)
             other = trio.current_time()
             late_voter = Identity.generate()

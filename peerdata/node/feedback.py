@@ -164,6 +164,22 @@ class OriginDesk:
             event(log, logging.INFO, "utility_recovered", round_id=round_id, images=n)
         return n
 
+    def cross_check(self, round_id: int) -> int:
+        """Compare each Feedback's count with the voters' own signed Votes; log and return
+        how many disagree (only where every listed voter's Vote arrived)."""
+        mismatched = 0
+        for fb in self.store.list_feedback(round_id):
+            if fb.reporter == self.me:
+                continue  # recovered from the votes themselves
+            signed = {v.voter: v.novel for v in self.store.list_votes(fb.cid, round_id)}
+            if set(fb.voters) <= set(signed):
+                novel = sum(signed[v] for v in fb.voters)
+                if novel != fb.novel_votes:
+                    mismatched += 1
+                    event(log, logging.WARNING, "feedback_mismatch", peer=fb.reporter,
+                          cid=fb.cid.hex()[:16], reported=fb.novel_votes, signed=novel)
+        return mismatched
+
     def view(self, round_id: int) -> RoundView | None:
         """The round as it stands now (None if there is no such round)."""
         rec = self.store.get_round(round_id)

@@ -412,6 +412,7 @@ class RoundService:
     async def _finish_after(self, round_id: int, delay: float) -> None:
         await trio.sleep(delay)
         await self.node.offload(self.desk.recover, round_id)
+        mismatched = await self.node.offload(self.desk.cross_check, round_id)
         view = await self.node.offload(self.desk.view, round_id)
         if view is None:
             return
@@ -424,7 +425,7 @@ class RoundService:
             ranker_trained=bool(learned.get("ranker_trained", False))))
         event(log, logging.INFO, "round_finished", round_id=round_id, shared=view.shared,
               feedback=view.feedback_received, recovered=view.recovered,
-              complete=view.complete)
+              mismatched=mismatched, complete=view.complete)
         self._notify()
 
     async def wait_round(self, round_id: int, timeout_s: float) -> RoundView:

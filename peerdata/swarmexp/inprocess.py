@@ -30,10 +30,16 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class InProcessRobots:
-    """Robots 0..n-1 of a scenario in run `seed`, answering `RobotCall`s."""
+    """Robots 0..n-1 of a scenario in run `seed`, answering `RobotCall`s.
 
-    def __init__(self, scenario: Scenario, seed: int) -> None:
+    `reverse_delivery` delivers the last robot's images first: the same images and votes, only
+    the order received images join the fine-tune changes (a control for the swarm's
+    arrival order).
+    """
+
+    def __init__(self, scenario: Scenario, seed: int, *, reverse_delivery: bool = False) -> None:
         self.scenario, self.seed = scenario, seed
+        self.reverse_delivery = reverse_delivery
         self.names = [r.name for r in scenario.robots]
         self.learners: dict[str, RobotLearner] = {}
         self.lock = threading.Lock()
@@ -87,7 +93,8 @@ class InProcessRobots:
     def _wait_round(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         if len(self.selected) == len(self.names):  # everyone selected: deliver, in robot order
             delivery = InProcessDelivery(self.learners)
-            self.feedback = {n: delivery.deliver(n, self.selected[n]) for n in self.names}
+            order = self.names[::-1] if self.reverse_delivery else self.names
+            self.feedback = {n: delivery.deliver(n, self.selected[n]) for n in order}
             self.selected = {}
         mine = self.feedback.get(name, [])
         utilities = [f.utility for f in mine]

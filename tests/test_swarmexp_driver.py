@@ -8,13 +8,16 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from peerdata.experiment import ExperimentPlan, run_experiment
 from peerdata.experiment.data import build_experiment_data, load_domains
+from peerdata.experiment.runner import aggregate
 from peerdata.scenario import Scenario, load_scenario
+from peerdata.swarmexp.compare import compare
 from peerdata.swarmexp.driver import run_policy, sharing_record, vote_latency
 from peerdata.swarmexp.files import write_robot_files
 from peerdata.swarmexp.inprocess import InProcessRobots
@@ -51,19 +54,22 @@ def test_vote_latency_reads_offer_and_feedback_times() -> None:
 
 def test_driver_reproduces_the_in_process_runner(tmp_path: Path) -> None:
     s = tiny()
-    expected = run_experiment(ExperimentPlan(s))["per_policy"]
+    inprocess = run_experiment(ExperimentPlan(s))
+    expected = inprocess["per_policy"]
+    runs: dict[str, list[dict[str, Any]]] = {}
     data = build_experiment_data(s, load_domains(s, None), s.seeds[0])
     files = write_robot_files(s, data, tmp_path)
     for policy in s.policies:
         run = run_policy(s, files, policy, InProcessRobots(s, s.seeds[0]),
                          bootstrap_args=lambda i: bootstrap_args(s, s.seeds[0], i))
         assert run.rounds_completed == s.rounds
+        runs[policy] = [run.per_robot]
         for name, rec in run.per_robot.items():
             want = expected[policy][name]
             assert [a["all"] for a in rec["accuracy"]] == [c["mean"] for c in
                                                            want["accuracy"]["all"]]
             for key in ("shared", "rare_shared", "bytes"):
                 assert [x[key] for x in rec["sharing"]] == [c["mean"] for c in want[key]]
-        if policy == "oracle":
-            rare = [x for name in ("B", "C") for x in run.per_robot[name]["sharing"]]
-            assert all(x["rare_precision"] == 1.0 for x in rare if x["shared"])
+    gaps = compare(inprocess, aggregate(s, runs, []))
+    assert gaps["within_2_pts"] and gaps["max_round_accuracy_gap_pts"] == 0.0
+    assert gaps["policies"]["gu"]["max_mean_precision_gap_pts"] in (0.0, None)

@@ -25,7 +25,10 @@ _ROWS = [
     ("images received", "images_received"), ("images verified", "images_verified"),
     ("images rejected", "images_rejected"), ("bytes sent", "bytes_sent"),
     ("bytes received", "bytes_received"), ("local samples", "samples_local"),
-    ("received samples", "samples_received"), ("control", "control"),
+    ("received samples", "samples_received"), ("sharing policy", "policy"),
+    ("rounds", "rounds"), ("rounds completed", "rounds_completed"),
+    ("feedback received", "feedback_received"), ("ranker fits", "ranker_trained"),
+    ("control", "control"),
 ]
 
 
@@ -42,6 +45,8 @@ def status(
     width = max(len(label) for label, _ in _ROWS)
     for label, key in _ROWS:
         value = result.get(key)
+        if value is None:
+            continue
         if isinstance(value, float):
             value = f"{value:.1f}"
         console.print(f"{label:<{width}}  {value}", highlight=False)

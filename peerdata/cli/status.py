@@ -51,7 +51,7 @@ def status(
             value = f"{value:.1f}"
         console.print(f"{label:<{width}}  {value}", highlight=False)
     for addr in result.get("listen_addrs", []):
-        console.print(f"{'listening':<{width}}  {addr}", highlight=False)
+        console.print(f"{'listening':<{width}}  {addr}", highlight=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -88,10 +88,13 @@ class FederationConfig:
     update_dtype: str = "float32"  # float32 | float16 on the wire
     topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
     interval_s: float = 300.0  # one federated round per interval
+    local_epochs: int = 1  # the daemon's local fine-tune of its vision model before each round
 
     def __post_init__(self) -> None:
         if self.interval_s <= 0:
             raise ConfigError("federation.interval_s must be > 0")
+        if self.local_epochs < 1:
+            raise ConfigError("federation.local_epochs must be >= 1")
         if self.mode not in ("aggregator", "gossip"):
             raise ConfigError("federation.mode must be aggregator or gossip")
         if self.update_dtype not in ("float32", "float16"):
@@ -297,4 +300,5 @@ aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty
 update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
 interval_s = {d.federation.interval_s}            # seconds between federated rounds
+local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
 """

@@ -124,6 +124,14 @@ async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]
     )
 
 
+def federation_result(stats: Any) -> dict[str, Any]:
+    """`status`'s `federation` object, from a `FederationStats` (JSON-ready)."""
+    return {"rounds": stats.rounds, "version": stats.version, "last_round": stats.last_round,
+            "last_included": list(stats.last_included), "last_missing": list(stats.last_missing),
+            "rejected": stats.rejected_total, "bytes_sent": stats.bytes_sent,
+            "bytes_received": stats.bytes_received}
+
+
 # A command a later feature adds (rounds, shared, votes...): (node, args) -> result object.
 Command = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
@@ -141,6 +149,8 @@ def make_dispatch(node: Node, control: str, stop: Callable[[], None],
             result = status_result(node.statistics(), control)
             if node.rounds is not None:
                 result.update(await node.rounds.status_fields())
+            if node.federation is not None:
+                result["federation"] = federation_result(node.federation.statistics())
             return result
         if req.cmd == "peers":
             return peers_result(node.statistics())

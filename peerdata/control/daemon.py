@@ -67,9 +67,10 @@ async def run_daemon(home: Path, *, ready_fd: int | None = None) -> int:
 
 
 async def start_rounds(node: Node, home: Path) -> dict[str, Command]:
-    """Load the learner (HOME/learner.ckpt) and the privacy filter, start the round service;
-    return its control commands. Torch is imported here, not before: `peerdata run --help`
-    and the other commands stay light."""
+    """Load the learner (HOME/learner.ckpt) and the privacy filter, start the round service
+    (and federation on its learner when `federation.enabled`); return its control commands.
+    Torch is imported here, not before: `peerdata run --help` and the other commands stay
+    light."""
     from peerdata.control.rounds import round_commands
     from peerdata.ml.privacy import PrivacyFilter
     from peerdata.node.learning import CHECKPOINT, LearnerHost, learner_config_for
@@ -85,7 +86,12 @@ async def start_rounds(node: Node, home: Path) -> dict[str, Command]:
         return host, PrivacyFilter.from_config(node.config.privacy)
 
     host, privacy = await trio.to_thread.run_sync(load)
-    await node.start_service(RoundService(node, host, privacy, home=home).run)
+    service = RoundService(node, host, privacy, home=home)
+    await node.start_service(service.run)
+    if node.config.federation.enabled:  # opt-in: nothing of it starts otherwise
+        from peerdata.node.federation import start_node_federation
+
+        await start_node_federation(node, service)
     return round_commands()
 
 

@@ -29,6 +29,9 @@ logger = logging.getLogger("peerdata.federated")
 TrainLocal = Callable[[StateDict, int], Awaitable[LocalModel]]
 """(global model, round ID) -> this peer's model after local training on its own data."""
 
+AdoptModel = Callable[[StateDict, RoundResult], Awaitable[None]]
+"""(model to continue from, the round) -> None: the node loads the round's model into its own."""
+
 
 @dataclass(frozen=True)
 class FederationStats:
@@ -49,7 +52,8 @@ class Federation:
 
     def __init__(self, transport: Transport, peer: FederatedPeer, train_local: TrainLocal, *,
                  interval_s: float, mode: str, max_update_bytes: int,
-                 clock: Callable[[], float] = trio.current_time) -> None:
+                 clock: Callable[[], float] = trio.current_time,
+                 adopt: AdoptModel | None = None) -> None:
         if interval_s <= 0:
             raise PeerdataError("federation interval must be > 0")
         self._transport = transport
@@ -58,6 +62,7 @@ class Federation:
         self._interval_s = interval_s
         self._mode = mode
         self._clock = clock
+        self._adopt = adopt
         self._inbox = ModelInbox(max_update_bytes)
         self._results: list[RoundResult] = []
 
@@ -87,6 +92,8 @@ class Federation:
             finally:
                 played += 1
             self._results.append(result)
+            if result.model is not None and self._adopt is not None:
+                await self._adopt(result.model, result)
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
 
@@ -123,8 +130,12 @@ class FederatedNode(Protocol):
 
 async def start_federation(node: FederatedNode, global_state: StateDict,
                            train_local: TrainLocal, *,
-                           clock: Callable[[], float] = trio.current_time) -> Federation:
+                           clock: Callable[[], float] = trio.current_time,
+                           adopt: AdoptModel | None = None) -> Federation:
     """Start the federation service in `node`'s nursery, as `node.config.federation` says.
+
+    `adopt`, if given, is awaited with each round's resulting model (not after a round that
+    produced none, e.g. when the aggregator's global model missed the deadline).
 
     Raises:
         PeerdataError: federation is not enabled, or its strategy is unknown.
@@ -134,6 +145,7 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
         raise PeerdataError("federation.enabled is false: model exchange is opt-in")
     peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
     federation = Federation(node.transport, peer, train_local, interval_s=cfg.interval_s,
-                            mode=cfg.mode, max_update_bytes=cfg.max_update_bytes, clock=clock)
+                            mode=cfg.mode, max_update_bytes=cfg.max_update_bytes, clock=clock,
+                            adopt=adopt)
     await node.start_service(federation.run)
     return federation

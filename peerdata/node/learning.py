@@ -12,11 +12,12 @@ import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from peerdata.config import RoundConfig
 from peerdata.errors import DataError
@@ -199,6 +200,38 @@ class LearnerHost:
             self.received_pending = 0
         return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
                            pending, len(fresh) if train_ranker else 0)
+
+    def model_state(self) -> dict[str, torch.Tensor]:
+        """A copy of the vision model's weights (what federation exchanges)."""
+        return {k: v.detach().clone() for k, v in self.learner.model.net.state_dict().items()}
+
+    def train_federated(self, epochs: int, seed: int) -> tuple[dict[str, torch.Tensor], int]:
+        """Fine-tune the vision model for `epochs` on every labelled image this robot holds
+        (local and received); return its weights and how many images that was."""
+        lr, vision = self.learner, self.config.vision
+        images = np.concatenate([lr.local_images, lr.received_images])
+        labels = np.concatenate([lr.local_labels, lr.received_labels])
+        if self.bootstrapped and len(labels):
+            lr.model.train(images, labels, epochs=epochs, seed=seed,
+                           samples_per_epoch=vision.fine_tune_samples,
+                           learning_rate=vision.fine_tune_learning_rate)
+        return self.model_state(), len(labels)
+
+    def load_model_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Replace the vision model's weights (a federated round's model); recalibrate the
+        OoD detector on them.
+
+        Raises:
+            DataError: `state` does not fit this model's architecture.
+        """
+        net = self.learner.model.net
+        try:
+            net.load_state_dict(dict(state))
+        except (RuntimeError, KeyError) as exc:
+            raise DataError(f"federated model does not fit the vision model: {exc}") from None
+        net.eval()
+        if len(self.learner.calibration_images):
+            self.learner.detector.fit(self.learner.model, self.learner.calibration_images)
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray
                  ) -> dict[str, float]:

@@ -134,6 +134,7 @@ class Node:
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
         self.rounds: Any = None  # the RoundService, once started (peerdata.node.rounds)
+        self.federation: Any = None  # the Federation, once started (peerdata.node.federation)
 
     @property
     def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:

@@ -16,7 +16,7 @@ Origin:   OriginDesk (feedback.py) judges Feedback/Votes; at the deadline, image
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -272,6 +272,12 @@ class RoundService:
               feedback=result.feedback_used, accuracy=accuracy)
         self._notify()
         return result, accuracy
+
+    async def run_learner(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run blocking `fn(*args)` on the learner's worker thread under its lock (what
+        federation uses: one learner step at a time, whoever asks)."""
+        async with self._lock:
+            return await self._ml(fn, *args)
 
     async def evaluate(self, path: Path) -> tuple[dict[str, float], int]:
         """Accuracy per domain and overall on a labelled npz."""

@@ -264,12 +264,12 @@ max_image_bytes = {d.limits.max_image_bytes}
 max_list_len = {d.limits.max_list_len}
 
 [round]
-interval_s = {d.round.interval_s}           # seconds between sharing rounds; 0 = only `peerdata round now`
-budget_fraction = {d.round.budget_fraction}      # share at most this fraction of new images per round
+interval_s = {d.round.interval_s}  # seconds between sharing rounds; 0 = only `peerdata round now`
+budget_fraction = {d.round.budget_fraction}  # share at most this fraction of new images per round
 max_images_per_round = {d.round.max_images_per_round}
 max_bytes_per_round = {d.round.max_bytes_per_round}
-vote_deadline_s = {d.round.vote_deadline_s}      # votes later than this are recorded but not counted
-max_hops = {d.round.max_hops}                  # relay limit for an image travelling from peer to peer
+vote_deadline_s = {d.round.vote_deadline_s}  # votes later than this are recorded but not counted
+max_hops = {d.round.max_hops}  # relay limit for an image travelling from peer to peer
 policy = "{d.round.policy}"                 # gu (learned ranker) | random | oracle | all | none
 scenario = "{d.round.scenario}"       # model settings (vision, ranker, detector) from this scenario
 learner_seed = {d.round.learner_seed}
@@ -287,8 +287,8 @@ max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not dec
 # yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
 # yunet_sha256 = "..."            # checked before the model is loaded
 yunet_score = {d.privacy.yunet_score}              # YuNet detections below this score are ignored
-face_detectors = []               # [] = measured default: ["yunet"] if yunet_model is set, else Haar
-min_face_px = {d.privacy.min_face_px}                # smallest face searched for; smaller images skip detection
+face_detectors = []  # [] = measured default: ["yunet"] if yunet_model is set, else Haar
+min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller images skip detection
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable, Sequence
-from enum import Enum
+from enum import StrEnum
 from typing import Any, NoReturn
 
 import typer
@@ -23,12 +23,14 @@ from peerdata.errors import (
 )
 
 
-class Format(str, Enum):
+class Format(StrEnum):
     text = "text"
     json = "json"
 
 
-FORMAT_OPTION = typer.Option(Format.text, "--format", "-f", help="text for people, json for scripts")
+FORMAT_OPTION = typer.Option(
+    Format.text, "--format", "-f", help="text for people, json for scripts"
+)
 
 console = Console()
 err_console = Console(stderr=True)

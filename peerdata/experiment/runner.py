@@ -48,14 +48,7 @@ class ExperimentPlan:
 
 def learner_config(scenario: Scenario) -> LearnerConfig:
     """The learner settings a scenario implies."""
-    return LearnerConfig(
-        vision=scenario.vision,
-        ranker=scenario.ranker,
-        detector=scenario.detector,
-        ood_tpr=scenario.ood_tpr,
-        calibration_images=scenario.calibration_images,
-        min_utility=scenario.min_utility,
-    )
+    return LearnerConfig.of_scenario(scenario)
 
 
 def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:

@@ -31,15 +31,17 @@ IMAGE_SIDE = 28
 
 def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
     """The learner settings of `round.scenario`, with the config's size overrides."""
-    scenario = load_scenario(cfg.scenario)
-    vision = scenario.vision
+    config = LearnerConfig.of_scenario(load_scenario(cfg.scenario))
+    vision = config.vision
     if cfg.vision_width:
         vision = replace(vision, width=cfg.vision_width)
     if cfg.vision_epochs:
         vision = replace(vision, epochs=cfg.vision_epochs)
-    return LearnerConfig(vision=vision, ranker=scenario.ranker, detector=scenario.detector,
-                         ood_tpr=scenario.ood_tpr,
-                         calibration_images=cfg.calibration_images or scenario.calibration_images)
+    return replace(
+        config,
+        vision=vision,
+        calibration_images=cfg.calibration_images or config.calibration_images,
+    )
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,7 @@ import io
 import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +24,9 @@ from peerdata.ml.ood import DEFAULT_TPR, OodVote, build_detector
 from peerdata.ml.ranker import GlobalUtilityRanker, RankerConfig, feature_dim, ranker_features
 from peerdata.ml.vision import VisionConfig, VisionModel
 from peerdata.sharing.relay import Feedback
+
+if TYPE_CHECKING:
+    from peerdata.scenario import Scenario
 
 POLICIES: tuple[str, ...] = ("gu", "random", "oracle", "all", "none")
 _ARRAYS = (
@@ -49,6 +53,18 @@ class LearnerConfig:
     # gu only: once the ranker is trained, do not send images whose predicted utility is below
     # this, even if the budget allows (0 = always fill the budget, as the paper does).
     min_utility: float = 0.0
+
+    @classmethod
+    def of_scenario(cls, scenario: Scenario) -> LearnerConfig:
+        """The learner settings a scenario implies (the one mapping, for every runner)."""
+        return cls(
+            vision=scenario.vision,
+            ranker=scenario.ranker,
+            detector=scenario.detector,
+            ood_tpr=scenario.ood_tpr,
+            calibration_images=scenario.calibration_images,
+            min_utility=scenario.min_utility,
+        )
 
 
 @dataclass(frozen=True)

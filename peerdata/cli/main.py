@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 
 import typer
 
@@ -27,9 +28,41 @@ _COMMAND_MODULES: list[str] = [
 ]
 
 
+def reflow(text: str) -> str:
+    """Join hard-wrapped lines of each paragraph so the terminal, not the source, wraps them.
+
+    Paragraphs are separated by blank lines; a paragraph with an indented line (an example
+    command, a list) is kept as written.
+    """
+    paragraphs = text.strip("\n").split("\n\n")
+    out = []
+    for para in paragraphs:
+        lines = para.split("\n")
+        if any(line[:1].isspace() or line.startswith(("-", "*")) for line in lines):
+            out.append(para)
+        else:
+            out.append(" ".join(line.strip() for line in lines))
+    return "\n\n".join(out)
+
+
+def _reflow_help(typer_app: typer.Typer) -> None:
+    for command in typer_app.registered_commands:
+        text = command.help or (command.callback and inspect.getdoc(command.callback))
+        if text:
+            command.help = reflow(text)
+    for group in typer_app.registered_groups:
+        if group.help:
+            group.help = reflow(group.help)
+        if group.typer_instance is not None:
+            _reflow_help(group.typer_instance)
+
+
 def _register_all() -> None:
+    if app.registered_commands:  # already built (tests call main() more than once)
+        return
     for name in _COMMAND_MODULES:
         importlib.import_module(f"peerdata.cli.{name}").register(app)
+    _reflow_help(app)
 
 
 def main() -> None:

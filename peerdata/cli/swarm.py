@@ -133,7 +133,7 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
         keys = ["rare_precision", "rare_recall", "accuracy", "megabytes"]
         table(f"{spec.name} as a swarm: final round (seed {seed})", ["policy", *keys],
               [[p] + [summary.get(f"{p}_{k}") for k in keys] for p in policies])
-        console.print(f"wrote {out_dir}/results.json, results.md, accuracy.png")
+        console.print(f"wrote {out_dir}/results.json, results.md, accuracy.png, precision.png")
     emit_json({"scenario": spec.name, "out": str(out_dir), **summary})
 
 

@@ -16,7 +16,7 @@ from peerdata.config import LimitsConfig
 from peerdata.errors import TransportError
 from peerdata.identity import Identity
 from peerdata.node.share import batches, media_type_of
-from peerdata.testing.memory_network import MemoryNetwork
+from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
 from peerdata.wire.codec import encode
 from peerdata.wire.messages import ImageData, ImageItem, ImageOffer, OfferItem, content_id
 from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
@@ -44,6 +44,28 @@ def test_media_type_sniffing() -> None:
     assert media_type_of(png(1)) == "image/png"
     assert media_type_of(b"\xff\xd8\xff\xe0rest") == "image/jpeg"
     assert media_type_of(b"GIF89a") == "application/octet-stream"
+
+
+async def _offer_from_a_stalling_peer(
+    stack: AsyncExitStack, network: MemoryNetwork, receiver: Started, data: bytes
+) -> tuple[MemoryTransport, bytes]:
+    """A raw peer offers `data` to `receiver`, then never answers the fetch; returns once the
+    receiver's fetch has reached it."""
+    peer = await raw_peer(stack, network)
+    fetch_started = trio.Event()
+
+    async def stall(peer_id: str, payload: bytes) -> bytes:
+        fetch_started.set()
+        await trio.sleep_forever()
+        raise AssertionError("unreachable")
+
+    peer.set_handler(FETCH_PROTOCOL, stall)
+    await peer.connect(addr_of(receiver.node.peer_id))
+    offer = ImageOffer(sender=peer.peer_id, round_id=0,
+                       items=(_offer_item(content_id(data), len(data), peer.peer_id),))
+    await peer.request(receiver.node.peer_id, SHARE_PROTOCOL, encode(offer))
+    await fetch_started.wait()
+    return peer, data
 
 
 async def test_receiver_fetches_only_missing_images(
@@ -217,21 +239,7 @@ async def test_peer_that_stops_mid_transfer_leaves_nothing_behind(
         network = MemoryNetwork()
         async with AsyncExitStack() as stack:
             b = await start_node(stack, network, "b")
-            peer = await raw_peer(stack, network)
-            fetch_started = trio.Event()
-
-            async def stall(peer_id: str, payload: bytes) -> bytes:
-                fetch_started.set()
-                await trio.sleep_forever()
-                raise AssertionError("unreachable")
-
-            peer.set_handler(FETCH_PROTOCOL, stall)
-            await peer.connect(addr_of(b.node.peer_id))
-            data = png(9)
-            offer = ImageOffer(sender=peer.peer_id, round_id=0,
-                               items=(_offer_item(content_id(data), len(data), peer.peer_id),))
-            await peer.request(b.node.peer_id, SHARE_PROTOCOL, encode(offer))
-            await fetch_started.wait()
+            peer, data = await _offer_from_a_stalling_peer(stack, network, b, png(9))
             network.kill(peer.peer_id)  # the sender crashes while its reply is in flight
             stats = await b.node.wait_until(lambda s: s.share.fetch_failures == 1)
             assert stats.samples_received == 0 and not b.store.has_blob(content_id(data))
@@ -245,21 +253,7 @@ async def test_a_stalled_sender_does_not_hold_up_others(
         network = MemoryNetwork()
         async with AsyncExitStack() as stack:
             a, b = await _pair(stack, network)
-            staller = await raw_peer(stack, network)
-            stalled = trio.Event()
-
-            async def stall(peer_id: str, payload: bytes) -> bytes:
-                stalled.set()
-                await trio.sleep_forever()
-                raise AssertionError("unreachable")
-
-            staller.set_handler(FETCH_PROTOCOL, stall)
-            await staller.connect(addr_of(b.node.peer_id))
-            data = png(11)
-            offer = ImageOffer(sender=staller.peer_id, round_id=0,
-                               items=(_offer_item(content_id(data), len(data), staller.peer_id),))
-            await staller.request(b.node.peer_id, SHARE_PROTOCOL, encode(offer))
-            await stalled.wait()
+            staller, data = await _offer_from_a_stalling_peer(stack, network, b, png(11))
             start = trio.current_time()
             cid = add_local(a.store, png(12))
             await a.node.share.offer(b.node.peer_id, [cid])

@@ -76,6 +76,32 @@ class PrivacyConfig:
 
 
 _DAEMON_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean")
+GiB = 1024 * MiB
+MEMBERSHIP_MODES = ("open", "fleet")
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """Who may take part, and how much of this robot one peer may use (docs/trust.md)."""
+
+    membership: str = "open"  # open (any key; local experiments only) | fleet (certificates)
+    fleet_authority: str = ""  # peer ID of the fleet authority key (membership = "fleet")
+    max_store_bytes: int = 16 * GiB  # all blobs together; offers beyond it are refused
+    max_peer_bytes: int = 2 * GiB  # blobs received from one peer
+    min_free_bytes: int = 256 * MiB  # free disk kept under the store; offers refused below it
+    max_streams_per_peer: int = 16  # inbound request streams one peer may hold open at once
+    max_buffered_bytes_per_peer: int = 64 * MiB  # request bytes one peer may have us buffer
+
+    def __post_init__(self) -> None:
+        if self.membership not in MEMBERSHIP_MODES:
+            raise ConfigError(f"trust.membership must be one of {MEMBERSHIP_MODES}")
+        if self.membership == "fleet" and not self.fleet_authority:
+            raise ConfigError('trust.membership = "fleet" needs trust.fleet_authority '
+                              "(the peer ID `peerdata fleet init` printed)")
+        for name in ("max_store_bytes", "max_peer_bytes", "min_free_bytes",
+                     "max_streams_per_peer", "max_buffered_bytes_per_peer"):
+            if getattr(self, name) < 0 or (name.startswith("max_") and getattr(self, name) == 0):
+                raise ConfigError(f"trust.{name} must be > 0 (min_free_bytes >= 0)")
 
 
 @dataclass(frozen=True)
@@ -123,6 +149,7 @@ class NodeConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    trust: TrustConfig = field(default_factory=TrustConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -182,6 +209,7 @@ _SECTIONS: dict[str, type] = {
     "round": RoundConfig,
     "privacy": PrivacyConfig,
     "federation": FederationConfig,
+    "trust": TrustConfig,
 }
 
 
@@ -311,4 +339,13 @@ update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
 interval_s = {d.federation.interval_s}            # seconds between federated rounds
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
+
+[trust]                           # who may take part; what one peer may use (docs/trust.md)
+membership = "{d.trust.membership}"  # open = ANY key may join (local experiments) | fleet
+fleet_authority = "{d.trust.fleet_authority}"  # fleet: authority peer ID (`peerdata fleet init`)
+max_store_bytes = {d.trust.max_store_bytes}   # all stored images
+max_peer_bytes = {d.trust.max_peer_bytes}     # images received from one peer
+min_free_bytes = {d.trust.min_free_bytes}      # offers are refused when the disk gets this full
+max_streams_per_peer = {d.trust.max_streams_per_peer}
+max_buffered_bytes_per_peer = {d.trust.max_buffered_bytes_per_peer}
 """

@@ -6,12 +6,13 @@ from contextlib import AsyncExitStack
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import trio
 import trio.testing
 from hypothesis import given
 from hypothesis import strategies as st
-from test_node_support import addr_of, png, start_node
+from test_node_support import addr_of, start_node
 
 from peerdata.control.commands import make_dispatch
 from peerdata.control.protocol import (
@@ -22,6 +23,7 @@ from peerdata.control.protocol import (
 )
 from peerdata.errors import ControlError, DataError, TransportError
 from peerdata.identity import Identity
+from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.testing.memory_network import MemoryNetwork
 
 _json = st.recursive(
@@ -62,7 +64,8 @@ async def test_status_peers_send_wait_stop(
             files = []
             for i in range(3):
                 files.append(tmp_path / f"{i}.png")
-                files[-1].write_bytes(png(i))
+                # real images: `send` passes each through the privacy filter
+                files[-1].write_bytes(encode_png(np.full((32, 32), 40 * i, np.uint8)))
             sent = await ask(on_a, "send", paths=[str(f) for f in files], to=b.node.peer_id,
                              label=4)
             assert sent["offered"] == 3 and sent["wanted"] == 3

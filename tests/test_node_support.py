@@ -9,7 +9,7 @@ from pathlib import Path
 from peerdata.config import LimitsConfig, NetConfig, NodeConfig
 from peerdata.identity import Identity
 from peerdata.node.node import Node, inline_offload, open_node
-from peerdata.store import MemoryStore, Sample, Store
+from peerdata.store import MemoryStore, Provenance, Sample, Store
 from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
 
 NOWHERE = Path("/nonexistent-peerdata-home")
@@ -49,9 +49,11 @@ async def raw_peer(stack: AsyncExitStack, network: MemoryNetwork) -> MemoryTrans
     return await stack.enter_async_context(network.open_transport(Identity.generate().peer_id))
 
 
-def add_local(store: Store, data: bytes, label: int | None = 1) -> bytes:
-    """Store `data` as a local sample; return its cid."""
-    cid = store.put_blob(data)
+def add_local(store: Store, data: bytes, label: int | None = 1,
+              provenance: Provenance = "filtered") -> bytes:
+    """Store `data` as a local sample (by default as a privacy-filter output, which may leave
+    the robot; "local" = raw, which may not); return its cid."""
+    cid = store.put_blob(data, provenance)
     store.add_sample(Sample(cid=cid, source="local", label=label, origin=None, domain=None,
                             prediction=None, confidence=None, embedding=None,
                             observed_round=0, created_at=0.0))

@@ -14,8 +14,10 @@ from peerdata.errors import DataError
 
 HELP = """Offer image files to one peer through the running daemon.
 
-The daemon stores each image, offers its content ID, and the peer fetches only the images it
-lacks, verifying each one's SHA-256 on arrival.
+The daemon passes each image through the privacy filter (faces and plates blurred or the image
+dropped, per [privacy] in config.toml), stores the filter's output, offers its content ID, and
+the peer fetches only the images it lacks, verifying each one's SHA-256 on arrival. The raw
+files never leave the robot.
 
 Examples:
 
@@ -51,7 +53,8 @@ def send(
         return
     console.print(
         f"offered {result.get('offered', 0)} image(s) to {to}; "
-        f"it wanted {result.get('wanted', 0)} (the rest it already had)",
+        f"it wanted {result.get('wanted', 0)} (the rest it already had); "
+        f"dropped by the privacy filter: {result.get('dropped_by_privacy', 0)}",
         highlight=False,
     )
 

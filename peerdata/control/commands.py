@@ -71,8 +71,20 @@ def _read_images(paths: list[str], max_bytes: int) -> list[bytes]:
     return images
 
 
+def _privacy_filter(node: Node) -> Any:
+    """The node's privacy filter: the round service's, else one built from `[privacy]`."""
+    privacy = getattr(node.rounds, "privacy", None)
+    if privacy is None:  # a node without rounds (tests, tools): the same filter, built now
+        from peerdata.ml.privacy import PrivacyFilter
+
+        privacy = PrivacyFilter.from_config(node.config.privacy)
+    return privacy
+
+
 async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
-    """Store image files as local samples and offer them to one peer."""
+    """Pass image files through the privacy filter, store each output as a local sample and
+    offer them to one peer. The raw files never leave: only filter outputs are offered, and
+    images the filter drops are counted, not sent."""
     to = _arg(args, "to", str)
     paths = args.get("paths")
     label = _arg(args, "label", int)
@@ -85,21 +97,31 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     images = await node.offload(_read_images, paths, node.config.limits.max_image_bytes)
     store = node.store
     now = node.wall_time()
+    privacy = await node.offload(_privacy_filter, node)
 
-    def put_all() -> list[bytes]:
-        cids = []
+    def put_all() -> tuple[list[bytes], dict[str, int]]:
+        from peerdata.ml.privacy import DroppedImage, require_filtered
+
+        cids: list[bytes] = []
+        dropped: dict[str, int] = {}
         for data in images:
-            cid = store.put_blob(data)
+            result = privacy.filter_image(data)
+            if isinstance(result, DroppedImage):
+                reason = str(result.reason)
+                dropped[reason] = dropped.get(reason, 0) + 1
+                continue
+            cid = store.put_blob(require_filtered(result).png, "filtered")
             if store.get_sample(cid) is None:
                 store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
                                         domain=None, prediction=None, confidence=None,
                                         embedding=None, observed_round=0, created_at=now))
             cids.append(cid)
-        return cids
+        return cids, dropped
 
-    cids: list[bytes] = await node.offload(put_all)
-    wanted = await node.share.offer(to, cids)
+    cids, dropped = await node.offload(put_all)
+    wanted = await node.share.offer(to, cids) if cids else ()
     return {"to": to, "offered": len(set(cids)), "wanted": len(wanted),
+            "dropped_by_privacy": sum(dropped.values()), "dropped_reasons": dropped,
             "cids": [c.hex() for c in dict.fromkeys(cids)]}
 
 

@@ -325,7 +325,7 @@ class RoundService:
                     or len(png) > self.node.config.limits.max_image_bytes):
                 over += 1
                 continue
-            cid = store.put_blob(png)
+            cid = store.put_blob(png, "filtered")  # the exit rule: a filter output may leave
             if cid != pick.cid and store.get_sample(cid) is None:
                 store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
                 store.add_sample(Sample(cid=cid, source="local", label=pick.label, origin=None,

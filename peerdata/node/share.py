@@ -4,6 +4,10 @@ Rule: a received image is stored only after its SHA-256 matched the content ID w
 and only if every image in that reply did (one bad image rejects the reply, drops the link
 and stores nothing from it). We serve a peer only the content IDs we offered to it.
 
+Exit rule: every byte that leaves (an offer, a /fetch reply, a /relay answer) passes
+`Store.may_leave` (privacy-filter output or received from a peer); a raw local content ID is
+answered exactly as one we never held. A store failure ends one job, never the node.
+
 Flow (sender A, receiver B):
   A --share ImageOffer(items)--> B;  B replies OfferReply(wanted) and queues a FetchJob;
   B's fetcher --fetch ImageRequest(cids)--> A;  A replies ImageData(items);
@@ -20,7 +24,7 @@ from typing import Any, cast
 import trio
 
 from peerdata.config import NodeConfig
-from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportError
+from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError, TransportError
 from peerdata.net.transport import Transport
 from peerdata.node.logs import event
 from peerdata.store import NotFoundError, Sample, Store
@@ -140,6 +144,9 @@ def check_reply(requested: dict[bytes, OfferItem], reply: ImageData, max_image_b
             raise RemoteProtocolError(
                 f"image {item.cid.hex()[:16]} is {len(item.data)} bytes (limit {max_image_bytes})"
             )
+        if len(item.data) != offered.size:
+            raise RemoteProtocolError(
+                f"image {item.cid.hex()[:16]} is {len(item.data)} bytes, offered as {offered.size}")
         verify_item(item)
 
 
@@ -159,6 +166,7 @@ class ShareService:
         self._on_change = on_change
         self._offered: dict[str, dict[bytes, None]] = {}  # per peer, oldest first
         self._pending: set[bytes] = set()
+        self._pending_bytes: dict[str, int] = {}  # per peer: offered bytes not fetched yet
         self._jobs_send, self._jobs_recv = trio.open_memory_channel[FetchJob](FETCH_QUEUE)
         self._inbox_send, self.inbox = trio.open_memory_channel[ReceivedImage](INBOX_SIZE)
         self._held_send, self.held_inbox = trio.open_memory_channel[HeldState](INBOX_SIZE)
@@ -205,6 +213,14 @@ class ShareService:
             RemoteProtocolError: it answered with something other than an OfferReply.
         """
         own = self._transport.peer_id
+        allowed: set[bytes] = await self._run(self._may_leave, [i.cid for i in items])
+        if len(allowed) != len(items):
+            event(log, logging.ERROR, "exit_refused", peer=peer_id,
+                  refused=len(items) - len(allowed),
+                  reason="raw local image (not a privacy-filter output, not received)")
+            items = [i for i in items if i.cid in allowed]
+            if not items:
+                return None
         # Allow the fetch before the peer can possibly send it; the oldest offers expire.
         offered = self._offered.setdefault(peer_id, {})
         for item in items:
@@ -243,10 +259,17 @@ class ShareService:
               served=len(items))
         return encode(ImageData(items=tuple(items)))
 
+    def _may_leave(self, cids: list[bytes]) -> set[bytes]:
+        """(worker thread) The cids whose bytes may leave this robot (`Store.may_leave`)."""
+        return {cid for cid in cids if self._store.may_leave(cid)}
+
     def _load_items(self, cids: list[bytes]) -> list[ImageItem]:
-        """(worker thread) The bytes and labels of stored samples, as fetch reply items."""
+        """(worker thread) The bytes and labels of stored samples that may leave, as fetch
+        reply items (anything else is left out, as if we never held it)."""
         items = []
         for cid in cids:
+            if not self._store.may_leave(cid):
+                continue
             sample = self._store.get_sample(cid)
             try:
                 data = self._store.get_blob(cid)
@@ -259,8 +282,10 @@ class ShareService:
     # -- receiving -------------------------------------------------------------------------
 
     def _missing(self, items: list[OfferItem]) -> list[OfferItem]:
-        """(worker thread) The offered items we hold no sample of."""
-        return [i for i in items if self._store.get_sample(i.cid) is None]
+        """(worker thread) The offered items we hold no sample of, or hold only as raw local
+        bytes (answered exactly like an unknown cid: the exit rule)."""
+        return [i for i in items
+                if self._store.get_sample(i.cid) is None or not self._store.may_leave(i.cid)]
 
     async def handle_offer(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /share: answer with the offered cids we lack and queue their fetch."""
@@ -277,14 +302,41 @@ class ShareService:
             if item.cid not in lacking:
                 self._post_held(HeldState(peer_id, item))
         if wanted:
+            incoming = sum(i.size for i in wanted)
+            refusal = await self._run(self._over_quota, peer_id, incoming)
+            if refusal:
+                event(log, logging.WARNING, "offer_refused_quota", peer=peer_id,
+                      images=len(wanted), nbytes=incoming, reason=refusal)
+                return encode(ErrorReply(code="busy", message=refusal))
             try:
                 self._jobs_send.send_nowait(FetchJob(peer_id, offer.round_id, tuple(wanted)))
             except trio.WouldBlock:
                 return encode(ErrorReply(code="busy", message="fetch queue full; offer later"))
             self._pending.update(i.cid for i in wanted)
+            self._pending_bytes[peer_id] = self._pending_bytes.get(peer_id, 0) + incoming
         event(log, logging.INFO, "offer_received", peer=peer_id, offered=len(offer.items),
               wanted=len(wanted))
         return encode(OfferReply(wanted=tuple(i.cid for i in wanted)))
+
+    def _over_quota(self, peer_id: str, incoming: int) -> str:
+        """(worker thread) Why storing `incoming` more bytes from `peer_id` is refused ("" if
+        it fits): the peer's quota, the store's, or the free-space floor (`[trust]`)."""
+        trust = self._config.trust
+        pending_peer = self._pending_bytes.get(peer_id, 0)
+        pending_all = sum(self._pending_bytes.values())
+        peer_total = self._store.stored_bytes(peer_id) + pending_peer + incoming
+        if peer_total > trust.max_peer_bytes:
+            return (f"storage quota: {peer_total} bytes from this peer would exceed "
+                    f"trust.max_peer_bytes={trust.max_peer_bytes}")
+        total = self._store.stored_bytes() + pending_all + incoming
+        if total > trust.max_store_bytes:
+            return (f"storage quota: {total} bytes stored would exceed "
+                    f"trust.max_store_bytes={trust.max_store_bytes}")
+        free = self._store.free_bytes()
+        if free is not None and free - pending_all - incoming < trust.min_free_bytes:
+            return (f"disk nearly full: {free} bytes free, floor "
+                    f"trust.min_free_bytes={trust.min_free_bytes}")
+        return ""
 
     def _post_held(self, notice: HeldState) -> None:
         try:
@@ -295,7 +347,7 @@ class ShareService:
     async def handle_relay(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /relay: vote state for an image we hold (ErrorReply not_found if we don't)."""
         msg = decode_as(payload, RelayState, limits=self._config.limits)
-        if not await self._run(self._store.has_blob, msg.cid) or \
+        if not await self._run(self._store.may_leave, msg.cid) or \
                 await self._run(self._store.get_sample, msg.cid) is None:
             return encode(ErrorReply(code="not_found", message="offer the image instead"))
         item = OfferItem(cid=msg.cid, size=1, has_label=False, origin=msg.origin,
@@ -321,9 +373,20 @@ class ShareService:
             retry = None
             try:
                 retry = await self.fetch(job)
+            except StoreError as exc:
+                # Disk full, read-only home, a corrupt file: this job is lost, the node is not.
+                self._count("fetch_failures")
+                event(log, logging.ERROR, "store_failed", peer=job.peer_id,
+                      images=len(job.items), error=str(exc)[:300])
             finally:
                 keep = {i.cid for i in retry.items} if retry else set()
                 self._pending.difference_update(i.cid for i in job.items if i.cid not in keep)
+                done = sum(i.size for i in job.items if i.cid not in keep)
+                left = self._pending_bytes.get(job.peer_id, 0) - done
+                if left > 0:
+                    self._pending_bytes[job.peer_id] = left
+                else:
+                    self._pending_bytes.pop(job.peer_id, None)
             if retry is not None:
                 nursery.start_soon(self._retry_later, retry)
 
@@ -335,6 +398,11 @@ class ShareService:
             self._jobs_send.send_nowait(job)
         except trio.WouldBlock:
             self._pending.difference_update(i.cid for i in job.items)
+            left = self._pending_bytes.get(job.peer_id, 0) - sum(i.size for i in job.items)
+            if left > 0:
+                self._pending_bytes[job.peer_id] = left
+            else:
+                self._pending_bytes.pop(job.peer_id, None)
             event(log, logging.WARNING, "fetch_given_up", peer=job.peer_id,
                   images=len(job.items), reason="fetch queue full")
 
@@ -391,7 +459,7 @@ class ShareService:
         def put() -> None:
             # Blob first: a crash between the two leaves an orphan blob, never a sample
             # without bytes; the missing sample makes us fetch (and re-verify) it again.
-            if self._store.put_blob(item.data) != item.cid:
+            if self._store.put_blob(item.data, "received", job.peer_id) != item.cid:
                 raise LocalProtocolError("store computed a different content ID")
             self._store.add_sample(sample)
 

@@ -5,9 +5,11 @@ through the `Store` interface (SqliteStore in a node, MemoryStore in fast tests)
 """
 
 from peerdata.store.base import (
+    PROVENANCES,
     FeedbackRecord,
     NotFoundError,
     PeerRecord,
+    Provenance,
     RoundRecord,
     Sample,
     SampleSource,
@@ -15,15 +17,18 @@ from peerdata.store.base import (
     Store,
     VoteRecord,
     content_id,
+    may_leave,
 )
 from peerdata.store.memory import MemoryStore
 from peerdata.store.sqlite import SqliteStore
 
 __all__ = [
+    "PROVENANCES",
     "FeedbackRecord",
     "MemoryStore",
     "NotFoundError",
     "PeerRecord",
+    "Provenance",
     "RoundRecord",
     "Sample",
     "SampleSource",
@@ -32,4 +37,5 @@ __all__ = [
     "Store",
     "VoteRecord",
     "content_id",
+    "may_leave",
 ]

@@ -18,6 +18,29 @@ from peerdata.errors import StoreError
 CID_BYTES = 32
 SampleSource = Literal["local", "received"]
 SAMPLE_SOURCES: tuple[SampleSource, ...] = ("local", "received")
+# Where a blob's bytes came from: captured here (raw, never leaves), made by the privacy
+# filter, or received from a peer (already outside the robot).
+Provenance = Literal["local", "filtered", "received"]
+PROVENANCES: tuple[Provenance, ...] = ("local", "filtered", "received")
+
+
+def may_leave(provenance: Provenance | None) -> bool:
+    """The exit rule, the one place it is decided: bytes may leave this robot only if the
+    privacy filter made them or a peer sent them. Raw local bytes and unknown cids may not.
+
+    Every exit path (serving /fetch, offering, relaying) asks this through
+    `Store.may_leave`, so a raw local content ID looks exactly like one we never held.
+    """
+    return provenance in ("filtered", "received")
+
+
+def merge_provenance(old: Provenance | None, new: Provenance) -> Provenance:
+    """The provenance of bytes stored again: "local" is replaced by what is learned later
+    (the filter judged these exact bytes safe, or a peer already holds them); "filtered" and
+    "received" are kept."""
+    if new not in PROVENANCES:
+        raise StoreError(f"provenance must be one of {PROVENANCES}, got {new!r}")
+    return new if old is None or old == "local" else old
 
 
 class NotFoundError(StoreError, LookupError):
@@ -202,8 +225,30 @@ class Store(ABC):
 
     # -- blobs ---------------------------------------------------------------------------------
     @abstractmethod
-    def put_blob(self, data: bytes) -> bytes:
-        """Store `data` durably and return its content ID; storing it again is a no-op."""
+    def put_blob(self, data: bytes, provenance: Provenance = "local",
+                 received_from: str | None = None) -> bytes:
+        """Store `data` durably and return its content ID.
+
+        `provenance` says where the bytes came from (default "local": raw, never leaves);
+        storing them again only merges it (`merge_provenance`). `received_from` names the
+        peer that sent them (for its storage quota; kept from the first time).
+        """
+
+    @abstractmethod
+    def blob_provenance(self, cid: bytes) -> Provenance | None:
+        """Where the blob `cid` came from, or None if it is not stored."""
+
+    def may_leave(self, cid: bytes) -> bool:
+        """Whether the bytes of `cid` may be served, offered or relayed (`may_leave`)."""
+        return may_leave(self.blob_provenance(cid))
+
+    @abstractmethod
+    def stored_bytes(self, received_from: str | None = None) -> int:
+        """Bytes of all blobs, or of those first received from one peer."""
+
+    def free_bytes(self) -> int | None:
+        """Free space where blobs are written (None: not on a disk, e.g. in memory)."""
+        return None
 
     @abstractmethod
     def get_blob(self, cid: bytes) -> bytes:

@@ -15,6 +15,7 @@ from peerdata.store.base import (
     FeedbackRecord,
     NotFoundError,
     PeerRecord,
+    Provenance,
     RoundRecord,
     Sample,
     SampleSource,
@@ -25,6 +26,7 @@ from peerdata.store.base import (
     check_count,
     check_finite,
     content_id,
+    merge_provenance,
 )
 
 _Utility = tuple[float, int, int]  # utility, voters, novel_votes
@@ -37,6 +39,7 @@ class MemoryStore(Store):
         self._lock = threading.Lock()
         self._closed = False
         self._blobs: dict[bytes, bytes] = {}
+        self._provenance: dict[bytes, tuple[Provenance, str | None]] = {}
         self._samples: dict[bytes, Sample] = {}
         self._shared: dict[tuple[bytes, int, str], SharedRecord] = {}
         self._utilities: dict[bytes, _Utility] = {}
@@ -55,13 +58,30 @@ class MemoryStore(Store):
             self._closed = True
 
     # -- blobs ---------------------------------------------------------------------------------
-    def put_blob(self, data: bytes) -> bytes:
+    def put_blob(self, data: bytes, provenance: Provenance = "local",
+                 received_from: str | None = None) -> bytes:
         data = bytes(data)
         cid = content_id(data)
         with self._lock:
             self._check_open()
+            old, sender = self._provenance.get(cid, (None, None))
+            merged = merge_provenance(old, provenance)
             self._blobs.setdefault(cid, data)
+            self._provenance[cid] = (merged, sender if old is not None else received_from)
         return cid
+
+    def blob_provenance(self, cid: bytes) -> Provenance | None:
+        check_cid(cid)
+        with self._lock:
+            self._check_open()
+            found = self._provenance.get(cid)
+        return None if found is None else found[0]
+
+    def stored_bytes(self, received_from: str | None = None) -> int:
+        with self._lock:
+            self._check_open()
+            return sum(len(self._blobs[c]) for c, (_, s) in self._provenance.items()
+                       if received_from is None or s == received_from)
 
     def get_blob(self, cid: bytes) -> bytes:
         check_cid(cid)

@@ -116,7 +116,24 @@ _V1: Migration = (
     "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) WITHOUT ROWID",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1,)
+# V2: each blob's provenance (the exit rule, `store.base.may_leave`) and the peer it came from
+# (per-peer storage quotas). Existing blobs are classified from what V1 knew: received samples
+# are "received"; filter outputs (a `derived.<cid>` meta key, or anything this robot shared,
+# which only ever were filter outputs) are "filtered"; everything else stays raw "local".
+_V2: Migration = (
+    "ALTER TABLE blobs ADD COLUMN provenance TEXT NOT NULL DEFAULT 'local' "
+    "CHECK (provenance IN ('local', 'filtered', 'received'))",
+    "ALTER TABLE blobs ADD COLUMN received_from TEXT",
+    "UPDATE blobs SET provenance = 'received', received_from = (SELECT origin FROM samples "
+    "WHERE samples.cid = blobs.cid) WHERE cid IN (SELECT cid FROM samples WHERE source = "
+    "'received')",
+    "UPDATE blobs SET provenance = 'filtered' WHERE provenance = 'local' AND (cid IN "
+    "(SELECT cid FROM shared) OR hex(cid) IN (SELECT upper(substr(key, 9)) FROM meta "
+    "WHERE key LIKE 'derived.%'))",
+    "CREATE INDEX blobs_by_sender ON blobs (received_from)",
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

@@ -17,6 +17,7 @@ Durability choices:
 from __future__ import annotations
 
 import json
+import shutil
 import sqlite3
 import threading
 from collections.abc import Iterator
@@ -29,6 +30,7 @@ from peerdata.store.base import (
     FeedbackRecord,
     NotFoundError,
     PeerRecord,
+    Provenance,
     RoundRecord,
     Sample,
     SampleSource,
@@ -38,6 +40,7 @@ from peerdata.store.base import (
     check_cid,
     check_count,
     check_finite,
+    merge_provenance,
 )
 from peerdata.store.blobs import BlobDirectory
 from peerdata.store.schema import migrate
@@ -157,16 +160,45 @@ class SqliteStore(Store):
                 self._conn = None
 
     # -- blobs ---------------------------------------------------------------------------------
-    def put_blob(self, data: bytes) -> bytes:
+    def put_blob(self, data: bytes, provenance: Provenance = "local",
+                 received_from: str | None = None) -> bytes:
+        merge_provenance(None, provenance)  # validates before anything is written
         with self._lock:
             self._open_connection()
         cid = self._blobs.write(bytes(data))  # durable before any row names it
         with self._writing() as conn:
-            conn.execute(
-                "INSERT INTO blobs (cid, size) VALUES (?, ?) ON CONFLICT DO NOTHING",
-                (cid, len(data)),
-            )
+            row = conn.execute("SELECT provenance FROM blobs WHERE cid = ?", (cid,)).fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO blobs (cid, size, provenance, received_from) VALUES (?, ?, ?, ?)",
+                    (cid, len(data), provenance, received_from),
+                )
+            else:
+                conn.execute("UPDATE blobs SET provenance = ? WHERE cid = ?",
+                             (merge_provenance(row[0], provenance), cid))
         return cid
+
+    def blob_provenance(self, cid: bytes) -> Provenance | None:
+        check_cid(cid)
+        with self._reading() as conn:
+            row = conn.execute("SELECT provenance FROM blobs WHERE cid = ?", (cid,)).fetchone()
+        return None if row is None else row[0]  # type: ignore[no-any-return]
+
+    def stored_bytes(self, received_from: str | None = None) -> int:
+        with self._reading() as conn:
+            if received_from is None:
+                (n,) = conn.execute("SELECT coalesce(sum(size), 0) FROM blobs").fetchone()
+            else:
+                (n,) = conn.execute(
+                    "SELECT coalesce(sum(size), 0) FROM blobs WHERE received_from = ?",
+                    (received_from,)).fetchone()
+        return int(n)
+
+    def free_bytes(self) -> int | None:
+        try:
+            return shutil.disk_usage(self._blobs.root).free
+        except OSError as exc:
+            raise StoreError(f"cannot read free space under {self._blobs.root}: {exc}") from exc
 
     def get_blob(self, cid: bytes) -> bytes:
         if not self.has_blob(cid):

@@ -1,8 +1,9 @@
 """Message <-> bytes: a 2-byte envelope header followed by one canonical msgpack map.
 
 Rule: `decode` is the receive boundary. Whatever is wrong with bytes from a peer (size, version,
-type, msgpack, fields, values) leaves here as RemoteProtocolError and nothing else; `encode` is
-deterministic, so equal messages always encode to equal bytes.
+type, msgpack, fields, values, a non-canonical encoding) leaves here as RemoteProtocolError and
+nothing else; `encode` is deterministic, so equal messages always encode to equal bytes, and
+`decode` accepts only those bytes.
 
 Envelope layout (see proto/PROTOCOL.md):
 
@@ -168,6 +169,13 @@ def decode(data: bytes, limits: LimitsConfig | None = None) -> Message:
     except LocalProtocolError as exc:
         raise RemoteProtocolError(f"invalid {cls.__name__}: {exc}") from None
     assert isinstance(msg, cls)
+    # Canonical form (PROTOCOL.md section 3): a message has exactly one encoding. Re-encoding
+    # the decoded message and comparing catches reordered keys, ints or float 32 for float 64,
+    # over-long ints, str/bin/array/map headers longer than needed, in one check that cannot
+    # drift from `encode`. It costs one more pack of the message (a memcpy for image bytes).
+    if pack(to_wire(msg)) != data[HEADER_BYTES:]:
+        raise RemoteProtocolError(f"invalid {cls.__name__}: not in canonical encoding "
+                                  "(re-encoding it gives other bytes)")
     return msg
 
 

@@ -6,7 +6,7 @@ from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from peerdata.config import LimitsConfig, NetConfig, NodeConfig
+from peerdata.config import LimitsConfig, NetConfig, NodeConfig, TrustConfig
 from peerdata.identity import Identity
 from peerdata.node.node import Node, inline_offload, open_node
 from peerdata.store import MemoryStore, Provenance, Sample, Store
@@ -30,13 +30,14 @@ class Started:
 async def start_node(stack: AsyncExitStack, network: MemoryNetwork, name: str,
                      bootstrap: tuple[str, ...] = (), store: Store | None = None,
                      identity: Identity | None = None, net: NetConfig | None = None,
-                     limits: LimitsConfig | None = None) -> Started:
+                     limits: LimitsConfig | None = None,
+                     trust: TrustConfig | None = None) -> Started:
     """Open a node on `network` for the lifetime of `stack`."""
     identity = identity or Identity.generate()
     store = store or MemoryStore()
     net = net or NetConfig()
     config = NodeConfig(name=name, net=NetConfig(**{**net.__dict__, "bootstrap": bootstrap}),
-                        limits=limits or network.limits)
+                        limits=limits or network.limits, trust=trust or TrustConfig())
     transport = await stack.enter_async_context(network.open_transport(identity.peer_id))
     node = await stack.enter_async_context(open_node(
         NOWHERE, config, identity=identity, store=store, transport=transport,

@@ -12,4 +12,5 @@ class ExitCode(IntEnum):
     CONFIG = 3  # invalid config, home, key or scenario
     DATA = 4  # missing or malformed dataset / image input
     UNREACHABLE = 5  # the daemon or a peer could not be reached
+    STORAGE = 6  # the store cannot be opened or written (disk full, read-only home, corrupt)
     INTERRUPTED = 130  # stopped by SIGINT / Ctrl-C

@@ -19,6 +19,7 @@ from peerdata.errors import (
     DataError,
     IdentityError,
     PeerdataError,
+    StoreError,
     TransportError,
 )
 
@@ -58,6 +59,7 @@ _CODES: list[tuple[type[PeerdataError], ExitCode]] = [
     (DataError, ExitCode.DATA),
     (ControlError, ExitCode.UNREACHABLE),
     (TransportError, ExitCode.UNREACHABLE),
+    (StoreError, ExitCode.STORAGE),
 ]
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import stat
 from dataclasses import dataclass
@@ -16,11 +17,15 @@ from pathlib import Path
 from peerdata.config import NetConfig, NodeConfig, load_config, render_config
 from peerdata.errors import ConfigError
 from peerdata.identity import Identity, create_identity, load_identity
+from peerdata.node.logs import event
 
 CONFIG_FILE = "config.toml"
 PID_FILE = "node.pid"
 LOG_FILE = "node.log"
 CONTROL_SOCKET = "control.sock"
+HOME_MODE = 0o700  # the store, raw images, key and log are this robot's alone
+
+log = logging.getLogger("peerdata.node.home")
 
 
 @dataclass(frozen=True)
@@ -50,11 +55,12 @@ def init_home(home: Path, name: str = "robot", listen: tuple[str, ...] = NetConf
         IdentityError: an existing key is unsafe or corrupt.
     """
     try:
-        home.mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.mkdir(mode=HOME_MODE, parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(f"{home}: cannot create home directory: {exc.strerror}") from None
     if not home.is_dir():
         raise ConfigError(f"{home}: not a directory")
+    enforce_home_mode(home, home.stat().st_mode)
     had_key = (home / "node.key").exists()
     identity = create_identity(home)
     cfg_path = home / CONFIG_FILE
@@ -92,9 +98,28 @@ def check_home(home: Path) -> tuple[Identity, NodeConfig]:
         raise ConfigError(f"{home}: home is not a directory")
     if not os.access(home, os.R_OK | os.W_OK | os.X_OK):
         raise ConfigError(f"{home}: home is not readable and writable by this user")
+    enforce_home_mode(home, st.st_mode)
     identity = load_identity(home)
     config = load_config(home / CONFIG_FILE)
     return identity, config
+
+
+def enforce_home_mode(home: Path, mode: int) -> None:
+    """Make `home` mode 0700 if group or others may use it (with a warning), since it holds
+    raw images, the store and the log.
+
+    Raises:
+        ConfigError: the mode cannot be changed (e.g. the home belongs to another user).
+    """
+    if stat.S_IMODE(mode) & 0o077 == 0:
+        return
+    try:
+        os.chmod(home, HOME_MODE)
+    except OSError as exc:
+        raise ConfigError(f"{home}: home is mode {stat.S_IMODE(mode):o} (readable by others) "
+                          f"and cannot be made 0700: {exc.strerror}") from None
+    event(log, logging.WARNING, "home_mode_fixed", home=str(home),
+          was=f"{stat.S_IMODE(mode):o}", now=f"{HOME_MODE:o}")
 
 
 def write_pid_file(home: Path, info: dict[str, object]) -> Path:

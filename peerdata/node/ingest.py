@@ -15,8 +15,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from peerdata.config import PrivacyConfig
 from peerdata.errors import DataError
-from peerdata.ml.privacy.imageformat import encode_png
+from peerdata.ml.privacy.imageformat import check_pixels, declared_size, encode_png
 from peerdata.node.learning import IMAGE_SIDE
 from peerdata.node.share import media_type_of
 
@@ -37,14 +38,23 @@ class Incoming:
     domain: str | None
 
 
-def to_pixels(data: bytes) -> np.ndarray:
+DEFAULT_MAX_PIXELS = PrivacyConfig.max_pixels
+
+
+def to_pixels(data: bytes, max_pixels: int = DEFAULT_MAX_PIXELS) -> np.ndarray:
     """Decode PNG/JPEG bytes to the learner's 28x28 grayscale pixels.
 
+    The size the header declares is checked against `max_pixels` (`privacy.max_pixels`) before
+    any decoder sees the bytes, by the privacy filter's own check (`declared_size`,
+    `check_pixels`): a small file declaring a huge image is refused without allocating it.
+
     Raises:
-        DataError: not a decodable PNG/JPEG image.
+        DataError: not a decodable PNG/JPEG image, or larger than `max_pixels`.
     """
     if media_type_of(data) == "application/octet-stream":
         raise DataError("not a PNG or JPEG image")
+    width, height = declared_size(data)  # ImageRejected is a DataError
+    check_pixels(width, height, max_pixels)
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise DataError("undecodable image")

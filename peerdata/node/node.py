@@ -23,7 +23,7 @@ import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import LocalProtocolError, RemoteProtocolError
+from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
@@ -37,7 +37,7 @@ from peerdata.node.peers import (
 from peerdata.node.share import ReceivedImage, ShareService, ShareStats
 from peerdata.store import Store
 from peerdata.wire.codec import decode_as, encode
-from peerdata.wire.messages import Feedback, Hello, Message, Vote
+from peerdata.wire.messages import ErrorReply, Feedback, Hello, Message, Vote
 from peerdata.wire.versions import (
     FEEDBACK_TOPIC,
     FETCH_PROTOCOL,
@@ -253,6 +253,10 @@ class Node:
             except RemoteProtocolError as exc:
                 await self.drop_link(peer_id, f"{protocol}: {exc}")
                 raise
+            except StoreError as exc:  # our disk, not the peer: refuse this request, go on
+                event(log, logging.ERROR, "store_failed", peer=peer_id, protocol=protocol,
+                      error=str(exc)[:300])
+                return encode(ErrorReply(code="internal", message="store unavailable"))
 
         return guarded
 

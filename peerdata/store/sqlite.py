@@ -77,11 +77,24 @@ def _connect(path: Path) -> sqlite3.Connection:
         migrate(conn, label=str(path))
     except sqlite3.Error as exc:
         conn.close()
-        raise StoreError(f"store database {path} is unreadable or not SQLite: {exc}") from exc
+        raise StoreError(_open_error(path, exc)) from exc
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+# SQLite's words for "the disk refused the write"; anything else is a damaged database.
+_WRITE_FAILURES = ("disk i/o error", "database or disk is full", "readonly database",
+                   "unable to open database file", "read-only")
+
+
+def _open_error(path: Path, exc: sqlite3.Error) -> str:
+    """A message that says whether the disk or the database is at fault."""
+    if any(w in str(exc).lower() for w in _WRITE_FAILURES):
+        return (f"cannot write the store database {path}: {exc} (is the disk full or the "
+                "home read-only?)")
+    return f"store database {path} is unreadable or not SQLite: {exc}"
 
 
 def _sample(row: tuple[Any, ...]) -> Sample:

@@ -37,6 +37,10 @@ class LimitsConfig:
     max_message_bytes: int = 32 * MiB
     max_image_bytes: int = 16 * MiB
     max_list_len: int = 10_000
+    # A well-behaved peer has a few requests open at once (4 fetch workers, offers, relays,
+    # reports); a flood of streams from one peer is reset beyond these two limits.
+    max_streams_per_peer: int = 64  # inbound request streams one peer may have open at once
+    max_buffered_bytes_per_peer: int = 32 * MiB  # request bytes one peer may have us hold
 
 
 @dataclass(frozen=True)
@@ -89,8 +93,6 @@ class TrustConfig:
     max_store_bytes: int = 16 * GiB  # all blobs together; offers beyond it are refused
     max_peer_bytes: int = 2 * GiB  # blobs received from one peer
     min_free_bytes: int = 256 * MiB  # free disk kept under the store; offers refused below it
-    max_streams_per_peer: int = 16  # inbound request streams one peer may hold open at once
-    max_buffered_bytes_per_peer: int = 64 * MiB  # request bytes one peer may have us buffer
 
     def __post_init__(self) -> None:
         if self.membership not in MEMBERSHIP_MODES:
@@ -98,8 +100,7 @@ class TrustConfig:
         if self.membership == "fleet" and not self.fleet_authority:
             raise ConfigError('trust.membership = "fleet" needs trust.fleet_authority '
                               "(the peer ID `peerdata fleet init` printed)")
-        for name in ("max_store_bytes", "max_peer_bytes", "min_free_bytes",
-                     "max_streams_per_peer", "max_buffered_bytes_per_peer"):
+        for name in ("max_store_bytes", "max_peer_bytes", "min_free_bytes"):
             if getattr(self, name) < 0 or (name.startswith("max_") and getattr(self, name) == 0):
                 raise ConfigError(f"trust.{name} must be > 0 (min_free_bytes >= 0)")
 
@@ -173,6 +174,9 @@ def validate(cfg: NodeConfig) -> None:
         (0 < cfg.limits.max_image_bytes <= cfg.limits.max_message_bytes,
          "limits.max_image_bytes must be > 0 and <= limits.max_message_bytes"),
         (cfg.limits.max_list_len > 0, "limits.max_list_len must be > 0"),
+        (cfg.limits.max_streams_per_peer > 0, "limits.max_streams_per_peer must be > 0"),
+        (cfg.limits.max_buffered_bytes_per_peer >= cfg.limits.max_message_bytes,
+         "limits.max_buffered_bytes_per_peer must be >= limits.max_message_bytes"),
         (cfg.round.interval_s >= 0, "round.interval_s must be >= 0 (0 = manual rounds only)"),
         (0 < cfg.round.budget_fraction <= 1, "round.budget_fraction must be in (0, 1]"),
         (cfg.round.max_images_per_round > 0, "round.max_images_per_round must be > 0"),
@@ -300,6 +304,8 @@ gossip_heartbeat_s = {d.net.gossip_heartbeat_s}
 max_message_bytes = {d.limits.max_message_bytes}
 max_image_bytes = {d.limits.max_image_bytes}
 max_list_len = {d.limits.max_list_len}
+max_streams_per_peer = {d.limits.max_streams_per_peer}   # inbound streams one peer may hold open
+max_buffered_bytes_per_peer = {d.limits.max_buffered_bytes_per_peer}  # request bytes held per peer
 
 [round]
 interval_s = {d.round.interval_s}  # seconds between sharing rounds; 0 = only `peerdata round now`
@@ -346,6 +352,4 @@ fleet_authority = "{d.trust.fleet_authority}"  # fleet: authority peer ID (`peer
 max_store_bytes = {d.trust.max_store_bytes}   # all stored images
 max_peer_bytes = {d.trust.max_peer_bytes}     # images received from one peer
 min_free_bytes = {d.trust.min_free_bytes}      # offers are refused when the disk gets this full
-max_streams_per_peer = {d.trust.max_streams_per_peer}
-max_buffered_bytes_per_peer = {d.trust.max_buffered_bytes_per_peer}
 """

@@ -19,8 +19,9 @@ import trio
 import trio.testing
 from test_node_support import add_local, addr_of, png, raw_peer, start_node
 
-from peerdata.config import TrustConfig
-from peerdata.errors import DataError, StoreError
+from peerdata.config import LimitsConfig, NetConfig, TrustConfig
+from peerdata.errors import DataError, StoreError, TransportError
+from peerdata.net.libp2p_transport import open_libp2p_transport
 from peerdata.node.home import check_home, init_home
 from peerdata.node.ingest import to_pixels
 from peerdata.store import MemoryStore, Provenance, SqliteStore
@@ -196,3 +197,82 @@ def test_restart_on_a_full_disk_exits_6_with_one_clear_line(tmp_path: Path) -> N
     assert proc.returncode == 6, proc.stderr
     assert "Traceback" not in proc.stderr
     assert "disk full or the home read-only" in " ".join(proc.stderr.split())
+
+
+async def test_one_peer_cannot_hold_more_streams_or_bytes_than_its_limits(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Over real libp2p: streams past `max_streams_per_peer` and request bytes past
+    `max_buffered_bytes_per_peer` are reset at once; another peer is served all along."""
+    limits = LimitsConfig(max_message_bytes=64 * 1024, max_image_bytes=32 * 1024,
+                          max_streams_per_peer=3, max_buffered_bytes_per_peer=100 * 1024)
+    net = NetConfig(connect_timeout_s=5.0, request_timeout_s=20.0)
+    release = trio.Event()
+    inside = [0]
+    all_in = trio.Event()
+
+    async def hold(peer_id: str, payload: bytes) -> bytes:
+        inside[0] += 1
+        if inside[0] == 3:
+            all_in.set()
+        await release.wait()
+        return b"ok"
+
+    async def echo(peer_id: str, payload: bytes) -> bytes:
+        return payload
+
+    with trio.fail_after(30):
+        async with open_libp2p_transport(bytes([9]) * 32, net, limits) as server, \
+                open_libp2p_transport(bytes([10]) * 32, net, limits) as flooder, \
+                open_libp2p_transport(bytes([11]) * 32, net, limits) as other:
+            server.set_handler("/hold/1", hold)
+            server.set_handler("/echo/1", echo)
+            for c in (flooder, other):
+                await c.connect(server.listen_addrs()[0])
+            outcomes: list[str] = []
+
+            async def one(payload: bytes) -> None:
+                try:
+                    outcomes.append((await flooder.request(server.peer_id, "/hold/1",
+                                                           payload)).decode())
+                except TransportError:
+                    outcomes.append("reset")
+
+            async with trio.open_nursery() as nursery:
+                for _ in range(3):
+                    nursery.start_soon(one, b"x")
+                await all_in.wait()  # three streams held: the flooder's limit
+                for _ in range(5):
+                    await one(b"y")  # each one more is reset at once
+                assert outcomes == ["reset"] * 5
+                # Another peer is not affected by the flooder's limits.
+                assert await other.request(server.peer_id, "/echo/1", b"hi") == b"hi"
+                release.set()
+            assert sorted(outcomes) == ["ok"] * 3 + ["reset"] * 5
+            # Bytes: two 60 KiB requests held at once exceed 100 KiB; the second is reset.
+            release2 = trio.Event()
+            started = trio.Event()
+
+            async def hold_big(peer_id: str, payload: bytes) -> bytes:
+                started.set()
+                await release2.wait()
+                return b"big"
+
+            server.set_handler("/big/1", hold_big)
+            big: list[str] = []
+
+            async def first() -> None:
+                big.append((await flooder.request(server.peer_id, "/big/1",
+                                                  b"z" * 60_000)).decode())
+
+            async with trio.open_nursery() as nursery:
+                nursery.start_soon(first)
+                await started.wait()
+                with pytest.raises(TransportError):
+                    await flooder.request(server.peer_id, "/echo/1", b"w" * 60_000)
+                release2.set()
+            assert big == ["big"]
+            assert await flooder.request(server.peer_id, "/echo/1", b"w" * 60_000) == \
+                b"w" * 60_000
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "peerdata.net")
+    assert "max_streams_per_peer=3" in logged and "max_buffered_bytes_per_peer" in logged

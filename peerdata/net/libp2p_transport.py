@@ -3,7 +3,10 @@
 Rule: every libp2p exception stops here. Callers see TransportError (the peer is unreachable,
 slow, or vanished), RemoteProtocolError (the peer sent something invalid) or
 LocalProtocolError (we tried to send something invalid), and every network wait is bounded by
-a timeout from NetConfig.
+a timeout from NetConfig. One peer holds at most `limits.max_streams_per_peer` inbound request
+streams and `limits.max_buffered_bytes_per_peer` request bytes at once; more are reset at once
+(libp2p's own resource manager counts streams for all peers together, so one peer could
+exhaust it for everyone: docs/trust.md).
 """
 
 from __future__ import annotations
@@ -22,7 +25,14 @@ from multiaddr import Multiaddr
 
 from peerdata.config import LimitsConfig, NetConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportError
-from peerdata.net.framing import HEADER_BYTES, FrameEOF, encode_header, read_frame
+from peerdata.net.framing import (
+    HEADER_BYTES,
+    FrameEOF,
+    decode_header,
+    encode_header,
+    read_exactly,
+    read_frame,
+)
 from peerdata.net.gossip import Gossip, open_gossip
 from peerdata.net.host import build_host, key_pair_from_seed, run_host
 from peerdata.net.stats import PeerLedger
@@ -55,6 +65,9 @@ class Libp2pTransport:
         self._limits = limits
         self._peer_id = host.get_id().to_base58()
         gossip.on_receive = self._count_gossip
+        self._streams: dict[str, int] = {}  # per peer: inbound request streams open now
+        self._buffered: dict[str, int] = {}  # per peer: request bytes held now
+        self._refused: dict[tuple[str, str], int] = {}  # per peer and limit: refusals so far
 
     @property
     def peer_id(self) -> str:
@@ -197,12 +210,40 @@ class Libp2pTransport:
         """A frozen snapshot of per-peer counters."""
         return self._ledger.snapshot(self._peer_id, self.listen_addrs())
 
+    def _refuse(self, peer_id: str, protocol: str, limit: str, why: str) -> None:
+        """Count a stream refused for exceeding a per-peer limit; log the first and every
+        100th of each limit (a flood must not flood the log too)."""
+        key = (peer_id, limit)
+        n = self._refused[key] = self._refused.get(key, 0) + 1
+        self._ledger.error(peer_id)
+        if n == 1 or n % 100 == 0:
+            logger.warning("peer %s: %s stream refused (%d so far): %s", peer_id, protocol, n,
+                           why)
+
     async def _serve_stream(self, protocol: str, handler: RequestHandler,
                             stream: INetStream) -> None:
         peer_id = stream.muxed_conn.peer_id.to_base58()
+        limits = self._limits
+        if self._streams.get(peer_id, 0) >= limits.max_streams_per_peer:
+            self._refuse(peer_id, protocol, "streams", f"more than limits.max_streams_per_peer="
+                         f"{limits.max_streams_per_peer} open at once")
+            await _reset(stream)
+            return
+        self._streams[peer_id] = self._streams.get(peer_id, 0) + 1
+        held = 0
         try:
             with trio.fail_after(self._net.request_timeout_s):
-                request = await read_frame(stream.read, self._limits.max_message_bytes)
+                length = decode_header(await read_exactly(stream.read, HEADER_BYTES),
+                                       limits.max_message_bytes)
+                if self._buffered.get(peer_id, 0) + length > limits.max_buffered_bytes_per_peer:
+                    self._refuse(peer_id, protocol, "bytes", f"{length} more bytes would exceed "
+                                 f"limits.max_buffered_bytes_per_peer="
+                                 f"{limits.max_buffered_bytes_per_peer}")
+                    await _reset(stream)
+                    return
+                held = length
+                self._buffered[peer_id] = self._buffered.get(peer_id, 0) + held
+                request = await read_exactly(stream.read, length)
                 self._ledger.received(peer_id, HEADER_BYTES + len(request))
                 response = await handler(peer_id, request)
                 header = encode_header(len(response), self._limits.max_message_bytes)
@@ -227,6 +268,9 @@ class Libp2pTransport:
             self._ledger.error(peer_id)
             logger.exception("handler for %s failed on a request from %s", protocol, peer_id)
             await _reset(stream)
+        finally:
+            _release(self._streams, peer_id, 1)
+            _release(self._buffered, peer_id, held)
 
     async def _write_frame(self, peer_id: str, stream: INetStream, header: bytes,
                            payload: bytes) -> None:
@@ -272,6 +316,14 @@ class _LinkNotifee(INotifee):
 
     async def listen_close(self, network: INetwork, multiaddr: Multiaddr) -> None:
         return None
+
+
+def _release(counts: dict[str, int], peer_id: str, n: int) -> None:
+    left = counts.get(peer_id, 0) - n
+    if left > 0:
+        counts[peer_id] = left
+    else:
+        counts.pop(peer_id, None)
 
 
 def _parse_peer_id(peer_id: str) -> ID:

@@ -30,6 +30,8 @@ from peerdata.wire import (
     content_id,
     encode,
     sign_feedback,
+    sign_member_cert,
+    sign_revocations,
     sign_vote,
 )
 
@@ -68,6 +70,12 @@ def build_vectors() -> dict[str, Message]:
                                   novel_votes=1, voters=(BOB.peer_id, CAROL.peer_id),
                                   timestamp=TIMESTAMP + 1, nonce=bytes(range(16, 32))),
         "error_reply": ErrorReply(code="not_found", message="no such image"),
+        # Fleet membership: alice is the fleet authority here.
+        "member_cert": sign_member_cert(ALICE, member=BOB.peer_id, issued_at=TIMESTAMP,
+                                        expires_at=TIMESTAMP + 86_400.0,
+                                        nonce=bytes(range(32, 48))),
+        "revocations": sign_revocations(ALICE, serial=2, revoked=(CAROL.peer_id,),
+                                        issued_at=TIMESTAMP + 2, nonce=bytes(range(48, 64))),
     }
 
 

@@ -17,10 +17,12 @@ from peerdata.wire import (
     ImageItem,
     ImageOffer,
     ImageRequest,
+    MemberCert,
     Message,
     OfferItem,
     OfferReply,
     RelayState,
+    Revocations,
     Vote,
     decode,
     encode,
@@ -94,13 +96,22 @@ feedbacks = st.builds(
 errors = st.builds(ErrorReply, code=st.sampled_from(["busy", "not_found", "x_1"]),
                    message=st.text(max_size=100))
 
+certs = st.builds(
+    lambda issued, span, **kw: MemberCert(issued_at=issued, expires_at=issued + span, **kw),
+    authority=st.just(PEERS[0]), member=peer_ids, issued=st.floats(0, 4e9),
+    span=st.floats(1, 1e9), nonce=nonces, signature=signatures)
+revocation_lists = st.builds(
+    Revocations, authority=st.just(PEERS[0]), serial=uints,
+    revoked=st.lists(peer_ids, unique=True, max_size=4).map(tuple), issued_at=timestamps,
+    nonce=nonces, signature=signatures)
+
 ANY_MESSAGE = st.one_of(hellos, offers, replies, requests, datas, relays, votes, feedbacks,
-                        errors)
+                        errors, certs, revocation_lists)
 
 
 def test_every_message_type_has_a_strategy() -> None:
     covered = {Hello, ImageOffer, OfferReply, ImageRequest, ImageData, RelayState, Vote,
-               Feedback, ErrorReply}
+               Feedback, ErrorReply, MemberCert, Revocations}
     assert covered == set(MESSAGE_TYPES)
 
 

@@ -83,4 +83,6 @@ def test_schema_matches_protocol_ids_and_topics() -> None:
     for proto in SCHEMA["protocols"].values():
         if proto["request"] is not None:
             assert {proto["request"], *proto["reply"]} <= names
-    assert SCHEMA["signing"]["signer"] == {"Vote": "voter", "Feedback": "reporter"}
+    assert SCHEMA["signing"]["signer"] == {"Vote": "voter", "Feedback": "reporter",
+                                           "MemberCert": "authority",
+                                           "Revocations": "authority"}

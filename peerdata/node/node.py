@@ -23,10 +23,12 @@ import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError
+from peerdata.errors import LocalProtocolError, RemoteProtocolError, SignatureError, StoreError
+from peerdata.fleet import Membership, load_membership
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
+from peerdata.node.membership import MemberService
 from peerdata.node.peers import (
     PeerBook,
     addr_peer_id,
@@ -38,10 +40,12 @@ from peerdata.node.share import ReceivedImage, ShareService, ShareStats
 from peerdata.store import Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import ErrorReply, Feedback, Hello, Message, Vote
+from peerdata.wire.signing import verify_feedback, verify_vote
 from peerdata.wire.versions import (
     FEEDBACK_TOPIC,
     FETCH_PROTOCOL,
     HELLO_PROTOCOL,
+    MEMBER_PROTOCOL,
     PROTOCOL_VERSION,
     RELAY_PROTOCOL,
     SHARE_PROTOCOL,
@@ -113,7 +117,8 @@ class Node:
 
     def __init__(self, config: NodeConfig, identity: Identity, store: Store,
                  transport: Transport, nursery: trio.Nursery,
-                 wall_clock: Callable[[], float], offload: Offload | None = None) -> None:
+                 wall_clock: Callable[[], float], offload: Offload | None = None,
+                 membership: Membership | None = None, home: Path | None = None) -> None:
         self.config = config
         self.identity = identity
         self.store = store
@@ -131,8 +136,13 @@ class Node:
             GOSSIP_INBOX)
         self._gossip = {"received": 0, "rejected": 0, "dropped": 0}
         self._links_dropped = 0
+        # Who may take part (peerdata.fleet): every handler, offer and gossip message asks it.
+        self.membership = membership or Membership.open(self.peer_id, wall_clock)
+        self.members = MemberService(self.membership, transport, config.limits, home,
+                                     self.drop_link)
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
-                                  wall_clock, self.book.notify)
+                                  wall_clock, self.book.notify,
+                                  is_member=self.membership.is_member)
         self.rounds: Any = None  # the RoundService, once started (peerdata.node.rounds)
         self.federation: Any = None  # the Federation, once started (peerdata.node.federation)
 
@@ -218,6 +228,7 @@ class Node:
     async def _dial_and_hello(self, addr: str) -> str:
         peer_id = await self.transport.connect(addr)
         self.book.learn(addr)
+        await self.members.introduce(peer_id)  # fleet mode: certificates first
         await self.say_hello(peer_id)
         return peer_id
 
@@ -248,6 +259,10 @@ class Node:
             wait = self.book.blocked_for(peer_id, trio.current_time())
             if wait:
                 raise RemoteProtocolError(f"link dropped; refused for another {wait:.1f} s")
+            if protocol != MEMBER_PROTOCOL and not self.membership.is_member(peer_id):
+                exc = self.members.refuse(peer_id, protocol)
+                await self.drop_link(peer_id, f"{protocol}: {exc}")
+                raise exc
             try:
                 return await handler(peer_id, payload)
             except RemoteProtocolError as exc:
@@ -291,7 +306,21 @@ class Node:
 
         def validate(sender: str, data: bytes) -> bool:
             try:
-                decode_as(data, expected, limits=self.config.limits)
+                msg = decode_as(data, expected, limits=self.config.limits)
+                # Signed by whom it names, and that signer a member: else not forwarded.
+                try:
+                    if isinstance(msg, Vote):
+                        signer = msg.voter
+                        verify_vote(msg)
+                    else:
+                        assert isinstance(msg, Feedback)
+                        signer = msg.reporter
+                        verify_feedback(msg)
+                except SignatureError as exc:
+                    raise RemoteProtocolError(f"bad signature: {exc}") from None
+                if not self.membership.is_member(signer) or \
+                        not self.membership.is_member(sender):
+                    raise RemoteProtocolError(f"signer {signer} is not a fleet member")
             except RemoteProtocolError as exc:
                 self._gossip["rejected"] += 1
                 event(log, logging.WARNING, "gossip_rejected", peer=sender, topic=topic,
@@ -333,8 +362,9 @@ class Node:
         t.set_handler(SHARE_PROTOCOL, self._guard(SHARE_PROTOCOL, self.share.handle_offer))
         t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
+        t.set_handler(MEMBER_PROTOCOL, self._guard(MEMBER_PROTOCOL, self.members.handle_member))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
-                        self.run_dialer):
+                        self.members.run, self.run_dialer):
             await self._nursery.start(service)
         for addr in self.config.net.bootstrap:
             self.dial(addr)
@@ -417,6 +447,11 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
     async with AsyncExitStack() as stack:
         if identity is None:
             identity = load_identity(home)
+        membership = load_membership(home, config.trust, identity.peer_id, wall_clock)
+        if membership.is_open:
+            event(log, logging.WARNING, "membership_open",
+                  note="OPEN FLEET: any libp2p key may join and take part; for local "
+                       "experiments only (set [trust] membership = \"fleet\", docs/trust.md)")
         if store is None:
             from peerdata.store import SqliteStore
 
@@ -428,7 +463,8 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
             transport = await stack.enter_async_context(open_libp2p_transport(
                 identity.private_key_bytes, config.net, config.limits))
         async with trio.open_nursery() as nursery:
-            node = Node(config, identity, store, transport, nursery, wall_clock, offload)
+            node = Node(config, identity, store, transport, nursery, wall_clock, offload,
+                        membership, home)
             await node.start()
             try:
                 yield node

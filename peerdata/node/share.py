@@ -156,8 +156,10 @@ class ShareService:
     def __init__(self, transport: Transport, store: Store, config: NodeConfig,
                  offload: Callable[..., Awaitable[Any]],
                  drop_link: Callable[[str, str], Awaitable[None]],
-                 wall_clock: Callable[[], float], on_change: Callable[[], None]) -> None:
+                 wall_clock: Callable[[], float], on_change: Callable[[], None],
+                 is_member: Callable[[str], bool] = lambda _peer: True) -> None:
         self._transport = transport
+        self._is_member = is_member
         self._store = store
         self._config = config
         self._run = offload
@@ -213,6 +215,10 @@ class ShareService:
             RemoteProtocolError: it answered with something other than an OfferReply.
         """
         own = self._transport.peer_id
+        if not self._is_member(peer_id):
+            event(log, logging.WARNING, "offer_to_non_member_refused", peer=peer_id,
+                  images=len(items))
+            return None
         allowed: set[bytes] = await self._run(self._may_leave, [i.cid for i in items])
         if len(allowed) != len(items):
             event(log, logging.ERROR, "exit_refused", peer=peer_id,

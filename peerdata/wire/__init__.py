@@ -18,10 +18,12 @@ from peerdata.wire.messages import (
     ImageItem,
     ImageOffer,
     ImageRequest,
+    MemberCert,
     Message,
     OfferItem,
     OfferReply,
     RelayState,
+    Revocations,
     Vote,
     content_id,
     verify_item,
@@ -29,15 +31,20 @@ from peerdata.wire.messages import (
 from peerdata.wire.replay import ReplayGuard, ReplayGuardStats
 from peerdata.wire.signing import (
     sign_feedback,
+    sign_member_cert,
+    sign_revocations,
     sign_vote,
     signing_payload,
+    verify_authority_signature,
     verify_feedback,
     verify_vote,
 )
 from peerdata.wire.versions import (
     FEEDBACK_TOPIC,
     FETCH_PROTOCOL,
+    FLEET_TOPIC,
     HELLO_PROTOCOL,
+    MEMBER_PROTOCOL,
     MODEL_PROTOCOL,
     PROTOCOL_VERSION,
     RELAY_PROTOCOL,
@@ -46,7 +53,9 @@ from peerdata.wire.versions import (
 )
 
 __all__ = [
-    "CID_BYTES", "ERROR_CODES", "FEEDBACK_TOPIC", "FETCH_PROTOCOL", "HELLO_PROTOCOL",
+    "CID_BYTES", "ERROR_CODES", "FEEDBACK_TOPIC", "FETCH_PROTOCOL", "FLEET_TOPIC",
+    "HELLO_PROTOCOL", "MEMBER_PROTOCOL", "MemberCert", "Revocations", "sign_member_cert",
+    "sign_revocations", "verify_authority_signature",
     "MESSAGE_TYPES", "MODEL_PROTOCOL", "PROTOCOL_VERSION", "RELAY_PROTOCOL", "SHARE_PROTOCOL",
     "VOTES_TOPIC", "ErrorReply", "Feedback", "FrameDecoder", "Hello", "ImageData", "ImageItem",
     "ImageOffer", "ImageRequest", "Message", "OfferItem", "OfferReply", "RelayState",

@@ -427,8 +427,66 @@ class ErrorReply(Message):
         _text(cls, "message", self.message, MAX_ERROR_MESSAGE_CHARS, empty=True)
 
 
+# --- fleet membership -----------------------------------------------------------------------
+
+MAX_REVOKED = 10_000  # peers one revocation list may name (also bounded by limits.max_list_len)
+
+
+@dataclass(frozen=True)
+class MemberCert(Message):
+    """The fleet authority's signed statement that `member` belongs to the fleet until
+    `expires_at`; exchanged on /peerdata/member before any other request."""
+
+    TAG: ClassVar[int] = 10
+    authority: str  # the signer: the fleet authority's peer ID
+    member: str  # the robot's peer ID
+    issued_at: float  # unix seconds
+    expires_at: float  # unix seconds; after it (plus the skew tolerance) the cert is void
+    nonce: bytes
+    signature: bytes
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "authority", self.authority)
+        _peer_id(cls, "member", self.member)
+        if not 0 <= self.issued_at < self.expires_at:
+            _fail(cls, "expires_at", "must be later than issued_at >= 0")
+        _fixed_bytes(cls, "nonce", self.nonce, NONCE_BYTES)
+        _fixed_bytes(cls, "signature", self.signature, SIGNATURE_BYTES)
+
+
+@dataclass(frozen=True)
+class Revocations(Message):
+    """The fleet authority's signed list of revoked members; a higher `serial` replaces a
+    lower one. Gossiped on peerdata/fleet/1."""
+
+    TAG: ClassVar[int] = 11
+    authority: str  # the signer
+    serial: int  # increases with every list the authority signs
+    revoked: tuple[str, ...]
+    issued_at: float
+    nonce: bytes
+    signature: bytes
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "authority", self.authority)
+        _non_negative(cls, "serial", self.serial)
+        if len(self.revoked) > MAX_REVOKED:
+            _fail(cls, "revoked", f"names more than {MAX_REVOKED} peers")
+        for i, peer in enumerate(self.revoked):
+            _peer_id(cls, f"revoked[{i}]", peer)
+        if len(set(self.revoked)) != len(self.revoked):
+            _fail(cls, "revoked", "holds a peer twice")
+        if self.issued_at < 0:
+            _fail(cls, "issued_at", f"must be >= 0, got {self.issued_at}")
+        _fixed_bytes(cls, "nonce", self.nonce, NONCE_BYTES)
+        _fixed_bytes(cls, "signature", self.signature, SIGNATURE_BYTES)
+
+
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello, ImageOffer, OfferReply, ImageRequest, ImageData, RelayState, Vote, Feedback, ErrorReply,
+    MemberCert, Revocations,
 )
 RECORD_TYPES: tuple[type[Record], ...] = (OfferItem, ImageItem)
 MESSAGES_BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

@@ -19,7 +19,9 @@ from peerdata.wire.messages import (
     NONCE_BYTES,
     SIGNATURE_BYTES,
     Feedback,
+    MemberCert,
     Message,
+    Revocations,
     Vote,
     field_hints,
 )
@@ -29,14 +31,17 @@ SIGNING_DOMAIN = b"peerdata-sig\x00"
 _PLACEHOLDER = b"\x00" * SIGNATURE_BYTES
 
 
-def signing_payload(msg: Vote | Feedback) -> bytes:
+Signed = Vote | Feedback | MemberCert | Revocations
+
+
+def signing_payload(msg: Signed) -> bytes:
     """The exact bytes the signer signed: every field but `signature`, canonically encoded."""
     body = {name: to_wire(getattr(msg, name))
             for name in field_hints(type(msg)) if name != "signature"}
     return SIGNING_DOMAIN + bytes((PROTOCOL_VERSION, type(msg).TAG)) + pack(body)
 
 
-def _signed(identity: Identity, unsigned: Vote | Feedback) -> Message:
+def _signed(identity: Identity, unsigned: Signed) -> Message:
     signature = identity.sign(signing_payload(unsigned))
     return dataclasses.replace(unsigned, signature=signature)
 
@@ -92,3 +97,41 @@ def verify_feedback(feedback: Feedback) -> None:
         SignatureError: the signature does not verify.
     """
     verify(feedback.reporter, signing_payload(feedback), feedback.signature)
+
+
+def sign_member_cert(authority: Identity, *, member: str, issued_at: float,
+                     expires_at: float, nonce: bytes | None = None) -> MemberCert:
+    """A membership certificate for `member`, signed by the fleet `authority`.
+
+    Raises:
+        LocalProtocolError: a field is invalid (e.g. expires_at not after issued_at).
+    """
+    unsigned = MemberCert(authority=authority.peer_id, member=member, issued_at=issued_at,
+                          expires_at=expires_at,
+                          nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce,
+                          signature=_PLACEHOLDER)
+    cert = _signed(authority, unsigned)
+    assert isinstance(cert, MemberCert)
+    return cert
+
+
+def sign_revocations(authority: Identity, *, serial: int, revoked: tuple[str, ...],
+                     issued_at: float, nonce: bytes | None = None) -> Revocations:
+    """The fleet `authority`'s revocation list number `serial`, signed."""
+    unsigned = Revocations(authority=authority.peer_id, serial=serial, revoked=revoked,
+                           issued_at=issued_at,
+                           nonce=os.urandom(NONCE_BYTES) if nonce is None else nonce,
+                           signature=_PLACEHOLDER)
+    rl = _signed(authority, unsigned)
+    assert isinstance(rl, Revocations)
+    return rl
+
+
+def verify_authority_signature(msg: MemberCert | Revocations) -> None:
+    """Check `msg` was signed by the `authority` it names (whether that is *our* fleet's
+    authority is the caller's check).
+
+    Raises:
+        SignatureError: the signature does not verify.
+    """
+    verify(msg.authority, signing_payload(msg), msg.signature)

@@ -26,11 +26,18 @@ RELAY_PROTOCOL: Final = "/peerdata/relay/1.0.0"
 MODEL_PROTOCOL: Final = "/peerdata/model/1.0.0"
 """Reserved for federated model updates; no messages are defined for it in version 1."""
 
+MEMBER_PROTOCOL: Final = "/peerdata/member/1.0.0"
+"""MemberCert -> MemberCert: show fleet membership before anything else (fleet mode)."""
+
 FEEDBACK_TOPIC: Final = "peerdata/feedback/1"
 """Gossip topic carrying signed Feedback (an image's final utility) to its origin."""
 
 VOTES_TOPIC: Final = "peerdata/votes/1"
 """Gossip topic carrying every signed Vote, for monitoring and for origins whose chain broke."""
 
-REQUEST_PROTOCOLS: Final = (HELLO_PROTOCOL, SHARE_PROTOCOL, FETCH_PROTOCOL, RELAY_PROTOCOL)
-TOPICS: Final = (FEEDBACK_TOPIC, VOTES_TOPIC)
+FLEET_TOPIC: Final = "peerdata/fleet/1"
+"""Gossip topic carrying the fleet authority's signed Revocations (fleet mode)."""
+
+REQUEST_PROTOCOLS: Final = (HELLO_PROTOCOL, SHARE_PROTOCOL, FETCH_PROTOCOL, RELAY_PROTOCOL,
+                             MEMBER_PROTOCOL)
+TOPICS: Final = (FEEDBACK_TOPIC, VOTES_TOPIC, FLEET_TOPIC)

@@ -237,3 +237,47 @@ def load_membership(home: Path, trust: TrustConfig, me: str, clock: Callable[[],
     if me in membership._revoked:
         raise ConfigError(f"this robot ({me}) is revoked by the fleet authority")
     return membership
+
+
+def join_fleet_config(config_path: Path, authority: str) -> bool:
+    """Switch a home's config.toml to fleet mode under `authority` (its other lines kept).
+
+    Returns False (and changes nothing) when the `[trust]` lines are not the ones
+    `peerdata init` writes, so the operator edits by hand.
+
+    Raises:
+        ConfigError: the file cannot be read, written, or is invalid afterwards.
+    """
+    import re
+    import tomllib
+
+    from peerdata.config import config_from_dict
+
+    try:
+        text = config_path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot read: {exc.strerror}") from None
+    if "[trust]" not in text:
+        text = text.rstrip("\n") + "\n\n[trust]\n" + \
+            f'membership = "fleet"\nfleet_authority = "{authority}"\n'
+    else:
+        mode = re.compile(r'^membership\s*=\s*"[a-z]*"', re.M)
+        auth = re.compile(r'^fleet_authority\s*=\s*"[^"\n]*"', re.M)
+        if not (mode.search(text) and auth.search(text)):
+            return False
+        text = mode.sub('membership = "fleet"', text, count=1)
+        text = auth.sub(f'fleet_authority = "{authority}"', text, count=1)
+    try:
+        config_from_dict(tomllib.loads(text))
+    except (tomllib.TOMLDecodeError, ConfigError) as exc:
+        raise ConfigError(f"{config_path}: would become invalid: {exc}") from None
+    tmp = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, config_path)
+    except OSError as exc:
+        raise ConfigError(f"{config_path}: cannot write: {exc.strerror}") from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+    return True

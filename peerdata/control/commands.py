@@ -146,6 +146,25 @@ async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]
     )
 
 
+async def fleet_revocations(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+    """Adopt a revocation list from `peerdata fleet revoke --home` and gossip it."""
+    from peerdata.errors import RemoteProtocolError
+    from peerdata.wire.codec import decode_as
+    from peerdata.wire.messages import Revocations
+
+    hex_ = _arg(args, "hex", str)
+    if not hex_:
+        raise ControlError("fleet_revocations needs 'hex' (an encoded Revocations)")
+    if node.membership.is_open:
+        raise ControlError("this node runs in open mode: it has no fleet to revoke from")
+    try:
+        rl = decode_as(bytes.fromhex(hex_), Revocations)
+        adopted = await node.members.adopt(rl)
+    except (ValueError, RemoteProtocolError) as exc:
+        raise ControlError(f"not a valid revocation list for this fleet: {exc}") from None
+    return {"serial": rl.serial, "adopted": adopted, "revoked": len(rl.revoked)}
+
+
 def federation_result(stats: Any) -> dict[str, Any]:
     """`status`'s `federation` object, from a `FederationStats` (JSON-ready)."""
     return {"rounds": stats.rounds, "version": stats.version, "last_round": stats.last_round,
@@ -180,6 +199,8 @@ def make_dispatch(node: Node, control: str, stop: Callable[[], None],
             return await send(node, req.args)
         if req.cmd == "wait":
             return await wait(node, req.args, control)
+        if req.cmd == "fleet_revocations":
+            return await fleet_revocations(node, req.args)
         if req.cmd == "stop":
             stop()
             return {"stopping": True}

@@ -17,7 +17,8 @@ from peerdata.errors import ControlError
 # One line is at most this long; a longer one is refused before it is parsed.
 MAX_LINE_BYTES = 1024 * 1024
 # Commands a daemon answers today; later issues append theirs (rounds, shared, votes, ...).
-COMMANDS: frozenset[str] = frozenset({"status", "peers", "send", "wait", "stop"})
+COMMANDS: frozenset[str] = frozenset({"status", "peers", "send", "wait", "stop",
+                                      "fleet_revocations"})
 
 
 @dataclass(frozen=True)

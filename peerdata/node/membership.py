@@ -41,6 +41,7 @@ class MemberService:
         self._home = home
         self._drop_link = drop_link
         self.refused = 0
+        self._adopted = trio.Event()  # set (and replaced) whenever a newer list is adopted
 
     def refuse(self, peer_id: str, protocol: str) -> RemoteProtocolError:
         """Log a non-member's request and return the error that drops its link."""
@@ -117,7 +118,14 @@ class MemberService:
                   revoked=len(rl.revoked), via=sender)
             if self._home is not None:
                 write_message(self._home / REVOCATIONS_FILE, rl)
+            self._adopted.set()
+            self._adopted = trio.Event()
         return newer
+
+    async def wait_serial(self, serial: int) -> None:
+        """Return once a revocation list numbered `serial` or higher is held."""
+        while (held := self.membership.revocations) is None or held.serial < serial:
+            await self._adopted.wait()
 
     async def adopt(self, rl: Revocations) -> bool:
         """Take a list given locally (by `peerdata fleet revoke --home`) and gossip it.

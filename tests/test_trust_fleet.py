@@ -1,0 +1,165 @@
+"""Fleet membership: certificates checked, non-members refused at their first message over real
+libp2p, forged and non-member gossip not forwarded, revocations spread by gossip."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+import trio
+
+from peerdata.config import NetConfig
+from peerdata.errors import ConfigError, RemoteProtocolError, TransportError
+from peerdata.fleet import (
+    CERT_FILE,
+    Membership,
+    init_authority,
+    issue_certificate,
+    join_fleet_config,
+    load_membership,
+    revoke,
+    write_message,
+)
+from peerdata.identity import Identity
+from peerdata.net.libp2p_transport import open_libp2p_transport
+from peerdata.node.home import CONFIG_FILE, check_home, init_home
+from peerdata.node.node import Node, open_node
+from peerdata.wire import OfferItem, encode, sign_vote
+from peerdata.wire.messages import Hello, content_id
+from peerdata.wire.versions import HELLO_PROTOCOL, MEMBER_PROTOCOL, VOTES_TOPIC
+
+NOW = 1_800_000_000.0
+NET = NetConfig(connect_timeout_s=5.0, request_timeout_s=10.0, reconnect_initial_s=0.2,
+                reconnect_max_s=0.5, gossip_heartbeat_s=0.2)
+
+
+def _membership(authority: Identity, me: Identity, clock: list[float]) -> Membership:
+    m = Membership("fleet", authority.peer_id, me.peer_id, lambda: clock[0])
+    m.own_cert = issue_certificate(authority, me.peer_id, clock[0], 1)
+    return m
+
+
+def test_certificates_are_checked_for_peer_authority_signature_expiry_and_revocation(
+    tmp_path: Path,
+) -> None:
+    authority, other_authority = init_authority(tmp_path / "fa"), Identity.generate()
+    me, bob, eve = Identity.generate(), Identity.generate(), Identity.generate()
+    clock = [NOW]
+    m = _membership(authority, me, clock)
+    good = issue_certificate(authority, bob.peer_id, NOW, 1)
+    assert not m.is_member(bob.peer_id)
+    for cert, why in ((good, "link is"),  # shown over eve's link
+                      (issue_certificate(other_authority, eve.peer_id, NOW, 1), "not ours"),
+                      (replace(issue_certificate(authority, eve.peer_id, NOW, 1),
+                               expires_at=NOW + 10 * 86_400), "signature")):
+        with pytest.raises(RemoteProtocolError, match=why):
+            m.check_certificate(cert, eve.peer_id)
+    m.check_certificate(good, bob.peer_id)
+    assert m.is_member(bob.peer_id) and not m.is_member(eve.peer_id)
+    clock[0] = NOW + 86_400 + 301  # past expiry and the skew allowance
+    assert not m.is_member(bob.peer_id)
+    with pytest.raises(RemoteProtocolError, match="expired"):
+        m.check_certificate(good, bob.peer_id)
+    clock[0] = NOW
+    rl1 = revoke(tmp_path / "fa", authority, (bob.peer_id,), NOW)
+    assert m.apply_revocations(rl1) and not m.is_member(bob.peer_id)
+    with pytest.raises(RemoteProtocolError, match="revoked"):
+        m.check_certificate(good, bob.peer_id)
+    assert not m.apply_revocations(rl1)  # the same list again changes nothing
+    forged = replace(rl1, serial=99)
+    with pytest.raises(RemoteProtocolError, match="signature"):
+        m.apply_revocations(forged)
+
+
+def test_fleet_mode_needs_our_own_valid_certificate(tmp_path: Path) -> None:
+    authority = init_authority(tmp_path / "fa")
+    home = tmp_path / "r1"
+    peer = init_home(home).peer_id
+    assert join_fleet_config(home / CONFIG_FILE, authority.peer_id)
+    identity, config = check_home(home)
+    assert config.trust.membership == "fleet"
+    with pytest.raises(ConfigError, match="no fleet certificate"):
+        load_membership(home, config.trust, peer, lambda: NOW)
+    write_message(home / CERT_FILE, issue_certificate(authority, peer, NOW, 1))
+    assert load_membership(home, config.trust, peer, lambda: NOW).is_member(peer)
+    with pytest.raises(ConfigError, match="expired"):
+        load_membership(home, config.trust, peer, lambda: NOW + 3 * 86_400)
+
+
+@asynccontextmanager
+async def fleet_robot(base: Path, name: str, authority: Identity,
+                      bootstrap: tuple[str, ...] = ()) -> AsyncIterator[Node]:
+    home = base / name
+    peer = init_home(home, name, bootstrap=bootstrap).peer_id
+    assert join_fleet_config(home / CONFIG_FILE, authority.peer_id)
+    import time
+
+    write_message(home / CERT_FILE, issue_certificate(authority, peer, time.time(), 1))
+    identity, config = check_home(home)
+    config = replace(config, net=replace(NET, bootstrap=bootstrap))
+    async with open_node(home, config, identity=identity) as node:
+        yield node
+
+
+async def test_a_stranger_is_refused_and_revocations_spread(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, logger="peerdata")
+    authority = init_authority(tmp_path / "fa")
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            a = await stack.enter_async_context(fleet_robot(tmp_path, "a", authority))
+            addr = a.transport.listen_addrs()[0]
+            b = await stack.enter_async_context(fleet_robot(tmp_path, "b", authority, (addr,)))
+            c = await stack.enter_async_context(fleet_robot(tmp_path, "c", authority, (addr,)))
+            for node in (a, b, c):  # a introduces b and c; Hello comes after the certificates
+                await node.wait_until(lambda s: sum(bool(p.connected and p.name)
+                                                    for p in s.peers) == 2)
+            assert a.membership.is_member(b.peer_id) and c.membership.is_member(b.peer_id)
+
+            # A stranger (fresh key, Noise-authenticated) says Hello: refused, link dropped.
+            eve = Identity.generate()
+            stranger = await stack.enter_async_context(open_libp2p_transport(
+                eve.private_key_bytes, NET, a.config.limits))
+            await stranger.connect(addr)
+            hello = Hello(protocol_version=1, peer_id=eve.peer_id, name="eve",
+                          listen_addrs=(), agent="x", samples=0, round_id=0)
+            with pytest.raises(TransportError):
+                await stranger.request(a.peer_id, HELLO_PROTOCOL, encode(hello))
+            assert any("event=refused_non_member" in r.getMessage() and eve.peer_id in
+                       r.getMessage() for r in caplog.records)
+            # Its certificate from another authority is refused as well.
+            fake = issue_certificate(Identity.generate(), eve.peer_id, NOW, 1)
+            with pytest.raises(TransportError):
+                await stranger.request(a.peer_id, MEMBER_PROTOCOL, encode(fake))
+            # We never offer to it, even if asked to.
+            item = OfferItem(cid=content_id(b"x"), size=1, has_label=False, origin=a.peer_id,
+                             origin_round=1, novel_votes=0, voters=(), hops=0)
+            assert await a.share.offer_items(eve.peer_id, [item], 1) is None
+
+            # A member's signed vote is delivered; a stranger's is not (nor forwarded).
+            await stranger.connect(c.transport.listen_addrs()[0])
+            await stranger.publish(VOTES_TOPIC, encode(sign_vote(
+                eve, origin=a.peer_id, cid=b"\x01" * 32, round_id=1, novel=True, score=1.0,
+                timestamp=NOW)))
+            await b.transport.publish(VOTES_TOPIC, encode(sign_vote(
+                b.identity, origin=a.peer_id, cid=b"\x02" * 32, round_id=1, novel=True,
+                score=1.0, timestamp=NOW)))
+            sender, vote = await a.gossip_inbox.receive()
+            assert sender == b.peer_id and vote.cid == b"\x02" * 32
+
+            # Revoke b at a; gossip carries it to c; both drop b.
+            rl = revoke(tmp_path / "fa", authority, (b.peer_id,), NOW)
+            assert await a.members.adopt(rl)
+            await c.members.wait_serial(rl.serial)
+            assert not c.membership.is_member(b.peer_id)
+            assert (tmp_path / "c" / "fleet.revocations").exists()
+            assert b.membership.own_cert is not None
+            with pytest.raises(RemoteProtocolError, match="revoked"):
+                a.membership.check_certificate(b.membership.own_cert, b.peer_id)
+            await a.wait_until(lambda s: b.peer_id not in
+                               {p.peer_id for p in s.peers if p.connected})

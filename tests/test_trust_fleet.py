@@ -3,7 +3,9 @@ libp2p, forged and non-member gossip not forwarded, revocations spread by gossip
 
 from __future__ import annotations
 
+import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
@@ -96,8 +98,6 @@ async def fleet_robot(base: Path, name: str, authority: Identity,
     home = base / name
     peer = init_home(home, name, bootstrap=bootstrap).peer_id
     assert join_fleet_config(home / CONFIG_FILE, authority.peer_id)
-    import time
-
     write_message(home / CERT_FILE, issue_certificate(authority, peer, time.time(), 1))
     identity, config = check_home(home)
     config = replace(config, net=replace(NET, bootstrap=bootstrap))
@@ -163,3 +163,36 @@ async def test_a_stranger_is_refused_and_revocations_spread(
                 a.membership.check_certificate(b.membership.own_cert, b.peer_id)
             await a.wait_until(lambda s: b.peer_id not in
                                {p.peer_id for p in s.peers if p.connected})
+
+
+def test_fleet_cli_admits_into_a_home_and_revokes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from peerdata.cli.main import _register_all, app
+
+    _register_all()
+    runner = CliRunner()
+
+    def run(*args: str) -> dict[str, object]:
+        result = runner.invoke(app, [*args, "--format", "json"])
+        assert result.exit_code == 0, result.output
+        return dict(json.loads(result.output.strip().splitlines()[-1]))
+
+    authority = run("fleet", "init", "--authority", str(tmp_path / "fa"))["authority"]
+    home = tmp_path / "r1"
+    peer = run("init", "--home", str(home))["peer_id"]
+    admitted = run("fleet", "admit", str(peer), "--authority", str(tmp_path / "fa"),
+                   "--home", str(home))
+    assert admitted["admitted"][0]["config_switched"]  # type: ignore[index]
+    _, config = check_home(home)
+    assert (config.trust.membership, config.trust.fleet_authority) == ("fleet", authority)
+    assert load_membership(home, config.trust, str(peer), time.time).is_member(str(peer))
+    revoked = run("fleet", "revoke", str(peer), "--authority", str(tmp_path / "fa"),
+                  "--home", str(home))
+    assert revoked["serial"] == 1 and revoked["homes"] == [
+        {"home": str(home), "daemon_running": False}]
+    with pytest.raises(ConfigError, match="revoked"):
+        load_membership(home, config.trust, str(peer), time.time)
+    bad = runner.invoke(app, ["fleet", "admit", "not-a-peer-id", "--authority",
+                              str(tmp_path / "fa"), "--out", str(tmp_path)])
+    assert bad.exit_code == 3 and "cannot admit" in bad.output

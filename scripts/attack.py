@@ -256,6 +256,7 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
     inbox = victim.home / "inbox"
     inbox.mkdir(mode=0o700, exist_ok=True)
     (inbox / "astronaut.png").write_bytes(raw)
+    (inbox / "astronaut.json").write_text('{"label": 1}')  # only labelled images are shared
     robot = victim.start()
     insider, stranger = Identity.generate(), Identity.generate()
     cert = issue_certificate(authority, insider.peer_id, time.time(), 1)
@@ -263,7 +264,9 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
     me = robot.peer_id
     addr = robot.listen_addrs[0]
     try:
-        while not (inbox / "done" / "astronaut.png").exists():  # ingested as a raw local image
+        for _ in range(600):  # the daemon files the photo away once ingested (raw, local)
+            if (inbox / "done" / "astronaut.png").exists():
+                break
             await trio.sleep(0.2)
         async with open_libp2p_transport(insider.private_key_bytes, NET, LIMITS) as t_in, \
                 open_libp2p_transport(stranger.private_key_bytes, NET, LIMITS) as t_out:
@@ -317,7 +320,9 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
             await measure("forged_vote", victim, forged_vote, ("gossip_rejected",), results)
 
             async def stuffed_feedback() -> tuple[bool, str]:
-                start = call(victim.home, "round_now", {"policy": "all"}, timeout_s=60.0)
+                # (in a thread: the attacker's event loop must keep answering the victim)
+                start = await trio.to_thread.run_sync(
+                    lambda: call(victim.home, "round_now", {"policy": "all"}, timeout_s=60.0))
                 if not start.get("shared"):
                     return False, f"victim shared nothing to attack: {start}"
                 with trio.fail_after(30):
@@ -328,7 +333,8 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
                                    novel_votes=10, voters=(*fake, insider.peer_id),
                                    timestamp=time.time())
                 await ins.ask(me, REPORT_PROTOCOL, encode(fb))
-                shared = call(victim.home, "shared", {}, timeout_s=10.0)["shared"]
+                shared = (await trio.to_thread.run_sync(
+                    lambda: call(victim.home, "shared", {}, timeout_s=10.0)))["shared"]
                 utility = next((s["utility"] for s in shared if s["cid"] == item.cid.hex()),
                                None)
                 got = decode(await ins.ask(me, FETCH_PROTOCOL,
@@ -366,17 +372,33 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
             await measure("bomb", victim, bomb, ("max_pixels",), results)
 
             async def flood() -> tuple[bool, str]:
-                payload = ins.offer(ins.item(b"\x89PNG" + b"f" * 100)) + b"\x00" * MiB
-                outcome = {"reset": 0, "answered": 0}
+                # 200 raw streams at once, each declaring a 1 MiB request and sending all of
+                # it but the last byte, then holding: what the daemon must buffer.
+                from libp2p.custom_types import TProtocol
+                from libp2p.peer.id import ID
+
+                from peerdata.net.framing import HEADER
+
+                outcome = {"reset": 0, "held": 0}
+                body = HEADER.pack(MiB) + b"\x00" * (MiB - 1)
 
                 async def one() -> None:
-                    r = await ins.ask(me, SHARE_PROTOCOL, payload)
-                    outcome["answered" if r is not None else "reset"] += 1
+                    try:
+                        stream = await t_in._host.new_stream(ID.from_base58(me),
+                                                             [TProtocol(SHARE_PROTOCOL)])
+                        with trio.move_on_after(3.0):
+                            await stream.write(body)
+                            await stream.read(1)  # returns or raises once the daemon resets
+                            outcome["reset"] += 1
+                            return
+                        outcome["held"] += 1
+                    except Exception:  # noqa: BLE001 - a reset surfaces as any libp2p error
+                        outcome["reset"] += 1
 
                 async with trio.open_nursery() as nursery:
                     for _ in range(200):
                         nursery.start_soon(one)
-                return outcome["reset"] >= 100, f"200 x 1 MiB streams: {outcome}"
+                return outcome["reset"] >= 150, f"200 x 1 MiB streams: {outcome}"
 
             await measure("flood", victim, flood, ("stream refused",), results)
     finally:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 from typing import Annotated
@@ -46,11 +47,15 @@ def run(
     if not isinstance(level, int):
         raise typer.BadParameter(f"unknown log level {log_level!r}", param_hint="--log-level")
     path = resolve_home(home)
+    # A log file that cannot be written (disk full, read-only home) must not print a
+    # traceback per line: the store's own error says what is wrong, with exit code 6.
+    logging.raiseExceptions = False
     handlers = configure_logging(path if path.is_dir() else None, level)
     try:
         code = trio.run(functools.partial(run_daemon, path, ready_fd=ready_fd))
     finally:
-        remove_handlers(handlers)
+        with contextlib.suppress(OSError):  # disk full: closing the log file fails as well
+            remove_handlers(handlers)
     raise typer.Exit(code)
 
 

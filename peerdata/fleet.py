@@ -28,6 +28,7 @@ from peerdata.wire.messages import MemberCert, Revocations
 from peerdata.wire.signing import sign_member_cert, sign_revocations, verify_authority_signature
 
 CERT_FILE = "fleet.cert"
+SWARM_KEY_FILE = "swarm.key"  # optional pre-shared key (go-libp2p's swarm.key format)
 REVOCATIONS_FILE = "fleet.revocations"
 AUTHORITY_REVOCATIONS = "revocations"
 SKEW_S = 300.0  # robots' clocks may disagree by this much about expiry
@@ -281,3 +282,38 @@ def join_fleet_config(config_path: Path, authority: str) -> bool:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return True
+
+
+def load_swarm_key(home: Path) -> str | None:
+    """The fleet's pre-shared key from HOME/swarm.key (None if there is none).
+
+    The file is go-libp2p's `swarm.key` format: `/key/swarm/psk/1.0.0/`, `/base16/`, then 64
+    hex digits; it must not be readable by group or others.
+
+    Raises:
+        ConfigError: unreadable, group/other-readable, or not in that format.
+    """
+    path = home / SWARM_KEY_FILE
+    try:
+        mode = path.stat().st_mode
+        lines = path.read_text(encoding="ascii").split()
+    except FileNotFoundError:
+        return None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read the swarm key: {exc}") from None
+    if mode & 0o077:
+        raise ConfigError(f"{path}: readable by group or others; chmod 600 it")
+    if len(lines) != 3 or lines[:2] != ["/key/swarm/psk/1.0.0/", "/base16/"] or \
+            len(lines[2]) != 64 or any(c not in "0123456789abcdefABCDEF" for c in lines[2]):
+        raise ConfigError(f"{path}: not a swarm key (/key/swarm/psk/1.0.0/, /base16/, "
+                          "64 hex digits)")
+    return lines[2].lower()
+
+
+def write_swarm_key(home: Path, key_hex: str) -> Path:
+    """Write HOME/swarm.key (mode 0600) holding `key_hex`."""
+    path = home / SWARM_KEY_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as f:
+        f.write(f"/key/swarm/psk/1.0.0/\n/base16/\n{key_hex}\n")
+    return path

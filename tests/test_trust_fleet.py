@@ -196,3 +196,34 @@ def test_fleet_cli_admits_into_a_home_and_revokes(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["fleet", "admit", "not-a-peer-id", "--authority",
                               str(tmp_path / "fa"), "--out", str(tmp_path)])
     assert bad.exit_code == 3 and "cannot admit" in bad.output
+
+
+async def test_a_pre_shared_key_fences_the_fleet(tmp_path: Path) -> None:
+    """py-libp2p's pnet: the same key connects, another key (or none) never gets to Noise."""
+    from peerdata.config import LimitsConfig
+    from peerdata.fleet import load_swarm_key, write_swarm_key
+
+    key, other = "ab" * 32, "cd" * 32
+    write_swarm_key(tmp_path, key)
+    assert load_swarm_key(tmp_path) == key
+    (tmp_path / "swarm.key").chmod(0o644)
+    with pytest.raises(ConfigError, match="group or others"):
+        load_swarm_key(tmp_path)
+    net = replace(NET, connect_timeout_s=2.0)
+    limits = LimitsConfig()
+
+    async def echo(peer_id: str, payload: bytes) -> bytes:
+        return payload
+
+    with trio.fail_after(30):
+        async with open_libp2p_transport(bytes([1]) * 32, net, limits, psk=key) as server:
+            server.set_handler("/echo/1", echo)
+            addr = server.listen_addrs()[0]
+            async with open_libp2p_transport(bytes([2]) * 32, net, limits, psk=key) as friend:
+                await friend.connect(addr)
+                assert await friend.request(server.peer_id, "/echo/1", b"hi") == b"hi"
+            for psk in (other, None):
+                async with open_libp2p_transport(bytes([3]) * 32, net, limits,
+                                                 psk=psk) as outsider:
+                    with pytest.raises(TransportError):
+                        await outsider.connect(addr)

@@ -28,11 +28,15 @@ Examples:
 
 INIT_HELP = """Create the fleet authority key in DIR (kept if it exists) and print its peer ID.
 
+--psk also creates DIR/swarm.key, a pre-shared key that `fleet admit --home` installs on each
+robot: connections from anyone without it fail before Noise starts (libp2p private network;
+py-libp2p peers only, see docs/trust.md).
+
 Examples:
 
   peerdata fleet init --authority ~/fleet-authority
 
-  peerdata fleet init --authority ~/fleet-authority --format json | jq -r .authority
+  peerdata fleet init --authority ~/fleet-authority --psk --format json | jq -r .authority
 """
 
 ADMIT_HELP = """Sign a membership certificate for each PEER_ID (valid --days days).
@@ -66,13 +70,23 @@ fleet_app = typer.Typer(help="Admit robots to the fleet and revoke them.",
 AuthorityOption = Annotated[Path, typer.Option("--authority", help="fleet authority directory")]
 
 
-def init(authority: AuthorityOption, fmt: Format = FORMAT_OPTION) -> None:
+def init(authority: AuthorityOption,
+         psk: Annotated[bool, typer.Option("--psk", help="also create a pre-shared swarm key")]
+         = False,
+         fmt: Format = FORMAT_OPTION) -> None:
     """Create the fleet authority (see `peerdata fleet init --help`)."""
-    from peerdata.fleet import init_authority
+    import secrets
 
-    identity = init_authority(authority.expanduser())
+    from peerdata.fleet import init_authority, load_swarm_key, write_swarm_key
+
+    directory = authority.expanduser()
+    identity = init_authority(directory)
+    if psk and load_swarm_key(directory) is None:
+        write_swarm_key(directory, secrets.token_hex(32))
+    has_psk = load_swarm_key(directory) is not None
     if fmt is Format.json:
-        emit_json({"authority": identity.peer_id, "directory": str(authority)})
+        emit_json({"authority": identity.peer_id, "directory": str(authority),
+                   "swarm_key": has_psk})
         return
     console.print(f"fleet authority [bold]{identity.peer_id}[/] in {authority}",
                   highlight=False)
@@ -97,7 +111,9 @@ def admit(
         issue_certificate,
         join_fleet_config,
         load_authority,
+        load_swarm_key,
         write_message,
+        write_swarm_key,
     )
     from peerdata.node.home import CONFIG_FILE
 
@@ -112,6 +128,9 @@ def admit(
             path = home.expanduser() / CERT_FILE
             write_message(path, cert)
             switched = join_fleet_config(home.expanduser() / CONFIG_FILE, key.peer_id)
+            swarm_key = load_swarm_key(authority.expanduser())
+            if swarm_key is not None:
+                write_swarm_key(home.expanduser(), swarm_key)
         else:
             target = out.expanduser() if out else Path(f"{peer}.cert")
             path = target / f"{peer}.cert" if target.is_dir() else target

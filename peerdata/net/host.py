@@ -61,8 +61,15 @@ def connection_config(net: NetConfig) -> ConnectionConfig:
     )
 
 
-def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True) -> IHost:
-    """Return an unstarted host. `secure=False` exists only so tests can prove it is refused."""
+def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True,
+               psk: str | None = None) -> IHost:
+    """Return an unstarted host. `secure=False` exists only so tests can prove it is refused.
+
+    `psk` (64 hex chars) puts every connection inside py-libp2p's private network (pnet): a
+    peer without the same key cannot even start Noise. py-libp2p 0.8.1's pnet is Salsa20 with
+    an 8-byte nonce, NOT the XSalsa20/24-byte scheme of go- and js-libp2p (@libp2p/pnet), so
+    such a fleet speaks only to py-libp2p peers (docs/trust.md).
+    """
     sec_opt: dict[TProtocol, ISecureTransport]
     if secure:
         sec_opt = {
@@ -81,6 +88,7 @@ def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True) -> IHo
         listen_addrs=[Multiaddr(a) for a in net.listen],
         connection_config=connection_config(net),
         transports=[BufferedTCP()],  # TCP only; see buffered_tcp.py for why it is buffered
+        psk=psk,
     )
 
 

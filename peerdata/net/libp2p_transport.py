@@ -346,19 +346,21 @@ async def _reset(stream: INetStream | None) -> None:
 
 @asynccontextmanager
 async def open_libp2p_transport(private_key_bytes: bytes, net: NetConfig,
-                                limits: LimitsConfig) -> AsyncIterator[Libp2pTransport]:
+                                limits: LimitsConfig, *, psk: str | None = None
+                                ) -> AsyncIterator[Libp2pTransport]:
     """Start a libp2p host with this identity, listening on `net.listen`, for the block.
 
     Args:
         private_key_bytes: the raw 32-byte Ed25519 seed from the node's identity file.
         net: listen addresses, timeouts and the gossip heartbeat.
         limits: `max_message_bytes` bounds every request and response frame.
+        psk: a fleet's pre-shared key (64 hex chars): only peers with it can connect.
 
     Raises:
         IdentityError: the key is not a 32-byte seed.
         TransportError: the listen addresses cannot be bound.
     """
-    host = build_host(key_pair_from_seed(private_key_bytes), net)
+    host = build_host(key_pair_from_seed(private_key_bytes), net, psk=psk)
     ledger = PeerLedger()
     host.get_network().register_notifee(_LinkNotifee(ledger))
     async with run_host(host, net), open_gossip(host, net) as gossip:

@@ -24,7 +24,7 @@ import trio
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, SignatureError, StoreError
-from peerdata.fleet import Membership, load_membership
+from peerdata.fleet import Membership, load_membership, load_swarm_key
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
@@ -461,7 +461,8 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
             from peerdata.net.libp2p_transport import open_libp2p_transport
 
             transport = await stack.enter_async_context(open_libp2p_transport(
-                identity.private_key_bytes, config.net, config.limits))
+                identity.private_key_bytes, config.net, config.limits,
+                psk=load_swarm_key(home)))  # optional outer fence (docs/trust.md)
         async with trio.open_nursery() as nursery:
             node = Node(config, identity, store, transport, nursery, wall_clock, offload,
                         membership, home)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 
 import typer
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.errors import ConfigError, ControlError
 
 HELP = """Run the fleet authority: the key that decides which robots belong to the fleet.
@@ -88,10 +88,9 @@ def init(authority: AuthorityOption,
         emit_json({"authority": identity.peer_id, "directory": str(authority),
                    "swarm_key": has_psk})
         return
-    console.print(f"fleet authority [bold]{identity.peer_id}[/] in {authority}",
-                  highlight=False)
-    console.print(f"next: peerdata fleet admit ROBOT_PEER_ID --authority {authority} "
-                  "--home ROBOT_HOME", highlight=False)
+    say(f"fleet authority {identity.peer_id} in {authority}"
+        + (" (with swarm.key)" if has_psk else ""))
+    say(f"next: peerdata fleet admit ROBOT_PEER_ID --authority {authority} --home ROBOT_HOME")
 
 
 def admit(
@@ -142,12 +141,10 @@ def admit(
         emit_json({"authority": key.peer_id, "admitted": results})
         return
     for r in results:
-        console.print(f"admitted {r['peer_id']} until {time.ctime(r['expires_at'])}: "
-                      f"{r['certificate']}", highlight=False)
+        say(f"admitted {r['peer_id']} until {time.ctime(r['expires_at'])}: {r['certificate']}")
         if home is not None and not r["config_switched"]:
-            console.print(f'edit {home}/config.toml: trust.membership = "fleet", '
-                          f'trust.fleet_authority = "{key.peer_id}"', highlight=False,
-                          markup=False)
+            say(f'edit {home}/config.toml: [trust] membership = "fleet", '
+                f'fleet_authority = "{key.peer_id}"')
 
 
 def revoke(
@@ -178,11 +175,10 @@ def revoke(
     if fmt is Format.json:
         emit_json({"serial": rl.serial, "revoked": list(rl.revoked), "homes": delivered})
         return
-    console.print(f"revocation list {rl.serial}: {len(rl.revoked)} revoked "
-                  f"({', '.join(peer_ids)} added)", highlight=False)
+    say(f"revocation list {rl.serial}: {len(rl.revoked)} revoked ({', '.join(peer_ids)} added)")
     for d in delivered:
         state = "adopted and gossiped" if d["daemon_running"] else "saved for its next start"
-        console.print(f"  {d['home']}: {state}", highlight=False)
+        say(f"  {d['home']}: {state}")
 
 
 def register(app: typer.Typer) -> None:

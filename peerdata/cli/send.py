@@ -54,8 +54,7 @@ def send(
     say(
         f"offered {result.get('offered', 0)} image(s) to {to}; "
         f"it wanted {result.get('wanted', 0)} (the rest it already had); "
-        f"dropped by the privacy filter: {result.get('dropped_by_privacy', 0)}",
-        highlight=False,
+        f"dropped by the privacy filter: {result.get('dropped_by_privacy', 0)}"
     )
 
 

@@ -442,7 +442,33 @@ async def disk_full(work: Path, authority: Identity) -> dict[str, Any]:
             await measure("disk_full", victim, attack, ("store_failed",), results)
     finally:
         victim.stop()
+    intact, why = store_intact(victim.home)
+    results[0]["refused"] = results[0]["refused"] and intact
+    results[0]["detail"] += f"; store after the run: {why}"
     return results[0]
+
+
+def store_intact(home: Path) -> tuple[bool, str]:
+    """SQLite integrity_check ok and every recorded blob's bytes match its content ID."""
+    import sqlite3
+
+    from peerdata.errors import StoreError
+    from peerdata.store import SqliteStore
+
+    conn = sqlite3.connect(home / "store.sqlite")
+    try:
+        (check,) = conn.execute("PRAGMA integrity_check").fetchone()
+        cids = [row[0] for row in conn.execute("SELECT cid FROM blobs")]
+    finally:
+        conn.close()
+    bad = 0
+    with SqliteStore.open(home) as store:
+        for cid in cids:
+            try:
+                store.get_blob(cid)  # verifies the bytes against the cid
+            except StoreError:
+                bad += 1
+    return check == "ok" and bad == 0, f"integrity_check {check}, {len(cids)} blobs, {bad} bad"
 
 
 def full_disk_restart(work: Path) -> dict[str, Any]:

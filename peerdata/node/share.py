@@ -302,14 +302,17 @@ class ShareService:
         max_size = self._config.limits.max_image_bytes
         candidates = [i for i in offer.items if i.cid not in self._pending and i.size <= max_size]
         missing: list[OfferItem] = await self._run(self._missing, candidates)
-        wanted = [i for i in missing if i.cid not in self._pending]  # re-check after the wait
+        refusal = await self._run(self._over_quota, peer_id, sum(i.size for i in missing)) \
+            if missing else ""
+        # Re-check after the waits (a duplicate offer may have queued them meanwhile); from
+        # here to queueing the job there is no await, so no cid is fetched twice.
+        wanted = [i for i in missing if i.cid not in self._pending]
         lacking = {i.cid for i in missing} | self._pending
         for item in offer.items:
             if item.cid not in lacking:
                 self._post_held(HeldState(peer_id, item))
         if wanted:
             incoming = sum(i.size for i in wanted)
-            refusal = await self._run(self._over_quota, peer_id, incoming)
             if refusal:
                 event(log, logging.WARNING, "offer_refused_quota", peer=peer_id,
                       images=len(wanted), nbytes=incoming, reason=refusal)

@@ -12,6 +12,7 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -86,6 +87,7 @@ class LearnerStats:
     feedback_images: int
     ranker_fits: int
     fine_tunes: int
+    train_s: float = 0.0  # seconds in bootstrap and learn steps this run (metrics)
 
 
 class LearnerHost:
@@ -105,6 +107,7 @@ class LearnerHost:
         self.fed_back: set[bytes] = set()
         self.received_pending = 0
         self.ranker_fits = 0
+        self.train_s = 0.0
 
     # -- data ------------------------------------------------------------------------------
 
@@ -115,6 +118,7 @@ class LearnerHost:
 
     def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
         """Train a fresh model on these labelled images (the first calibrate the detector)."""
+        started = time.perf_counter()
         obs = [o for o in observations if o.label is not None]
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
@@ -126,6 +130,7 @@ class LearnerHost:
         self.index = {cid: i for i, cid in enumerate(self.local_cids)}
         self.bootstrapped = True
         self.unlabelled.update(o.cid for o in observations if o.label is None)
+        self.train_s += time.perf_counter() - started
 
     def observe(self, observations: Sequence[Observation]) -> None:
         """Add new local images; labelled ones join the pool the next round shares from."""
@@ -183,6 +188,7 @@ class LearnerHost:
 
     def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
         """Retrain the ranker on all feedback so far (new `feedback` added), then fine-tune."""
+        started = time.perf_counter()
         fresh = [(cid, u) for cid, u in feedback
                  if cid in self.shared and cid not in self.fed_back]
         name = self.learner.name
@@ -200,6 +206,7 @@ class LearnerHost:
             fine_tune_loss = float(self.learner.fine_tune())
             self.learner.pending = waiting
             self.received_pending = 0
+        self.train_s += time.perf_counter() - started
         return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
                            pending, len(fresh) if train_ranker else 0)
 
@@ -247,7 +254,7 @@ class LearnerHost:
         lr = self.learner
         return LearnerStats(self.bootstrapped, len(self.local_cids), len(self.received),
                             self.received_pending, len(lr.feedback_ids), self.ranker_fits,
-                            lr.fine_tunes)
+                            lr.fine_tunes, round(self.train_s, 6))
 
     # -- checkpoints -----------------------------------------------------------------------
 

@@ -15,6 +15,7 @@ Origin:   OriginDesk (feedback.py) judges Feedback/Votes; at the deadline, image
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
@@ -326,6 +327,9 @@ class RoundService:
                 over += 1
                 continue
             cid = store.put_blob(png)
+            # the audit (`peerdata dashboard`): what the filter did to the bytes that leave
+            store.set_meta(f"redactions.{cid.hex()}", json.dumps(
+                {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
             if cid != pick.cid and store.get_sample(cid) is None:
                 store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
                 store.add_sample(Sample(cid=cid, source="local", label=pick.label, origin=None,

@@ -184,6 +184,10 @@ def test_metrics_match_status_on_a_three_robot_swarm(swarm: Any) -> None:
     assert status0["images_shared"] == 1 and status0["privacy"]["regions_blurred"] >= 1
     assert status0["vote_latency_s"]["count"] == 2
     assert any(io["out"] > 0 for io in status0["bytes_by_protocol"].values())
+    # the voters' clocks, from their signed votes: same machine, so within a second
+    offsets = status0["clock_offsets_s"]
+    assert set(offsets) == {r.peer_id for r in robots[1:]}
+    assert all(abs(o) < 5 for o in offsets.values()), offsets
     with pytest.raises(urllib.error.HTTPError, match="404"):
         urllib.request.urlopen(status0["metrics_url"].replace("/metrics", "/other"), timeout=10)
 
@@ -241,3 +245,11 @@ def test_dashboard_in_headless_chromium_shows_peers_and_the_blurred_face(
         proc.wait(timeout=10)
         if proc.stdout is not None:
             proc.stdout.close()
+
+
+def test_doctor_on_a_running_robot(swarm: Any) -> None:
+    robots, _, _ = swarm
+    report = cli(robots[1].home, "doctor", "--min-free-bytes", "1")  # exit 0 or this raises
+    by_name = {c["name"]: c for c in report["checks"]}
+    assert report["ok"] and by_name["peers"]["status"] == "ok"
+    assert "linked (daemon)" in by_name["peers"]["message"]

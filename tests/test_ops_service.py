@@ -67,3 +67,26 @@ def test_notify_ready_reload_and_stop(tmp_path: Path, notify_socket: tuple[socke
     finally:
         assert stop_robot(robot) == 0
     assert sock.recv(4096) == b"STOPPING=1"
+
+
+def test_the_systemd_unit_verifies(tmp_path: Path) -> None:
+    import shutil
+    import subprocess
+    import sys
+
+    analyze = shutil.which("systemd-analyze")
+    if analyze is None:
+        pytest.skip("systemd-analyze is not installed (Debian: package systemd)")
+    unit = (Path(__file__).parents[1] / "deploy" / "peerdata.service").read_text()
+    assert "Type=notify" in unit and "Restart=on-failure" in unit
+    assert "NoNewPrivileges=true" in unit and "ProtectSystem=strict" in unit
+    exe = Path(sys.executable).with_name("peerdata")
+    if not exe.exists():
+        pytest.skip(f"{exe} is not installed (pip install -e .)")
+    local = tmp_path / "peerdata.service"
+    local.write_text(unit.replace("/opt/peerdata/.venv/bin/peerdata", str(exe)))
+    done = subprocess.run([analyze, "verify", str(local)], capture_output=True, text=True,
+                          timeout=60)
+    problems = [line for line in done.stderr.splitlines()
+                if "peerdata.service" in line and "User" not in line]
+    assert done.returncode == 0 and not problems, done.stderr

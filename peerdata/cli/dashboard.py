@@ -51,8 +51,9 @@ def dashboard(
 
     async def main() -> None:
         async with trio.open_nursery() as nursery:
-            bound = await nursery.start(serve_http, host, port, make_route(path, token, ask))
-            url = url_of(*bound, f"/?token={token}")
+            bound_host, bound_port = await nursery.start(serve_http, host, port,
+                                                         make_route(path, token, ask))
+            url = url_of(bound_host, bound_port, f"/?token={token}")
             if fmt is Format.json:
                 emit_json({"url": url, "token_file": str(path / "dashboard.token")})
             else:

@@ -216,5 +216,5 @@ async def serve_metrics(listen: str, snapshot: Snapshot, *,
 
     host, port = host_port_of(listen)
     async with trio.open_nursery() as nursery:
-        bound = await nursery.start(serve_http, host, port, route)
-        task_status.started(url_of(*bound, PATH))
+        bound_host, bound_port = await nursery.start(serve_http, host, port, route)
+        task_status.started(url_of(bound_host, bound_port, PATH))

@@ -12,7 +12,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.request
@@ -76,9 +75,10 @@ def until(condition: Any, timeout_s: float, what: str) -> Any:
 
 
 @pytest.fixture(scope="module")
-def swarm() -> Iterator[tuple[list[Robot], Path, dict[str, Any]]]:
+def swarm(tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[tuple[list[Robot], Path, dict[str, Any]]]:
     """Three robots after one round in which robot 0 shared an inbox photo of a face."""
-    tmp = Path(tempfile.mkdtemp(prefix="peerdata-ops-"))
+    tmp = tmp_path_factory.mktemp("ops-swarm")
     robots: list[Robot] = []
     try:
         homes = [tmp / f"robot-{i}" for i in range(3)]
@@ -120,7 +120,6 @@ def swarm() -> Iterator[tuple[list[Robot], Path, dict[str, Any]]]:
                 os.kill(r.pid, signal.SIGTERM)
         for r in robots:
             stop_robot(r, terminate=False)
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def scrape(url: str) -> dict[str, dict[tuple[tuple[str, str], ...], float]]:
@@ -231,6 +230,7 @@ def test_dashboard_in_headless_chromium_shows_peers_and_the_blurred_face(
             sent = resp.read()
         shared = call(home, "shared")["shared"]
         assert [s["cid"] for s in shared] == [cid]
+        assert f"<code>{shared[0]['peer_id']}</code>" in rows[0]  # to whom it went
         img = cv2.imdecode(np.frombuffer(sent, np.uint8), cv2.IMREAD_COLOR)
         photo = info["photo"]
         x, y, w, h = FACE

@@ -14,7 +14,7 @@ import json
 import os
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -87,7 +87,7 @@ class LearnerStats:
     feedback_images: int
     ranker_fits: int
     fine_tunes: int
-    train_s: float = 0.0  # seconds in bootstrap and learn steps this run (metrics)
+    train_s: float = field(default=0.0, compare=False)  # bootstrap + learn seconds, this run
 
 
 class LearnerHost:

@@ -54,12 +54,16 @@ def disk_fields(home: Path) -> dict[str, Any]:
     return {"store_bytes": size, "disk_free_bytes": shutil.disk_usage(home).free}
 
 
-def ops_fields(node: Node, home: Path) -> dict[str, Any]:
-    """(worker thread) The extra `status` fields, read now."""
+def store_fields(node: Node, home: Path) -> dict[str, Any]:
+    """(worker thread) The fields read from the store and the disk."""
     store = node.store
-    out: dict[str, Any] = {"images_shared": len(store.list_shared()),
-                           "peers_known": len(node.book.peers),
-                           "vote_latency_s": vote_latency(store), **disk_fields(home)}
+    return {"images_shared": len(store.list_shared()), "vote_latency_s": vote_latency(store),
+            **disk_fields(home)}
+
+
+def live_fields(node: Node) -> dict[str, Any]:
+    """(event loop: these objects are mutated there) Counters read from the node's services."""
+    out: dict[str, Any] = {"peers_known": len(node.book.peers)}
     stats = node.transport.statistics()
     by_protocol = getattr(stats, "bytes_by_protocol", None)
     if by_protocol is not None:
@@ -84,7 +88,8 @@ def with_ops_fields(dispatch: Dispatch, node: Node, home: Path,
     async def extended(req: ControlRequest) -> dict[str, Any]:
         result = await dispatch(req)
         if req.cmd == "status":
-            result.update(await node.offload(ops_fields, node, home))
+            result.update(live_fields(node))
+            result.update(await node.offload(store_fields, node, home))
             result["metrics_url"] = metrics_url()
         return result
 

@@ -146,6 +146,7 @@ def test_metrics_match_status_on_a_three_robot_swarm(swarm: Any) -> None:
         url = status["metrics_url"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
         m = scrape(url)
+        print(f"robot {i}: {len(m)} metric families")  # the figure in the issue note (-s)
         assert len(m) >= 20, sorted(m)
         assert value(m, "peerdata_peers_connected", "peerdata_peers_connected") == \
             status["peers_connected"] == 2

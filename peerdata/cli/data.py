@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.datasets import DATA_DIR_ENV, list_dataset_files, load_dataset, resolve_data_dir
 from peerdata.datasets.fetch import KNOWN_SOURCES, Progress, fetch_dataset
 from peerdata.datasets.synthetic import synthetic_names
@@ -83,7 +83,7 @@ def list_command(
             for r in rows
         ],
     )
-    console.print(f"generated (no files needed): {', '.join(generated)}")
+    say(f"generated (no files needed): {', '.join(generated)}")
 
 
 @data_app.command("fetch")
@@ -112,7 +112,7 @@ def fetch_command(
         emit_json({"name": name, "files": [str(p) for p in paths]})
     else:
         for p in paths:
-            console.print(f"verified {p}")
+            say(f"verified {p}")
 
 
 @contextlib.contextmanager

@@ -8,7 +8,7 @@ import trio
 import typer
 
 from peerdata.cli.init import HomeOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 
 HELP = """Serve a read-only dashboard of the robot at HOME on 127.0.0.1 until Ctrl-C.
 
@@ -57,8 +57,7 @@ def dashboard(
             if fmt is Format.json:
                 emit_json({"url": url, "token_file": str(path / "dashboard.token")})
             else:
-                console.print(f"dashboard: {url}  (Ctrl-C to stop)", highlight=False,
-                              soft_wrap=True)
+                say(f"dashboard: {url}  (Ctrl-C to stop)")
 
     try:
         trio.run(main)

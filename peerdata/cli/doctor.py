@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from peerdata.cli.init import HomeOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.ops.doctor import CONNECT_TIMEOUT_S, MIN_FREE_BYTES, report, run_checks
 
 HELP = """Check that HOME is ready to run a robot, and say what to fix.
@@ -28,7 +29,7 @@ Examples:
   peerdata doctor --min-free-bytes 10000000000   # fail below 10 GB free
 """
 
-_MARK = {"ok": "[green]ok[/green]  ", "warn": "[yellow]warn[/yellow]", "fail": "[red]FAIL[/red]"}
+_MARK = {"ok": ("ok  ", "green"), "warn": ("warn", "yellow"), "fail": ("FAIL", "bold red")}
 
 
 def doctor(
@@ -49,9 +50,9 @@ def doctor(
         emit_json(result)
     else:
         for c in checks:
-            console.print(f"{_MARK[c.status]}  {c.name:<7} {c.message}", soft_wrap=True)
-        console.print(f"{result['failed']} failed, {result['warnings']} warning(s); "
-                      f"exit {result['exit_code']}", highlight=False)
+            say(Text.assemble(_MARK[c.status], f"  {c.name:<7} {c.message}"))
+        say(f"{result['failed']} failed, {result['warnings']} warning(s); "
+            f"exit {result['exit_code']}")
     raise typer.Exit(result["exit_code"])
 
 

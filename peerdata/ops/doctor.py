@@ -149,7 +149,7 @@ def check_models(config: NodeConfig) -> list[Check]:
         return [_fail("models", DoctorCode.MODEL_CORRUPT,
                       f"detector model unusable: {exc}; nothing can be shared until it is "
                       "fixed (the filter fails closed)")]
-    names = ", ".join(type(d).__name__ for d in filt.detectors)
+    names = ", ".join(str(getattr(d, "name", type(d).__name__)) for d in filt.detectors)
     found = [] if config.privacy.yunet_sha256 or not config.privacy.yunet_model else [
         _warn("models", "privacy.yunet_model has no yunet_sha256: its integrity is not checked")]
     return [_ok("models", f"privacy filter detectors load: {names}"), *found]

@@ -16,6 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -96,10 +97,10 @@ def swarm(tmp_path_factory: pytest.TempPathFactory
             await_ready(robot, fd, 120)
         for r in robots:
             call(r.home, "wait", {"peers": 2, "timeout_s": 60}, timeout_s=70)
-        for i, r in enumerate(robots):
-            feed = write_feed(tmp / f"boot-{i}.npz", 40, 200 + i)
-            call(r.home, "observe", {"npz": str(feed), "bootstrap": True, "seed": i},
-                 timeout_s=300)
+        feeds = [write_feed(tmp / f"boot-{i}.npz", 40, 200 + i) for i in range(3)]
+        with ThreadPoolExecutor(3) as pool:  # three daemons train at once
+            list(pool.map(lambda i: call(robots[i].home, "observe", {
+                "npz": str(feeds[i]), "bootstrap": True, "seed": i}, timeout_s=300), range(3)))
         photo = cv2.cvtColor(skimage_data.astronaut(), cv2.COLOR_RGB2BGR)
         inbox = robots[0].home / "inbox"
         (inbox / "astronaut.json").write_text(json.dumps({"label": 3, "domain": "photo"}))

@@ -27,8 +27,9 @@ async def test_token_and_content_id_checks(tmp_path: Path) -> None:
     (tmp_path / "blobs" / cid[:2] / cid).write_bytes(data)
     (tmp_path / "node.key").write_bytes(b"secret")
     route = make_route(tmp_path, token, never)
-    for target in ("/", f"/sent/{cid}", f"/sent/{cid}?token=", f"/?token={token[:-1]}x",
-                   "/api/state?token=" + token.upper()):
+    wrong = token[:-1] + ("y" if token[-1] == "x" else "x")  # one character off
+    for target in ("/", f"/sent/{cid}", f"/sent/{cid}?token=", f"/?token={wrong}",
+                   f"/api/state?token={token}extra", f"/api/state?token={token[:-1]}"):
         reply = await route(target)
         assert reply.code == 403, target
     ok = await route(f"/sent/{cid}?token={token}")

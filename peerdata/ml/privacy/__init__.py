@@ -6,7 +6,11 @@ the filter is built; a departure from the ml/ "no files" rule that keeps the per
 """
 
 from peerdata.ml.privacy.detectors import YUNET_2023MAR_SHA256, YUNET_FILE_NAME, RegionDetector
-from peerdata.ml.privacy.filter import PrivacyFilter, resolve_face_detectors
+from peerdata.ml.privacy.filter import (
+    PrivacyFilter,
+    resolve_face_detectors,
+    resolve_plate_detectors,
+)
 from peerdata.ml.privacy.results import (
     Action,
     Box,
@@ -34,4 +38,5 @@ __all__ = [
     "RegionKind",
     "require_filtered",
     "resolve_face_detectors",
+    "resolve_plate_detectors",
 ]

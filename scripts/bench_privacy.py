@@ -226,6 +226,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("PEERDATA_DATA_DIR"))
     parser.add_argument("--models-dir", type=Path, default=os.environ.get("PEERDATA_MODELS_DIR"))
+    parser.add_argument("--haar-street", action="store_true",
+                        help="also run the (slow) Haar face cascades on faces_street/")
     args = parser.parse_args()
     data = args.data_dir
     if data is None or not all((data / s).is_dir() for s in ("faces", "faces_street", "plates")):
@@ -246,7 +248,8 @@ def main() -> None:
     faces = run_set("faces/", load_set(data / "faces"), detectors, face_configs, cfg.margin,
                     ["recall_all", "recall_voc", "overblur_fraction",
                      "blurred_fraction_no_target", "fp_face_boxes"])
-    street = run_set("faces_street/", load_set(data / "faces_street"), detectors, face_configs,
+    street_configs = [c for c in face_configs if args.haar_street or "haar" not in c[0]]
+    street = run_set("faces_street/", load_set(data / "faces_street"), detectors, street_configs,
                      cfg.margin, ["recall_ge24", "recall_15_24", "recall_lt15",
                                   "recall_ge24_half_a", "recall_ge24_half_b",
                                   "recall_15_24_half_a", "recall_15_24_half_b",
@@ -261,7 +264,7 @@ def main() -> None:
     mnist = mnist_blurred_fraction(data, default_filter)
     print(f"\nMNIST, first 2,000 test digits: blurred area {mnist}")
 
-    frames = frames_640x480(load_set(data / "faces_street")[::10] + plate_photos[::10])
+    frames = frames_640x480(load_set(data / "faces_street")[::20] + plate_photos[::14])
     timed: dict[str, PrivacyFilter] = {"default": default_filter}
     if has_yunet:
         timed["yunet alone"] = PrivacyFilter([detectors["yunet"]], {Kind.FACE: Action.BLUR})

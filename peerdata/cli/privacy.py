@@ -123,7 +123,7 @@ def check(
         emit_json({"detectors": detectors, "images": reports, "statistics": stats})
     else:
         for d in detectors:
-            console.print(f"{d['kind']} detector {d['name']}: {d['version']}", highlight=False)
+            say(f"{d['kind']} detector {d['name']}: {d['version']}")
         rows = []
         for rep in reports:
             status = "shared" if rep["shared"] else f"DROPPED ({rep['reason']})"
@@ -136,14 +136,14 @@ def check(
         for rep in reports:
             if "found" in rep:
                 found = ", ".join(f"{n} {kind}" for kind, n in rep["found"].items())
-                console.print(f"{rep['image']}: found {found}", highlight=False)
+                say(f"{rep['image']}: found {found}")
         for rep in reports:
             if not rep["shared"]:
                 say(f"{rep['image']}: {rep['detail']}")
             elif rep["output"]:
                 say(f"wrote {rep['output']}")
         say(f"{stats['images_filtered']} shared, {stats['images_dropped']} dropped, "
-                      f"{stats['regions_blurred']} regions blurred")
+            f"{stats['regions_blurred']} regions blurred")
     if any(rep["bad_input"] for rep in reports):
         raise typer.Exit(int(ExitCode.DATA))
 

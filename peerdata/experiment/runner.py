@@ -20,8 +20,9 @@ import numpy as np
 from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
 from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
+from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
-from peerdata.sharing import InProcessDelivery, LearnerConfig, RobotLearner, run_round
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, run_seed
 
 Progress = Callable[[str], None]
 AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
@@ -51,15 +52,31 @@ def learner_config(scenario: Scenario) -> LearnerConfig:
     return LearnerConfig.of_scenario(scenario)
 
 
-def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:
+def bootstrap_checkpoints(scenario: Scenario, data: ExperimentData, seed: int, *,
+                          shared_init: bool = False) -> dict[str, bytes]:
+    """Every robot bootstrapped on its first images (seeded by `run_seed`), as checkpoints.
+
+    `shared_init`: every vision model starts from one initialisation (what federated averaging
+    assumes; networks from different random weights cannot be averaged).
+    """
     config = learner_config(scenario)
     out = {}
     for i, robot in enumerate(scenario.robots):
-        learner = RobotLearner(robot.name, config, seed=seed * 1000 + i)
+        learner = RobotLearner(robot.name, config, seed=run_seed(seed, i))
+        if shared_init:
+            learner.model = VisionModel(config.vision, run_seed(seed, 0))
         b = data.streams[robot.name].bootstrap
         learner.bootstrap(b.images, b.labels, b.domains)
         out[robot.name] = learner.checkpoint()
     return out
+
+
+def restore_fleet(scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
+                  ) -> InProcessFleet:
+    """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`)."""
+    config = learner_config(scenario)
+    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    return InProcessFleet(learners, seed=seed)
 
 
 def _run_policy(
@@ -68,25 +85,19 @@ def _run_policy(
     checkpoints: Mapping[str, bytes],
     policy: str,
     tick: Progress,
+    seed: int,
 ) -> dict[str, Any]:
-    config = learner_config(scenario)
-    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    fleet = restore_fleet(scenario, checkpoints, seed)
+    learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
-    delivery = InProcessDelivery(learners)
     per_robot: dict[str, dict[str, list[Any]]] = {
         name: {"accuracy": [accuracies(lr, data.evaluation)], "sharing": [], "utility": []}
         for name, lr in learners.items()
     }
     for r in range(scenario.rounds):
         batches = {name: data.streams[name].rounds[r] for name in learners}
-        outcome = run_round(
-            learners,
-            batches,
-            delivery,
-            policy=policy,
-            budget=scenario.budget,
-            novel_domains=novel,
-        )
+        outcome = fleet.run_round(batches, policy=policy, budget=scenario.budget,
+                                  novel_domains=novel)
         for name, learner in learners.items():
             rec = per_robot[name]
             rec["sharing"].append(
@@ -111,7 +122,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = data.notes
-        checkpoints = _bootstrap(s, data, seed)
+        checkpoints = bootstrap_checkpoints(s, data, seed)
         config = learner_config(s)
         aurocs.append(
             {
@@ -126,7 +137,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         )
         tick(f"seed {seed} bootstrap")
         for policy in s.policies:
-            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick))
+            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick, seed))
     results = aggregate(s, runs, aurocs)
     results["data_notes"] = dict(notes)
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)

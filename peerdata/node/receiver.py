@@ -194,7 +194,7 @@ class Receiver:
         if fb.origin != self.node.peer_id:
             return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
         async with self.intake:  # never judged while our offers are still being recorded
-            await self.node.offload(self.desk.take_feedback, fb)  # protocol error: link dropped
+            await self.node.offload(self.desk.take_feedback, fb, peer_id)  # bad: link dropped
         self._notify()
         return encode(OfferReply(wanted=()))
 
@@ -223,7 +223,7 @@ class Receiver:
                     if isinstance(msg, Vote):
                         taken = await self.node.offload(self.desk.take_vote, msg)
                     elif isinstance(msg, Feedback):
-                        taken = await self.node.offload(self.desk.take_feedback, msg)
+                        taken = await self.node.offload(self.desk.take_feedback, msg, sender)
                     else:
                         continue
             except RemoteProtocolError as exc:

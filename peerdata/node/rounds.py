@@ -44,6 +44,7 @@ from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.logs import event
 from peerdata.node.node import Node, Offload, thread_offload
 from peerdata.node.receiver import Receiver
+from peerdata.round import first_peers
 from peerdata.store import RoundRecord, Sample, content_id
 from peerdata.wire.messages import OfferItem
 from peerdata.wire.replay import ReplayGuard
@@ -353,8 +354,8 @@ class RoundService:
                                                                    round_id)
             peers = sorted(self.node.transport.connected_peers())
             sizes = {cid: n for cid, n, _ in prepared}
-            todo = {cid: [peers[(i + round_id) % len(peers)], *peers] if peers else []
-                    for i, (cid, _, _) in enumerate(prepared)}
+            todo = {cid: order for (cid, _, _), order
+                    in zip(prepared, first_peers(len(prepared), peers, round_id), strict=True)}
             offered: dict[str, int] = {}
             tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
             async with self.receiver.intake:
@@ -417,8 +418,7 @@ class RoundService:
 
     async def _finish_after(self, round_id: int, delay: float) -> None:
         await trio.sleep(delay)
-        await self.node.offload(self.desk.recover, round_id)
-        mismatched = await self.node.offload(self.desk.cross_check, round_id)
+        _, mismatched = await self.node.offload(self.desk.finish, round_id)
         view = await self.node.offload(self.desk.view, round_id)
         if view is None:
             return

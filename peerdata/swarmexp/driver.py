@@ -56,11 +56,6 @@ class PolicyRun:
     notes: list[str] = field(default_factory=list)
 
 
-def learner_seed(seed: int, index: int) -> int:
-    """Robot `index`'s learner seed in run `seed` (the in-process runner's)."""
-    return seed * 1000 + index
-
-
 def sharing_record(
     shared: Sequence[Mapping[str, Any]], round_domains: Sequence[str], novel: frozenset[str]
 ) -> dict[str, float]:

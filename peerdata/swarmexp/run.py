@@ -20,10 +20,10 @@ from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.report import markdown_report, write_plots
 from peerdata.experiment.runner import aggregate
 from peerdata.scenario import POLICIES, Scenario
+from peerdata.sharing.fleet import run_seed
 from peerdata.swarmexp.driver import (
     DriverSettings,
     PolicyRun,
-    learner_seed,
     percentile,
     run_policy,
 )
@@ -65,7 +65,7 @@ def node_settings(
             "max_images_per_round": max(scenario.images_per_round, 1),
             "vote_deadline_s": vote_timeout_s,
             "scenario": str(scenario_file),
-            "learner_seed": learner_seed(seed, index),
+            "learner_seed": run_seed(seed, index),
         }
     }
 

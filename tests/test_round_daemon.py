@@ -115,7 +115,7 @@ async def test_privacy_filter_is_the_only_way_out(
             robots = [a, b]
             for i, r in enumerate(robots):
                 await r.service.observe(images("bars", 60, 40 + i), bootstrap=True, seed=i)
-            a.service.privacy = faces(action)
+            a.service.origin.privacy = faces(action)
             await a.service.observe(mixed({"bars": 20, "rings": 20}, 2))
             start = await a.service.round_now("gu")
             assert start.selected == 10

@@ -2,9 +2,9 @@
 
 Rule: the sharing side is the experiment's own in-process fleet (`peerdata.experiment.runner`:
 same bootstrap, same round core) on a sharing scenario (e.g. paper-3), untouched; the model
-side is FedAvg of the robots' vision models after each round's fine-tune, weighted by the images each trained on. All four variants
-start from the same bootstrapped robots (one shared weight initialisation, as FL assumes), see
-the same streams, and are evaluated the same way.
+side is FedAvg of the robots' vision models after each round's fine-tune, weighted by the
+images each trained on. All four variants start from the same bootstrapped robots (one shared
+weight initialisation, as FL assumes), see the same streams, and are evaluated the same way.
 No printing; model traffic is measured on real encoded ModelUpdates.
 """
 

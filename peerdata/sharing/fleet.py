@@ -95,12 +95,22 @@ class InProcessFleet:
                 where[(name, cid)] = (s, pos, c)
             offers[name] = cids
         kept: dict[str, list[tuple[int, int, ShareCandidate]]] = {n: [] for n in self.names}
+        verdicts: dict[tuple[str, str], np.ndarray] = {}
 
         def vote(me: str, states: Sequence[VoteState]) -> list[bool]:
-            found = [where[(st.origin, st.cid)] for st in states]
-            verdict = self.learners[me].vote(np.stack([c.image for _, _, c in found]))
-            kept[me].extend(found)
-            return [bool(v) for v in verdict.novel]
+            # A robot judges a sender's whole batch at once, whichever part arrives first: an
+            # MC-dropout verdict depends on the batch it is drawn with, and must not depend on
+            # the order or grouping in which images travel.
+            out = []
+            for st in states:
+                found = where[(st.origin, st.cid)]
+                if (me, st.origin) not in verdicts:
+                    batch = selected[st.origin]
+                    verdicts[(me, st.origin)] = np.asarray(self.learners[me].vote(
+                        np.stack([c.image for c in batch])).novel, bool)
+                kept[me].append(found)
+                out.append(bool(verdicts[(me, st.origin)][found[1]]))
+            return out
 
         result = self.simulator.run_round(offers, vote)
         for name, learner in self.learners.items():

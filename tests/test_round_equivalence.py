@@ -56,7 +56,8 @@ async def test_daemon_and_simulator_take_the_same_actions(
                 sim = Simulator(ids, max_hops=8, seed=k)
                 sim.round_id = rid - 1
 
-                def vote(me: str, states: list[VoteState]) -> list[bool]:
+                def vote(me: str, states: list[VoteState],
+                         verdicts: dict[tuple[str, bytes], bool] = verdicts) -> list[bool]:
                     return [verdicts[(me, s.cid)] for s in states]
 
                 result = sim.run_round(offers, vote)  # type: ignore[arg-type]

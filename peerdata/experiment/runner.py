@@ -22,7 +22,7 @@ from peerdata.experiment.data import ExperimentData, build_experiment_data, load
 from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
 from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
-from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, run_seed
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
 
 Progress = Callable[[str], None]
 AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
@@ -79,14 +79,18 @@ def restore_fleet(scenario: Scenario, checkpoints: Mapping[str, bytes], seed: in
     return InProcessFleet(learners, seed=seed)
 
 
-def _run_policy(
+def run_policy_rounds(
     scenario: Scenario,
     data: ExperimentData,
     checkpoints: Mapping[str, bytes],
     policy: str,
     tick: Progress,
     seed: int,
+    on_round: Callable[[int, RoundOutcome], None] | None = None,
 ) -> dict[str, Any]:
+    """One policy's rounds from the bootstrapped `checkpoints`; the runner's per-robot records.
+
+    `on_round(r, outcome)` sees each round's outcome (what was shared, the feedback)."""
     fleet = restore_fleet(scenario, checkpoints, seed)
     learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
@@ -98,6 +102,8 @@ def _run_policy(
         batches = {name: data.streams[name].rounds[r] for name in learners}
         outcome = fleet.run_round(batches, policy=policy, budget=scenario.budget,
                                   novel_domains=novel)
+        if on_round is not None:
+            on_round(r, outcome)
         for name, learner in learners.items():
             rec = per_robot[name]
             rec["sharing"].append(
@@ -137,7 +143,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         )
         tick(f"seed {seed} bootstrap")
         for policy in s.policies:
-            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick, seed))
+            runs[policy].append(run_policy_rounds(s, data, checkpoints, policy, tick, seed))
     results = aggregate(s, runs, aurocs)
     results["data_notes"] = dict(notes)
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)

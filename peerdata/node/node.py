@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -47,6 +47,10 @@ from peerdata.wire.versions import (
     SHARE_PROTOCOL,
     VOTES_TOPIC,
 )
+
+if TYPE_CHECKING:  # built above the node (they import it); typed here, never imported
+    from peerdata.federated.service import Federation
+    from peerdata.node.rounds import RoundService
 
 log = logging.getLogger("peerdata.node")
 
@@ -133,8 +137,10 @@ class Node:
         self._links_dropped = 0
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
-        self.rounds: Any = None  # the RoundService, once started (peerdata.node.rounds)
-        self.federation: Any = None  # the Federation, once started (peerdata.node.federation)
+        # The services the daemon composes on top of the node, set once each has started
+        # (`RoundService.run`, `start_node_federation`); None on a bare node.
+        self.rounds: RoundService | None = None
+        self.federation: Federation | None = None
 
     @property
     def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:

@@ -12,9 +12,9 @@ import hashlib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
-import cv2
 import numpy as np
 
+from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.round import Simulator, VoteState
 from peerdata.sharing.feedback import Feedback
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
@@ -35,10 +35,7 @@ def run_seed(seed: int, index: int) -> int:
 
 def image_cid(image: np.ndarray) -> bytes:
     """The content ID of an image as a robot stores it: SHA-256 of its PNG encoding."""
-    ok, png = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError("image cannot be PNG-encoded")
-    return hashlib.sha256(png.tobytes()).digest()
+    return hashlib.sha256(encode_png(image)).digest()
 
 
 @dataclass(frozen=True)

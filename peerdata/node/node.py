@@ -15,7 +15,6 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +22,7 @@ import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import LocalProtocolError, RemoteProtocolError
+from peerdata.errors import RemoteProtocolError
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
@@ -34,7 +33,8 @@ from peerdata.node.peers import (
     check_hello,
     keep_connected,
 )
-from peerdata.node.share import ReceivedImage, ShareService, ShareStats
+from peerdata.node.share import ReceivedImage, ShareService
+from peerdata.node.views import NodeStats, PeerView
 from peerdata.store import Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import Feedback, Hello, Message, Vote
@@ -80,38 +80,6 @@ async def inline_offload(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-@dataclass(frozen=True)
-class PeerView:
-    """One peer as `peerdata peers` shows it."""
-
-    peer_id: str
-    name: str
-    address: str
-    connected: bool
-    connection_age_s: float | None
-    bytes_in: int
-    bytes_out: int
-    last_message_age_s: float | None
-
-
-@dataclass(frozen=True)
-class NodeStats:
-    """A snapshot of the whole node, rendered by `peerdata status`."""
-
-    peer_id: str
-    name: str
-    listen_addrs: tuple[str, ...]
-    uptime_s: float
-    peers_connected: int
-    peers: tuple[PeerView, ...]
-    share: ShareStats
-    samples_local: int
-    samples_received: int
-    gossip_received: int
-    gossip_rejected: int
-    links_dropped: int
-
-
 class Node:
     """A running robot; get one from `open_node`."""
 
@@ -154,18 +122,6 @@ class Node:
     def serve(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
         """Answer `protocol` with `handler`, behind the receive boundary (`_guard`)."""
         self.transport.set_handler(protocol, self._guard(protocol, handler))
-
-    async def observe(self, image: Any, label: int | None = None, domain: str | None = None
-                      ) -> bytes:
-        """Take one new local observation (PNG/JPEG bytes or a uint8 array); return its cid.
-
-        Raises:
-            LocalProtocolError: no round service runs on this node.
-            DataError: the image cannot be decoded.
-        """
-        if self.rounds is None:
-            raise LocalProtocolError("no round service runs on this node")
-        return await self.rounds.observe_one(image, label, domain)
 
     def cancel(self) -> None:
         """Stop every service (the `open_node` block then exits)."""

@@ -146,7 +146,7 @@ class Observer:
         return len(fresh), len(incoming) - len(fresh)
 
     async def observe_one(self, image: Any, label: int | None, domain: str | None) -> bytes:
-        """`Node.observe`: one image as PNG/JPEG bytes or a uint8 array; returns its cid."""
+        """One image as PNG/JPEG bytes or a uint8 array; returns its cid."""
         inc = (from_bytes(bytes(image), label, domain) if isinstance(image, bytes | bytearray)
                else from_array(np.asarray(image), label, domain))
         await self.observe([inc])

@@ -37,11 +37,11 @@ def inprocess_reference(scenario: Scenario, data: ExperimentData, seed: int,
 
 
 def compare_to_reference(runs: Mapping[str, PolicyRun], reference: Mapping[str, Any]
-                         ) -> tuple[float | None, bool]:
-    """(largest accuracy difference over robots, rounds and policies, as a fraction; whether
-    every robot shared exactly the same images in every round and policy)."""
+                         ) -> tuple[float | None, list[list[Any]]]:
+    """(largest accuracy difference over robots, rounds and policies, as a fraction; every
+    [policy, robot, round (1-based)] where the robot shared other images than in-process)."""
     largest: float | None = None
-    same = True
+    differ: list[list[Any]] = []
     for policy, run in runs.items():
         ref = reference[policy]
         for name, rec in run.per_robot.items():
@@ -49,6 +49,7 @@ def compare_to_reference(runs: Mapping[str, PolicyRun], reference: Mapping[str, 
             for got, exp in zip(rec["accuracy"], want, strict=False):
                 diff = abs(float(got["all"]) - float(exp["all"]))
                 largest = diff if largest is None else max(largest, diff)
-            if run.shared_cids.get(name, []) != ref["shared_cids"][name][:len(rec["sharing"])]:
-                same = False
-    return (None if largest is None else round(largest, 4)), same
+            got_cids, want_cids = run.shared_cids.get(name, []), ref["shared_cids"][name]
+            differ += [[policy, name, r + 1] for r, want in enumerate(want_cids)
+                       if r >= len(got_cids) or got_cids[r] != want]
+    return (None if largest is None else round(largest, 4)), differ

@@ -88,7 +88,7 @@ def run_swarm_experiment(
     runs: dict[str, list[PolicyRun]] = {p: [] for p in s.policies}
     notes: dict[str, str] = {}
     max_diff: float | None = None
-    same_shares = True
+    differing: list[list[Any]] = []  # [seed, policy, robot, round] shared other images
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = dict(data.notes)
@@ -108,10 +108,10 @@ def run_swarm_experiment(
                     settings=plan.driver, progress=tick,
                 ))
         reference = inprocess_reference(s, data, seed, s.policies)
-        diff, same = compare_to_reference({p: runs[p][-1] for p in s.policies}, reference)
+        diff, differ = compare_to_reference({p: runs[p][-1] for p in s.policies}, reference)
         if diff is not None:
             max_diff = diff if max_diff is None else max(max_diff, diff)
-        same_shares = same_shares and same
+        differing += [[seed, *d] for d in differ]
         tick(f"seed {seed} in-process reference")
     results = aggregate(s, {p: [r.per_robot for r in rs] for p, rs in runs.items()}, [])
     results["data_notes"] = notes
@@ -120,7 +120,8 @@ def run_swarm_experiment(
     results["summary"].update(swarm_summary(runs, [r.name for r in s.robots]))
     # the same seed through the in-process simulator: same images shared, accuracy difference
     results["summary"]["swarm_vs_inprocess_max_accuracy_diff"] = max_diff
-    results["summary"]["swarm_vs_inprocess_same_shares"] = same_shares
+    results["summary"]["swarm_vs_inprocess_same_shares"] = not differing
+    results["swarm_vs_inprocess_differing_shares"] = differing
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
     return results
 

@@ -75,7 +75,8 @@ def live_fields(node: Node) -> dict[str, Any]:
     guard = getattr(rounds, "guard", None)
     if guard is not None and hasattr(guard, "clock_offsets"):
         out["clock_offsets_s"] = {p: round(o, 3) for p, o in guard.clock_offsets().items()}
-    privacy = getattr(rounds, "privacy", None)
+    privacy = getattr(rounds, "privacy", None) or getattr(getattr(rounds, "origin", None),
+                                                          "privacy", None)
     if privacy is not None:
         out["privacy"] = privacy.statistics().as_dict()
     return out

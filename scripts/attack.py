@@ -109,6 +109,13 @@ def bomb_png(side: int = 50_000) -> bytes:
         chunk(b"IDAT", zlib.compress(b"\x00" * 100_000, 9)) + chunk(b"IEND", b"")
 
 
+def logged(text: str, event_name: str, peer: str = "") -> int:
+    """Log lines of `event_name` (naming `peer`), whatever the log format (key=value, JSON)."""
+    return sum(1 for line in text.splitlines()
+               if (f"event={event_name}" in line or f'"event": "{event_name}"' in line
+                   or f'"event":"{event_name}"' in line) and peer in line)
+
+
 def rss(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of `pid` in MiB."""
     fields = {}
@@ -122,7 +129,8 @@ def rss(pid: int) -> tuple[float, float]:
 class Victim:
     """One daemon in a fresh home, in fleet mode under `authority`."""
 
-    def __init__(self, home: Path, authority: Identity, *, fsize: int | None = None) -> None:
+    def __init__(self, home: Path, authority: Identity, *, fsize: int | None = None,
+                 limits: dict[str, Any] | None = None) -> None:
         self.home = home
         peer = init_home(home, "victim").peer_id
         join_fleet_config(home / CONFIG_FILE, authority.peer_id)
@@ -130,7 +138,8 @@ class Victim:
         edit_config(home, {"round": {"interval_s": 0.0, "policy": "all",
                                      "budget_fraction": 1.0, "inbox_poll_s": 0.2,
                                      "vote_deadline_s": 5.0},
-                           "net": {"reconnect_max_s": 1.0}})
+                           "net": {"reconnect_max_s": 1.0}, **({"limits": limits} if limits
+                                                               else {})})
         self.fsize = fsize
         self.robot: Robot | None = None
 
@@ -249,9 +258,10 @@ async def measure(name: str, victim: Victim, attack: Callable[[], Awaitable[tupl
                     "log_line": any(w in logged for w in log_words), "detail": detail})
 
 
-async def run_attacks(work: Path) -> list[dict[str, Any]]:
+async def run_attacks(work: Path, limits: dict[str, Any] | None = None
+                      ) -> list[dict[str, Any]]:
     authority = init_authority(work / "authority")
-    victim = Victim(work / "victim", authority)
+    victim = Victim(work / "victim", authority, limits=limits)
     raw = photo()
     inbox = victim.home / "inbox"
     inbox.mkdir(mode=0o700, exist_ok=True)
@@ -313,8 +323,7 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
                 await t_in.publish(VOTES_TOPIC, encode(forged))
                 await t_in.publish(VOTES_TOPIC, encode(outsider))
                 await trio.sleep(1.5)
-                text = victim.log_since(0)
-                rejected = text.count(f"event=gossip_rejected peer={insider.peer_id}")
+                rejected = logged(victim.log_since(0), "gossip_rejected", insider.peer_id)
                 return rejected >= 2, f"{rejected} of 2 rejected by the gossip validator"
 
             await measure("forged_vote", victim, forged_vote, ("gossip_rejected",), results)
@@ -332,26 +341,28 @@ async def run_attacks(work: Path) -> list[dict[str, Any]]:
                 fb = sign_feedback(insider, origin=me, cid=item.cid, round_id=item.origin_round,
                                    novel_votes=10, voters=(*fake, insider.peer_id),
                                    timestamp=time.time())
-                await ins.ask(me, REPORT_PROTOCOL, encode(fb))
+                ack = await ins.ask(me, REPORT_PROTOCOL, encode(fb))
                 shared = (await trio.to_thread.run_sync(
                     lambda: call(victim.home, "shared", {}, timeout_s=10.0)))["shared"]
                 utility = next((s["utility"] for s in shared if s["cid"] == item.cid.hex()),
                                None)
-                got = decode(await ins.ask(me, FETCH_PROTOCOL,
-                                           encode(ImageRequest(cids=(item.cid,)))) or b"")
-                filtered = isinstance(got, ImageData) and all(i.data != raw for i in got.items)
+                answer = "link dropped" if ack is None else type(decode(ack)).__name__
                 return utility != 1.0, (f"utility after 9 invented voters: {utility}; "
-                                        f"offered image is the filter output: {filtered}")
+                                        f"report answered: {answer}; offered cid is the "
+                                        f"filter output: {item.cid != content_id(raw)}")
 
             await measure("stuffed_feedback", victim, stuffed_feedback,
-                          ("feedback_rejected", "report", "refused"), results)
+                          ("feedback_rejected", "link_dropped", "report_refused"), results)
+            await trio.sleep(1.2)  # a dropped peer is blocked for net.reconnect_max_s
+            await t_in.connect(addr)
+            await ins.ask(me, MEMBER_PROTOCOL, encode(cert))
 
             async def bad_hash() -> tuple[bool, str]:
                 claimed = b"\x89PNG\r\n\x1a\n claimed bytes"
                 ins.serve[content_id(claimed)] = b"\x89PNG\r\n\x1a\n other bytes!!"
                 await ins.ask(me, SHARE_PROTOCOL, ins.offer(ins.item(claimed)))
                 await trio.sleep(2.0)
-                dropped = f"event=link_dropped peer={insider.peer_id}" in victim.log_since(0)
+                dropped = logged(victim.log_since(0), "link_dropped", insider.peer_id) > 0
                 await t_in.connect(addr)  # come back for the next attack (after the block)
                 return dropped, "mismatching bytes served for an offered cid"
 
@@ -432,7 +443,7 @@ async def disk_full(work: Path, authority: Identity) -> dict[str, Any]:
                 ins.serve[content_id(big)] = big
                 reply = await ins.ask(robot.peer_id, SHARE_PROTOCOL, ins.offer(ins.item(big)))
                 await trio.sleep(3.0)
-                failed = "event=store_failed" in victim.log_since(0)
+                failed = logged(victim.log_since(0), "store_failed") > 0
                 again = await ins.ask(robot.peer_id, SHARE_PROTOCOL,
                                       ins.offer(ins.item(b"\x89PNG small")))
                 return failed and again is not None, \
@@ -492,10 +503,17 @@ def full_disk_restart(work: Path) -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--keep", action="store_true", help="keep the homes (logs) afterwards")
+    parser.add_argument("--max-buffered-mib", type=int, default=None,
+                        help="the victim's limits.max_buffered_bytes_per_peer (and "
+                             "max_message_bytes, which may not exceed it), in MiB")
     args = parser.parse_args(argv)
+    limits = None if args.max_buffered_mib is None else {
+        "max_buffered_bytes_per_peer": args.max_buffered_mib * MiB,
+        "max_message_bytes": args.max_buffered_mib * MiB,
+        "max_image_bytes": min(16, args.max_buffered_mib) * MiB}
     work = Path(tempfile.mkdtemp(prefix="peerdata-attack-"))
     t0 = time.monotonic()
-    results = trio.run(run_attacks, work)
+    results = trio.run(run_attacks, work, limits)
     wall = time.monotonic() - t0
     cols = ("attack", "refused", "daemon_alive", "rss_growth_mib", "peak_growth_mib",
             "log_line")

@@ -33,6 +33,7 @@ class EveryImageHasAFace:
     """A stand-in face detector: a 6x6 'face' in the top-left corner of every image."""
 
     name = "test_face"
+    version = "test"  # RegionDetector now names its model version (privacy filter's log)
     kind = RegionKind.FACE
     min_size = (8, 8)
 

@@ -79,6 +79,7 @@ def revoke(directory: Path, authority: Identity, peers: tuple[str, ...], now: fl
     """Add `peers` to the authority's revocation list, sign it with the next serial, save it
     in `directory`, and return it."""
     current = read_message(directory / AUTHORITY_REVOCATIONS, Revocations)
+    assert current is None or isinstance(current, Revocations)
     revoked = tuple(dict.fromkeys((*(current.revoked if current else ()), *peers)))
     serial = current.serial + 1 if current else 1
     try:

@@ -21,12 +21,12 @@ import torch
 
 from peerdata.config import RoundConfig
 from peerdata.errors import DataError
+from peerdata.ml.frames import ImageSpec
 from peerdata.scenario import load_scenario
 from peerdata.sharing import Feedback, LearnerConfig, RobotLearner
 
 CHECKPOINT = "learner.ckpt"
 _MAGIC = b"PDLEARN1"
-IMAGE_SIDE = 28
 
 
 def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
@@ -46,7 +46,7 @@ def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
 
 @dataclass(frozen=True)
 class Observation:
-    """One new local image: 28x28 grayscale pixels for the learner, PNG/JPEG bytes for the store."""
+    """One new local image: pixels for the learner (its ImageSpec), PNG/JPEG bytes for the store."""
 
     cid: bytes
     image: np.ndarray
@@ -94,6 +94,7 @@ class LearnerHost:
     def __init__(self, name: str, config: LearnerConfig, seed: int,
                  path: Path | None = None) -> None:
         self.config, self.path = config, path
+        self.spec = config.vision.image_spec  # the pixels every image is decoded to
         self.learner = RobotLearner(name, config, seed)
         self.bootstrapped = False
         self.local_cids: list[bytes] = []  # index = the learner's image id
@@ -118,7 +119,7 @@ class LearnerHost:
         obs = [o for o in observations if o.label is not None]
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
-        images, labels, domains = _arrays(obs)
+        images, labels, domains = _arrays(obs, self.spec)
         self.learner.bootstrap(images, labels, domains)
         n_cal = self.config.calibration_images
         self.calibration = {o.cid for o in obs[:n_cal]}
@@ -134,7 +135,7 @@ class LearnerHost:
         if not obs:
             return
         before = self.learner.pending
-        self.learner.observe(*_arrays(obs))
+        self.learner.observe(*_arrays(obs, self.spec))
         self.learner.pending = np.concatenate([before, self.learner.pending])
         for o in obs:
             self.index[o.cid] = len(self.local_cids)
@@ -315,9 +316,9 @@ class LearnerHost:
         return host
 
 
-def _arrays(obs: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    images = np.stack([o.image for o in obs]) if obs else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE),
-                                                                    np.uint8)
+def _arrays(obs: Sequence[Observation], spec: ImageSpec
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images = np.stack([o.image for o in obs]) if obs else spec.empty()
     labels = np.array([o.label for o in obs], np.int64)
     domains = np.array([o.domain or "" for o in obs], dtype=object)
     return images, labels, domains

@@ -122,7 +122,7 @@ class RoundService:
 
         def pixels(cid: bytes) -> np.ndarray | None:
             try:
-                return to_pixels(store.get_blob(cid))
+                return to_pixels(store.get_blob(cid), host.spec)
             except PeerdataError as exc:  # a peer's undecodable image: never trained on
                 event(log, logging.WARNING, "reconcile_skipped", cid=cid.hex()[:16],
                       error=str(exc)[:100])
@@ -208,15 +208,16 @@ class RoundService:
 
     async def observe_one(self, image: Any, label: int | None, domain: str | None) -> bytes:
         """`Node.observe`: one image as PNG/JPEG bytes or a uint8 array; returns its cid."""
-        inc = (from_bytes(bytes(image), label, domain) if isinstance(image, bytes | bytearray)
-               else from_array(np.asarray(image), label, domain))
+        spec = self.host.spec
+        inc = (from_bytes(bytes(image), label, domain, spec) if isinstance(image, bytes | bytearray)
+               else from_array(np.asarray(image), label, domain, spec))
         await self.observe([inc])
         return content_id(inc.data)
 
     async def observe_npz(self, path: Path, *, bootstrap: bool, seed: int | None
                           ) -> tuple[int, int]:
         """A scenario feed: npz with x, y and optional domain."""
-        incoming = await self.node.offload(npz_incoming, path)
+        incoming = await self.node.offload(npz_incoming, path, self.host.spec)
         return await self.observe(incoming, bootstrap=bootstrap, seed=seed)
 
     async def _watch_inbox(self) -> None:
@@ -224,7 +225,8 @@ class RoundService:
         folder = self.inbox_dir
         while True:
             found = await self.node.offload(scan_inbox, folder,
-                                            self.node.config.limits.max_image_bytes)
+                                            self.node.config.limits.max_image_bytes,
+                                            self.host.spec)
             good = []
             for path, got in found:
                 if isinstance(got, DataError):

@@ -73,7 +73,7 @@ class ShareCandidate:
 
     sender: str
     image_id: int
-    image: np.ndarray  # uint8 28 x 28
+    image: np.ndarray  # uint8, the model's image spec (28 x 28 gray, 224 x 224 x 3 RGB, ...)
     label: int  # unified label space
     predicted_utility: float
 
@@ -97,7 +97,7 @@ class RobotLearner:
             seed,
         )
         self.detector = build_detector(config.detector, config.ood_tpr, seed)
-        empty = np.zeros((0, 28, 28), np.uint8)
+        empty = config.vision.image_spec.empty()
         self.local_images, self.local_labels = empty, np.zeros(0, np.int64)
         self.local_domains = np.zeros(0, dtype=object)
         self.calibration_images = empty

@@ -19,18 +19,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from peerdata.config import RoundConfig
+from peerdata.config import ModelConfig, RoundConfig
 from peerdata.errors import DataError
 from peerdata.ml.frames import ImageSpec
 from peerdata.scenario import load_scenario
 from peerdata.sharing import Feedback, LearnerConfig, RobotLearner
+from peerdata.sharing.learner import UNLABELLED
+from peerdata.sharing.model import learner_config_of_model
 
 CHECKPOINT = "learner.ckpt"
 _MAGIC = b"PDLEARN1"
 
 
-def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
-    """The learner settings of `round.scenario`, with the config's size overrides."""
+def learner_config_for(cfg: RoundConfig, model: ModelConfig | None = None) -> LearnerConfig:
+    """The learner `[model]` describes when it names a backbone; else the settings of
+    `round.scenario`, with the config's size overrides."""
+    if model is not None and model.backbone:
+        return learner_config_of_model(model)
     config = LearnerConfig.of_scenario(load_scenario(cfg.scenario))
     vision = config.vision
     if cfg.vision_width:
@@ -115,8 +120,9 @@ class LearnerHost:
                 or cid in self.received)
 
     def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
-        """Train a fresh model on these labelled images (the first calibrate the detector)."""
-        obs = [o for o in observations if o.label is not None]
+        """Train a fresh model on these images' labelled ones (the first images, labelled or
+        not, calibrate the detector; unlabelled frames join the pool but never train)."""
+        obs = list(observations)
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
         images, labels, domains = _arrays(obs, self.spec)
@@ -126,12 +132,13 @@ class LearnerHost:
         self.local_cids = [o.cid for o in obs[n_cal:]]
         self.index = {cid: i for i, cid in enumerate(self.local_cids)}
         self.bootstrapped = True
-        self.unlabelled.update(o.cid for o in observations if o.label is None)
 
     def observe(self, observations: Sequence[Observation]) -> None:
-        """Add new local images; labelled ones join the pool the next round shares from."""
-        obs = [o for o in observations if o.label is not None and not self.known(o.cid)]
-        self.unlabelled.update(o.cid for o in observations if o.label is None)
+        """Add new local images, labelled or not: they join the pool the next round ranks and
+        shares from (only labelled ones ever train). A robot without a scenario feed (a camera
+        fleet) bootstraps by itself once `calibration_images` + 10 images are in its pool; the
+        ones past the calibration set stay in the pool."""
+        obs = [o for o in observations if not self.known(o.cid)]
         if not obs:
             return
         before = self.learner.pending
@@ -140,6 +147,14 @@ class LearnerHost:
         for o in obs:
             self.index[o.cid] = len(self.local_cids)
             self.local_cids.append(o.cid)
+        if not self.bootstrapped and len(self.local_cids) >= self.config.calibration_images + 10:
+            lr = self.learner
+            labels = [None if y == UNLABELLED else int(y) for y in lr.local_labels]
+            pool = [Observation(cid, lr.local_images[i], labels[i],
+                                str(lr.local_domains[i]) or None)
+                    for i, cid in enumerate(self.local_cids)]
+            self.bootstrap(pool, seed=lr.seed)
+            self.learner.pending = np.arange(len(self.local_cids))
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted label, its probability and the embedding of each image."""
@@ -319,6 +334,6 @@ class LearnerHost:
 def _arrays(obs: Sequence[Observation], spec: ImageSpec
             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     images = np.stack([o.image for o in obs]) if obs else spec.empty()
-    labels = np.array([o.label for o in obs], np.int64)
+    labels = np.array([UNLABELLED if o.label is None else o.label for o in obs], np.int64)
     domains = np.array([o.domain or "" for o in obs], dtype=object)
     return images, labels, domains

@@ -44,6 +44,7 @@ from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.logs import event
 from peerdata.node.node import Node, Offload, thread_offload
 from peerdata.node.receiver import Receiver
+from peerdata.sharing.learner import UNLABELLED
 from peerdata.store import RoundRecord, Sample, content_id
 from peerdata.wire.messages import OfferItem
 from peerdata.wire.replay import ReplayGuard
@@ -330,12 +331,13 @@ class RoundService:
             cid = store.put_blob(png)
             if cid != pick.cid and store.get_sample(cid) is None:
                 store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
-                store.add_sample(Sample(cid=cid, source="local", label=pick.label, origin=None,
+                label = None if pick.label == UNLABELLED else pick.label
+                store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
                                         domain=pick.domain, prediction=None, confidence=None,
                                         embedding=None, observed_round=round_id, created_at=now))
             self.host.note_shared(cid, pick.image_id)
             total += len(png)
-            out.append((cid, len(png), True))
+            out.append((cid, len(png), pick.label != UNLABELLED))
         self.host.save()
         return out, len(picks), dropped, over
 
@@ -355,12 +357,13 @@ class RoundService:
                                                                    round_id)
             peers = sorted(self.node.transport.connected_peers())
             sizes = {cid: n for cid, n, _ in prepared}
+            labelled = {cid for cid, _, has_label in prepared if has_label}
             todo = {cid: [peers[(i + round_id) % len(peers)], *peers] if peers else []
                     for i, (cid, _, _) in enumerate(prepared)}
             offered: dict[str, int] = {}
             tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
             async with self.receiver.intake:
-                await self._offer_all(todo, tried, sizes, offered, round_id)
+                await self._offer_all(todo, tried, sizes, offered, round_id, labelled)
         shared = sum(offered.values())
         start = RoundStart(round_id, policy, selected, shared, dropped, over,
                            await self._bytes_shared(round_id), offered)
@@ -374,8 +377,8 @@ class RoundService:
         return start
 
     async def _offer_all(self, todo: dict[bytes, list[str]], tried: dict[bytes, set[str]],
-                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int
-                         ) -> None:
+                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int,
+                         labelled: set[bytes]) -> None:
         """Offer each image to its first peer; a peer that fails is replaced by the next."""
         store, me = self.store, self.node.peer_id
         while todo:
@@ -391,7 +394,7 @@ class RoundService:
             results: dict[str, bool] = {}
             async with trio.open_nursery() as nursery:
                 for peer, cids in by_peer.items():
-                    items = [OfferItem(cid=c, size=sizes[c], has_label=True, origin=me,
+                    items = [OfferItem(cid=c, size=sizes[c], has_label=c in labelled, origin=me,
                                        origin_round=round_id, novel_votes=0, voters=(),
                                        hops=0) for c in cids]
                     nursery.start_soon(self._offer_first, peer, items, round_id, results)

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import trio
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.control.commands import Command, make_dispatch
 from peerdata.control.protocol import COMMANDS
 from peerdata.control.server import ensure_free, serve_control
 from peerdata.errors import PeerdataError
+from peerdata.exit_codes import ExitCode
 from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
 from peerdata.node.logs import event
 from peerdata.node.node import Node, open_node

@@ -18,6 +18,7 @@ from peerdata.sharing import (
     LearnerConfig,
     RobotLearner,
     budget_count,
+    image_cid,
 )
 
 torch.set_num_threads(1)
@@ -159,9 +160,12 @@ def test_relay_visits_every_peer_once(bootstrapped: dict[str, bytes]) -> None:
     assert [sorted(f.voters) for f in feedback] == [["A", "C"]] * 10
     assert len({f.voters for f in feedback}) > 1  # the relay order differs per image
     assert all(f.utility in (0.0, 0.5, 1.0) for f in feedback)
-    for name in ("A", "C"):  # every peer kept every image once, in the sender's order
+    # every peer kept every image once, in content-ID order (as the daemon's learner takes them)
+    canonical = [c.label for c in sorted(candidates, key=lambda c: image_cid(c.image))]
+    assert canonical != [c.label for c in candidates]  # the rule is visible in this batch
+    for name in ("A", "C"):
         got = learners[name].received_labels[before[name]:]
-        assert got.tolist() == [c.label for c in candidates]
+        assert got.tolist() == canonical
     assert len(learners["B"].received_labels) == before["B"]
 
 

@@ -14,8 +14,9 @@ import contextlib
 import hashlib
 import json
 import os
+import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -93,6 +94,7 @@ class LearnerStats:
     feedback_images: int
     ranker_fits: int
     fine_tunes: int
+    train_s: float = field(default=0.0, compare=False)  # bootstrap + learn seconds, this run
 
 
 class LearnerHost:
@@ -114,6 +116,7 @@ class LearnerHost:
         self.fed_back: set[bytes] = set()
         self.received_pending = 0
         self.ranker_fits = 0
+        self.train_s = 0.0
 
     # -- data ------------------------------------------------------------------------------
 
@@ -125,6 +128,7 @@ class LearnerHost:
     def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
         """Train a fresh model on these images' labelled ones (the first images, labelled or
         not, calibrate the detector; unlabelled frames join the pool but never train)."""
+        started = time.perf_counter()
         obs = list(observations)
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
@@ -135,6 +139,7 @@ class LearnerHost:
         self.local_cids = [o.cid for o in obs[n_cal:]]
         self.index = {cid: i for i, cid in enumerate(self.local_cids)}
         self.bootstrapped = True
+        self.train_s += time.perf_counter() - started
 
     def observe(self, observations: Sequence[Observation]) -> None:
         """Add new local images, labelled or not: they join the pool the next round ranks and
@@ -210,6 +215,7 @@ class LearnerHost:
 
     def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
         """Retrain the ranker on all feedback so far (new `feedback` added), then fine-tune."""
+        started = time.perf_counter()
         fresh = [(cid, u) for cid, u in feedback
                  if cid in self.shared and cid not in self.fed_back]
         name = self.learner.name
@@ -228,6 +234,7 @@ class LearnerHost:
             fine_tune_loss = float(self.learner.fine_tune())
             self.learner.pending = waiting
             self.received_pending = 0
+        self.train_s += time.perf_counter() - started
         return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
                            pending, len(fresh) if train_ranker else 0)
 
@@ -276,7 +283,7 @@ class LearnerHost:
         lr = self.learner
         return LearnerStats(self.bootstrapped, len(self.local_cids), len(self.received),
                             self.received_pending, len(lr.feedback_ids), self.ranker_fits,
-                            lr.fine_tunes)
+                            lr.fine_tunes, round(self.train_s, 6))
 
     # -- checkpoints -----------------------------------------------------------------------
 

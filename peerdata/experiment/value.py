@@ -17,6 +17,8 @@ from peerdata.scenario import Scenario
 
 def histogram_series(seed_runs: Sequence[Mapping[str, Any]], robot: str) -> list[dict]:
     """Per round, one robot's shared/received class and domain histograms, mean over seeds."""
+    if "histograms" not in seed_runs[0][robot]:  # records of runners that do not collect them
+        return []
     rounds = len(seed_runs[0][robot]["histograms"])
     return [
         mean_histograms([run[robot]["histograms"][i] for run in seed_runs]) for i in range(rounds)

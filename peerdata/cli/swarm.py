@@ -27,6 +27,11 @@ the command waits until each arrived verified, prints a per-robot table, and sto
 
 Exit code 0 when every robot received and verified every image, 1 otherwise.
 
+With --netem SPEC (root only): each daemon runs in its own network namespace whose one link
+delays, drops and rate-limits its packets as `tc netem` would (SPEC: "delay 50ms [jitter]
+loss 2% rate 10mbit", any subset). The namespaces are deleted on exit, Ctrl-C included;
+see docs/swarm.md "Emulated networks".
+
 With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
 `peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
 rounds, the scenario's budget), driven over the control sockets: observe the bootstrap, then
@@ -42,6 +47,8 @@ Examples:
   peerdata swarm --robots 3
 
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
+
+  sudo peerdata swarm --robots 5 --netem "delay 50ms loss 2% rate 10mbit"
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 """
@@ -85,6 +92,10 @@ def swarm(
     )] = None,
     force: Annotated[bool, typer.Option("--force", help="scenario: replace an existing --out")
                      ] = False,
+    netem: Annotated[str | None, typer.Option(
+        "--netem", help="emulate links: each daemon in its own network namespace, its packets "
+        "shaped by this netem spec, e.g. \"delay 50ms loss 2% rate 10mbit\" (root only)",
+    )] = None,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
@@ -93,16 +104,16 @@ def swarm(
     try:
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
-                           (timeout_s or 600.0, vote_deadline_s), fmt)
+                           (timeout_s or 600.0, vote_deadline_s), netem, fmt)
             return
-        _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, fmt)
+        _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, netem, fmt)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
                    data_dir: Path | None, force: bool, timeouts: tuple[float, float],
-                   fmt: Format) -> None:
+                   netem: str | None, fmt: Format) -> None:
     from peerdata.datasets import resolve_data_dir
     from peerdata.experiment.report import check_output_dir, write_atomically
     from peerdata.scenario import load_scenario
@@ -118,7 +129,7 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     spec = load_scenario(name).with_overrides(**changes)
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
     check_output_dir(out_dir, force)
-    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts))
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem)
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 
@@ -142,12 +153,16 @@ def _progress(message: str) -> None:
 
 
 def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout_s: float,
-                fmt: Format) -> None:
+                netem: str | None, fmt: Format) -> None:
     from peerdata.testing.swarm import run_swarm
 
+    if netem is not None:
+        from peerdata.testing.linkemu import parse_link_spec
+
+        parse_link_spec(netem)  # a bad spec is exit 3 before anything starts
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarm-"))
     report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
-                       timeout_s=timeout_s)
+                       timeout_s=timeout_s, netem=netem)
     if fmt is Format.json:
         emit_json(report.to_json())
     else:

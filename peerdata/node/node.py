@@ -252,6 +252,17 @@ class Node:
         """One `keep_connected` task per known peer (`peers.Dialer`)."""
         await self.dialer.run(task_status=task_status)
 
+    async def run_discovery(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """Dial the peers the transport discovers on the LAN (mDNS, `net.mdns`)."""
+        discovered = getattr(self.transport, "discovered", None)
+        task_status.started()
+        if discovered is None or not self.config.net.mdns:
+            return
+        async for addr in discovered():
+            event(log, logging.INFO, "peer_discovered", addr=addr)
+            self.dialer.dial(addr, live=True)
+
     async def run_link_watcher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:
@@ -313,7 +324,7 @@ class Node:
         t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
-                        self.run_dialer):
+                        self.run_dialer, self.run_discovery):
             await self._nursery.start(service)
         await self._nursery.start(run_peer_saver, self.book, self.store, self.offload,
                                   self._wall_clock)

@@ -169,9 +169,10 @@ def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout
         table(
             f"swarm of {robots} in {out_dir} ({report.expected_per_robot} images expected each)",
             ["robot", "peer ID", "peers", "sent", "received", "verified", "rejected",
-             "bytes sent", "bytes received"],
+             "bytes sent", "bytes received", "peak MiB"],
             [(r.index, r.peer_id, r.peers, r.images_sent, r.images_received,
-              r.images_verified, r.images_rejected, r.bytes_sent, r.bytes_received)
+              r.images_verified, r.images_rejected, r.bytes_sent, r.bytes_received,
+              r.peak_rss_mib)
              for r in report.robots],
         )
         for note in report.notes:

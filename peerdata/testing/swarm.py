@@ -67,6 +67,7 @@ class RobotReport:
     images_rejected: int
     bytes_sent: int
     bytes_received: int
+    peak_rss_mib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -190,6 +191,18 @@ def stop_robot(robot: Robot, *, timeout_s: float = 10.0, terminate: bool = True)
     return process.returncode
 
 
+def peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident memory (VmHWM, MiB), or None (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def kill_robot(robot: Robot) -> None:
     """SIGKILL by PID, no grace (for crash tests)."""
     with contextlib.suppress(ProcessLookupError):
@@ -254,6 +267,7 @@ class Swarm:
     robots: list[Robot] = field(default_factory=list)
     settings: Callable[[int], Settings] | None = None
     netem: Netem | None = None
+    memory: dict[int, float] = field(default_factory=dict)  # peak RSS (MiB) seen at stops
 
     def home(self, index: int) -> Path:
         return self.out / f"robot-{index}"
@@ -309,7 +323,17 @@ class Swarm:
                           timeout_s=timeout_s + 5)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers)."""
+        """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers).
+
+        Each live daemon's peak memory is recorded first (`memory`, and OUT/memory.json).
+        """
+        for r in self.robots:
+            if r.process.poll() is None and (mib := peak_rss_mib(r.pid)) is not None:
+                self.memory[r.index] = max(mib, self.memory.get(r.index, 0.0))
+        if self.memory:
+            with contextlib.suppress(OSError):
+                (self.out / "memory.json").write_text(json.dumps(
+                    {"peak_rss_mib": {str(i): m for i, m in sorted(self.memory.items())}}))
         for r in self.robots:
             if r.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -407,7 +431,7 @@ def collect(swarm: Swarm) -> list[RobotReport]:
             images_sent=int(s["images_sent"]), images_received=int(s["images_received"]),
             images_verified=int(s["images_verified"]),
             images_rejected=int(s["images_rejected"]), bytes_sent=int(s["bytes_sent"]),
-            bytes_received=int(s["bytes_received"]),
+            bytes_received=int(s["bytes_received"]), peak_rss_mib=peak_rss_mib(r.pid),
         ))
     return reports
 

@@ -32,6 +32,14 @@ delays, drops and rate-limits its packets as `tc netem` would (SPEC: "delay 50ms
 loss 2% rate 10mbit", any subset). The namespaces are deleted on exit, Ctrl-C included;
 see docs/swarm.md "Emulated networks".
 
+With --faults SEED: while the robots share (--rounds rounds, 3 by default), a plan drawn from
+SEED hits them: 10 kill -9 at random moments, each followed by a restart from the same home;
+2 SIGSTOPs past a round; 2 partitions that heal (with --netem); 30% of the robots leaving for
+each round and rejoining. Then every home is checked (PRAGMA integrity_check, every blob
+against its content ID, every sample's blob present, no temp files, the learner checkpoint
+loads) and the ledger of offered vs arrived images printed. Exit 0 when nothing is corrupt or
+lost, 1 otherwise.
+
 With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
 `peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
 rounds, the scenario's budget), driven over the control sockets: observe the bootstrap, then
@@ -49,6 +57,8 @@ Examples:
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
 
   sudo peerdata swarm --robots 5 --netem "delay 50ms loss 2% rate 10mbit"
+
+  sudo peerdata swarm --robots 10 --rounds 10 --faults 7 --netem "delay 20ms"
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 """
@@ -96,6 +106,11 @@ def swarm(
         "--netem", help="emulate links: each daemon in its own network namespace, its packets "
         "shaped by this netem spec, e.g. \"delay 50ms loss 2% rate 10mbit\" (root only)",
     )] = None,
+    faults: Annotated[int | None, typer.Option(
+        "--faults", help="run a seeded fault plan (kill -9 + restart, SIGSTOP, partitions with "
+        "--netem, 30% churn per round) while the robots share, then check every home",
+        show_default=False,
+    )] = None,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
@@ -105,6 +120,9 @@ def swarm(
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
                            (timeout_s or 600.0, vote_deadline_s), netem, fmt)
+            return
+        if faults is not None:
+            _faults_mode(robots, rounds or 3, images, out, faults, netem, fmt)
             return
         _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, netem, fmt)
     finally:
@@ -179,6 +197,40 @@ def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout
             console.print(f"note: {note}", highlight=False)
         console.print("ok" if report.ok else "FAILED: not every image arrived verified")
     if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: int,
+                 netem: str | None, fmt: Format) -> None:
+    from peerdata.testing.faults import run_faults
+
+    if netem is not None:
+        from peerdata.testing.linkemu import parse_link_spec
+
+        parse_link_spec(netem)
+    if robots < 2:
+        raise ConfigError("--faults needs at least 2 robots")
+    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-faults-"))
+    report = run_faults(robots, out_dir, seed, rounds=rounds, images=images, netem=netem,
+                        progress=_progress)
+    summary = report.to_json()
+    if fmt is Format.text:
+        table(f"fleet-fault run, seed {seed}, {robots} robots, {rounds} rounds ({out_dir})",
+              ["robot", "integrity", "samples", "blobs", "bad blobs", "missing", "temp files",
+               "checkpoint"],
+              [(i, h.integrity, h.samples, h.blobs, h.blob_mismatches, h.missing_blobs,
+                h.temp_files, h.checkpoint) for i, h in enumerate(report.homes)])
+        console.print(f"faults applied {summary['applied']}, skipped {summary['skipped']}; "
+                      f"relink after restart p50 {summary['relink_s_p50']} s, max "
+                      f"{summary['relink_s_max']} s, {summary['relink_timeouts']} timeouts",
+                      highlight=False)
+        console.print(f"offered {summary['offered']}, arrived {summary['arrived']}: "
+                      f"lost_records {summary['lost_records']}, corrupt_records "
+                      f"{summary['corrupt_records']}", highlight=False)
+        for note in report.notes:
+            console.print(f"note: {note}", highlight=False)
+    emit_json({k: v for k, v in summary.items() if k != "plan"})
+    if not summary["ok"]:
         raise typer.Exit(int(ExitCode.FAILURE))
 
 

@@ -220,15 +220,13 @@ def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: 
                "checkpoint"],
               [(i, h.integrity, h.samples, h.blobs, h.blob_mismatches, h.missing_blobs,
                 h.temp_files, h.checkpoint) for i, h in enumerate(report.homes)])
-        console.print(f"faults applied {summary['applied']}, skipped {summary['skipped']}; "
-                      f"relink after restart p50 {summary['relink_s_p50']} s, max "
-                      f"{summary['relink_s_max']} s, {summary['relink_timeouts']} timeouts",
-                      highlight=False)
-        console.print(f"offered {summary['offered']}, arrived {summary['arrived']}: "
-                      f"lost_records {summary['lost_records']}, corrupt_records "
-                      f"{summary['corrupt_records']}", highlight=False)
+        say(f"faults applied {summary['applied']}, skipped {summary['skipped']}; relink "
+            f"after restart p50 {summary['relink_s_p50']} s, max {summary['relink_s_max']} s, "
+            f"{summary['relink_timeouts']} timeouts")
+        say(f"offered {summary['offered']}, arrived {summary['arrived']}: lost_records "
+            f"{summary['lost_records']}, corrupt_records {summary['corrupt_records']}")
         for note in report.notes:
-            console.print(f"note: {note}", highlight=False)
+            say(f"note: {note}")
     emit_json({k: v for k, v in summary.items() if k != "plan"})
     if not summary["ok"]:
         raise typer.Exit(int(ExitCode.FAILURE))

@@ -11,7 +11,8 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 
 import trio
-from libp2p.abc import IHost
+from google.protobuf.message import DecodeError
+from libp2p.abc import IHost, INetStream
 from libp2p.peer.id import ID
 from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
@@ -36,6 +37,31 @@ assert MAX_GOSSIP_BYTES < DefaultMaxMessageSize  # receivers' limit on one pubsu
 # topic. Our peers are authenticated members of one fleet and a sharing round produces bursts
 # of votes well above that, so the guard is raised, not removed: a runaway peer is still capped.
 MAX_MESSAGES_PER_TOPIC_PER_S = 1000.0
+
+
+class _GuardedPubsub(Pubsub):
+    """Pubsub whose inbound stream handler survives a peer's malformed RPC.
+
+    py-libp2p 0.8.1 catches stream and framing errors there but not protobuf's DecodeError:
+    one peer sending a length-prefixed frame that is not an RPC killed the whole daemon (seen
+    in a 20-robot swarm). Such a peer's stream is reset and the peer dropped from pubsub, as
+    py-libp2p does for its other read errors.
+    """
+
+    async def stream_handler(self, stream: INetStream) -> None:
+        peer_id = stream.muxed_conn.peer_id
+        try:
+            await super().stream_handler(stream)
+        except DecodeError as exc:
+            logger.warning("peer %s sent a malformed pubsub RPC (%s); its stream is reset",
+                           peer_id.to_base58(), exc)
+            with trio.move_on_after(1.0) as scope:
+                scope.shield = True
+                try:
+                    await stream.reset()
+                except Exception:
+                    logger.debug("pubsub stream reset failed", exc_info=True)
+            self._handle_dead_peer(peer_id)
 
 
 class Gossip:
@@ -120,7 +146,7 @@ async def open_gossip(host: IHost, net: NetConfig) -> AsyncIterator[Gossip]:
         heartbeat_initial_delay=min(0.1, net.gossip_heartbeat_s),
         max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_S,
     )
-    pubsub = Pubsub(host, router)  # strict signing (the default): sender IDs are verified
+    pubsub = _GuardedPubsub(host, router)  # strict signing (default): sender IDs are verified
     async with AsyncExitStack() as stack:
         await stack.enter_async_context(background_trio_service(pubsub))
         await stack.enter_async_context(background_trio_service(router))

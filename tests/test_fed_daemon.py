@@ -95,13 +95,3 @@ async def test_daemon_federation_is_off_unless_enabled(
             robot.node.cancel()
     assert robot.node.federation is None and "federation" not in status
     assert MODEL_PROTOCOL not in robot.node.transport._handlers  # type: ignore[attr-defined]
-
-
-def test_daemon_refuses_strategies_its_exchange_cannot_run() -> None:
-    import pytest
-
-    from peerdata.errors import ConfigError
-
-    for strategy in ("multitier", "clustered"):
-        with pytest.raises(ConfigError, match="not run by the daemon"):
-            FederationConfig(enabled=True, strategy=strategy)

@@ -19,6 +19,7 @@ from peerdata.federated import (
     elect_aggregator,
     transport_sender,
 )
+from peerdata.federated.clock import FleetClock
 from peerdata.federated.tensors import BlobOptions, blobs_from_state
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import CoordinateMedian, FedAvg
@@ -59,7 +60,7 @@ async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClo
             for ident in IDS:
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
                 nodes[ident.peer_id] = (peer, inbox, transport_sender(transport))
 
@@ -119,7 +120,7 @@ async def test_bad_updates_never_reach_the_model(
         async with net.open_transport(A.peer_id) as ta, \
                 net.open_transport(B.peer_id) as tb, net.open_transport(C.peer_id) as tc:
             inbox = ModelInbox(cfg.max_update_bytes)
-            inbox.attach(ta)
+            inbox.attach(ta.set_handler)
             peer = FederatedPeer(A, cfg, FedAvg(), start_state())
             for transport in (tb, tc):
                 transport.set_handler(MODEL_PROTOCOL, ModelInbox(4096).handle)
@@ -143,7 +144,7 @@ async def test_oversize_update_is_refused_at_the_inbox(
     with trio.fail_after(TIMEOUT):
         async with net.open_transport(A.peer_id) as ta, net.open_transport(B.peer_id) as tb:
             inbox = ModelInbox(max_update_bytes=100)
-            inbox.attach(ta)
+            inbox.attach(ta.set_handler)
             with pytest.raises(Exception, match="reset"):
                 await tb.request(A.peer_id, MODEL_PROTOCOL, b"\x01\x10" + b"\x00" * 200)
             assert await inbox.collect(trio.current_time() + 1.0, frozenset({B.peer_id})) == []
@@ -163,7 +164,7 @@ async def test_gossip_round_median_shrugs_off_a_liar(
             for ident in IDS:
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 wiring[ident.peer_id] = (transport, inbox)
 
             async def node(ident: Identity) -> None:
@@ -212,8 +213,7 @@ async def test_federation_service_runs_rounds_on_a_schedule(
                 for ident, transport in zip(IDS, transports, strict=True):
                     peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
                     service = Federation(transport, peer, trainer(ident.peer_id),
-                                         interval_s=100.0, mode=cfg.mode,
-                                         max_update_bytes=cfg.max_update_bytes)
+                                         clock=FleetClock(100.0, 0.0, trio.current_time))
                     services[ident.peer_id] = service
                     await nursery.start(lambda s=service, **kw: s.run(max_rounds=2, **kw))
     stats = {p: s.statistics() for p, s in services.items()}
@@ -245,7 +245,7 @@ async def test_multitier_round_over_the_network(autojump_clock: trio.testing.Moc
             for name, ident in ids.items():
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 wiring[name] = (transport, inbox)
 
             async def node(name: str) -> None:

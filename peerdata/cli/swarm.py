@@ -44,6 +44,15 @@ Examples:
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
+
+With --federation STRATEGY and a federated --scenario (DATASET-SPLIT-BETA, as `peerdata
+federated`): one process per robot runs the daemon's node and federation service on the fleet
+clock for --rounds rounds; prints the same figures as `peerdata federated` plus
+swarm_vs_inprocess_accuracy_diff (swarm minus the in-process run with the same seed). See
+docs/federated.md.
+
+  peerdata swarm --scenario mnist-quantity-0.5 --federation fedavg --robots 5 --rounds 10 \
+      --format json
 """
 
 
@@ -85,12 +94,22 @@ def swarm(
     )] = None,
     force: Annotated[bool, typer.Option("--force", help="scenario: replace an existing --out")
                      ] = False,
+    federation: Annotated[str | None, typer.Option(
+        "--federation", help="federate real daemons with this strategy on a DATASET-SPLIT-BETA "
+        "--scenario (e.g. fedavg)")] = None,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
     # SIGTERM must stop the fleet too: turn it into the same unwinding as Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if federation is not None:  # federation between real daemons (peerdata.cli.federated)
+            from peerdata.cli.federated import run_swarm_federation
+
+            run_swarm_federation(scenario=scenario or "mnist-quantity-0.5", strategy=federation,
+                                 robots=robots, rounds=rounds or 10, seed=seed, out=out,
+                                 data_dir=data_dir, fmt=fmt)
+            return
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
                            (timeout_s or 600.0, vote_deadline_s), fmt)

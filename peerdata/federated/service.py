@@ -1,15 +1,15 @@
 """The federation service a node runs when `federation.enabled`: one exchange round per period.
 
 Rule: a trio task in the node's nursery (`run(task_status=...)`), which owns nothing but its
-inbox. Rounds are numbered from an injected clock (`round_id = floor(clock() / interval_s)`),
-so peers agree on the round without talking; local training is an injected async callable that
-the node backs with `trio.to_thread.run_sync`, so this module never touches torch training.
+inbox. Rounds are numbered by the fleet clock (`peerdata.federated.clock.FleetClock`: wall
+time, with a stated skew tolerance), so separate processes agree on the round without talking;
+local training is an injected async callable that the node backs with `trio.to_thread.run_sync`,
+so this module never touches torch training.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,8 +18,9 @@ import trio
 
 from peerdata.config import NodeConfig
 from peerdata.errors import PeerdataError
+from peerdata.federated.clock import FleetClock
 from peerdata.federated.exchange import FederatedPeer, LocalModel, RoundResult
-from peerdata.federated.inbox import ModelInbox, transport_sender
+from peerdata.federated.inbox import ModelInbox, Serve, transport_sender
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import StateDict, rule_by_name
 from peerdata.net.transport import Transport
@@ -48,44 +49,38 @@ class FederationStats:
 
 
 class Federation:
-    """Runs `FederatedPeer` rounds over a Transport every `interval_s` seconds."""
+    """Runs `FederatedPeer` rounds over a Transport at each of the fleet clock's boundaries."""
 
     def __init__(self, transport: Transport, peer: FederatedPeer, train_local: TrainLocal, *,
-                 interval_s: float, mode: str, max_update_bytes: int,
-                 clock: Callable[[], float] = trio.current_time,
+                 clock: FleetClock, serve: Serve | None = None,
                  adopt: AdoptModel | None = None) -> None:
-        if interval_s <= 0:
-            raise PeerdataError("federation interval must be > 0")
         self._transport = transport
         self._peer = peer
         self._train_local = train_local
-        self._interval_s = interval_s
-        self._mode = mode
         self._clock = clock
+        self._serve = serve or transport.set_handler
         self._adopt = adopt
-        self._inbox = ModelInbox(max_update_bytes)
+        self._inbox = ModelInbox(peer.config.max_update_bytes)
+        peer.hold = self._inbox.hold
         self._results: list[RoundResult] = []
 
-    async def run(self, *, max_rounds: int | None = None,
+    async def run(self, *, max_rounds: int | None = None, first_round: int = 1,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve MODEL_PROTOCOL and play a round at each period boundary until cancelled."""
-        self._inbox.attach(self._transport)
+        """Serve MODEL_PROTOCOL and play a round at each round boundary (from `first_round`
+        on) until cancelled, or until `max_rounds` were played."""
+        self._inbox.attach(self._serve)
         send = transport_sender(self._transport)
         task_status.started()
-        played = 0
+        played, last = 0, first_round - 1
         while max_rounds is None or played < max_rounds:
-            now = self._clock()
-            round_id = math.floor(now / self._interval_s) + 1
-            await trio.sleep(round_id * self._interval_s - now)
+            round_id, wait = self._clock.next_round(after=last)
+            await trio.sleep(wait)
+            last = round_id
+            self._inbox.release()
             peers = (self._transport.peer_id, *self._transport.connected_peers())
             local = await self._train_local(self._peer.global_state, round_id)
             try:
-                if self._mode == "gossip":
-                    result = await self._peer.gossip_round(
-                        round_id, peers, local, send_update=send, collect=self._inbox.collect)
-                else:
-                    result = await self._peer.aggregator_round(
-                        round_id, peers, local, send_update=send, collect=self._inbox.collect)
+                result = await self._play(round_id, peers, local, send)
             except PeerdataError as exc:  # our own misuse (e.g. an update over the size limit)
                 logger.error("federated round %d failed: %s", round_id, exc)
                 continue
@@ -96,6 +91,20 @@ class Federation:
                 await self._adopt(result.model, result)
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
+
+    async def _play(self, round_id: int, peers: tuple[str, ...], local: LocalModel,
+                    send: Callable[[str, bytes], Awaitable[None]]) -> RoundResult:
+        collect = self._inbox.collect
+        if self._peer.config.mode == "gossip":
+            return await self._peer.gossip_round(round_id, peers, local, send_update=send,
+                                                 collect=collect)
+        return await self._peer.aggregator_round(round_id, peers, local, send_update=send,
+                                                 collect=collect)
+
+    @property
+    def results(self) -> tuple[RoundResult, ...]:
+        """Every round played so far, oldest first."""
+        return tuple(self._results)
 
     @property
     def global_state(self) -> StateDict:
@@ -127,12 +136,22 @@ class FederatedNode(Protocol):
         """Start `fn(*args, task_status=...)` in the node's nursery."""
         ...
 
+    def serve(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
+        """Answer `protocol` with `handler` behind the node's receive guard."""
+        ...
+
+    def wall_time(self) -> float:
+        """Wall-clock seconds (what the fleet's round numbers come from)."""
+        ...
+
 
 async def start_federation(node: FederatedNode, global_state: StateDict,
                            train_local: TrainLocal, *,
-                           clock: Callable[[], float] = trio.current_time,
+                           wall_clock: Callable[[], float] | None = None,
                            adopt: AdoptModel | None = None) -> Federation:
     """Start the federation service in `node`'s nursery, as `node.config.federation` says.
+
+    Rounds follow `wall_clock` (default: the node's own wall clock, `node.wall_time`).
 
     `adopt`, if given, is awaited with each round's resulting model (not after a round that
     produced none, e.g. when the aggregator's global model missed the deadline).
@@ -144,8 +163,8 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
     if not cfg.enabled:
         raise PeerdataError("federation.enabled is false: model exchange is opt-in")
     peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
-    federation = Federation(node.transport, peer, train_local, interval_s=cfg.interval_s,
-                            mode=cfg.mode, max_update_bytes=cfg.max_update_bytes, clock=clock,
+    clock = FleetClock(cfg.interval_s, cfg.clock_skew_s, wall_clock or node.wall_time)
+    federation = Federation(node.transport, peer, train_local, clock=clock, serve=node.serve,
                             adopt=adopt)
     await node.start_service(federation.run)
     return federation

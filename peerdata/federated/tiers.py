@@ -55,7 +55,7 @@ async def multitier_round(
 ) -> RoundResult:
     """Play this peer's part of one multi-tier round; `RoundResult.model` is the model it keeps
     (a low-tier peer: its fine-tuned seed; a top-tier peer: the new global model)."""
-    me, deadline = peer.peer_id, peer.config.deadline_s
+    me = peer.peer_id
     start = trio.current_time()
     aggregator = elect_aggregator(round_id, list(plan.top))
     inbox = HeldCollect(collect)
@@ -64,7 +64,7 @@ async def multitier_round(
     if me in plan.leader:
         leader = plan.leader[me]
         seeds, rejected = await peer.gather(
-            inbox, start + deadline, frozenset({leader}), UpdateValidator(peer.global_state),
+            inbox, start + peer.window(), frozenset({leader}), UpdateValidator(peer.global_state),
             Expectation(round_id, round_id, frozenset({"seed"}), limit))
         if not seeds:
             return RoundResult(round_id, "multitier", aggregator, None, peer.version, (),
@@ -86,7 +86,7 @@ async def multitier_round(
     seed = state_from_blobs(blobs_from_state(local.state, dense), local.state)
     sent_bytes = len(seed_payload) * await peer.send_all(followers, seed_payload, send_update)
     lows, rejected = await peer.gather(
-        inbox, start + 2 * deadline, frozenset(followers), UpdateValidator(seed),
+        inbox, start + peer.window(2), frozenset(followers), UpdateValidator(seed),
         Expectation(round_id, round_id, frozenset({"update"}), limit))
     members = [ClientUpdate(me, seed, local.num_samples)]
     members += [ClientUpdate(u.peer, u.state, u.num_samples) for u in lows]
@@ -99,7 +99,7 @@ async def multitier_round(
     if me == aggregator:
         tops = frozenset(plan.top) - {me}
         groups, bad = await peer.gather(
-            inbox, start + 3 * deadline, tops, validator,
+            inbox, start + peer.window(3), tops, validator,
             Expectation(round_id, peer.version, frozenset({"update"}), limit))
         step_two = [ClientUpdate(me, group_model, group_samples)]
         step_two += [ClientUpdate(g.peer, g.state, g.num_samples) for g in groups]
@@ -120,7 +120,7 @@ async def multitier_round(
     sent_bytes += len(payload) * await peer.send_all([aggregator], payload, send_update)
     next_version = peer.version + 1
     globals_, bad = await peer.gather(
-        inbox, start + 4 * deadline, frozenset({aggregator}), validator,
+        inbox, start + peer.window(4), frozenset({aggregator}), validator,
         Expectation(round_id, next_version, frozenset({"global"}), limit),
         want=lambda u: u.base_version == next_version)
     if not globals_:

@@ -10,8 +10,6 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-import trio
-
 from peerdata.errors import PeerdataError
 from peerdata.federated.exchange import LocalModel, RoundResult
 from peerdata.federated.service import Federation, start_federation
@@ -24,10 +22,12 @@ log = logging.getLogger("peerdata.node.federation")
 
 
 async def start_node_federation(node: Node, rounds: RoundService, *,
-                                clock: Callable[[], float] = trio.current_time
+                                wall_clock: Callable[[], float] | None = None
                                 ) -> Federation | None:
     """Start federation in `node`'s nursery on `rounds`' learner if `federation.enabled`;
     return it (also as `node.federation`), or None when it is disabled (nothing started).
+
+    Rounds follow the fleet clock on `wall_clock` (default: the node's wall clock).
 
     Round 1 starts from each robot's own model: a peer's update is its local step's delta,
     applied to the aggregator's model; from the first global model on, all peers share one.
@@ -65,7 +65,8 @@ async def start_node_federation(node: Node, rounds: RoundService, *,
               version=result.version, included=len(result.included))
 
     start = await rounds.run_learner(host.model_state)
-    federation = await start_federation(node, start, train_local, clock=clock, adopt=adopt)
+    federation = await start_federation(node, start, train_local, wall_clock=wall_clock,
+                                        adopt=adopt)
     node.federation = federation
     event(log, logging.INFO, "federation_started", mode=cfg.mode, strategy=cfg.strategy,
           interval_s=cfg.interval_s)

@@ -49,7 +49,8 @@ def test_election_is_shared_and_rotates() -> None:
 
 
 async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClock) -> None:
-    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id)
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id,
+                           clock_skew_s=0.0)
     net = MemoryNetwork(seed=1)
     members = [i.peer_id for i in IDS]
     results: dict[str, list[RoundResult]] = {i.peer_id: [] for i in IDS}

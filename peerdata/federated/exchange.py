@@ -192,19 +192,20 @@ class FederatedPeer:
             base=None if clustered else self.global_state, base_version=self.version,
             options=BlobOptions(self._config.update_dtype) if clustered else self._options)
         sent = await self.send_all([aggregator], payload, send_update)
+        # The round's aggregator is authoritative: its global model for this round is adopted
+        # with its version, so a robot that joined late (or missed rounds) is in step again
+        # after one round (its delta, against an older version, was refused this once).
         expect = Expectation(round_id, self.version + 1, frozenset({"global"}),
                              self._config.max_update_bytes)
-        accepted, rejected = await self.gather(
-            collect, start + self.window(2), frozenset({aggregator}), validator,
-            expect, want=lambda u: u.base_version == self.version + 1)
-        fresh = [u for u in accepted if u.base_version == self.version + 1]
+        fresh, rejected = await self.gather(
+            collect, start + self.window(2), frozenset({aggregator}), validator, expect)
         if not fresh:
             logger.warning("round %d: no global model from %s before the deadline",
                            round_id, aggregator)
             return RoundResult(round_id, "aggregator", aggregator, None, self.version, (),
                                tuple(rejected), (aggregator,), sent * len(payload),
-                               sum(u.wire_bytes for u in accepted))
-        self.adopt(fresh[0].state)
+                               0)
+        self.adopt(fresh[0].state, fresh[0].base_version)
         return RoundResult(round_id, "aggregator", aggregator, fresh[0].state, self.version,
                            (aggregator,), tuple(rejected), (), sent * len(payload),
                            fresh[0].wire_bytes)
@@ -274,10 +275,10 @@ class FederatedPeer:
                 else:
                     rejected.append(Rejection(update.peer, "stale model version"))
 
-    def adopt(self, state: StateDict) -> None:
-        """Make `state` the global model and bump its version."""
+    def adopt(self, state: StateDict, version: int | None = None) -> None:
+        """Make `state` the global model, as `version` (default: ours plus one)."""
         self.global_state = {k: v.detach().clone() for k, v in state.items()}
-        self.version += 1
+        self.version = self.version + 1 if version is None else version
 
     async def send_all(self, peers: Sequence[str], payload: bytes,
                         send_update: SendUpdate) -> int:

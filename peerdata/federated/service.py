@@ -9,6 +9,7 @@ so this module never touches torch training.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -46,6 +47,16 @@ class FederationStats:
     rejected_total: int
     bytes_sent: int
     bytes_received: int
+    model_digest: str  # first 16 hex of SHA-256 over the model's tensors: equal = same model
+
+
+def model_digest(state: StateDict) -> str:
+    """A short fingerprint of a state dict (names, dtypes, shapes and values, in order)."""
+    h = hashlib.sha256()
+    for name, t in state.items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class Federation:
@@ -53,13 +64,15 @@ class Federation:
 
     def __init__(self, transport: Transport, peer: FederatedPeer, train_local: TrainLocal, *,
                  clock: FleetClock, serve: Serve | None = None,
-                 adopt: AdoptModel | None = None) -> None:
+                 adopt: AdoptModel | None = None,
+                 on_round: Callable[[], None] | None = None) -> None:
         self._transport = transport
         self._peer = peer
         self._train_local = train_local
         self._clock = clock
         self._serve = serve or transport.set_handler
         self._adopt = adopt
+        self._on_round = on_round
         self._inbox = ModelInbox(peer.config.max_update_bytes)
         peer.hold = self._inbox.hold
         self._results: list[RoundResult] = []
@@ -91,6 +104,8 @@ class Federation:
                 await self._adopt(result.model, result)
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
+            if self._on_round is not None:
+                self._on_round()
 
     async def _play(self, round_id: int, peers: tuple[str, ...], local: LocalModel,
                     send: Callable[[str, bytes], Awaitable[None]]) -> RoundResult:
@@ -122,6 +137,7 @@ class Federation:
             rejected_total=sum(len(r.rejected) for r in self._results),
             bytes_sent=sum(r.bytes_sent for r in self._results),
             bytes_received=sum(r.bytes_received for r in self._results),
+            model_digest=model_digest(self._peer.global_state),
         )
 
 
@@ -148,13 +164,15 @@ class FederatedNode(Protocol):
 async def start_federation(node: FederatedNode, global_state: StateDict,
                            train_local: TrainLocal, *,
                            wall_clock: Callable[[], float] | None = None,
-                           adopt: AdoptModel | None = None) -> Federation:
+                           adopt: AdoptModel | None = None,
+                           on_round: Callable[[], None] | None = None) -> Federation:
     """Start the federation service in `node`'s nursery, as `node.config.federation` says.
 
     Rounds follow `wall_clock` (default: the node's own wall clock, `node.wall_time`).
 
     `adopt`, if given, is awaited with each round's resulting model (not after a round that
-    produced none, e.g. when the aggregator's global model missed the deadline).
+    produced none, e.g. when the aggregator's global model missed the deadline); `on_round` is
+    called after every round (the node wakes its `wait_until` waiters with it).
 
     Raises:
         PeerdataError: federation is not enabled, or its strategy is unknown.
@@ -165,6 +183,6 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
     peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
     clock = FleetClock(cfg.interval_s, cfg.clock_skew_s, wall_clock or node.wall_time)
     federation = Federation(node.transport, peer, train_local, clock=clock, serve=node.serve,
-                            adopt=adopt)
+                            adopt=adopt, on_round=on_round)
     await node.start_service(federation.run)
     return federation

@@ -121,13 +121,12 @@ async def multitier_round(
     next_version = peer.version + 1
     globals_, bad = await peer.gather(
         inbox, start + peer.window(4), frozenset({aggregator}), validator,
-        Expectation(round_id, next_version, frozenset({"global"}), limit),
-        want=lambda u: u.base_version == next_version)
+        Expectation(round_id, next_version, frozenset({"global"}), limit))
     if not globals_:
         missing.add(aggregator)
         return RoundResult(round_id, "multitier", aggregator, None, peer.version, included,
                            tuple(rejected + bad), tuple(sorted(missing)), sent_bytes, received)
-    peer.adopt(globals_[0].state)
+    peer.adopt(globals_[0].state, globals_[0].base_version)
     return RoundResult(round_id, "multitier", aggregator, globals_[0].state, peer.version,
                        (*included, aggregator), tuple(rejected + bad), tuple(sorted(missing)),
                        sent_bytes, received + globals_[0].wire_bytes)

@@ -66,7 +66,7 @@ async def start_node_federation(node: Node, rounds: RoundService, *,
 
     start = await rounds.run_learner(host.model_state)
     federation = await start_federation(node, start, train_local, wall_clock=wall_clock,
-                                        adopt=adopt)
+                                        adopt=adopt, on_round=node.book.notify)
     node.federation = federation
     event(log, logging.INFO, "federation_started", mode=cfg.mode, strategy=cfg.strategy,
           interval_s=cfg.interval_s)

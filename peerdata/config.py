@@ -110,6 +110,8 @@ class FederationConfig:
             raise ConfigError("federation.topk_fraction must be in (0, 1]")
         if self.strategy not in FEDERATION_STRATEGIES:
             raise ConfigError(f"federation.strategy must be one of {FEDERATION_STRATEGIES}")
+        if self.strategy in ("clustered", "multitier") and self.mode != "aggregator":
+            raise ConfigError(f"federation.strategy {self.strategy} needs mode = aggregator")
         if not 0 <= self.clock_skew_s < self.interval_s / 2:
             raise ConfigError("federation.clock_skew_s must be in [0, interval_s / 2)")
 

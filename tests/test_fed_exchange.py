@@ -274,3 +274,46 @@ async def test_multitier_round_over_the_network(autojump_clock: trio.testing.Moc
         assert out[top].version == 1
     assert torch.equal(out["l3"].model["w"], torch.full((2,), 32.0))
     assert ids["l2"].peer_id in out["t1"].missing
+
+
+async def test_clustered_round_gives_each_group_its_own_model(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Four peers whose updates point two opposite ways form two clusters; each peer gets its
+    cluster's average (full models up, one model per cluster down), not the global mean."""
+    from peerdata.ml.aggregate import Clustered
+
+    ids = [Identity.from_private_bytes(bytes([90 + i]) * 32) for i in range(4)]
+    members = [i.peer_id for i in ids]
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, strategy="clustered")
+    directions = {members[0]: (1.0, 0.0), members[1]: (2.0, 0.1),
+                  members[2]: (-1.0, 0.0), members[3]: (-3.0, -0.1)}
+    net = MemoryNetwork(seed=9)
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wiring = {}
+            for ident in ids:
+                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
+                inbox = ModelInbox(cfg.max_update_bytes)
+                inbox.attach(transport.set_handler)
+                wiring[ident.peer_id] = (transport, inbox)
+
+            async def node(ident: Identity) -> None:
+                transport, inbox = wiring[ident.peer_id]
+                peer = FederatedPeer(ident, cfg, Clustered(max_clusters=2), start_state())
+                update = LocalModel({"w": torch.tensor(directions[ident.peer_id]),
+                                     "steps": torch.tensor(1)}, 1)
+                out[ident.peer_id] = await peer.aggregator_round(
+                    1, members, update, send_update=transport_sender(transport),
+                    collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for ident in ids:
+                    nursery.start_soon(node, ident)
+    models = {p: out[p].model["w"] for p in members}
+    assert all(out[p].version == 1 and out[p].model is not None for p in members)
+    assert torch.allclose(models[members[0]], torch.tensor([1.5, 0.05]))
+    assert torch.equal(models[members[0]], models[members[1]])
+    assert torch.allclose(models[members[2]], torch.tensor([-2.0, -0.05]))
+    assert torch.equal(models[members[2]], models[members[3]])

@@ -29,7 +29,7 @@ from peerdata.federated.validate import (
 )
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import AggregationRule, ClientUpdate, Clustered, StateDict
-from peerdata.wire.model_update import encode_model_update, sign_model_update
+from peerdata.wire.model_update import TensorBlob, encode_model_update, sign_model_update
 
 logger = logging.getLogger("peerdata.federated")
 
@@ -142,6 +142,14 @@ class FederatedPeer:
                 f"{self._config.max_update_bytes}"
             )
         return payload
+
+    def encode_plan(self, round_id: int, counts: tuple[int, ...]) -> bytes:
+        """Our signed multi-tier plan message: label counts, and no weights."""
+        empty = TensorBlob(name="plan", dtype="int64", shape=(0,), encoding="dense", data=b"",
+                           indices=b"")
+        return encode_model_update(sign_model_update(
+            self._identity, round_id=round_id, base_version=0, kind="plan", is_delta=False,
+            num_samples=max(1, sum(counts)), label_counts=counts, tag="", tensors=(empty,)))
 
     def choose_aggregator(self, round_id: int, peers: Sequence[str]) -> str:
         """The configured aggregator if it takes part, else the elected one."""

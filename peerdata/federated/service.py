@@ -22,8 +22,9 @@ from peerdata.errors import PeerdataError
 from peerdata.federated.clock import FleetClock
 from peerdata.federated.exchange import FederatedPeer, LocalModel, RoundResult
 from peerdata.federated.inbox import ModelInbox, Serve, transport_sender
+from peerdata.federated.tiers import TierHooks, play_multitier
 from peerdata.identity import Identity
-from peerdata.ml.aggregate import StateDict, rule_by_name
+from peerdata.ml.aggregate import MultiTierConfig, StateDict, rule_by_name
 from peerdata.net.transport import Transport
 
 logger = logging.getLogger("peerdata.federated")
@@ -65,7 +66,8 @@ class Federation:
     def __init__(self, transport: Transport, peer: FederatedPeer, train_local: TrainLocal, *,
                  clock: FleetClock, serve: Serve | None = None,
                  adopt: AdoptModel | None = None,
-                 on_round: Callable[[], None] | None = None) -> None:
+                 on_round: Callable[[], None] | None = None,
+                 tiers: TierHooks | None = None) -> None:
         self._transport = transport
         self._peer = peer
         self._train_local = train_local
@@ -73,6 +75,9 @@ class Federation:
         self._serve = serve or transport.set_handler
         self._adopt = adopt
         self._on_round = on_round
+        self._tiers = tiers
+        if peer.config.strategy == "multitier" and tiers is None:
+            raise PeerdataError("multitier federation needs TierHooks (label counts, training)")
         self._inbox = ModelInbox(peer.config.max_update_bytes)
         peer.hold = self._inbox.hold
         self._results: list[RoundResult] = []
@@ -91,9 +96,8 @@ class Federation:
             last = round_id
             self._inbox.release()
             peers = (self._transport.peer_id, *self._transport.connected_peers())
-            local = await self._train_local(self._peer.global_state, round_id)
             try:
-                result = await self._play(round_id, peers, local, send)
+                result = await self._play(round_id, peers, send)
             except PeerdataError as exc:  # our own misuse (e.g. an update over the size limit)
                 logger.error("federated round %d failed: %s", round_id, exc)
                 continue
@@ -107,10 +111,15 @@ class Federation:
             if self._on_round is not None:
                 self._on_round()
 
-    async def _play(self, round_id: int, peers: tuple[str, ...], local: LocalModel,
+    async def _play(self, round_id: int, peers: tuple[str, ...],
                     send: Callable[[str, bytes], Awaitable[None]]) -> RoundResult:
-        collect = self._inbox.collect
-        if self._peer.config.mode == "gossip":
+        collect, cfg = self._inbox.collect, self._peer.config
+        if cfg.strategy == "multitier" and cfg.mode == "aggregator" and self._tiers is not None:
+            tiers = MultiTierConfig(top_tier=3, et=cfg.local_epochs, er=cfg.local_epochs)
+            return await play_multitier(self._peer, round_id, peers, self._tiers, tiers,
+                                        send_update=send, collect=collect)
+        local = await self._train_local(self._peer.global_state, round_id)
+        if cfg.mode == "gossip":
             return await self._peer.gossip_round(round_id, peers, local, send_update=send,
                                                  collect=collect)
         return await self._peer.aggregator_round(round_id, peers, local, send_update=send,
@@ -165,7 +174,8 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
                            train_local: TrainLocal, *,
                            wall_clock: Callable[[], float] | None = None,
                            adopt: AdoptModel | None = None,
-                           on_round: Callable[[], None] | None = None) -> Federation:
+                           on_round: Callable[[], None] | None = None,
+                           tiers: TierHooks | None = None) -> Federation:
     """Start the federation service in `node`'s nursery, as `node.config.federation` says.
 
     Rounds follow `wall_clock` (default: the node's own wall clock, `node.wall_time`).
@@ -183,6 +193,6 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
     peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
     clock = FleetClock(cfg.interval_s, cfg.clock_skew_s, wall_clock or node.wall_time)
     federation = Federation(node.transport, peer, train_local, clock=clock, serve=node.serve,
-                            adopt=adopt, on_round=on_round)
+                            adopt=adopt, on_round=on_round, tiers=tiers)
     await node.start_service(federation.run)
     return federation

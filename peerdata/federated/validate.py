@@ -92,6 +92,22 @@ class UpdateValidator:
                               msg.base_version, len(payload))
 
     @staticmethod
+    def check_plan(peer: str, payload: bytes, expect: Expectation) -> tuple[int, ...]:
+        """Decode and verify a multi-tier plan message; return the sender's label counts.
+
+        Raises:
+            RemoteProtocolError: as `check`, or no label counts.
+        """
+        msg = decode_model_update(payload, expect.max_bytes)
+        if msg.sender != peer:
+            raise RemoteProtocolError(f"plan names sender {msg.sender}, but {peer} sent it")
+        verify_model_update(msg)
+        UpdateValidator._check_round(msg, expect)
+        if not msg.label_counts or not 0 < sum(msg.label_counts) <= MAX_CLAIMED_SAMPLES:
+            raise RemoteProtocolError("plan without label counts, or claiming too many samples")
+        return msg.label_counts
+
+    @staticmethod
     def _check_round(msg: ModelUpdate, expect: Expectation) -> None:
         if msg.round_id == expect.round_id + 1:
             raise EarlyUpdate(f"update for round {msg.round_id}, one ahead of {expect.round_id}")

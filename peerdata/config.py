@@ -77,7 +77,7 @@ class PrivacyConfig:
 
 # = peerdata.ml.aggregate.RULE_NAMES (config sits below ml/ and cannot import it)
 FEDERATION_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered",
-                         "multitier")
+                         "multitier", "geomed")
 
 
 @dataclass(frozen=True)
@@ -305,7 +305,8 @@ min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller ima
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers
-strategy = "{d.federation.strategy}"   # fedavg fedprox median trimmed_mean clustered multitier
+# strategy: fedavg fedprox median trimmed_mean geomed (robust) clustered multitier
+strategy = "{d.federation.strategy}"
 max_update_bytes = {d.federation.max_update_bytes}
 deadline_s = {d.federation.deadline_s}             # stragglers later than this miss the round
 mode = "{d.federation.mode}"           # aggregator | gossip

@@ -193,3 +193,32 @@ def test_rule_by_name() -> None:
     assert rule_by_name("trimmed_mean").name == "trimmed_mean"
     with pytest.raises(AggregationError, match="unknown"):
         rule_by_name("krum")
+
+
+def test_capped_shares_keep_every_peer_under_the_cap() -> None:
+    from peerdata.ml.aggregate.geomed import capped_shares
+
+    shares = capped_shares([700, 100, 100, 50, 50], 0.3)
+    assert float(shares.sum()) == pytest.approx(1.0)
+    assert float(shares.max()) == pytest.approx(0.3)
+    # the rest keep their proportions: 100 vs 50 is still 2:1
+    assert float(shares[1] / shares[3]) == pytest.approx(2.0)
+    assert torch.allclose(capped_shares([5, 1], 0.3), torch.full((2,), 0.5, dtype=torch.float64))
+
+
+def test_geomed_is_fedavg_like_on_agreement_and_bounded_under_a_liar() -> None:
+    from peerdata.ml.aggregate import GeometricMedian
+
+    honest = [upd("a", [1.0, 2.0], 30), upd("b", [1.2, 2.2], 30), upd("c", [0.8, 1.8], 30),
+              upd("d", [1.1, 1.9], 20)]
+    same = GeometricMedian().aggregate(honest[:1] * 3)
+    assert torch.allclose(same["w"], torch.tensor([1.0, 2.0]))
+    assert int(same["steps"]) == 7
+    # a peer claiming the most samples, its update scaled by -1000: the mean follows it, the
+    # geometric median stays with the honest majority
+    liar = upd("x", [-1000.0, -2000.0], 1000)
+    mean = FedAvg().aggregate([*honest, liar])["w"]
+    robust = GeometricMedian().aggregate([*honest, liar])["w"]
+    assert float(mean.norm()) > 100
+    assert torch.allclose(robust, torch.tensor([1.0, 2.0]), atol=0.3)
+    assert rule_by_name("geomed").name == "geomed"

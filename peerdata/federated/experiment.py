@@ -41,8 +41,8 @@ from peerdata.ml.aggregate import (
 from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
 from peerdata.ml.vision import VisionConfig
 
-STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier")
-ROBUST_CAPABLE = ("fedavg", "fedprox", "median", "trimmed_mean")  # may run under attack
+STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed")
+ROBUST_CAPABLE = ("fedavg", "fedprox", "median", "trimmed_mean", "geomed")  # may run attacked
 ATTACKS = ("scaled", "random")
 NUM_CLASSES = 10
 

@@ -15,6 +15,7 @@ from peerdata.ml.aggregate.base import (
 from peerdata.ml.aggregate.clustered import Clustered, ClusterResult
 from peerdata.ml.aggregate.fedavg import FedAvg
 from peerdata.ml.aggregate.fedprox import FedProx, proximal_term
+from peerdata.ml.aggregate.geomed import GeometricMedian
 from peerdata.ml.aggregate.median import CoordinateMedian
 from peerdata.ml.aggregate.multitier import (
     MultiTier,
@@ -25,7 +26,8 @@ from peerdata.ml.aggregate.multitier import (
 )
 from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
 
-RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier")
+RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed")
+ROBUST_DEFAULT = "geomed"  # the measured default robust rule (docs/federated.md)
 
 
 def rule_by_name(name: str) -> AggregationRule:
@@ -41,6 +43,7 @@ def rule_by_name(name: str) -> AggregationRule:
         "trimmed_mean": TrimmedMean(),
         "clustered": Clustered(),
         "multitier": MultiTier(),
+        "geomed": GeometricMedian(),
     }
     if name not in rules:
         raise AggregationError(f"unknown aggregation strategy {name!r}; one of {RULE_NAMES}")
@@ -48,6 +51,7 @@ def rule_by_name(name: str) -> AggregationRule:
 
 
 __all__ = [
+    "ROBUST_DEFAULT",
     "RULE_NAMES",
     "AggregationError",
     "AggregationRule",
@@ -57,6 +61,7 @@ __all__ = [
     "CoordinateMedian",
     "FedAvg",
     "FedProx",
+    "GeometricMedian",
     "MultiTier",
     "MultiTierConfig",
     "StateDict",

@@ -232,3 +232,26 @@ def test_garbage_only_ever_raises_remote_protocol_error(data: bytes) -> None:
             decode_model_update(payload, LIMIT)
         except RemoteProtocolError:
             pass
+
+
+def test_delta_sends_only_what_changed_and_rejects_a_bad_subset() -> None:
+    base = model()
+    trained = {k: v.clone() for k, v in base.items()}
+    trained["fc.bias"] = trained["fc.bias"] + 0.5  # only the head moved (a frozen backbone)
+    blobs = blobs_from_state(trained, BlobOptions(), base)
+    floats = [k for k, v in base.items() if v.is_floating_point()]
+    ints = [k for k, v in base.items() if not v.is_floating_point()]
+    assert [b.name for b in blobs] == [k for k in base if k == "fc.bias" or k in ints]
+    assert len(floats) > 1
+    decoded = state_from_blobs(blobs, base, base)
+    assert all(torch.equal(decoded[k], trained[k]) for k in base)
+    # nothing changed at all: still a valid message of one zero delta
+    assert len(blobs_from_state(base, BlobOptions(), base)) >= 1
+    # a full model must name every tensor; a delta's names must stay in order
+    with pytest.raises(RemoteProtocolError, match="names"):
+        state_from_blobs(blobs, base)
+    reordered = tuple(reversed(blobs_from_state(
+        {k: v + 1 if v.is_floating_point() else v for k, v in base.items()}, BlobOptions(),
+        base)))
+    with pytest.raises(RemoteProtocolError, match="in-order subset"):
+        state_from_blobs(reordered, base, base)

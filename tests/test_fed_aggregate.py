@@ -221,4 +221,10 @@ def test_geomed_is_fedavg_like_on_agreement_and_bounded_under_a_liar() -> None:
     robust = GeometricMedian().aggregate([*honest, liar])["w"]
     assert float(mean.norm()) > 100
     assert torch.allclose(robust, torch.tensor([1.0, 2.0]), atol=0.3)
+    # exactly: the liar is left out, the rest averaged with the capped sample shares
+    from peerdata.ml.aggregate.geomed import capped_shares
+
+    shares = capped_shares([30, 30, 30, 20, 1000], 0.3)[:4].to(torch.float32)
+    honest_mean = sum(s * u.state["w"] for s, u in zip(shares, honest, strict=True)) / shares.sum()
+    assert torch.allclose(robust, honest_mean, atol=1e-5)
     assert rule_by_name("geomed").name == "geomed"

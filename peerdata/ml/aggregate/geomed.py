@@ -1,12 +1,15 @@
-"""Weighted geometric median (RFA: Pillutla, Kakade and Harchaoui, 2019) by smoothed Weiszfeld.
+"""Robust aggregation: a weighted geometric median (RFA: Pillutla, Kakade and Harchaoui, 2019)
+as the centre, then the weighted mean of the models near it.
 
-Rule: the result is the point `z` minimising `sum_i a_i * ||w_i - z||` over the peers' whole
-models (all float parameters as one vector), where `a_i` is the peer's sample share capped at
-`max_share` of the total (so no single peer, honest or lying about its count, can hold the
-majority a median needs). As long as the peers that behave hold more than half the weight, a
-peer's influence is bounded however far away its model is, unlike a mean, which one scaled
-update drags anywhere; and unlike a coordinate median it keeps the sample weighting that
-non-IID fleets need (a robot with 20 images is not the median robot's equal).
+Rule: the centre is the point `z` minimising `sum_i a_i * ||w_i - z||` over the peers' whole
+models (all float parameters as one vector, smoothed Weiszfeld), where `a_i` is the peer's
+sample share capped at `max_share` (so no single peer, honest or lying about its count, can hold
+the majority a median needs). A peer farther from `z` than `outlier_factor` times the median
+distance is left out, and the rest are averaged with the same capped sample weights: as long as
+the peers that behave hold more than half the weight, a scaled or random update is dropped
+however far it goes, unlike a mean, which it drags anywhere; and unlike a coordinate median the
+result keeps the sample weighting non-IID fleets need (a robot with 20 images is not the median
+robot's equal). `outlier_factor = 0` returns the geometric median itself.
 """
 
 from __future__ import annotations
@@ -63,12 +66,15 @@ class GeometricMedian:
     """Sample-weighted geometric median of the peers' models (robust aggregation, RFA)."""
 
     max_share: float = 0.3
+    outlier_factor: float = 3.0
     iterations: int = 50
     name: str = "geomed"
 
     def __post_init__(self) -> None:
         if not 0 < self.max_share <= 1:
             raise AggregationError("geomed: max_share must be in (0, 1]")
+        if self.outlier_factor < 0:
+            raise AggregationError("geomed: outlier_factor must be >= 0")
         if self.iterations < 1:
             raise AggregationError("geomed: iterations must be >= 1")
 
@@ -83,6 +89,11 @@ class GeometricMedian:
         ])
         shares = capped_shares([u.num_samples for u in updates], self.max_share)
         median = weiszfeld(points, shares, self.iterations)
+        if self.outlier_factor > 0 and len(updates) > 2:
+            dist = (points - median).norm(dim=1)
+            keep = dist <= self.outlier_factor * dist.median().clamp_min(1e-12)
+            kept = shares * keep
+            median = (kept[:, None] * points).sum(dim=0) / kept.sum()
         out: StateDict = {}
         offset = 0
         for k in keys:

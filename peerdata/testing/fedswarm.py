@@ -11,6 +11,7 @@ on a round named by the driver on their stdin (never a sleep), and are stopped b
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import pickle
 import subprocess
@@ -81,11 +82,14 @@ async def _robot(home: Path, ready_fd: int) -> None:
     from peerdata.federated.local import new_state, train_from
     from peerdata.federated.partition import label_histogram
     from peerdata.federated.service import Federation
+    from peerdata.federated.tiers import TierHooks
     from peerdata.ml.aggregate import FedProx, rule_by_name
     from peerdata.node.home import check_home
     from peerdata.node.node import open_node
 
     torch.set_num_threads(1)
+    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+                        format="%(asctime)s %(name)s %(levelname)s %(message)s")
     job: RobotJob = pickle.loads((home / JOB).read_bytes())
     cfg = job.cfg
     identity, config = check_home(home)
@@ -95,20 +99,28 @@ async def _robot(home: Path, ready_fd: int) -> None:
     last_local: dict[str, Any] = {}
     first = [0]
 
-    def train(start: dict[str, torch.Tensor], step: int) -> dict[str, torch.Tensor]:
+    def train(start: dict[str, torch.Tensor], step: int, epochs: int | None
+              ) -> dict[str, torch.Tensor]:
         began = time.monotonic()
         prox = FedProx(cfg.fedprox_mu) if job.strategy == "fedprox" else None
-        state = train_from(cfg.vision, start, job.images, labels, epochs=cfg.local_epochs,
+        state = train_from(cfg.vision, start, job.images, labels,
+                           epochs=epochs or cfg.local_epochs,
                            training=cfg.training, prox=prox,
                            seed=cfg.seed * 100_003 + step * 101 + job.index)
         if job.slowdown > 1:  # a slower robot: the same work, stretched
             time.sleep((job.slowdown - 1) * (time.monotonic() - began))
         return state
 
-    async def train_local(start: dict[str, torch.Tensor], round_id: int) -> LocalModel:
-        state = await trio.to_thread.run_sync(partial(train, start, round_id - first[0] + 1))
+    async def train_local(start: dict[str, torch.Tensor], round_id: int,
+                          epochs: int | None = None) -> LocalModel:
+        step = round_id - first[0] + 1
+        state = await trio.to_thread.run_sync(partial(train, start, step, epochs))
         last_local["state"] = state
         return LocalModel(state, len(labels), histogram)
+
+    async def train_tier(start: dict[str, torch.Tensor], round_id: int, epochs: int
+                         ) -> LocalModel:
+        return await train_local(start, round_id, epochs)
 
     async with open_node(home, config, identity=identity) as node:
         announce_ready(ready_fd, {"peer_id": node.peer_id, "control": "", "pid": os.getpid(),
@@ -121,7 +133,8 @@ async def _robot(home: Path, ready_fd: int) -> None:
                              new_state(cfg.vision, cfg.seed))
         clock = FleetClock(fed_cfg.interval_s, fed_cfg.clock_skew_s)
         federation = Federation(node.transport, peer, train_local, clock=clock,
-                                serve=node.serve)
+                                serve=node.serve,
+                                tiers=TierHooks(lambda: histogram, train_tier))
         began = time.time()
         await federation.run(max_rounds=cfg.rounds, first_round=first[0])
         result = {"global": peer.global_state, "local": last_local.get("state"),

@@ -228,3 +228,25 @@ def test_geomed_is_fedavg_like_on_agreement_and_bounded_under_a_liar() -> None:
     honest_mean = sum(s * u.state["w"] for s, u in zip(shares, honest, strict=True)) / shares.sum()
     assert torch.allclose(robust, honest_mean, atol=1e-5)
     assert rule_by_name("geomed").name == "geomed"
+
+
+def test_fedbuff_steps_every_k_updates_and_discounts_stale_ones() -> None:
+    from peerdata.ml.aggregate.fedbuff import FedBuff
+
+    g0 = {"w": torch.zeros(2), "steps": torch.tensor(0, dtype=torch.int64)}
+    server = FedBuff(dict(g0), buffer_size=2, staleness_exponent=1.0)
+    plus = {"w": torch.tensor([1.0, 1.0]), "steps": torch.tensor(5)}
+    assert not server.submit(plus, g0, 0, 10)
+    assert server.submit({"w": torch.tensor([3.0, 3.0]), "steps": torch.tensor(5)}, g0, 0, 30)
+    assert server.version == 1
+    assert torch.allclose(server.global_state["w"], torch.tensor([2.5, 2.5]))  # (10*1+30*3)/40
+    assert int(server.global_state["steps"]) == 0  # integer buffers are the server's own
+    # a fresh update and one started a version ago (staleness 1: weight halves)
+    g1 = dict(server.global_state)
+    assert server.staleness_weight(0) == pytest.approx(0.5)
+    server.submit({"w": g1["w"] + 2.0, "steps": torch.tensor(0)}, g1, 1, 10)
+    server.submit({"w": torch.tensor([0.0, 0.0]) - 4.0, "steps": torch.tensor(0)}, g0, 0, 10)
+    # deltas +2 (weight 10) and -4 (weight 10 * 0.5): mean = (20 - 20) / 15 = 0
+    assert torch.allclose(server.global_state["w"], g1["w"])
+    with pytest.raises(AggregationError):
+        server.staleness_weight(5)  # from the future

@@ -20,6 +20,7 @@ from peerdata.federated import (
     transport_sender,
 )
 from peerdata.federated.clock import FleetClock
+from peerdata.federated.service import Federation
 from peerdata.federated.tensors import BlobOptions, blobs_from_state
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import CoordinateMedian, FedAvg
@@ -186,8 +187,6 @@ async def test_gossip_round_median_shrugs_off_a_liar(
 async def test_federation_service_runs_rounds_on_a_schedule(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from peerdata.federated.service import Federation
-
     cfg = FederationConfig(enabled=True, deadline_s=DEADLINE)
     net = MemoryNetwork(seed=5)
     members = [i.peer_id for i in IDS]
@@ -317,3 +316,55 @@ async def test_clustered_round_gives_each_group_its_own_model(
     assert torch.equal(models[members[0]], models[members[1]])
     assert torch.allclose(models[members[2]], torch.tensor([-2.0, -0.05]))
     assert torch.equal(models[members[2]], models[members[3]])
+
+
+def test_fleet_clock_numbers_rounds_from_wall_time() -> None:
+    from peerdata.errors import ConfigError
+
+    now = [1_000.0]
+    clock = FleetClock(60.0, 2.0, lambda: now[0])
+    assert clock.next_round() == (17, 20.0)  # round 17 starts at 1020 s
+    assert clock.next_round(after=17) == (18, 80.0)  # never a round twice
+    now[0] = 1_020.0
+    assert clock.next_round() == (18, 60.0)
+    with pytest.raises(ConfigError):
+        FleetClock(60.0, 30.0)
+
+
+async def test_robots_with_skewed_clocks_agree_on_rounds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Three services whose wall clocks differ by up to 3 s (tolerance 2 s each way): every
+    round includes everyone; an update that arrives while its aggregator's clock still shows
+    the previous round is held for it, not refused."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, clock_skew_s=2.0)
+    net = MemoryNetwork(seed=13)
+    offsets = {A.peer_id: 0.0, B.peer_id: 1.5, C.peer_id: -1.5}
+    services: dict[str, Federation] = {}
+
+    async def train_local(state: dict[str, torch.Tensor], _round: int) -> LocalModel:
+        return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
+                          for i in IDS]
+            for t in transports[1:]:
+                await t.connect(transports[0].listen_addrs()[0])
+            await transports[1].connect(transports[2].listen_addrs()[0])
+            async with trio.open_nursery() as nursery:
+                for ident, transport in zip(IDS, transports, strict=True):
+                    offset = offsets[ident.peer_id]
+                    clock = FleetClock(100.0, 2.0,
+                                       lambda o=offset: 1_700_000_050.0 + o + trio.current_time())
+                    service = Federation(transport, FederatedPeer(ident, cfg, FedAvg(),
+                                                                  start_state()),
+                                         train_local, clock=clock)
+                    services[ident.peer_id] = service
+                    await nursery.start(lambda s=service, **kw: s.run(max_rounds=3, **kw))
+    stats = [s.statistics() for s in services.values()]
+    assert {s.last_round for s in stats} == {17_000_003}
+    assert all(s.version == 3 and not s.last_missing and s.rejected_total == 0 for s in stats)
+    assert len({s.model_digest for s in stats}) == 1
+    for peer_id, service in services.items():
+        assert all(len(r.included) == 3 for r in service.results if r.aggregator == peer_id)

@@ -255,3 +255,37 @@ def test_delta_sends_only_what_changed_and_rejects_a_bad_subset() -> None:
         base)))
     with pytest.raises(RemoteProtocolError, match="in-order subset"):
         state_from_blobs(reordered, base, base)
+
+
+def test_an_update_one_round_early_is_held_not_refused() -> None:
+    v = UpdateValidator(model())
+    held: list[tuple[str, bytes]] = []
+    early, late = update_bytes(round_id=4), update_bytes(MALLORY, round_id=2)
+    accepted, rejected = v.screen([(ALICE.peer_id, early), (MALLORY.peer_id, late)], EXPECT,
+                                  allowed=frozenset({MALLORY.peer_id}),
+                                  hold=lambda p, b: held.append((p, b)))
+    # early (even from a peer this phase does not listen to) is kept for its round; late is not
+    assert accepted == [] and held == [(ALICE.peer_id, early)]
+    assert [r.peer for r in rejected] == [MALLORY.peer_id]
+    assert "round 2" in rejected[0].reason
+    # without a place to hold it, an early update is refused like any other wrong round
+    _, refused = v.screen([(ALICE.peer_id, early)], EXPECT)
+    assert "one ahead" in refused[0].reason
+    # the next round accepts it
+    nxt = dataclasses.replace(EXPECT, round_id=4)
+    assert [u.peer for u in v.screen(held, nxt)[0]] == [ALICE.peer_id]
+
+
+async def test_inbox_hands_out_held_updates_after_release() -> None:
+    import trio
+
+    from peerdata.federated.inbox import ModelInbox
+
+    inbox = ModelInbox(LIMIT, capacity=2)
+    for i in range(3):
+        inbox.hold(f"p{i}", b"x")
+    with trio.fail_after(5):
+        assert await inbox.collect(trio.current_time(), frozenset()) == []
+        inbox.release()  # bounded: the oldest of three went
+        got = await inbox.collect(trio.current_time() + 0.01, frozenset({"p1", "p2"}))
+    assert got == [("p1", b"x"), ("p2", b"x")]

@@ -38,3 +38,17 @@ def models_dir() -> Path:
             "(scripts/test does when ../shared/models exists)"
         )
     return path
+
+
+@pytest.fixture(autouse=True)
+def _plain_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Pin what a user's shell would otherwise vary: terminal type, colour and locale.
+
+    `COLUMNS` is left as the shell has it on purpose: `.ci/run` runs the CLI tests with it unset
+    and at 40 columns, so a message that wraps with the terminal's width fails there.
+    """
+    monkeypatch.setenv("TERM", "xterm")
+    monkeypatch.setenv("NO_COLOR", "1")
+    monkeypatch.delenv("FORCE_COLOR", raising=False)
+    monkeypatch.setenv("LC_ALL", "C.UTF-8")
+    monkeypatch.setenv("LANG", "C.UTF-8")

@@ -55,7 +55,7 @@ def test_home_defaults_to_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
 
 @pytest.mark.parametrize("command", ["init", "run", "status", "peers", "send", "swarm"])
 def test_every_command_has_teaching_help(command: str) -> None:
-    result = runner.invoke(app, [command, "--help"])
+    result = runner.invoke(app, [command, "--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0
     assert "Examples" in result.stdout and f"peerdata {command}" in result.stdout
 

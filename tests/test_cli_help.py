@@ -21,6 +21,7 @@ def test_reflow_joins_wrapped_prose_and_keeps_examples() -> None:
 @pytest.mark.parametrize("command", COMMANDS)
 def test_help_renders_with_an_example(command: str) -> None:
     main._register_all()
-    result = CliRunner().invoke(main.app, [*command.split(), "--help"], terminal_width=100)
+    result = CliRunner().invoke(main.app, [*command.split(), "--help"],
+                                 env={"COLUMNS": "100"})
     assert result.exit_code == 0, result.output
     assert "peerdata " + command.split()[0] in result.output  # an example invocation

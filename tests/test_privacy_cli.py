@@ -82,6 +82,6 @@ def test_missing_or_modified_yunet_model_exits_3(astronaut_png: Path, tmp_path: 
 
 
 def test_help_teaches_with_an_example() -> None:
-    result = runner.invoke(app, ["privacy", "check", "--help"])
+    result = runner.invoke(app, ["privacy", "check", "--help"], env={"COLUMNS": "100"})
     assert result.exit_code == 0
     assert "peerdata privacy check frame.jpg --out" in result.stdout

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.datasets import DATA_DIR_ENV, list_dataset_files, load_dataset, resolve_data_dir
 from peerdata.datasets.fetch import KNOWN_SOURCES, fetch_dataset
 from peerdata.datasets.synthetic import synthetic_names
@@ -80,7 +80,7 @@ def list_command(
             for r in rows
         ],
     )
-    console.print(f"generated (no files needed): {', '.join(generated)}")
+    say(f"generated (no files needed): {', '.join(generated)}")
 
 
 @data_app.command("fetch")
@@ -108,7 +108,7 @@ def fetch_command(
         emit_json({"name": name, "files": [str(p) for p in paths]})
     else:
         for p in paths:
-            console.print(f"verified {p}")
+            say(f"verified {p}")
 
 
 def register(app: typer.Typer) -> None:

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.datasets import DATA_DIR_ENV, resolve_data_dir
 from peerdata.errors import ConfigError
 
@@ -172,7 +172,7 @@ def experiment_command(
             ["policy", *keys],
             rows,
         )
-        console.print(f"wrote {out}/results.json, results.md, accuracy.png")
+        say(f"wrote {out}/results.json, results.md, accuracy.png")
     emit_json(summary)
 
 

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.datasets import DATA_DIR_ENV, resolve_data_dir
 from peerdata.errors import ConfigError
 
@@ -81,14 +81,14 @@ def run_federated(
         raise ConfigError(f"dataset {dataset!r} has no train split to give the robots")
     torch.set_num_threads(threads)
 
-    def say(message: str) -> None:
+    def report(message: str) -> None:
         if progress:
             print(message, file=sys.stderr, flush=True)
 
     per_seed: list[dict[str, Any]] = []
     for seed in _seeds(seeds):
         cfg = dataclasses.replace(base, seed=seed)
-        results = run_experiment(splits.train, splits.test, cfg, progress=say)
+        results = run_experiment(splits.train, splits.test, cfg, progress=report)
         per_seed.append({"seed": seed, "summary": summarize(results),
                          "robots": {f"{r.strategy}{'_attacked' if r.attacked else ''}":
                                     list(r.robot_accuracies) for r in results}})
@@ -113,7 +113,7 @@ def run_federated(
               ["strategy", "global acc", "worst-robot acc", "mean robot acc", "bytes/round",
                f"acc under {attack} attack", "drop"], rows)
         if out is not None:
-            console.print(f"wrote {out}/federated.json")
+            say(f"wrote {out}/federated.json")
     emit_json(summary)
     return summary
 
@@ -204,11 +204,11 @@ def run_combined_mode(
         spec = spec.with_overrides(**changes)
     torch.set_num_threads(threads)
 
-    def say(message: str) -> None:
+    def report(message: str) -> None:
         if progress:
             print(message, file=sys.stderr, flush=True)
 
-    results = run_combined(spec, resolve_data_dir(data_dir), progress=say)
+    results = run_combined(spec, resolve_data_dir(data_dir), progress=report)
     summary: dict[str, object] = {"scenario": spec.name, "mode": "combined",
                                   **results["summary"]}
     if out is not None:

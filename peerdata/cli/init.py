@@ -7,8 +7,9 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.node.home import default_home, init_home
 
 HELP = """Create a node home: a private key and a commented config.toml.
@@ -60,10 +61,10 @@ def init(
                    "created_key": result.created_key, "created_config": result.created_config})
         return
     verb = "created" if result.created_key else "kept existing"
-    console.print(f"{verb} key for [bold]{result.peer_id}[/] in {result.home}", highlight=False)
+    say(Text.assemble(f"{verb} key for ", (result.peer_id, "bold"), f" in {result.home}"))
     if not result.created_config:
-        console.print("config.toml already present; left unchanged", highlight=False)
-    console.print(f"next: peerdata run --home {result.home}", highlight=False)
+        say("config.toml already present; left unchanged")
+    say(f"next: peerdata run --home {result.home}")
 
 
 def register(app: typer.Typer) -> None:

@@ -11,6 +11,7 @@ from typing import Any, NoReturn
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from peerdata.cli.exit_codes import ExitCode
 from peerdata.errors import (
@@ -42,6 +43,17 @@ def emit_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def say(message: str | Text, *, err: bool = False) -> None:
+    """Print a one-line message, never wrapped at the terminal width.
+
+    Scripts grep these lines and users paste them, so a path or a sentence must stay on one line
+    whatever `COLUMNS` says; only tables are laid out to the terminal's width. Plain strings are
+    printed literally (no rich markup), so brackets in paths and peer messages are safe.
+    """
+    text = message if isinstance(message, Text) else Text(message)
+    (err_console if err else console).print(text, soft_wrap=True, highlight=False)
+
+
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     """Print a rich table to stdout."""
     t = Table(title=title)
@@ -64,7 +76,7 @@ _CODES: list[tuple[type[PeerdataError], ExitCode]] = [
 def fail(exc: PeerdataError) -> NoReturn:
     """Print a one-line error and exit with the code its type maps to."""
     code = next((c for t, c in _CODES if isinstance(exc, t)), ExitCode.FAILURE)
-    err_console.print(f"[bold red]error:[/] {exc}", highlight=False)
+    say(Text.assemble(("error: ", "bold red"), str(exc)), err=True)
     raise typer.Exit(int(code))
 
 
@@ -79,7 +91,7 @@ def guarded(fn: Callable[..., Any]) -> Callable[..., Any]:
         except PeerdataError as exc:
             fail(exc)
         except KeyboardInterrupt:
-            err_console.print("interrupted")
+            say("interrupted", err=True)
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
 
     return wrapper

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from peerdata.cli.exit_codes import ExitCode
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.config import PrivacyConfig, load_config
 from peerdata.errors import ConfigError, DataError, PrivacyError
 from peerdata.ml.privacy import (
@@ -128,11 +128,11 @@ def check(
               ["image", "result", "found", "detector", "action", "box"], rows)
         for rep in reports:
             if not rep["shared"]:
-                console.print(f"{rep['image']}: {rep['detail']}", highlight=False)
+                say(f"{rep['image']}: {rep['detail']}")
             elif rep["output"]:
-                console.print(f"wrote {rep['output']}", highlight=False)
-        console.print(f"{stats['images_filtered']} shared, {stats['images_dropped']} dropped, "
-                      f"{stats['regions_blurred']} regions blurred", highlight=False)
+                say(f"wrote {rep['output']}")
+        say(f"{stats['images_filtered']} shared, {stats['images_dropped']} dropped, "
+                      f"{stats['regions_blurred']} regions blurred")
     if any(rep["bad_input"] for rep in reports):
         raise typer.Exit(int(ExitCode.DATA))
 

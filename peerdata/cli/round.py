@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.control.client import call
 
 HELP = """Start a sharing round on a running node now (as the schedule, round.interval_s, does).
@@ -46,10 +46,10 @@ def now(
     if fmt is Format.json:
         emit_json(result)
         return
-    console.print(
+    say(
         f"round {result['round_id']} ({result['policy']}): selected {result['selected']}, "
         f"shared {result['shared']} ({result['bytes_sent']} bytes), dropped by privacy "
-        f"{result['dropped_by_privacy']}, over budget {result['over_budget']}", highlight=False)
+        f"{result['dropped_by_privacy']}, over budget {result['over_budget']}")
 
 
 def register(root: typer.Typer) -> None:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.control.client import call
 from peerdata.errors import DataError
 
@@ -49,7 +49,7 @@ def send(
     if fmt is Format.json:
         emit_json(result)
         return
-    console.print(
+    say(
         f"offered {result.get('offered', 0)} image(s) to {to}; "
         f"it wanted {result.get('wanted', 0)} (the rest it already had)",
         highlight=False,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import typer
 
 from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
 from peerdata.control.client import call
 
 HELP = """Show a running node: peer ID, listen addresses, peers, images and bytes moved.
@@ -49,9 +49,9 @@ def status(
             continue
         if isinstance(value, float):
             value = f"{value:.1f}"
-        console.print(f"{label:<{width}}  {value}", highlight=False)
+        say(f"{label:<{width}}  {value}")
     for addr in result.get("listen_addrs", []):
-        console.print(f"{'listening':<{width}}  {addr}", highlight=False, soft_wrap=True)
+        say(f"{'listening':<{width}}  {addr}")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,7 @@ from typing import Annotated
 import typer
 
 from peerdata.cli.exit_codes import ExitCode
-from peerdata.cli.output import FORMAT_OPTION, Format, console, emit_json, guarded, table
+from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.errors import ConfigError
 
 HELP = """Run a local fleet of N real daemons that share images all-to-all, or, with --scenario,
@@ -152,7 +152,7 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
         keys = ["rare_precision", "rare_recall", "accuracy", "megabytes"]
         table(f"{spec.name} as a swarm: final round (seed {seed})", ["policy", *keys],
               [[p] + [summary.get(f"{p}_{k}") for k in keys] for p in policies])
-        console.print(f"wrote {out_dir}/results.json, results.md, accuracy.png, precision.png")
+        say(f"wrote {out_dir}/results.json, results.md, accuracy.png, precision.png")
     emit_json({"scenario": spec.name, "out": str(out_dir), **summary})
 
 
@@ -179,8 +179,8 @@ def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout
              for r in report.robots],
         )
         for note in report.notes:
-            console.print(f"note: {note}", highlight=False)
-        console.print("ok" if report.ok else "FAILED: not every image arrived verified")
+            say(f"note: {note}")
+        say("ok" if report.ok else "FAILED: not every image arrived verified")
     if not report.ok:
         raise typer.Exit(int(ExitCode.FAILURE))
 

@@ -88,7 +88,8 @@ class FederationConfig:
     strategy: str = "fedavg"  # one of FEDERATION_STRATEGIES
     max_update_bytes: int = 16 * MiB
     deadline_s: float = 60.0  # updates later than this are left out of the round
-    mode: str = "aggregator"  # aggregator (one per round) | gossip (average with neighbours)
+    # aggregator (one per round) | gossip (average with neighbours) | async (FedBuff at aggregator)
+    mode: str = "aggregator"
     aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
     update_dtype: str = "float32"  # float32 | float16 on the wire
     topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
@@ -102,8 +103,12 @@ class FederationConfig:
             raise ConfigError("federation.interval_s must be > 0")
         if self.local_epochs < 1:
             raise ConfigError("federation.local_epochs must be >= 1")
-        if self.mode not in ("aggregator", "gossip"):
-            raise ConfigError("federation.mode must be aggregator or gossip")
+        if self.mode not in ("aggregator", "gossip", "async"):
+            raise ConfigError("federation.mode must be aggregator, gossip or async")
+        if self.mode == "async" and not self.aggregator:
+            raise ConfigError("federation.mode = async needs federation.aggregator (its buffer)")
+        if self.mode == "async" and self.strategy not in ("fedavg", "fedprox"):
+            raise ConfigError("federation.mode = async aggregates by FedBuff: strategy fedavg")
         if self.update_dtype not in ("float32", "float16"):
             raise ConfigError("federation.update_dtype must be float32 or float16")
         if not 0 < self.topk_fraction <= 1:
@@ -309,7 +314,7 @@ enabled = {str(d.federation.enabled).lower()}                # exchange model up
 strategy = "{d.federation.strategy}"
 max_update_bytes = {d.federation.max_update_bytes}
 deadline_s = {d.federation.deadline_s}             # stragglers later than this miss the round
-mode = "{d.federation.mode}"           # aggregator | gossip
+mode = "{d.federation.mode}"           # aggregator | gossip | async (needs aggregator)
 aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty = elected
 update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas

@@ -368,3 +368,49 @@ async def test_robots_with_skewed_clocks_agree_on_rounds(
     assert len({s.model_digest for s in stats}) == 1
     for peer_id, service in services.items():
         assert all(len(r.included) == 3 for r in service.results if r.aggregator == peer_id)
+
+
+async def test_async_mode_does_not_wait_for_the_slow_robot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """FedBuff at A (buffer 3): B trains in 1 s, C in 5 s. The global model moves on B's
+    updates without waiting for C, C's late updates still count (staleness-weighted), and
+    every robot ends within a few versions of the server's newest."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, mode="async",
+                           aggregator=A.peer_id, interval_s=30.0)
+    net = MemoryNetwork(seed=14)
+    took = {B.peer_id: 1.0, C.peer_id: 5.0}
+    services: dict[str, Federation] = {}
+
+    def trainer(peer_id: str):  # type: ignore[no-untyped-def]
+        async def train_local(state: dict[str, torch.Tensor], _v: int) -> LocalModel:
+            await trio.sleep(took.get(peer_id, 1.0))
+            return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+        return train_local
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
+                          for i in IDS]
+            for t in transports[1:]:
+                await t.connect(transports[0].listen_addrs()[0])
+            async with trio.open_nursery() as nursery:
+                for ident, transport in zip(IDS, transports, strict=True):
+                    service = Federation(transport, FederatedPeer(ident, cfg, FedAvg(),
+                                                                  start_state()),
+                                         trainer(ident.peer_id),
+                                         clock=FleetClock(30.0, 0.0, trio.current_time))
+                    services[ident.peer_id] = service
+                    await nursery.start(service.run)
+                await trio.sleep(30.0)
+                nursery.cancel_scope.cancel()
+    server = services[A.peer_id]
+    steps = [r for r in server.results if r.model is not None]
+    senders = [p for r in steps for p in r.included]
+    assert len(steps) >= 5  # ~ one step per 3 updates, driven by B
+    assert senders.count(B.peer_id) > 3 * senders.count(C.peer_id) > 0
+    # C's updates, a version or two stale by the time they land, count; nothing is refused
+    assert not any(r.rejected for r in server.results)
+    version = server.statistics().version
+    assert all(s.statistics().version >= version - 3 for s in services.values())
+    assert float(server.global_state["w"][0]) > 5  # the model moved with every step

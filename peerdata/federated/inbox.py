@@ -57,6 +57,21 @@ class ModelInbox:
         await self._send.send((peer, payload))
         return ACK
 
+    async def receive_one(self) -> tuple[str, bytes]:
+        """The next update (held ones first), waiting as long as it takes."""
+        if self._ready:
+            return self._ready.pop(0)
+        return await self._receive.receive()
+
+    def drain(self) -> list[tuple[str, bytes]]:
+        """Everything received so far (held ones first), without waiting."""
+        out, self._ready = self._ready, []
+        while True:
+            try:
+                out.append(self._receive.receive_nowait())
+            except trio.WouldBlock:
+                return out
+
     async def collect(self, deadline: float, expected: frozenset[str]) -> list[tuple[str, bytes]]:
         """Everything received until `deadline`, or until each of `expected` has sent once."""
         received, self._ready = self._ready, []

@@ -19,6 +19,7 @@ import trio
 
 from peerdata.config import NodeConfig
 from peerdata.errors import PeerdataError
+from peerdata.federated.asyncmode import AsyncExchange
 from peerdata.federated.clock import FleetClock
 from peerdata.federated.exchange import FederatedPeer, LocalModel, RoundResult
 from peerdata.federated.inbox import ModelInbox, Serve, transport_sender
@@ -89,6 +90,10 @@ class Federation:
         self._inbox.attach(self._serve)
         send = transport_sender(self._transport)
         task_status.started()
+        if self._peer.config.mode == "async":
+            await AsyncExchange(self._peer, self._inbox, send, self._members, self._train_local,
+                                self._record).run()
+            return
         played, last = 0, first_round - 1
         while max_rounds is None or played < max_rounds:
             round_id, wait = self._clock.next_round(after=last)
@@ -110,6 +115,17 @@ class Federation:
                         len(result.included), len(result.missing), len(result.rejected))
             if self._on_round is not None:
                 self._on_round()
+
+    def _members(self) -> tuple[str, ...]:
+        return (self._transport.peer_id, *self._transport.connected_peers())
+
+    async def _record(self, result: RoundResult) -> None:
+        """Keep an asynchronous step's result (as a round's), adopt its model, wake waiters."""
+        self._results.append(result)
+        if result.model is not None and self._adopt is not None:
+            await self._adopt(result.model, result)
+        if self._on_round is not None:
+            self._on_round()
 
     async def _play(self, round_id: int, peers: tuple[str, ...],
                     send: Callable[[str, bytes], Awaitable[None]]) -> RoundResult:

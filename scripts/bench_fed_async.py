@@ -33,13 +33,15 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=4200)
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--test-images", type=int, default=2000)
     parser.add_argument("--cases", default="straggler,leave")
     parser.add_argument("--no-gossip", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(1)
     dataset, kind, beta = parse_scenario(args.scenario)
     cfg = FederatedExperimentConfig(dataset=dataset, rounds=args.rounds, seed=args.seed,
-                                    split=SplitSpec(kind, beta, args.robots, args.images))
+                                    split=SplitSpec(kind, beta, args.robots, args.images),
+                                    test_images=args.test_images)
     splits = load_dataset(dataset, resolve_data_dir(None))
     assert splits.train is not None
     fleet = build_fleet(splits.train, splits.test, cfg)

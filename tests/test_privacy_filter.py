@@ -1,5 +1,5 @@
 """The privacy filter on the public-domain astronaut photo: faces found and blurred, policies,
-grayscale digits, colour camera frames and statistics. Real OpenCV Haar cascades throughout."""
+grayscale digits, colour camera frames and statistics. The real default detectors throughout."""
 
 from __future__ import annotations
 
@@ -115,9 +115,10 @@ def test_grayscale_digits_pass_unchanged(default_filter: PrivacyFilter) -> None:
 
 def test_images_below_every_detector_minimum_take_the_fast_path() -> None:
     filt = PrivacyFilter.from_config(PrivacyConfig())
-    assert filt.too_small_to_scan(23, 400) and filt.too_small_to_scan(400, 19)
-    assert not filt.too_small_to_scan(28, 28)  # a 24-px face could fit, so 28x28 is scanned
-    out = filt.filter_array(np.full((20, 20, 3), 128, np.uint8))
+    # faces from 12 px (CenterFace), text lines from 16x8 px (the plate detector)
+    assert filt.too_small_to_scan(11, 400) and filt.too_small_to_scan(400, 7)
+    assert not filt.too_small_to_scan(12, 12) and not filt.too_small_to_scan(16, 8)
+    out = filt.filter_array(np.full((10, 10, 3), 128, np.uint8))
     assert isinstance(out, FilteredImage) and out.regions == ()
     stats = filt.statistics()
     assert (stats.images_seen, stats.images_filtered, stats.images_too_small_to_scan) == (1, 1, 1)
@@ -165,7 +166,7 @@ def test_output_never_equals_input_where_a_face_was_found(
 def _synthetic_plate() -> tuple[np.ndarray, tuple[int, int, int, int]]:
     """A white plate with a black rim and Russian-style characters on a grey background.
 
-    No licensed photo of a real plate is in the data set; this checks the plate path is wired.
+    Real plates are in tests/test_privacy_photos.py (with the shared data); this one always runs.
     """
     img = np.full((240, 400, 3), 90, np.uint8)
     x, y, w, h = 80, 100, 220, 48
@@ -180,7 +181,7 @@ def test_licence_plate_is_blurred_or_dropped_by_its_own_policy() -> None:
     out = PrivacyFilter.from_config(PrivacyConfig()).filter_array(img)
     assert isinstance(out, FilteredImage)
     plates = [r for r in out.regions if r.kind is RegionKind.PLATE]
-    assert plates and all(r.detectors == ("haar_plate",) for r in plates)
+    assert plates and all(r.detectors == ("text_plate",) for r in plates)
     mask = np.zeros(img.shape[:2], bool)
     for r in plates:
         mask[r.covered.y:r.covered.y + r.covered.h, r.covered.x:r.covered.x + r.covered.w] = True

@@ -1,4 +1,5 @@
-"""Region detectors for the privacy filter: OpenCV Haar cascades and YuNet, all offline.
+"""Region detectors for the privacy filter: OpenCV Haar cascades and YuNet (the default DNN
+detectors are in dnn.py), all offline.
 
 Rule: a detector is built once (model files are read and verified here, never per image) and
 its `detect` is pure: pixels in, boxes out. A model that fails verification raises PrivacyError
@@ -7,7 +8,6 @@ at construction; nothing falls back silently to a weaker detector.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 
 from peerdata.errors import PrivacyError
+from peerdata.ml.privacy.models import read_verified
 from peerdata.ml.privacy.results import Box, RegionKind
 
 # sha256 of the official opencv_zoo face_detection_yunet_2023mar.onnx (232,589 bytes).
@@ -66,10 +67,15 @@ class RegionDetector(Protocol):
     @property
     def min_size(self) -> tuple[int, int]: ...
 
+    @property
+    def version(self) -> str:
+        """Which model file or cascade, for the per-image log and `peerdata privacy check`."""
+        ...
+
     def detect(self, frame: Frame) -> list[Box]: ...
 
 
-def _boxes(raw: object, width: int, height: int, mirrored: bool = False) -> list[Box]:
+def boxes_in_image(raw: object, width: int, height: int, mirrored: bool = False) -> list[Box]:
     out = []
     for x, y, w, h in np.asarray(raw, dtype=np.float64).reshape(-1, 4):
         box = Box(int(x), int(y), int(np.ceil(w)), int(np.ceil(h)))
@@ -97,16 +103,17 @@ class HaarCascadeDetector:
         scale = max(1.0, min_px / min(win_w, win_h))
         self.name = name
         self.kind = kind
+        self.version = f"opencv-{cv2.__version__} {cascade_file}"
         self.min_size = (int(np.ceil(win_w * scale)), int(np.ceil(win_h * scale)))
         self._cascade = cascade
         self._mirrored = mirrored
 
     def detect(self, frame: Frame) -> list[Box]:
         found = self._scan(frame.gray)
-        boxes = _boxes(found, frame.width, frame.height)
+        boxes = boxes_in_image(found, frame.width, frame.height)
         if self._mirrored:
             flipped = self._scan(cv2.flip(frame.gray, 1))
-            boxes += _boxes(flipped, frame.width, frame.height, mirrored=True)
+            boxes += boxes_in_image(flipped, frame.width, frame.height, mirrored=True)
         return boxes
 
     def _scan(self, gray: np.ndarray) -> object:
@@ -135,7 +142,8 @@ class YuNetFaceDetector:
 
     kind = RegionKind.FACE
 
-    def __init__(self, model: bytes, score_threshold: float, min_px: int) -> None:
+    def __init__(self, model: bytes, sha256: str, score_threshold: float,
+                 min_px: int) -> None:
         try:
             self._net = cv2.FaceDetectorYN.create(
                 "onnx", np.frombuffer(model, dtype=np.uint8), np.empty(0, dtype=np.uint8),
@@ -143,6 +151,7 @@ class YuNetFaceDetector:
         except cv2.error as exc:
             raise PrivacyError(f"OpenCV cannot load the YuNet model: {exc}") from None
         self.name = "yunet"
+        self.version = f"{YUNET_FILE_NAME} sha256:{sha256[:12]}"
         self.min_size = (min_px, min_px)
         self._lock = threading.Lock()  # setInputSize + detect is one stateful step
 
@@ -152,7 +161,7 @@ class YuNetFaceDetector:
             _, faces = self._net.detect(frame.bgr)
         if faces is None:
             return []
-        return _boxes(faces[:, :4], frame.width, frame.height)
+        return boxes_in_image(faces[:, :4], frame.width, frame.height)
 
 
 def load_yunet(path: Path, expected_sha256: str | None, score_threshold: float,
@@ -166,17 +175,9 @@ def load_yunet(path: Path, expected_sha256: str | None, score_threshold: float,
         PrivacyError: the file is missing or unreadable, its hash differs, or OpenCV rejects it.
     """
     expected = (expected_sha256 or YUNET_2023MAR_SHA256).strip().lower()
-    try:
-        model = path.read_bytes()
-    except FileNotFoundError:
+    if not path.exists():
         raise PrivacyError(
             f"privacy.yunet_model {path}: no such file (get {YUNET_FILE_NAME} from the OpenCV "
-            "model zoo, or remove the setting to use the Haar detectors only)") from None
-    except OSError as exc:
-        raise PrivacyError(f"privacy.yunet_model {path}: cannot read: {exc.strerror}") from None
-    actual = hashlib.sha256(model).hexdigest()
-    if actual != expected:
-        raise PrivacyError(
-            f"privacy.yunet_model {path}: sha256 {actual} does not match the expected "
-            f"{expected}; refusing to use a modified or unknown model")
-    return YuNetFaceDetector(model, score_threshold, min_px)
+            "model zoo, or remove the setting to use the default detectors)")
+    model = read_verified(path, expected, "privacy.yunet_model")
+    return YuNetFaceDetector(model, expected, score_threshold, min_px)

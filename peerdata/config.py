@@ -124,6 +124,25 @@ class FederationConfig:
             raise ConfigError("federation.clock_skew_s must be in [0, interval_s / 2)")
 
 
+_LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """The daemon's log: JSON lines in HOME/node.log, rotated by size (docs/deploy.md)."""
+
+    level: str = "info"  # debug | info | warning | error (`peerdata run --log-level` overrides)
+    max_bytes: int = 10 * MiB  # node.log is rotated before it would grow past this
+    backups: int = 3  # rotated files kept: node.log.1 .. node.log.N
+
+
+@dataclass(frozen=True)
+class MetricsConfig:
+    """The Prometheus endpoint (`http://HOST:PORT/metrics`), served by the daemon."""
+
+    listen: str = "127.0.0.1:0"  # HOST:PORT; port 0 = any free port (`peerdata status`); "" = off
+
+
 @dataclass(frozen=True)
 class NodeConfig:
     """Everything a node needs to start, one section per subsystem."""
@@ -134,6 +153,8 @@ class NodeConfig:
     round: RoundConfig = field(default_factory=RoundConfig)
     privacy: PrivacyConfig = field(default_factory=PrivacyConfig)
     federation: FederationConfig = field(default_factory=FederationConfig)
+    log: LogConfig = field(default_factory=LogConfig)
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
 
     def __post_init__(self) -> None:
         validate(self)
@@ -185,10 +206,24 @@ def validate(cfg: NodeConfig) -> None:
         (8 <= cfg.privacy.min_face_px <= 1024, "privacy.min_face_px must be in [8, 1024]"),
         (cfg.federation.max_update_bytes > 0, "federation.max_update_bytes must be > 0"),
         (cfg.federation.deadline_s > 0, "federation.deadline_s must be > 0"),
+        (cfg.log.level in _LOG_LEVELS, f"log.level must be one of {_LOG_LEVELS}"),
+        (cfg.log.max_bytes >= 4096, "log.max_bytes must be >= 4096"),
+        (0 <= cfg.log.backups <= 100, "log.backups must be in [0, 100]"),
+        (cfg.metrics.listen == "" or host_port(cfg.metrics.listen) is not None,
+         'metrics.listen must be "HOST:PORT" (port 0-65535) or "" (off)'),
     ]
     for ok, message in checks:
         if not ok:
             raise ConfigError(message)
+
+
+def host_port(text: str) -> tuple[str, int] | None:
+    """("host", port) from "HOST:PORT" ("[::1]:PORT" for IPv6), or None if malformed."""
+    host, sep, port = text.rpartition(":")
+    host = host.removeprefix("[").removesuffix("]")
+    if not sep or not host or not port.isdigit() or int(port) > 65535:
+        return None
+    return host, int(port)
 
 
 _SECTIONS: dict[str, type] = {
@@ -197,6 +232,8 @@ _SECTIONS: dict[str, type] = {
     "round": RoundConfig,
     "privacy": PrivacyConfig,
     "federation": FederationConfig,
+    "log": LogConfig,
+    "metrics": MetricsConfig,
 }
 
 
@@ -330,4 +367,12 @@ topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the larg
 interval_s = {d.federation.interval_s}            # seconds of wall time between federated rounds
 clock_skew_s = {d.federation.clock_skew_s}            # robots' wall clocks may differ by this much
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
+
+[log]                             # HOME/node.log: one JSON object per line, rotated by size
+level = "{d.log.level}"                  # debug | info | warning | error
+max_bytes = {d.log.max_bytes}          # rotate before node.log would grow past this
+backups = {d.log.backups}                       # keep node.log.1 .. node.log.N
+
+[metrics]                         # Prometheus text at http://LISTEN/metrics
+listen = "{d.metrics.listen}"  # HOST:PORT; port 0 = any free one (see `peerdata status`); "" = off
 """

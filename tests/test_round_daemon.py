@@ -53,9 +53,9 @@ async def test_observe_from_api_and_inbox_folder(
                                   rounds=round_config(inbox_poll_s=1.0))
             img = generate("bars", 3, 1).images
             png = encode_png(img[0])
-            cid = await r.node.observe(png, label=3, domain="bars")
+            cid = await r.service.observe_one(png, 3, "bars")
             assert cid == content_id(png)
-            assert await r.node.observe(img[0], label=3) == cid  # same pixels, same PNG
+            assert await r.service.observe_one(img[0], 3, None) == cid  # same pixels, same PNG
             assert r.store.count_samples("local") == 1
             sample = r.store.get_sample(cid)
             assert sample is not None and sample.label == 3 and sample.domain == "bars"
@@ -74,7 +74,7 @@ async def test_observe_from_api_and_inbox_folder(
                                                                           "b.png"]
             assert r.service.host.statistics().local_images == 2  # the unlabelled one is kept
             with pytest.raises(DataError):                       # out of training
-                await r.node.observe(b"\x89PNG\r\n\x1a\nbroken")
+                await r.service.observe_one(b"\x89PNG\r\n\x1a\nbroken", None, None)
 
 
 async def test_budgets_and_privacy_are_enforced(autojump_clock: trio.testing.MockClock) -> None:
@@ -115,7 +115,7 @@ async def test_privacy_filter_is_the_only_way_out(
             robots = [a, b]
             for i, r in enumerate(robots):
                 await r.service.observe(images("bars", 60, 40 + i), bootstrap=True, seed=i)
-            a.service.privacy = faces(action)
+            a.service.origin.privacy = faces(action)
             await a.service.observe(mixed({"bars": 20, "rings": 20}, 2))
             start = await a.service.round_now("gu")
             assert start.selected == 10

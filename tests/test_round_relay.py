@@ -10,7 +10,8 @@ from dataclasses import replace
 import trio
 import trio.testing
 
-from peerdata.node.relay import RelayDesk, candidate_order
+from peerdata.node.relay import RelayDesk, to_state
+from peerdata.round import candidate_order
 from peerdata.wire.messages import OfferItem
 
 ORIGIN = "Q" * 46
@@ -61,9 +62,9 @@ class Fakes:
 
 def test_candidates_exclude_voters_origin_and_me() -> None:
     item = state(voters=(PEERS[0], PEERS[1]))
-    order = candidate_order(item, [*PEERS, ORIGIN, PEERS[2]], PEERS[2])
+    order = candidate_order(to_state(item), [*PEERS, ORIGIN, PEERS[2]], PEERS[2])
     assert sorted(order) == sorted(PEERS[3:])
-    orders = {tuple(candidate_order(state(cid=c), PEERS, "me")) for c in range(20)}
+    orders = {tuple(candidate_order(to_state(state(cid=c)), PEERS, "me")) for c in range(20)}
     assert len(orders) > 1  # different images take different paths
 
 

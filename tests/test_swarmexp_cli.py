@@ -89,6 +89,9 @@ def test_tiny_swarm_experiment_writes_the_experiment_schema(
     assert summary["oracle_rare_precision"] == 1.0
     assert set(summary["feedback_received"]) == {"A", "B", "C"}
     assert all(n > 0 for n in summary["feedback_received"].values())
+    # the same seed through the in-process simulator, compared round by round
+    assert isinstance(summary["swarm_vs_inprocess_same_shares"], bool)
+    assert 0.0 <= summary["swarm_vs_inprocess_max_accuracy_diff"] <= 1.0
 
     results = json.loads((out / "results.json").read_text())
     assert results["mode"] == "swarm" and results["policies"] == ["gu", "oracle"]

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from swarm_standin import InProcessRobots
 
 from peerdata.experiment import ExperimentPlan, run_experiment
 from peerdata.experiment.data import build_experiment_data, load_domains
@@ -20,7 +21,6 @@ from peerdata.scenario import Scenario, load_scenario
 from peerdata.swarmexp.compare import compare
 from peerdata.swarmexp.driver import run_policy, sharing_record, vote_latency
 from peerdata.swarmexp.files import write_robot_files
-from peerdata.swarmexp.inprocess import InProcessRobots
 from peerdata.swarmexp.run import bootstrap_args
 
 

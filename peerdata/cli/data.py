@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
@@ -9,7 +12,7 @@ import typer
 
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.datasets import DATA_DIR_ENV, list_dataset_files, load_dataset, resolve_data_dir
-from peerdata.datasets.fetch import KNOWN_SOURCES, fetch_dataset
+from peerdata.datasets.fetch import KNOWN_SOURCES, Progress, fetch_dataset
 from peerdata.datasets.synthetic import synthetic_names
 from peerdata.errors import DataError
 
@@ -103,12 +106,34 @@ def fetch_command(
     folder = _need_dir(data_dir)
     if not folder.is_dir():
         raise DataError(f"{folder}: data directory does not exist")
-    paths = fetch_dataset(name, folder, force=force)
+    with _progress_bar() as progress:
+        paths = fetch_dataset(name, folder, force=force, progress=progress)
     if fmt is Format.json:
         emit_json({"name": name, "files": [str(p) for p in paths]})
     else:
         for p in paths:
             say(f"verified {p}")
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Progress]:
+    """A tqdm bar on stderr per downloaded file (stdout stays for the result)."""
+    from tqdm import tqdm
+
+    bars: dict[str, tqdm] = {}
+
+    def progress(name: str, done: int, total: int | None) -> None:
+        bar = bars.get(name)
+        if bar is None:
+            bar = bars[name] = tqdm(total=total, unit="B", unit_scale=True, desc=name,
+                                    file=sys.stderr, leave=True)
+        bar.update(done - bar.n)
+
+    try:
+        yield progress
+    finally:
+        for bar in bars.values():
+            bar.close()
 
 
 def register(app: typer.Typer) -> None:

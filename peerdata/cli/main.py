@@ -24,7 +24,7 @@ app = typer.Typer(
 # Each module exposes `register(app)`; the order here is the order in `--help`.
 _COMMAND_MODULES: list[str] = [
     "init", "run", "status", "peers", "send", "swarm", "experiment", "data", "privacy",
-    "federated", "round", "rounds", "shared", "votes",
+    "federated", "round", "rounds", "shared", "votes", "doctor", "dashboard",
 ]
 
 

@@ -11,12 +11,15 @@ from peerdata.control.client import call
 HELP = """Show a running node: peer ID, listen addresses, peers, images and bytes moved.
 
 Asks the daemon through its control socket (HOME/control.sock); exits 5 if none is running.
+`metrics_url` is the daemon's Prometheus endpoint (its counters are these).
 
 Examples:
 
   peerdata status --home ~/.peerdata
 
   peerdata status --format json | jq .images_received
+
+  curl -s "$(peerdata status --format json | tail -1 | jq -r .metrics_url)"
 """
 
 _ROWS = [
@@ -28,7 +31,8 @@ _ROWS = [
     ("received samples", "samples_received"), ("sharing policy", "policy"),
     ("rounds", "rounds"), ("rounds completed", "rounds_completed"),
     ("feedback received", "feedback_received"), ("ranker fits", "ranker_trained"),
-    ("control", "control"),
+    ("images shared", "images_shared"), ("store (bytes)", "store_bytes"),
+    ("disk free (bytes)", "disk_free_bytes"), ("control", "control"), ("metrics", "metrics_url"),
 ]
 
 

@@ -16,14 +16,15 @@ from pathlib import Path
 
 import trio
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.control.commands import Command, make_dispatch
 from peerdata.control.protocol import COMMANDS
 from peerdata.control.server import ensure_free, serve_control
 from peerdata.errors import PeerdataError
+from peerdata.exit_codes import ExitCode
 from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
 from peerdata.node.logs import event
 from peerdata.node.node import Node, open_node
+from peerdata.ops.service import reload_config, sd_notify, start_ops
 
 log = logging.getLogger("peerdata.daemon")
 
@@ -107,26 +108,34 @@ async def _run_daemon(home: Path, ready_fd: int | None) -> int:
             code = exit_code
             stop.set()
 
-    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with open_node(home, config, identity=identity) as node:
             control = home / CONTROL_SOCKET
             extra = await start_rounds(node, home)
+            dispatch, metrics_url = await start_ops(
+                node, home, make_dispatch(node, str(control), request_stop, extra=extra))
             await node.start_service(
-                partial(serve_control, commands=COMMANDS | frozenset(extra)), control,
-                make_dispatch(node, str(control), request_stop, extra=extra))
+                partial(serve_control, commands=COMMANDS | frozenset(extra)), control, dispatch)
             info = {"peer_id": node.peer_id, "listen_addrs": list(node.transport.listen_addrs()),
-                    "control": str(control), "pid": os.getpid()}
+                    "control": str(control), "pid": os.getpid(), "metrics_url": metrics_url}
             write_pid_file(home, info)
             try:
                 if ready_fd is not None:
                     announce_ready(ready_fd, info)
+                sd_notify(f"READY=1\nMAINPID={os.getpid()}")
                 event(log, logging.INFO, "daemon_ready", peer_id=node.peer_id,
                       control=str(control))
                 async with trio.open_nursery() as nursery:
 
                     async def watch_signals() -> None:
+                        nonlocal config
                         async for signum in signals:
                             event(log, logging.INFO, "signal", signal=signal.Signals(signum).name)
+                            if signum == signal.SIGHUP:  # reload what is safe to change live
+                                sd_notify("RELOADING=1")
+                                config = reload_config(home, config)
+                                sd_notify("READY=1")
+                                continue
                             request_stop(ExitCode.INTERRUPTED if signum == signal.SIGINT
                                          else ExitCode.OK)
 
@@ -134,6 +143,7 @@ async def _run_daemon(home: Path, ready_fd: int | None) -> int:
                     await stop.wait()
                     nursery.cancel_scope.cancel()
             finally:
+                sd_notify("STOPPING=1")
                 remove_pid_file(home)
     event(log, logging.INFO, "daemon_stopped", peer_id=identity.peer_id, exit_code=int(code))
     return int(code)

@@ -122,6 +122,8 @@ async def shared(node: Node, args: dict[str, Any]) -> dict[str, Any]:
             fb = feedback.get(r.cid)
             out.append({
                 "cid": r.cid.hex(), "round_id": r.round_id, "peer_id": r.peer_id,
+                # the local image it was filtered from (the same cid when the filter kept it)
+                "source_cid": store.get_meta(f"derived.{r.cid.hex()}") or r.cid.hex(),
                 "nbytes": r.nbytes, "shared_at": r.shared_at, "utility": r.utility,
                 "voters": r.voters, "novel_votes": r.novel_votes,
                 "domain": sample.domain if sample else None,

@@ -7,8 +7,8 @@ MD5, and renamed into `<data_dir>/<name>/` only when it matches.
 
 from __future__ import annotations
 
+import functools
 import hashlib
-import shutil
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -73,6 +73,10 @@ KNOWN_SOURCES: dict[str, tuple[RemoteFile, ...]] = {
 Downloader = Callable[[str, Path], None]
 """Writes the bytes at a URL to a local path (injected so tests never touch the network)."""
 
+Progress = Callable[[str, int, int | None], None]
+"""Told (file name, bytes so far, total bytes or None if unknown) as a download goes."""
+CHUNK = 1 << 16
+
 
 def md5_of(path: Path) -> str:
     """Hex MD5 of a file, read in chunks."""
@@ -92,21 +96,36 @@ def verify_checksum(path: Path, expected_md5: str) -> None:
         raise DataError(f"{path}: checksum mismatch (md5 {actual}, expected {expected_md5})")
 
 
-def download_url(url: str, dest: Path) -> None:
-    """Default downloader: HTTP(S) GET to `dest` (60 s socket timeout)."""
+def download_url(url: str, dest: Path, progress: Progress | None = None,
+                 timeout_s: float = 60.0) -> None:
+    """Default downloader: HTTP(S) GET to `dest` (`timeout_s` per socket operation), telling
+    `progress` after every chunk."""
+    name = url.rsplit("/", 1)[-1]
     try:
-        with urllib.request.urlopen(url, timeout=60) as response, dest.open("wb") as out:
-            shutil.copyfileobj(response, out)
+        with urllib.request.urlopen(url, timeout=timeout_s) as response, \
+                dest.open("wb") as out:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.isdigit() else None
+            done = 0
+            if progress is not None:
+                progress(name, 0, total)
+            while chunk := response.read(CHUNK):
+                out.write(chunk)
+                done += len(chunk)
+                if progress is not None:
+                    progress(name, done, total)
     except OSError as exc:
         raise DataError(f"download of {url} failed: {exc}") from None
 
 
 def fetch_dataset(
-    name: str, data_dir: Path, *, force: bool = False, download: Downloader = download_url
+    name: str, data_dir: Path, *, force: bool = False, download: Downloader | None = None,
+    progress: Progress | None = None,
 ) -> list[Path]:
     """Download the IDX files of a known dataset into `data_dir/<name>/`, verified.
 
     Returns the paths written. Files already present and matching their checksum are kept.
+    `download` defaults to `download_url` reporting to `progress`.
 
     Raises:
         DataError: unknown name, a present file with a wrong checksum (unless `force`), a
@@ -117,6 +136,8 @@ def fetch_dataset(
             f"no known download for {name!r}; known: {', '.join(sorted(KNOWN_SOURCES))} "
             f"(other datasets: put {name}.npz or IDX files in the data directory yourself)"
         )
+    if download is None:
+        download = functools.partial(download_url, progress=progress)
     folder = data_dir / name
     folder.mkdir(parents=True, exist_ok=True)
     written = []

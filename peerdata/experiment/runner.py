@@ -20,8 +20,9 @@ import numpy as np
 from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
 from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
+from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
-from peerdata.sharing import InProcessDelivery, LearnerConfig, RobotLearner, run_round
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
 
 Progress = Callable[[str], None]
 AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
@@ -51,42 +52,58 @@ def learner_config(scenario: Scenario) -> LearnerConfig:
     return LearnerConfig.of_scenario(scenario)
 
 
-def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:
+def bootstrap_checkpoints(scenario: Scenario, data: ExperimentData, seed: int, *,
+                          shared_init: bool = False) -> dict[str, bytes]:
+    """Every robot bootstrapped on its first images (seeded by `run_seed`), as checkpoints.
+
+    `shared_init`: every vision model starts from one initialisation (what federated averaging
+    assumes; networks from different random weights cannot be averaged).
+    """
     config = learner_config(scenario)
     out = {}
     for i, robot in enumerate(scenario.robots):
-        learner = RobotLearner(robot.name, config, seed=seed * 1000 + i)
+        learner = RobotLearner(robot.name, config, seed=run_seed(seed, i))
+        if shared_init:
+            learner.model = VisionModel(config.vision, run_seed(seed, 0))
         b = data.streams[robot.name].bootstrap
         learner.bootstrap(b.images, b.labels, b.domains)
         out[robot.name] = learner.checkpoint()
     return out
 
 
-def _run_policy(
+def restore_fleet(scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
+                  ) -> InProcessFleet:
+    """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`)."""
+    config = learner_config(scenario)
+    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    return InProcessFleet(learners, seed=seed)
+
+
+def run_policy_rounds(
     scenario: Scenario,
     data: ExperimentData,
     checkpoints: Mapping[str, bytes],
     policy: str,
     tick: Progress,
+    seed: int,
+    on_round: Callable[[int, RoundOutcome], None] | None = None,
 ) -> dict[str, Any]:
-    config = learner_config(scenario)
-    learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
+    """One policy's rounds from the bootstrapped `checkpoints`; the runner's per-robot records.
+
+    `on_round(r, outcome)` sees each round's outcome (what was shared, the feedback)."""
+    fleet = restore_fleet(scenario, checkpoints, seed)
+    learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
-    delivery = InProcessDelivery(learners)
     per_robot: dict[str, dict[str, list[Any]]] = {
         name: {"accuracy": [accuracies(lr, data.evaluation)], "sharing": [], "utility": []}
         for name, lr in learners.items()
     }
     for r in range(scenario.rounds):
         batches = {name: data.streams[name].rounds[r] for name in learners}
-        outcome = run_round(
-            learners,
-            batches,
-            delivery,
-            policy=policy,
-            budget=scenario.budget,
-            novel_domains=novel,
-        )
+        outcome = fleet.run_round(batches, policy=policy, budget=scenario.budget,
+                                  novel_domains=novel)
+        if on_round is not None:
+            on_round(r, outcome)
         for name, learner in learners.items():
             rec = per_robot[name]
             rec["sharing"].append(
@@ -111,7 +128,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = data.notes
-        checkpoints = _bootstrap(s, data, seed)
+        checkpoints = bootstrap_checkpoints(s, data, seed)
         config = learner_config(s)
         aurocs.append(
             {
@@ -126,7 +143,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         )
         tick(f"seed {seed} bootstrap")
         for policy in s.policies:
-            runs[policy].append(_run_policy(s, data, checkpoints, policy, tick))
+            runs[policy].append(run_policy_rounds(s, data, checkpoints, policy, tick, seed))
     results = aggregate(s, runs, aurocs)
     results["data_notes"] = dict(notes)
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)

@@ -1,10 +1,10 @@
 """Combined mode: robots share images (GU policy) and average their models, vs each alone.
 
-Rule: the sharing side is the project's own sharing round (`peerdata.sharing.run_round`) on a
-sharing scenario (e.g. paper-3), untouched; the model side is FedAvg of the robots' vision
-models after each round's fine-tune, weighted by the images each trained on. All four variants
-start from the same bootstrapped robots (one shared weight initialisation, as FL assumes), see
-the same streams, and are evaluated the same way.
+Rule: the sharing side is the experiment's own in-process fleet (`peerdata.experiment.runner`:
+same bootstrap, same round core) on a sharing scenario (e.g. paper-3), untouched; the model
+side is FedAvg of the robots' vision models after each round's fine-tune, weighted by the
+images each trained on. All four variants start from the same bootstrapped robots (one shared
+weight initialisation, as FL assumes), see the same streams, and are evaluated the same way.
 No printing; model traffic is measured on real encoded ModelUpdates.
 """
 
@@ -18,13 +18,12 @@ import numpy as np
 
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
 from peerdata.experiment.metrics import accuracies, sharing_stats
-from peerdata.experiment.runner import learner_config
+from peerdata.experiment.runner import bootstrap_checkpoints, restore_fleet
 from peerdata.federated.tensors import BlobOptions
 from peerdata.federated.traffic import robot_identity, star_transfers, transfer_bytes
 from peerdata.ml.aggregate import ClientUpdate, FedAvg
-from peerdata.ml.vision import VisionModel
 from peerdata.scenario import Scenario
-from peerdata.sharing import InProcessDelivery, RobotLearner, run_round
+from peerdata.sharing import RobotLearner
 
 VARIANTS = ("none", "images", "models", "combined")
 _POLICY = {"none": "none", "images": "gu", "models": "none", "combined": "gu"}
@@ -45,20 +44,6 @@ def average_models(learners: Mapping[str, RobotLearner]) -> None:
         lr.detector.fit(lr.model, lr.calibration_images)
 
 
-def _bootstrap(scenario: Scenario, data: ExperimentData, seed: int) -> dict[str, bytes]:
-    config = learner_config(scenario)
-    out = {}
-    for i, robot in enumerate(scenario.robots):
-        learner = RobotLearner(robot.name, config, seed=seed * 1000 + i)  # as the runner seeds
-        # One shared initialisation, as federated learning assumes: averaging networks that
-        # started from different random weights is meaningless (permutation symmetry).
-        learner.model = VisionModel(config.vision, seed * 1000)
-        b = data.streams[robot.name].bootstrap
-        learner.bootstrap(b.images, b.labels, b.domains)
-        out[robot.name] = learner.checkpoint()
-    return out
-
-
 def _model_bytes(learners: Mapping[str, RobotLearner], round_id: int) -> int:
     names = sorted(learners)
     ids = {name: robot_identity(i) for i, name in enumerate(names)}
@@ -71,17 +56,16 @@ def _model_bytes(learners: Mapping[str, RobotLearner], round_id: int) -> int:
 
 
 def run_variant(scenario: Scenario, data: ExperimentData, checkpoints: Mapping[str, bytes],
-                variant: str, tick: Callable[[str], None]) -> dict[str, Any]:
+                variant: str, tick: Callable[[str], None], seed: int = 0) -> dict[str, Any]:
     """Play every round of one variant; return final accuracies and bytes moved."""
-    config = learner_config(scenario)
-    learners = {n: RobotLearner.restore(cp, config) for n, cp in checkpoints.items()}
+    fleet = restore_fleet(scenario, checkpoints, seed)
+    learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
-    delivery = InProcessDelivery(learners)
     image_bytes = model_bytes = 0
     for r in range(scenario.rounds):
         batches = {n: data.streams[n].rounds[r] for n in learners}
-        outcome = run_round(learners, batches, delivery, policy=_POLICY[variant],
-                            budget=scenario.budget, novel_domains=novel)
+        outcome = fleet.run_round(batches, policy=_POLICY[variant], budget=scenario.budget,
+                                  novel_domains=novel)
         for n, lr in learners.items():
             stats = sharing_stats(lr, batches[n].domains, outcome.shared[n], novel[n])
             image_bytes += int(stats["bytes"])
@@ -104,9 +88,10 @@ def run_combined(scenario: Scenario, data_dir: Path | None, *,
     per_seed = []
     for seed in scenario.seeds:
         data = build_experiment_data(scenario, domains, seed)
-        checkpoints = _bootstrap(scenario, data, seed)
+        checkpoints = bootstrap_checkpoints(scenario, data, seed, shared_init=True)
         tick(f"seed {seed} bootstrap")
-        per_seed.append({v: run_variant(scenario, data, checkpoints, v, tick) for v in variants})
+        per_seed.append({v: run_variant(scenario, data, checkpoints, v, tick, seed)
+                         for v in variants})
     summary: dict[str, float] = {}
     for v in variants:
         robots = [[acc["all"] for acc in run[v]["accuracy"].values()] for run in per_seed]

@@ -147,9 +147,9 @@ class Libp2pTransport:
         try:
             with trio.fail_after(timeout):
                 stream = await self._host.new_stream(pid, [TProtocol(protocol)])
-                await self._write_frame(peer_id, stream, header, payload)
+                await self._write_frame(peer_id, stream, header, payload, protocol)
                 response = await read_frame(stream.read, self._limits.max_message_bytes)
-                self._ledger.received(peer_id, HEADER_BYTES + len(response))
+                self._ledger.received(peer_id, HEADER_BYTES + len(response), protocol)
                 await stream.close()
                 return response
         except trio.TooSlowError:
@@ -184,6 +184,7 @@ class Libp2pTransport:
             LocalProtocolError: `data` is larger than receivers accept (see gossip.py).
         """
         await self._gossip.publish(topic, data)
+        self._ledger.published(topic, len(data))
 
     def subscribe(self, topic: str) -> trio.MemoryReceiveChannel[GossipMessage]:
         """Receive every message delivered on `topic` (a new bounded channel per call)."""
@@ -192,6 +193,10 @@ class Libp2pTransport:
     def set_gossip_validator(self, topic: str, validator: GossipValidator) -> None:
         """Reject messages on `topic` before delivery and before they are forwarded."""
         self._gossip.set_validator(topic, validator)
+
+    def connection_counts(self) -> dict[str, int]:
+        """py-libp2p's own connection counters (Swarm.get_metrics: total, inbound, outbound)."""
+        return {str(k): int(v) for k, v in self._host.get_network().get_metrics().items()}
 
     def statistics(self) -> TransportStats:
         """A frozen snapshot of per-peer counters."""
@@ -203,10 +208,10 @@ class Libp2pTransport:
         try:
             with trio.fail_after(self._net.request_timeout_s):
                 request = await read_frame(stream.read, self._limits.max_message_bytes)
-                self._ledger.received(peer_id, HEADER_BYTES + len(request))
+                self._ledger.received(peer_id, HEADER_BYTES + len(request), protocol)
                 response = await handler(peer_id, request)
                 header = encode_header(len(response), self._limits.max_message_bytes)
-                await self._write_frame(peer_id, stream, header, response)
+                await self._write_frame(peer_id, stream, header, response, protocol)
                 await stream.close()
         except RemoteProtocolError as exc:
             self._ledger.error(peer_id)
@@ -229,16 +234,16 @@ class Libp2pTransport:
             await _reset(stream)
 
     async def _write_frame(self, peer_id: str, stream: INetStream, header: bytes,
-                           payload: bytes) -> None:
+                           payload: bytes, protocol: str) -> None:
         if len(payload) <= COALESCE_BYTES:
             await stream.write(header + payload)
         else:
             await stream.write(header)
             await stream.write(payload)
-        self._ledger.sent(peer_id, len(header) + len(payload))
+        self._ledger.sent(peer_id, len(header) + len(payload), protocol)
 
     def _count_gossip(self, message: GossipMessage) -> None:
-        self._ledger.received(message.sender, len(message.data))
+        self._ledger.received(message.sender, len(message.data), message.topic)
 
 
 class _LinkNotifee(INotifee):

@@ -33,6 +33,7 @@ class PeerLedger:
             events_queue
         )
         self.events_dropped = 0
+        self._by_protocol: dict[str, list[int]] = {}  # protocol -> [bytes in, bytes out]
 
     def _get(self, peer_id: str) -> _PeerCounters:
         counters = self._peers.get(peer_id)
@@ -66,14 +67,18 @@ class PeerLedger:
         """Remember the address we dialled `peer_id` at."""
         self._get(peer_id).address = address
 
-    def received(self, peer_id: str, nbytes: int) -> None:
+    def received(self, peer_id: str, nbytes: int, protocol: str = "") -> None:
         """Count `nbytes` that arrived from `peer_id` as (part of) one message."""
+        if protocol:
+            self._by_protocol.setdefault(protocol, [0, 0])[0] += nbytes
         counters = self._get(peer_id)
         counters.bytes_in += nbytes
         counters.last_message_at = trio.current_time()
 
-    def sent(self, peer_id: str, nbytes: int) -> None:
+    def sent(self, peer_id: str, nbytes: int, protocol: str = "") -> None:
         """Count `nbytes` written to `peer_id`."""
+        if protocol:
+            self._by_protocol.setdefault(protocol, [0, 0])[1] += nbytes
         self._get(peer_id).bytes_out += nbytes
 
     def error(self, peer_id: str) -> None:
@@ -99,7 +104,13 @@ class PeerLedger:
             )
             for pid, c in sorted(self._peers.items())
         )
-        return TransportStats(peer_id=peer_id, listen_addrs=listen_addrs, peers=peers)
+        return TransportStats(peer_id=peer_id, listen_addrs=listen_addrs, peers=peers,
+                              bytes_by_protocol={p: (i, o) for p, (i, o)
+                                                 in sorted(self._by_protocol.items())})
+
+    def published(self, topic: str, nbytes: int) -> None:
+        """Count `nbytes` of gossip we published on `topic` (to the mesh, not one peer)."""
+        self._by_protocol.setdefault(topic, [0, 0])[1] += nbytes
 
     def _emit(self, event: PeerEvent) -> None:
         try:

@@ -9,7 +9,7 @@ satisfy it: `peerdata.net.libp2p_transport` (real libp2p) and
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import NamedTuple, Protocol
 
 import trio
@@ -63,6 +63,8 @@ class TransportStats:
     peer_id: str
     listen_addrs: tuple[str, ...]
     peers: tuple[PeerStats, ...]
+    # protocol or gossip topic -> (bytes in, bytes out), framing included (metrics)
+    bytes_by_protocol: dict[str, tuple[int, int]] = field(default_factory=dict)
 
 
 class Transport(Protocol):

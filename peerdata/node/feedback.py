@@ -1,12 +1,11 @@
-"""The origin's side of voting: which signed Feedback and Votes about its images it believes.
+"""The daemon's driver of the origin core: signed Feedback and Votes about our own images.
 
-Rule: `take_feedback`/`take_vote` are the one place a received Feedback or Vote is judged. In
-order: addressed to us (else ignored), signature, already recorded (a retransmission: ignored
-and logged, so delivery can be retried safely), replay guard (fresh timestamp, unseen nonce),
-the cid was shared by us in that round, then stored once. Any failure raises
-RemoteProtocolError with the reason, which the caller logs with the sender's peer ID. Votes
-arriving after the round's deadline are stored with `late=True` and never counted. Blocking
-(store): called through the node's offload.
+Rule: `take_feedback`/`take_vote` are the one place a received Feedback or Vote is judged. The
+driver checks what needs keys and clocks (addressed to us, signature, a retransmission of what we
+recorded is acknowledged and not counted, replay guard); every round rule after that is
+`peerdata.round.OriginCore`'s, and what it accepts is written to the store. A verdict of
+`rejected` raises RemoteProtocolError with the reason (the caller logs it with the sender's peer
+ID); `ignored` is logged, never punished. Blocking (store): called through the node's offload.
 """
 
 from __future__ import annotations
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 
 from peerdata.errors import RemoteProtocolError, SignatureError
 from peerdata.node.logs import event
+from peerdata.round import FeedbackFact, Membership, OriginCore, VoteFact, everyone
 from peerdata.store import FeedbackRecord, Store, VoteRecord
 from peerdata.wire.messages import Feedback, Vote
 from peerdata.wire.replay import ReplayGuard
@@ -48,71 +48,84 @@ class OriginDesk:
     """Judges Feedback and Votes about our own shared images (see the module rule)."""
 
     def __init__(self, me: str, store: Store, guard: ReplayGuard, deadline_s: float,
-                 wall_clock: Callable[[], float]) -> None:
+                 wall_clock: Callable[[], float], is_member: Membership = everyone) -> None:
         self.me, self.store, self.guard = me, store, guard
-        self.deadline_s, self.wall_clock = deadline_s, wall_clock
-        self.counts = {"feedback_accepted": 0, "feedback_rejected": 0, "feedback_duplicate": 0,
-                       "votes_accepted": 0, "votes_rejected": 0, "votes_late": 0}
+        self.wall_clock = wall_clock
+        self.core = OriginCore(me, deadline_s, is_member)
+        self._loaded: set[int] = set()
 
-    def _shared_in(self, cid: bytes, round_id: int) -> bool:
-        return any(r.cid == cid for r in self.store.list_shared(round_id))
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.core.counts
 
-    def _recorded(self, fb: Feedback) -> bool:
-        return any(f.cid == fb.cid and f.reporter == fb.reporter
-                   for f in self.store.list_feedback(fb.round_id))
+    def _sync(self, round_id: int) -> None:
+        """Give the core what the store holds about a round (shared images, and after a
+        restart the votes and feedback judged before)."""
+        core, store = self.core, self.store
+        rec = store.get_round(round_id)
+        if rec is not None:
+            core.start_round(round_id, rec.started_at)
+        for r in store.list_shared(round_id):
+            core.shared(r.cid, round_id)
+        if round_id in self._loaded:
+            return
+        self._loaded.add(round_id)
+        for v in store.list_votes(round_id=round_id):
+            if v.origin == self.me and v.voter != self.me:
+                core.load_vote(VoteFact(v.cid, round_id, v.voter, v.novel, v.score), v.late)
+        for f in sorted(store.list_feedback(round_id), key=lambda f: f.received_at):
+            if f.reporter != self.me:
+                core.take_feedback(FeedbackFact(f.cid, round_id, f.reporter, f.voters,
+                                                f.novel_votes), None)
 
-    def _deadline(self, round_id: int) -> float | None:
-        rec = self.store.get_round(round_id)
-        return None if rec is None else rec.started_at + self.deadline_s
-
-    def take_feedback(self, fb: Feedback) -> FeedbackRecord | None:
-        """Store verified, fresh feedback on one of our images; None if not ours or a repeat.
+    def take_feedback(self, fb: Feedback, link_peer: str) -> FeedbackRecord | None:
+        """Store verified, fresh feedback on one of our images that arrived on `link_peer`'s
+        link; None if not ours, a repeat, or ignored.
 
         Raises:
-            RemoteProtocolError: bad signature, replay, or an image we never shared then.
+            RemoteProtocolError: bad signature, replay, or a feedback the core rejects.
         """
         if fb.origin != self.me:
             return None
         now = self.wall_clock()
         try:
-            try:
-                verify_feedback(fb)
-            except SignatureError as exc:
-                raise RemoteProtocolError(f"feedback signature: {exc}") from None
-            if self._recorded(fb):
-                # a retransmission (our ack was lost) or a replay of one we hold: harmless
-                self.counts["feedback_duplicate"] += 1
-                event(log, logging.INFO, "feedback_duplicate", peer=fb.reporter,
-                      cid=fb.cid.hex()[:16], reason="already recorded; not counted again")
-                return None
+            verify_feedback(fb)
+        except SignatureError as exc:
+            self.core.counts["feedback_rejected"] += 1
+            raise RemoteProtocolError(f"feedback signature: {exc}") from None
+        self._sync(fb.round_id)
+        if link_peer == fb.reporter == self.core.feedback_reporter(fb.cid, fb.round_id):
+            # a retransmission (our ack was lost) or a replay of one we hold: harmless
+            self.core.counts["feedback_duplicate"] += 1
+            event(log, logging.INFO, "feedback_duplicate", peer=fb.reporter,
+                  cid=fb.cid.hex()[:16], reason="already recorded; not counted again")
+            return None
+        try:
             self.guard.check(fb.reporter, fb.nonce, fb.timestamp, now)
-            if not self._shared_in(fb.cid, fb.round_id):
-                raise RemoteProtocolError(
-                    f"feedback on {fb.cid.hex()[:16]}, which we did not share in round "
-                    f"{fb.round_id}")
         except RemoteProtocolError:
-            self.counts["feedback_rejected"] += 1
+            self.core.counts["feedback_rejected"] += 1
             raise
+        fact = FeedbackFact(fb.cid, fb.round_id, fb.reporter, fb.voters, fb.novel_votes)
+        verdict = self.core.take_feedback(fact, link_peer)
+        if verdict.outcome == "rejected":
+            raise RemoteProtocolError(f"feedback refused: {verdict.reason}")
+        if not verdict.keep:
+            event(log, logging.INFO, f"feedback_{verdict.outcome}", peer=link_peer,
+                  cid=fb.cid.hex()[:16], reason=verdict.reason)
+            return None
         record = FeedbackRecord(cid=fb.cid, round_id=fb.round_id, reporter=fb.reporter,
                                 utility=fb.utility, voters=fb.voters,
                                 novel_votes=fb.novel_votes, received_at=now)
-        if not self.store.add_feedback(record):
-            self.counts["feedback_duplicate"] += 1
-            return None
+        self.store.add_feedback(record)
         self.store.set_utility(fb.cid, fb.utility, len(fb.voters), fb.novel_votes)
-        self.counts["feedback_accepted"] += 1
-        unconfirmed = [v.voter for v in self.store.list_votes(fb.cid, fb.round_id)
-                       if v.voter not in fb.voters and v.voter != self.me]
-        if unconfirmed:
-            event(log, logging.WARNING, "votes_unconfirmed", cid=fb.cid.hex()[:16],
-                  voters=",".join(unconfirmed), reason="voted but not in the feedback's voters")
         return record
 
     def take_vote(self, vote: Vote) -> VoteRecord | None:
-        """Store a verified vote on one of our images (late if after the deadline).
+        """Store a verified vote on one of our images (late if after the deadline); None if
+        not ours or a repeat.
 
         Raises:
-            RemoteProtocolError: bad signature, replay, or a vote on an image we never shared.
+            RemoteProtocolError: bad signature, replay, or a vote the core does not count.
         """
         if vote.origin != self.me:
             return None
@@ -123,62 +136,45 @@ class OriginDesk:
             except SignatureError as exc:
                 raise RemoteProtocolError(f"vote signature: {exc}") from None
             self.guard.check(vote.voter, vote.nonce, vote.timestamp, now)
-            if not self._shared_in(vote.cid, vote.round_id):
-                raise RemoteProtocolError(
-                    f"vote on {vote.cid.hex()[:16]}, which we never shared in round "
-                    f"{vote.round_id}: the voter cannot have received it from us")
         except RemoteProtocolError:
-            self.counts["votes_rejected"] += 1
+            self.core.counts["votes_rejected"] += 1
             raise
-        deadline = self._deadline(vote.round_id)
-        late = deadline is not None and now >= deadline
+        self._sync(vote.round_id)
+        verdict = self.core.take_vote(
+            VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
+        if verdict.outcome in ("rejected", "ignored"):
+            raise RemoteProtocolError(verdict.reason)
+        if not verdict.keep:
+            return None
         record = VoteRecord(cid=vote.cid, origin=vote.origin, voter=vote.voter,
                             round_id=vote.round_id, novel=vote.novel, score=vote.score,
-                            received_at=now, late=late)
-        if not self.store.add_vote(record):
-            return None
-        self.counts["votes_late" if late else "votes_accepted"] += 1
-        return record
+                            received_at=now, late=verdict.outcome == "late")
+        return record if self.store.add_vote(record) else None
 
-    def recover(self, round_id: int) -> int:
-        """After the deadline: give each shared image still without feedback the utility its
-        in-time signed votes imply (reporter = us). Returns how many were recovered."""
-        have = {f.cid for f in self.store.list_feedback(round_id)}
-        cids = dict.fromkeys(r.cid for r in self.store.list_shared(round_id))
-        n = 0
+    def finish(self, round_id: int) -> tuple[int, int]:
+        """After the deadline: store each image's final utility as the core decides it (from
+        feedback, corrected from the signed votes, or recovered from them). Returns (recovered,
+        mismatched)."""
+        self._sync(round_id)
+        utilities, mismatched = self.core.finish(round_id)
         now = self.wall_clock()
-        for cid in cids:
-            if cid in have:
-                continue
-            votes = [v for v in self.store.list_votes(cid, round_id)
-                     if not v.late and v.voter != self.me]
-            if not votes:
-                continue
-            novel = sum(v.novel for v in votes)
-            voters = tuple(v.voter for v in votes)
-            self.store.add_feedback(FeedbackRecord(cid, round_id, self.me, novel / len(voters),
-                                                   voters, novel, now))
-            self.store.set_utility(cid, novel / len(voters), len(voters), novel)
-            n += 1
-        if n:
-            event(log, logging.INFO, "utility_recovered", round_id=round_id, images=n)
-        return n
-
-    def cross_check(self, round_id: int) -> int:
-        """Compare each Feedback's count with the voters' own signed Votes; log and return
-        how many disagree (only where every listed voter's Vote arrived)."""
-        mismatched = 0
-        for fb in self.store.list_feedback(round_id):
-            if fb.reporter == self.me:
-                continue  # recovered from the votes themselves
-            signed = {v.voter: v.novel for v in self.store.list_votes(fb.cid, round_id)}
-            if set(fb.voters) <= set(signed):
-                novel = sum(signed[v] for v in fb.voters)
-                if novel != fb.novel_votes:
-                    mismatched += 1
-                    event(log, logging.WARNING, "feedback_mismatch", peer=fb.reporter,
-                          cid=fb.cid.hex()[:16], reported=fb.novel_votes, signed=novel)
-        return mismatched
+        recovered = 0
+        for u in utilities:
+            if u.source == "feedback":
+                continue  # stored when it arrived
+            if u.source == "corrected":
+                fb = self.core.utility(u.cid, round_id)
+                event(log, logging.WARNING, "feedback_mismatch", peer=u.reporter,
+                      cid=u.cid.hex()[:16], reported=None if fb is None else
+                      round(fb * len(u.voters)), signed=u.novel_votes)
+            else:
+                recovered += 1
+                self.store.add_feedback(FeedbackRecord(u.cid, round_id, self.me, u.utility,
+                                                       u.voters, u.novel_votes, now))
+            self.store.set_utility(u.cid, u.utility, len(u.voters), u.novel_votes)
+        if recovered:
+            event(log, logging.INFO, "utility_recovered", round_id=round_id, images=recovered)
+        return recovered, mismatched
 
     def view(self, round_id: int) -> RoundView | None:
         """The round as it stands now (None if there is no such round)."""

@@ -15,15 +15,14 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import LocalProtocolError, RemoteProtocolError
+from peerdata.errors import RemoteProtocolError
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
 from peerdata.node.logs import event
@@ -34,7 +33,8 @@ from peerdata.node.peers import (
     check_hello,
     keep_connected,
 )
-from peerdata.node.share import ReceivedImage, ShareService, ShareStats
+from peerdata.node.share import ReceivedImage, ShareService
+from peerdata.node.views import NodeStats, PeerView
 from peerdata.store import Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import Feedback, Hello, Message, Vote
@@ -47,6 +47,10 @@ from peerdata.wire.versions import (
     SHARE_PROTOCOL,
     VOTES_TOPIC,
 )
+
+if TYPE_CHECKING:  # built above the node (they import it); typed here, never imported
+    from peerdata.federated.service import Federation
+    from peerdata.node.rounds import RoundService
 
 log = logging.getLogger("peerdata.node")
 
@@ -76,38 +80,6 @@ async def inline_offload(fn: Callable[..., Any], *args: Any) -> Any:
     return fn(*args)
 
 
-@dataclass(frozen=True)
-class PeerView:
-    """One peer as `peerdata peers` shows it."""
-
-    peer_id: str
-    name: str
-    address: str
-    connected: bool
-    connection_age_s: float | None
-    bytes_in: int
-    bytes_out: int
-    last_message_age_s: float | None
-
-
-@dataclass(frozen=True)
-class NodeStats:
-    """A snapshot of the whole node, rendered by `peerdata status`."""
-
-    peer_id: str
-    name: str
-    listen_addrs: tuple[str, ...]
-    uptime_s: float
-    peers_connected: int
-    peers: tuple[PeerView, ...]
-    share: ShareStats
-    samples_local: int
-    samples_received: int
-    gossip_received: int
-    gossip_rejected: int
-    links_dropped: int
-
-
 class Node:
     """A running robot; get one from `open_node`."""
 
@@ -133,8 +105,10 @@ class Node:
         self._links_dropped = 0
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify)
-        self.rounds: Any = None  # the RoundService, once started (peerdata.node.rounds)
-        self.federation: Any = None  # the Federation, once started (peerdata.node.federation)
+        # The services the daemon composes on top of the node, set once each has started
+        # (`RoundService.run`, `start_node_federation`); None on a bare node.
+        self.rounds: RoundService | None = None
+        self.federation: Federation | None = None
 
     @property
     def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:
@@ -148,18 +122,6 @@ class Node:
     def serve(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
         """Answer `protocol` with `handler`, behind the receive boundary (`_guard`)."""
         self.transport.set_handler(protocol, self._guard(protocol, handler))
-
-    async def observe(self, image: Any, label: int | None = None, domain: str | None = None
-                      ) -> bytes:
-        """Take one new local observation (PNG/JPEG bytes or a uint8 array); return its cid.
-
-        Raises:
-            LocalProtocolError: no round service runs on this node.
-            DataError: the image cannot be decoded.
-        """
-        if self.rounds is None:
-            raise LocalProtocolError("no round service runs on this node")
-        return await self.rounds.observe_one(image, label, domain)
 
     def cancel(self) -> None:
         """Stop every service (the `open_node` block then exits)."""

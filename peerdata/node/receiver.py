@@ -1,9 +1,10 @@
 """A round seen from a receiver: vote, keep the image, pass the state on, report; plus the
 origin's intake of Feedback and Votes (on /peerdata/report/1.0.0 and gossip).
 
-Rule: every arriving vote state goes through the RelayDesk (one vote per image and robot);
-votes use the learner under the round service's lock, in its worker thread; gossip leaves
-this robot paced (GOSSIP_RATE_PER_S) and is judged on arrival only by the OriginDesk.
+Rule: every arriving vote state goes through the RelayDesk (the relay core: one vote per image
+and robot); a vote and keeping the image are one step of the `LearnerTask`; gossip leaves this
+robot paced (GOSSIP_RATE_PER_S) and is judged on arrival only by the OriginDesk (the origin
+core), with the peer of the link it arrived on.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ import trio
 from peerdata.errors import DataError, PeerdataError, RemoteProtocolError, TransportError
 from peerdata.node.feedback import OriginDesk
 from peerdata.node.ingest import to_pixels
+from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost
 from peerdata.node.logs import event
-from peerdata.node.node import Node, Offload
+from peerdata.node.node import Node
 from peerdata.node.relay import RelayDesk
 from peerdata.node.share import HeldState, ReceivedImage
 from peerdata.store import VoteRecord
@@ -42,10 +44,10 @@ REPORT_ATTEMPTS = 3
 class Receiver:
     """Votes and relays what arrives, reports chains' ends, takes in feedback and votes."""
 
-    def __init__(self, node: Node, host: LearnerHost, desk: OriginDesk, lock: trio.Lock,
-                 ml: Offload, notify: Callable[[], None]) -> None:
+    def __init__(self, node: Node, learner: LearnerTask, desk: OriginDesk,
+                 notify: Callable[[], None]) -> None:
         self.node, self.store, self.cfg = node, node.store, node.config.round
-        self.host, self.desk, self._lock, self._ml = host, desk, lock, ml
+        self.learner, self.desk = learner, desk
         self._notify = notify
         # Held by the origin while it offers and records a round's images: feedback on an image
         # can come back before the offer's reply did, and must not be judged before then.
@@ -121,13 +123,17 @@ class Receiver:
         verdicts = [(False, 0.0)] * len(items)
         if ok:
             images = np.stack([loaded[i][1] for i in ok])  # type: ignore[misc]
-            async with self._lock:
-                novel, score = await self._ml(self.host.vote, images)
-                labelled = [k for k, i in enumerate(ok) if loaded[i][2] is not None]
+            labelled = [k for k, i in enumerate(ok) if loaded[i][2] is not None]
+            cids = [loaded[ok[k]][0] for k in labelled]
+            labels = np.array([loaded[ok[k]][2] for k in labelled], np.int64)
+
+            def vote_and_keep(host: LearnerHost) -> tuple[np.ndarray, np.ndarray]:
+                verdict = host.vote(images)
                 if labelled:
-                    await self._ml(self.host.accept, [loaded[ok[k]][0] for k in labelled],
-                                   images[labelled],
-                                   np.array([loaded[ok[k]][2] for k in labelled], np.int64))
+                    host.accept(cids, images[labelled], labels)
+                return verdict
+
+            novel, score = await self.learner.call(vote_and_keep)
             for k, i in enumerate(ok):
                 s = float(score[k])
                 verdicts[i] = (bool(novel[k]), s if np.isfinite(s) else 0.0)
@@ -194,7 +200,7 @@ class Receiver:
         if fb.origin != self.node.peer_id:
             return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
         async with self.intake:  # never judged while our offers are still being recorded
-            await self.node.offload(self.desk.take_feedback, fb)  # protocol error: link dropped
+            await self.node.offload(self.desk.take_feedback, fb, peer_id)  # bad: link dropped
         self._notify()
         return encode(OfferReply(wanted=()))
 
@@ -223,7 +229,7 @@ class Receiver:
                     if isinstance(msg, Vote):
                         taken = await self.node.offload(self.desk.take_vote, msg)
                     elif isinstance(msg, Feedback):
-                        taken = await self.node.offload(self.desk.take_feedback, msg)
+                        taken = await self.node.offload(self.desk.take_feedback, msg, sender)
                     else:
                         continue
             except RemoteProtocolError as exc:

@@ -1,30 +1,27 @@
-"""Voting and relay at one receiver, with the network injected (as hivemind's `traverse`).
+"""The daemon's driver of the relay core: vote states arriving at one robot, with the network
+injected (as hivemind's `traverse`).
 
-Rule: one image's vote state (origin, cid, origin_round) is voted on at most once per robot:
-the first arrival votes and passes the state on; a later arrival of the same state is a
-duplicate and only logged. The state never goes to a peer in `voters` or to the origin, and it
-ends in exactly one report (Feedback), made by whoever cannot pass it on: no candidate left,
-`max_hops` reached, `deadline_s` spent trying, or the state came back to a voter (a loop).
+Rule: every decision (vote once, duplicate, loop, next peer, hop limit, deadline, report) is
+`peerdata.round.RelayCore`'s; this module only performs its actions: vote through `vote`, offer
+the state to a peer through `forward` (given up at the action's deadline, trio's clock), send
+the report through `report`.
 """
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
 import trio
 
 from peerdata.node.logs import event
+from peerdata.round import Forward, NeedVote, RelayCore, Report, VoteState
+from peerdata.round.relay import Action
 from peerdata.wire.messages import OfferItem
 
 log = logging.getLogger("peerdata.node.relay")
 
-SEEN_STATES = 100_000  # vote states remembered for duplicate detection; oldest forgotten first
-
-Key = tuple[str, bytes, int]
 VoteFn = Callable[[Sequence[OfferItem]], Awaitable[Sequence[tuple[bool, float]]]]
 """My OoD verdict (novel, score) per image (the images are in the store by now)."""
 CandidatesFn = Callable[[], Sequence[str]]
@@ -45,88 +42,71 @@ class HopResult:
     next_peer: str | None = None
 
 
-def key_of(item: OfferItem) -> Key:
-    return (item.origin, item.cid, item.origin_round)
+def to_state(item: OfferItem) -> VoteState:
+    return VoteState(item.origin, item.cid, item.origin_round, item.novel_votes, item.voters,
+                     item.hops)
 
 
-def candidate_order(item: OfferItem, peers: Sequence[str], me: str) -> list[str]:
-    """Peers that may vote next, in an order that differs per image (spreads the load)."""
-    allowed = [p for p in peers if p != me and p != item.origin and p not in item.voters]
-    return sorted(dict.fromkeys(allowed),
-                  key=lambda p: hashlib.sha256(item.cid + p.encode()).digest())
-
-
-def after_vote(item: OfferItem, me: str, novel: bool) -> OfferItem:
-    """The state once `me` voted: one more voter, one more novel vote if novel."""
-    return replace(item, novel_votes=item.novel_votes + int(novel), voters=(*item.voters, me))
+def to_item(state: VoteState, like: OfferItem) -> OfferItem:
+    return replace(like, novel_votes=state.novel_votes, voters=state.voters, hops=state.hops)
 
 
 class RelayDesk:
-    """Handles vote states arriving at one robot (see the module rule)."""
+    """Performs the relay core's actions for robot `me` (see the module rule)."""
 
     def __init__(self, me: str, *, max_hops: int, deadline_s: float, vote: VoteFn,
                  candidates: CandidatesFn, forward: ForwardFn, report: ReportFn) -> None:
-        self.me, self.max_hops, self.deadline_s = me, max_hops, deadline_s
+        self.me = me
+        self.core = RelayCore(me, max_hops, deadline_s)
         self._vote, self._candidates = vote, candidates
         self._forward, self._report = forward, report
-        self._seen: OrderedDict[Key, None] = OrderedDict()
-        self.counts = {"voted": 0, "relayed": 0, "reported": 0, "duplicates": 0, "loops": 0}
+
+    @property
+    def counts(self) -> dict[str, int]:
+        return self.core.counts
 
     def seen(self, item: OfferItem) -> bool:
-        return key_of(item) in self._seen
-
-    def _remember(self, item: OfferItem) -> None:
-        self._seen[key_of(item)] = None
-        while len(self._seen) > SEEN_STATES:
-            self._seen.popitem(last=False)
+        return self.core.seen(to_state(item))
 
     async def handle(self, items: Sequence[OfferItem]) -> list[HopResult]:
         """Vote on a batch of arriving states at once, then pass each on (concurrently)."""
+        states = [to_state(i) for i in items]
+        outcomes, actions = self.core.arrive(states)
         results: dict[int, HopResult] = {}
-        to_vote: list[int] = []
-        loops: list[int] = []
-        batch_keys: set[Key] = set()
-        for i, item in enumerate(items):
-            if item.origin == self.me:
-                results[i] = HopResult("own", item)
-            elif self.me in item.voters:
-                self.counts["loops"] += 1
-                event(log, logging.INFO, "relay_loop", origin=item.origin,
-                      cid=item.cid.hex()[:16], voters=len(item.voters))
-                loops.append(i)
-            elif key_of(item) in self._seen or key_of(item) in batch_keys:
-                self.counts["duplicates"] += 1
-                event(log, logging.INFO, "relay_duplicate", origin=item.origin,
-                      cid=item.cid.hex()[:16])
-                results[i] = HopResult("duplicate", item)
-            else:
-                # remembered before the vote's await, so a concurrent arrival is a duplicate
-                batch_keys.add(key_of(item))
-                self._remember(item)
-                to_vote.append(i)
-        verdicts = await self._vote([items[i] for i in to_vote]) if to_vote else []
-        for i, (novel, _score) in zip(to_vote, verdicts, strict=True):
-            self.counts["voted"] += 1
-            results[i] = HopResult("voted", after_vote(items[i], self.me, novel), novel)
-        async with trio.open_nursery() as nursery:
-            for i in loops:
+        for i, outcome in enumerate(outcomes):
+            if outcome in ("own", "duplicate"):
+                results[i] = HopResult(outcome, items[i])
+            elif outcome == "loop":
                 results[i] = HopResult("reported", items[i])
-                nursery.start_soon(self._report, items[i])
-            for i in to_vote:
-                nursery.start_soon(self._pass_on, i, results)
-        self.counts["reported"] += len(loops)
+            if outcome in ("duplicate", "loop"):
+                event(log, logging.INFO, f"relay_{outcome}", origin=items[i].origin,
+                      cid=items[i].cid.hex()[:16], voters=len(items[i].voters))
+        to_vote = [i for i, o in enumerate(outcomes) if o == "vote"]
+        verdicts = await self._vote([items[i] for i in to_vote]) if to_vote else []
+        async with trio.open_nursery() as nursery:
+            for action in actions:
+                if isinstance(action, Report):
+                    nursery.start_soon(self._report, to_item(action.state, _like(items, action)))
+            assert not to_vote or isinstance(actions[0], NeedVote)
+            for i, (novel, _score) in zip(to_vote, verdicts, strict=True):
+                step = self.core.voted(states[i], novel, self._candidates(), trio.current_time())
+                nursery.start_soon(self._pass_on, i, items[i], bool(novel), step, results)
         return [results[i] for i in range(len(items))]
 
-    async def _pass_on(self, i: int, results: dict[int, HopResult]) -> None:
-        done = results[i]
-        state = done.state
-        if state.hops + 1 <= self.max_hops:
-            with trio.move_on_after(self.deadline_s):
-                for peer in candidate_order(state, self._candidates(), self.me):
-                    if await self._forward(peer, replace(state, hops=state.hops + 1)):
-                        self.counts["relayed"] += 1
-                        results[i] = replace(done, outcome="relayed", next_peer=peer)
-                        return
-        self.counts["reported"] += 1
-        results[i] = replace(done, outcome="reported")
-        await self._report(state)
+    async def _pass_on(self, i: int, item: OfferItem, novel: bool, step: Action | None,
+                       results: dict[int, HopResult]) -> None:
+        while isinstance(step, Forward):
+            ok = False
+            with trio.move_on_at(step.deadline):
+                ok = await self._forward(step.peer, to_item(step.state, item))
+            if ok:
+                results[i] = HopResult("relayed", to_item(replace(step.state,
+                                       hops=step.state.hops - 1), item), novel, step.peer)
+            step = self.core.forward_done(step.state.key, ok, trio.current_time())
+        if isinstance(step, Report):
+            results[i] = HopResult("reported", to_item(step.state, item), novel)
+            await self._report(to_item(step.state, item))
+
+
+def _like(items: Sequence[OfferItem], action: Report) -> OfferItem:
+    return next(i for i in items if to_state(i).key == action.state.key)

@@ -1,9 +1,20 @@
-"""The sharing round as pure steps, with delivery between robots injected.
+"""Robots' learning, and rounds of it in one process through the round core's simulator.
 
-Rule: nothing here does I/O. A daemon reuses `RobotLearner`, the relay values and `run_round`
-with its own `Delivery`.
+Rule: nothing here does I/O. The round's rules live in `peerdata.round`; the daemon drives the
+same cores over the network with the same `RobotLearner`.
 """
 
+from peerdata.sharing.feedback import Feedback
+from peerdata.sharing.fleet import (
+    Batch,
+    InProcessFleet,
+    PrivacyHook,
+    RoundOutcome,
+    apply_privacy,
+    identity_filter,
+    image_cid,
+    run_seed,
+)
 from peerdata.sharing.learner import (
     POLICIES,
     LearnerConfig,
@@ -11,43 +22,20 @@ from peerdata.sharing.learner import (
     ShareCandidate,
     budget_count,
 )
-from peerdata.sharing.relay import (
-    Feedback,
-    UtilityCounter,
-    record_vote,
-    relay_order,
-    to_feedback,
-)
-from peerdata.sharing.round import (
-    Batch,
-    Delivery,
-    InProcessDelivery,
-    PrivacyHook,
-    RoundOutcome,
-    apply_privacy,
-    identity_filter,
-    relay_hop,
-    run_round,
-)
 
 __all__ = [
     "POLICIES",
     "Batch",
-    "Delivery",
     "Feedback",
-    "InProcessDelivery",
+    "InProcessFleet",
     "LearnerConfig",
     "PrivacyHook",
     "RobotLearner",
     "RoundOutcome",
     "ShareCandidate",
-    "UtilityCounter",
     "apply_privacy",
     "budget_count",
     "identity_filter",
-    "record_vote",
-    "relay_hop",
-    "relay_order",
-    "run_round",
-    "to_feedback",
+    "image_cid",
+    "run_seed",
 ]

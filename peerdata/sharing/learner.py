@@ -23,7 +23,7 @@ from peerdata.errors import ConfigError, DataError
 from peerdata.ml.ood import DEFAULT_TPR, OodVote, build_detector
 from peerdata.ml.ranker import GlobalUtilityRanker, RankerConfig, feature_dim, ranker_features
 from peerdata.ml.vision import VisionConfig, VisionModel
-from peerdata.sharing.relay import Feedback
+from peerdata.sharing.feedback import Feedback
 
 if TYPE_CHECKING:
     from peerdata.scenario import Scenario

@@ -54,11 +54,8 @@ class PolicyRun:
     network_bytes_sent: dict[str, int] = field(default_factory=dict)  # all traffic, at the end
     rounds_completed: int = 0
     notes: list[str] = field(default_factory=list)
-
-
-def learner_seed(seed: int, index: int) -> int:
-    """Robot `index`'s learner seed in run `seed` (the in-process runner's)."""
-    return seed * 1000 + index
+    # per robot, per round: the local images it shared (source cids, hex, sorted)
+    shared_cids: dict[str, list[list[str]]] = field(default_factory=dict)
 
 
 def sharing_record(
@@ -209,6 +206,8 @@ def _one_round(
         rec = run.per_robot[name]
         items = list(lists[i]["shared"])
         rec["sharing"].append(sharing_record(items, files[name].round_domains[r], novel[name]))
+        run.shared_cids.setdefault(name, []).append(
+            sorted({str(it.get("source_cid") or it["cid"]) for it in items}))
         rec["utility"].append(_mean_utility(waits[i].get("mean_utility")))
         rec["accuracy"].append(accuracy_record(evals[i], scenario))
         run.feedback_received[name] += int(waits[i].get("feedback_received", 0))

@@ -20,14 +20,15 @@ from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.report import markdown_report, write_plots
 from peerdata.experiment.runner import aggregate
 from peerdata.scenario import POLICIES, Scenario
+from peerdata.sharing.fleet import run_seed
 from peerdata.swarmexp.driver import (
     DriverSettings,
     PolicyRun,
-    learner_seed,
     percentile,
     run_policy,
 )
 from peerdata.swarmexp.files import write_robot_files, write_scenario
+from peerdata.swarmexp.reference import compare_to_reference, inprocess_reference
 from peerdata.testing.swarm import Settings, open_swarm
 
 Progress = Callable[[str], None]
@@ -49,9 +50,10 @@ class SwarmPlan:
 
     @property
     def steps(self) -> int:
-        """Units of progress: per seed and policy, one bootstrap plus one per round."""
+        """Units of progress: per seed and policy, one bootstrap plus one per round; per seed,
+        the in-process reference."""
         s = self.scenario
-        return len(s.seeds) * len(s.policies) * (1 + s.rounds)
+        return len(s.seeds) * (len(s.policies) * (1 + s.rounds) + 1)
 
 
 def node_settings(
@@ -65,7 +67,7 @@ def node_settings(
             "max_images_per_round": max(scenario.images_per_round, 1),
             "vote_deadline_s": vote_timeout_s,
             "scenario": str(scenario_file),
-            "learner_seed": learner_seed(seed, index),
+            "learner_seed": run_seed(seed, index),
         }
     }
 
@@ -85,6 +87,8 @@ def run_swarm_experiment(
     domains = load_domains(s, plan.data_dir)
     runs: dict[str, list[PolicyRun]] = {p: [] for p in s.policies}
     notes: dict[str, str] = {}
+    max_diff: float | None = None
+    differing: list[list[Any]] = []  # [seed, policy, robot, round] shared other images
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = dict(data.notes)
@@ -103,11 +107,21 @@ def run_swarm_experiment(
                     bootstrap_args=functools.partial(bootstrap_args, s, seed),
                     settings=plan.driver, progress=tick,
                 ))
+        reference = inprocess_reference(s, data, seed, s.policies)
+        diff, differ = compare_to_reference({p: runs[p][-1] for p in s.policies}, reference)
+        if diff is not None:
+            max_diff = diff if max_diff is None else max(max_diff, diff)
+        differing += [[seed, *d] for d in differ]
+        tick(f"seed {seed} in-process reference")
     results = aggregate(s, {p: [r.per_robot for r in rs] for p, rs in runs.items()}, [])
     results["data_notes"] = notes
     results["mode"] = "swarm"
     results["swarm"] = {p: [_swarm_record(r) for r in rs] for p, rs in runs.items()}
     results["summary"].update(swarm_summary(runs, [r.name for r in s.robots]))
+    # the same seed through the in-process simulator: same images shared, accuracy difference
+    results["summary"]["swarm_vs_inprocess_max_accuracy_diff"] = max_diff
+    results["summary"]["swarm_vs_inprocess_same_shares"] = not differing
+    results["swarm_vs_inprocess_differing_shares"] = differing
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
     return results
 

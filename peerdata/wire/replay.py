@@ -20,6 +20,9 @@ class ReplayGuardStats:
     rejected: int
 
 
+MAX_OFFSETS = 1024  # signers whose clock offset is remembered (a fleet is smaller)
+
+
 class ReplayGuard:
     """Accept each (signer, nonce) once, and only with a timestamp near `now`.
 
@@ -39,6 +42,7 @@ class ReplayGuard:
         self._seen: set[tuple[str, bytes]] = set()
         self._expiry: list[tuple[float, str, bytes]] = []  # heap by timestamp
         self._rejected = 0
+        self._offsets: dict[str, float] = {}  # signer -> our clock minus its (last accepted)
 
     def check(self, signer: str, nonce: bytes, timestamp: float, now: float) -> None:
         """Record (signer, nonce), or raise if it was seen or its timestamp is out of range.
@@ -64,6 +68,13 @@ class ReplayGuard:
             raise RemoteProtocolError(why)
         self._seen.add(key)
         heapq.heappush(self._expiry, (timestamp, signer, key[1]))
+        if signer in self._offsets or len(self._offsets) < MAX_OFFSETS:
+            self._offsets[signer] = now - timestamp
+
+    def clock_offsets(self) -> dict[str, float]:
+        """Per signer: our clock minus its timestamp on its last accepted message (its clock
+        skew plus the message's delay; `peerdata doctor` reads it)."""
+        return dict(self._offsets)
 
     def _forget_before(self, cutoff: float) -> None:
         while self._expiry and self._expiry[0][0] < cutoff:

@@ -1,27 +1,29 @@
-"""The learning control commands served in this process by `RobotLearner`s: a stand-in swarm.
-
-Rule: same answers, same shapes as the daemons' `observe`, `round_now`, `wait_round`, `learn`,
-`evaluate` and `shared`, and the in-process runner's order of events: every robot selects before
-any delivery, deliveries run in robot order once all have selected, votes use the models from
-before the round's fine-tune. Calls are serialised (the driver calls from several threads).
+"""A fake of the swarm's daemons for driver tests: robots of one `InProcessFleet` answering the
+daemons' learning commands (`observe`, `round_now`, `wait_round`, `learn`, `evaluate`,
+`shared`) with the same shapes. Rounds run through the round core's simulator, as
+`peerdata experiment` runs them. Calls are serialised (the driver calls from several threads).
 """
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 
 from peerdata.errors import ControlError
 from peerdata.experiment.metrics import png_bytes
 from peerdata.experiment.runner import learner_config
 from peerdata.scenario import Scenario
-from peerdata.sharing import Feedback, InProcessDelivery, RobotLearner, ShareCandidate
-from peerdata.swarmexp.driver import learner_seed
+from peerdata.sharing import (
+    Feedback,
+    InProcessFleet,
+    RobotLearner,
+    ShareCandidate,
+    image_cid,
+    run_seed,
+)
 
 
 def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -30,23 +32,18 @@ def _load(path: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 
 class InProcessRobots:
-    """Robots 0..n-1 of a scenario in run `seed`, answering `RobotCall`s.
+    """Robots 0..n-1 of a scenario in run `seed`, answering `RobotCall`s."""
 
-    `reverse_delivery` delivers the last robot's images first: the same images and votes, only
-    the order received images join the fine-tune changes (a control for the swarm's
-    arrival order).
-    """
-
-    def __init__(self, scenario: Scenario, seed: int, *, reverse_delivery: bool = False) -> None:
+    def __init__(self, scenario: Scenario, seed: int) -> None:
         self.scenario, self.seed = scenario, seed
-        self.reverse_delivery = reverse_delivery
         self.names = [r.name for r in scenario.robots]
         self.learners: dict[str, RobotLearner] = {}
+        self.fleet: InProcessFleet | None = None
         self.lock = threading.Lock()
         self.round_id = 0
         self.policy = ""
         self.selected: dict[str, list[ShareCandidate]] = {}
-        self.feedback: dict[str, list[Feedback]] = {}
+        self.feedback: dict[str, tuple[Feedback, ...]] = {}
         self.shared: list[dict[str, Any]] = []
 
     def __call__(self, index: int, cmd: str, args: dict[str, Any], timeout_s: float) -> dict:
@@ -60,10 +57,13 @@ class InProcessRobots:
     def _observe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         x, y, domains = _load(args["npz"])
         if args.get("bootstrap"):
-            seed = learner_seed(self.seed, self.names.index(name))
-            learner = RobotLearner(name, learner_config(self.scenario), seed)
+            learner = RobotLearner(name, learner_config(self.scenario),
+                                   run_seed(self.seed, self.names.index(name)))
             learner.bootstrap(x, y, domains)
             self.learners[name] = learner
+            if len(self.learners) == len(self.names):
+                self.fleet = InProcessFleet({n: self.learners[n] for n in self.names},
+                                            seed=self.seed)
         else:
             self.learners[name].observe(x, y, domains)
         return {"added": len(x), "duplicates": 0}
@@ -76,27 +76,22 @@ class InProcessRobots:
         self.policy = args["policy"]
         cands = learner.select_for_sharing(
             self.policy, self.scenario.budget,
-            novel_domains=None if novel is None else frozenset(novel),
-        )
+            novel_domains=None if novel is None else frozenset(novel))
         self.selected[name] = cands
         for c in cands:
-            png = cv2.imencode(".png", c.image)[1].tobytes()
             self.shared.append({
-                "cid": hashlib.sha256(png).hexdigest(), "round_id": self.round_id,
-                "sender": name, "nbytes": png_bytes(c.image),
-                "domain": str(learner.local_domains[c.image_id]), "image_id": c.image_id,
-                "utility": None,
-            })
+                "cid": image_cid(c.image).hex(), "round_id": self.round_id, "sender": name,
+                "nbytes": png_bytes(c.image), "domain": str(learner.local_domains[c.image_id]),
+                "image_id": c.image_id, "utility": None})
         return {"round_id": self.round_id, "shared": len(cands), "dropped_by_privacy": 0,
                 "bytes_sent": sum(png_bytes(c.image) for c in cands)}
 
     def _wait_round(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
-        if len(self.selected) == len(self.names):  # everyone selected: deliver, in robot order
-            delivery = InProcessDelivery(self.learners)
-            order = self.names[::-1] if self.reverse_delivery else self.names
-            self.feedback = {n: delivery.deliver(n, self.selected[n]) for n in order}
+        if len(self.selected) == len(self.names):  # everyone selected: the round runs
+            assert self.fleet is not None
+            self.feedback = self.fleet.deliver(self.selected)
             self.selected = {}
-        mine = self.feedback.get(name, [])
+        mine = self.feedback.get(name, ())
         utilities = [f.utility for f in mine]
         return {"round_id": args["round_id"], "shared": len(mine),
                 "feedback_received": len(mine), "votes_received": len(mine),
@@ -106,16 +101,14 @@ class InProcessRobots:
     def _learn(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         learner = self.learners[name]
         received = len(learner.received_labels)
-        # as `run_round`: only the GU policy trains its ranker
-        mine = self.feedback.get(name, [])
+        mine = self.feedback.get(name, ())  # as the fleet's round: only GU trains its ranker
         loss = learner.learn_from_feedback(mine) if self.policy == "gu" else None
         return {"ranker_loss": loss, "fine_tune_loss": learner.fine_tune(),
                 "received_pending": received}
 
     def _evaluate(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         x, y, domains = _load(args["npz"])
-        predicted = self.learners[name].model.predict(x).labels
-        hits = predicted == y
+        hits = self.learners[name].model.predict(x).labels == y
         acc = {str(d): float(hits[domains == d].mean()) for d in dict.fromkeys(domains)}
         acc["all"] = float(hits.mean())
         return {"accuracy": acc, "n": len(y)}

@@ -1,0 +1,223 @@
+"""The origin of a round: select, privacy-filter and budget this robot's images, offer each to
+its first peer, and at the deadline let the origin core decide every image's utility.
+
+Rule: the privacy filter is the only way a local image reaches an offer (`require_filtered`);
+which peer gets an image first is the round core's `first_peers`; every wait comes from
+`config.round`. Offers with `round_id` 0 are plain `send`s, outside any round.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import trio
+
+from peerdata.errors import DataError, RemoteProtocolError, TransportError
+from peerdata.ml.privacy import DroppedImage, PrivacyFilter, require_filtered
+from peerdata.node.feedback import OriginDesk, RoundView
+from peerdata.node.learner_task import LearnerTask
+from peerdata.node.learning import LearnerHost
+from peerdata.node.logs import event
+from peerdata.node.node import Node
+from peerdata.round import first_peers
+from peerdata.store import RoundRecord, Sample
+from peerdata.wire.messages import OfferItem
+
+log = logging.getLogger("peerdata.node.rounds")
+
+
+@dataclass(frozen=True)
+class RoundStart:
+    """What `round_now` did: the images that left this robot (offered to a first peer)."""
+
+    round_id: int
+    policy: str
+    selected: int
+    shared: int
+    dropped_by_privacy: int
+    over_budget: int
+    bytes_sent: int
+    offered_to: dict[str, int]
+
+
+class OriginService:
+    """Starts and finishes this robot's rounds (see the module rule)."""
+
+    def __init__(self, node: Node, learner: LearnerTask, privacy: PrivacyFilter,
+                 desk: OriginDesk, intake: trio.Lock, notify: Callable[[], None]) -> None:
+        self.node, self.store, self.cfg = node, node.store, node.config.round
+        self.learner, self.privacy, self.desk = learner, privacy, desk
+        self._intake, self._notify = intake, notify
+        self._round_lock = trio.Lock()
+        self._nursery: trio.Nursery | None = None
+        self.changed = trio.Event()
+        self.policy = self.cfg.policy  # of the last round (decides whether `learn` fits the ranker)
+        self.learned: dict[str, Any] | None = None  # last learn step, for the round record
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                  ) -> None:
+        """Finish rounds left unfinished by the last run, then serve until cancelled."""
+        async with trio.open_nursery() as nursery:
+            self._nursery = nursery
+            now = self.node.wall_time()
+            for rec in await self.node.offload(self.store.list_rounds):
+                if rec.finished_at is None:  # unfinished when we stopped: finish it
+                    left = rec.started_at + self.cfg.vote_deadline_s - now
+                    nursery.start_soon(self._finish_after, rec.round_id, max(0.0, left))
+            task_status.started()
+            await trio.sleep_forever()
+
+    def _prepare(self, host: LearnerHost, policy: str, novel: frozenset[str] | None,
+                 round_id: int) -> tuple[list[tuple[bytes, int]], int, int, int]:
+        """(learner worker) Select, privacy-filter and budget this round's images.
+
+        Returns ([(shared cid, nbytes)], selected, dropped, over budget).
+        """
+        store, cfg = self.store, self.cfg
+        picks = host.select(policy, cfg.budget_fraction, novel)
+        out: list[tuple[bytes, int]] = []
+        dropped = over = total = 0
+        now = self.node.wall_time()
+        for pick in picks:
+            result = self.privacy.filter_image(store.get_blob(pick.cid))
+            if isinstance(result, DroppedImage):
+                dropped += 1
+                continue
+            png = require_filtered(result).png  # the only path to the network
+            if (len(out) >= cfg.max_images_per_round or total + len(png) > cfg.max_bytes_per_round
+                    or len(png) > self.node.config.limits.max_image_bytes):
+                over += 1
+                continue
+            cid = store.put_blob(png)
+            # the audit (`peerdata dashboard`): what the filter did to the bytes that leave
+            store.set_meta(f"redactions.{cid.hex()}", json.dumps(
+                {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
+            if cid != pick.cid and store.get_sample(cid) is None:
+                store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
+                store.add_sample(Sample(cid=cid, source="local", label=pick.label, origin=None,
+                                        domain=pick.domain, prediction=None, confidence=None,
+                                        embedding=None, observed_round=round_id, created_at=now))
+            host.note_shared(cid, pick.image_id)
+            total += len(png)
+            out.append((cid, len(png)))
+        host.save()
+        return out, len(picks), dropped, over
+
+    async def round_now(self, policy: str | None = None,
+                        novel_domains: Sequence[str] | None = None) -> RoundStart:
+        """Start a round: returns once this robot's offers went out (votes come later)."""
+        policy = policy or self.cfg.policy
+        novel = None if novel_domains is None else frozenset(novel_domains)
+        store = self.store
+        async with self._round_lock:
+            round_id = await self.node.offload(store.last_round_id) + 1
+            await self.node.offload(store.start_round, round_id, self.node.wall_time())
+            self.policy = policy
+            self.learned = None  # a round's record shows the learn step that follows it
+            prepared, selected, dropped, over = await self.learner.call(
+                self._prepare, policy, novel, round_id)
+            peers = sorted(self.node.transport.connected_peers())
+            sizes = dict(prepared)
+            todo = {cid: order for (cid, _), order
+                    in zip(prepared, first_peers(len(prepared), peers, round_id), strict=True)}
+            offered: dict[str, int] = {}
+            tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
+            async with self._intake:
+                await self._offer_all(todo, tried, sizes, offered, round_id)
+        shared = sum(offered.values())
+        start = RoundStart(round_id, policy, selected, shared, dropped, over,
+                           await self._bytes_shared(round_id), offered)
+        event(log, logging.INFO, "round_started", round_id=round_id, policy=policy,
+              selected=selected, shared=shared, dropped_by_privacy=dropped, over_budget=over,
+              peers=len(peers))
+        assert self._nursery is not None
+        self._nursery.start_soon(self._finish_after, round_id,
+                                 self.cfg.vote_deadline_s if shared else 0.0)
+        self._notify()
+        return start
+
+    async def _offer_all(self, todo: dict[bytes, list[str]], tried: dict[bytes, set[str]],
+                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int
+                         ) -> None:
+        """Offer each image to its first peer; a peer that fails is replaced by the next."""
+        store, me = self.store, self.node.peer_id
+        while todo:
+            by_peer: dict[str, list[bytes]] = {}
+            for cid, order in list(todo.items()):
+                nxt = next((p for p in order if p not in tried[cid]), None)
+                if nxt is None:
+                    del todo[cid]
+                else:
+                    by_peer.setdefault(nxt, []).append(cid)
+            if not by_peer:
+                break
+            results: dict[str, bool] = {}
+            async with trio.open_nursery() as nursery:
+                for peer, cids in by_peer.items():
+                    items = [OfferItem(cid=c, size=sizes[c], has_label=True, origin=me,
+                                       origin_round=round_id, novel_votes=0, voters=(),
+                                       hops=0) for c in cids]
+                    nursery.start_soon(self._offer_first, peer, items, round_id, results)
+            for peer, cids in by_peer.items():
+                for c in cids:
+                    tried[c].add(peer)
+                    if results.get(peer):
+                        await self.node.offload(store.record_shared, c, round_id, peer,
+                                                sizes[c], self.node.wall_time())
+                        offered[peer] = offered.get(peer, 0) + 1
+                        del todo[c]
+
+    async def _bytes_shared(self, round_id: int) -> int:
+        shared = await self.node.offload(self.store.list_shared, round_id)
+        return sum({r.cid: r.nbytes for r in shared}.values())
+
+    async def _offer_first(self, peer: str, items: list[OfferItem], round_id: int,
+                           results: dict[str, bool]) -> None:
+        try:
+            results[peer] = await self.node.share.offer_items(peer, items, round_id) is not None
+        except (TransportError, RemoteProtocolError) as exc:
+            event(log, logging.WARNING, "offer_failed", peer=peer, images=len(items),
+                  error=str(exc)[:200])
+            results[peer] = False
+
+    async def _finish_after(self, round_id: int, delay: float) -> None:
+        await trio.sleep(delay)
+        _, mismatched = await self.node.offload(self.desk.finish, round_id)
+        view = await self.node.offload(self.desk.view, round_id)
+        if view is None:
+            return
+        learned = self.learned or {}
+        await self.node.offload(self.store.finish_round, RoundRecord(
+            round_id=round_id, started_at=view.started_at, finished_at=self.node.wall_time(),
+            shared=view.shared, bytes_sent=view.bytes_sent, votes_received=view.votes_received,
+            feedback_received=view.feedback_received, mean_utility=view.mean_utility,
+            accuracy=learned.get("accuracy"),
+            ranker_trained=bool(learned.get("ranker_trained", False))))
+        event(log, logging.INFO, "round_finished", round_id=round_id, shared=view.shared,
+              feedback=view.feedback_received, recovered=view.recovered,
+              mismatched=mismatched, complete=view.complete)
+        self._notify()
+
+    async def wait_round(self, round_id: int, timeout_s: float) -> RoundView:
+        """The round once every image shared in it has a utility, it finished, or on timeout.
+
+        Raises:
+            DataError: no such round.
+        """
+        with trio.move_on_after(timeout_s):
+            while True:
+                changed = self.changed
+                view = await self.node.offload(self.desk.view, round_id)
+                if view is None:
+                    raise DataError(f"no round {round_id}")
+                if view.complete or view.finished_at is not None:
+                    return view
+                await changed.wait()
+        view = await self.node.offload(self.desk.view, round_id)
+        if view is None:
+            raise DataError(f"no round {round_id}")
+        return view

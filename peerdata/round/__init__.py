@@ -1,0 +1,47 @@
+"""The sharing round's rules as state machines with no I/O (the h11 pattern).
+
+Rule: no trio, libp2p, SQLite or torch below this package; time is an argument. Two drivers
+perform the actions: the daemon (`peerdata.node`) and the in-process `Simulator`.
+"""
+
+from peerdata.round.origin import (
+    FeedbackFact,
+    Membership,
+    OriginCore,
+    Utility,
+    Verdict,
+    VoteFact,
+    everyone,
+)
+from peerdata.round.relay import (
+    Forward,
+    NeedVote,
+    RelayCore,
+    Report,
+    VoteState,
+    after_vote,
+    candidate_order,
+    first_peers,
+)
+from peerdata.round.simulator import RoundResult, Simulator, TraceEntry
+
+__all__ = [
+    "FeedbackFact",
+    "Forward",
+    "Membership",
+    "NeedVote",
+    "OriginCore",
+    "RelayCore",
+    "Report",
+    "RoundResult",
+    "Simulator",
+    "TraceEntry",
+    "Utility",
+    "Verdict",
+    "VoteFact",
+    "VoteState",
+    "after_vote",
+    "candidate_order",
+    "everyone",
+    "first_peers",
+]

@@ -1,0 +1,236 @@
+"""The origin's side of a round, as a state machine with no I/O: which votes and feedback about
+its own shared images it believes, and each image's utility.
+
+Rule (signatures and freshness are checked before, by the driver; the core gets verified facts):
+- a Vote counts only if its voter is a fleet member (`is_member`), not us, on an image we shared
+  in that round, the voter's first vote on that image, and in time (before the round's
+  deadline); a late vote is kept for the record, never counted;
+- a Feedback is valid only if it arrived on the reporter's own link, the reporter and every
+  listed voter are members, the voters are distinct, and we are not among them; Feedback on an
+  image we did not share then is ignored (logged, not punished: it may follow a restart); the
+  first valid Feedback on an image wins, a copy from the same reporter is a harmless duplicate;
+- at the deadline (`finish`), an image's Feedback is cross-checked against the listed voters'
+  own Votes: where all arrived and the count disagrees, the signed Votes win; an image without
+  Feedback gets the utility its counted Votes imply (recovery).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+Key = tuple[bytes, int]  # (cid, round_id)
+Membership = Callable[[str], bool]
+
+
+def everyone(_peer: str) -> bool:
+    """The open fleet (local experiments): every peer is a member."""
+    return True
+
+
+@dataclass(frozen=True)
+class VoteFact:
+    """A verified Vote about one of our images."""
+
+    cid: bytes
+    round_id: int
+    voter: str
+    novel: bool
+    score: float = 0.0
+
+
+@dataclass(frozen=True)
+class FeedbackFact:
+    """A verified Feedback about one of our images."""
+
+    cid: bytes
+    round_id: int
+    reporter: str
+    voters: tuple[str, ...]
+    novel_votes: int
+
+    @property
+    def utility(self) -> float:
+        return self.novel_votes / len(self.voters) if self.voters else 0.0
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What the core made of one vote or feedback.
+
+    outcome: `accepted`, `late` (vote kept, not counted), `duplicate` (harmless copy),
+    `ignored` (not ours / not counted, no blame) or `rejected` (a protocol violation).
+    """
+
+    outcome: str
+    reason: str = ""
+
+    @property
+    def keep(self) -> bool:
+        """Whether the driver records it."""
+        return self.outcome in ("accepted", "late")
+
+
+@dataclass(frozen=True)
+class Utility:
+    """An image's final utility as `finish` decided it.
+
+    source: `feedback`, `corrected` (feedback disagreed with the signed votes) or `recovered`.
+    """
+
+    cid: bytes
+    round_id: int
+    utility: float
+    voters: tuple[str, ...]
+    novel_votes: int
+    source: str
+    reporter: str = ""
+
+
+@dataclass
+class _Image:
+    votes: dict[str, VoteFact] = field(default_factory=dict)  # counted, first per voter
+    late: set[str] = field(default_factory=set)
+    feedback: FeedbackFact | None = None
+
+
+@dataclass
+class OriginCore:
+    """Votes and feedback about robot `me`'s shared images (see the module rule)."""
+
+    me: str
+    deadline_s: float
+    is_member: Membership = everyone
+    _started: dict[int, float] = field(default_factory=dict)
+    _images: dict[Key, _Image] = field(default_factory=dict)
+    _finished: set[int] = field(default_factory=set)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "feedback_accepted": 0, "feedback_rejected": 0, "feedback_duplicate": 0,
+        "feedback_ignored": 0, "votes_accepted": 0, "votes_rejected": 0, "votes_late": 0,
+        "votes_duplicate": 0})
+
+    # -- what we shared --------------------------------------------------------------------
+
+    def start_round(self, round_id: int, started_at: float) -> None:
+        self._started.setdefault(round_id, started_at)
+
+    def shared(self, cid: bytes, round_id: int) -> None:
+        """We shared `cid` in `round_id` (an offer went out)."""
+        self._images.setdefault((cid, round_id), _Image())
+
+    def deadline(self, round_id: int) -> float | None:
+        started = self._started.get(round_id)
+        return None if started is None else started + self.deadline_s
+
+    def is_shared(self, cid: bytes, round_id: int) -> bool:
+        return (cid, round_id) in self._images
+
+    # -- events ----------------------------------------------------------------------------
+
+    def take_vote(self, vote: VoteFact, now: float) -> Verdict:
+        """A verified vote arrived (gossip)."""
+        verdict = self._judge_vote(vote, now)
+        self.counts[{"accepted": "votes_accepted", "late": "votes_late",
+                     "duplicate": "votes_duplicate", "rejected": "votes_rejected",
+                     "ignored": "votes_rejected"}[verdict.outcome]] += 1
+        return verdict
+
+    def _judge_vote(self, vote: VoteFact, now: float) -> Verdict:
+        if vote.voter == self.me:
+            return Verdict("ignored", "our own vote")
+        if not self.is_member(vote.voter):
+            return Verdict("rejected", "the voter is not a fleet member")
+        image = self._images.get((vote.cid, vote.round_id))
+        if image is None:
+            return Verdict("rejected", f"vote on {vote.cid.hex()[:16]}, which we never shared "
+                           f"in round {vote.round_id}: the voter cannot have received it from us")
+        if vote.voter in image.votes or vote.voter in image.late:
+            return Verdict("duplicate", "this voter already voted on this image")
+        deadline = self.deadline(vote.round_id)
+        if deadline is not None and now >= deadline:
+            image.late.add(vote.voter)
+            return Verdict("late", "after the round's deadline: kept, not counted")
+        image.votes[vote.voter] = vote
+        return Verdict("accepted")
+
+    def take_feedback(self, fb: FeedbackFact, link_peer: str | None) -> Verdict:
+        """A verified Feedback arrived on the link of `link_peer` (None: replayed from our own
+        store at start-up, already judged)."""
+        verdict = self._judge_feedback(fb, link_peer)
+        self.counts[f"feedback_{verdict.outcome}"] += 1
+        return verdict
+
+    def _judge_feedback(self, fb: FeedbackFact, link_peer: str | None) -> Verdict:
+        image = self._images.get((fb.cid, fb.round_id))
+        if image is None:
+            return Verdict("ignored", f"feedback on {fb.cid.hex()[:16]}, which we did not share "
+                           f"in round {fb.round_id}")
+        if link_peer is not None:
+            if fb.reporter != link_peer:
+                return Verdict("rejected", "the reporter is not the peer of the link it came on")
+            bad = [p for p in (fb.reporter, *fb.voters) if not self.is_member(p)]
+            if bad:
+                return Verdict("rejected", f"not a fleet member: {bad[0]}")
+            if len(set(fb.voters)) != len(fb.voters) or self.me in fb.voters:
+                return Verdict("rejected", "voters repeat, or include the origin")
+            if not 0 <= fb.novel_votes <= len(fb.voters):
+                return Verdict("rejected", "more novel votes than voters")
+        if image.feedback is not None and image.feedback.reporter == fb.reporter:
+            return Verdict("duplicate", "already recorded; not counted again")
+        if image.feedback is not None:
+            return Verdict("ignored", "the image already has feedback (the first wins)")
+        image.feedback = fb
+        return Verdict("accepted")
+
+    def load_vote(self, vote: VoteFact, late: bool) -> None:
+        """A vote judged before (replayed from the driver's records at start-up)."""
+        image = self._images.setdefault((vote.cid, vote.round_id), _Image())
+        if late:
+            image.late.add(vote.voter)
+        else:
+            image.votes.setdefault(vote.voter, vote)
+
+    def feedback_reporter(self, cid: bytes, round_id: int) -> str | None:
+        """Who reported the image's accepted feedback (None: none yet)."""
+        image = self._images.get((cid, round_id))
+        return None if image is None or image.feedback is None else image.feedback.reporter
+
+    def utility(self, cid: bytes, round_id: int) -> float | None:
+        """The image's utility as it stands (its feedback's), or None."""
+        image = self._images.get((cid, round_id))
+        return None if image is None or image.feedback is None else image.feedback.utility
+
+    def finish(self, round_id: int) -> tuple[list[Utility], int]:
+        """The deadline passed: every image's final utility (feedback, corrected from signed
+        votes, or recovered from them), and how many feedbacks disagreed with the votes."""
+        self._finished.add(round_id)
+        out: list[Utility] = []
+        mismatched = 0
+        for (cid, rid), image in self._images.items():
+            if rid != round_id:
+                continue
+            fb, votes = image.feedback, image.votes
+            if fb is not None:
+                if fb.reporter != self.me and set(fb.voters) <= set(votes):
+                    novel = sum(votes[v].novel for v in fb.voters)
+                    if novel != fb.novel_votes:
+                        mismatched += 1
+                        out.append(Utility(cid, rid, novel / len(fb.voters), fb.voters, novel,
+                                           "corrected", fb.reporter))
+                        continue
+                out.append(Utility(cid, rid, fb.utility, fb.voters, fb.novel_votes, "feedback",
+                                   fb.reporter))
+            elif votes:
+                voters = tuple(sorted(votes))
+                novel = sum(votes[v].novel for v in voters)
+                out.append(Utility(cid, rid, novel / len(voters), voters, novel, "recovered",
+                                   self.me))
+        return out, mismatched
+
+    def finished(self, round_id: int) -> bool:
+        return round_id in self._finished
+
+    def counted_votes(self, cid: bytes, round_id: int) -> dict[str, bool]:
+        """voter -> novel, for the votes that count on this image."""
+        image = self._images.get((cid, round_id))
+        return {} if image is None else {v: f.novel for v, f in image.votes.items()}

@@ -1,0 +1,190 @@
+"""The relay rule at one robot, as a state machine with no I/O (h11 style).
+
+Rule: one image's vote state (origin, cid, round) is voted on at most once per robot: the first
+arrival votes and passes the state on; a later arrival of the same state is a duplicate. The
+state never goes to a peer in `voters` or to the origin, and it ends in exactly one `Report`,
+made by whoever cannot pass it on: no candidate left, `max_hops` reached, `deadline_s` spent
+trying, or the state came back to a voter (a loop). Candidates are tried in an order hashed
+from the image's cid and the peer (different images take different paths).
+
+Events in: `arrive`, `voted`, `forward_done`. Actions out: `NeedVote`, `Forward`, `Report`.
+Time is an argument; the driver (daemon or simulator) performs the actions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+
+SEEN_STATES = 100_000  # vote states remembered for duplicate detection; oldest forgotten first
+
+Key = tuple[str, bytes, int]
+
+
+@dataclass(frozen=True)
+class VoteState:
+    """The utility counter travelling with one shared image."""
+
+    origin: str
+    cid: bytes
+    round_id: int
+    novel_votes: int = 0
+    voters: tuple[str, ...] = ()
+    hops: int = 0
+
+    @property
+    def key(self) -> Key:
+        return (self.origin, self.cid, self.round_id)
+
+    @property
+    def utility(self) -> float:
+        """Fraction of voters so far that found the image novel (0.0 before any vote)."""
+        return self.novel_votes / len(self.voters) if self.voters else 0.0
+
+
+@dataclass(frozen=True)
+class NeedVote:
+    """Vote on these states (my OoD verdict), keep the images, then call `voted`."""
+
+    states: tuple[VoteState, ...]
+
+
+@dataclass(frozen=True)
+class Forward:
+    """Offer `state` to `peer`; call `forward_done` with whether it took it (give up at
+    `deadline`, the driver's clock)."""
+
+    peer: str
+    state: VoteState
+    deadline: float
+
+
+@dataclass(frozen=True)
+class Report:
+    """The chain ends here: send `state` to its origin as signed Feedback."""
+
+    state: VoteState
+
+
+Action = NeedVote | Forward | Report
+
+
+def candidate_order(state: VoteState, peers: Sequence[str], me: str) -> list[str]:
+    """Peers that may vote next, in an order that differs per image (spreads the load)."""
+    allowed = [p for p in peers if p != me and p != state.origin and p not in state.voters]
+    return sorted(dict.fromkeys(allowed),
+                  key=lambda p: hashlib.sha256(state.cid + p.encode()).digest())
+
+
+def after_vote(state: VoteState, me: str, novel: bool) -> VoteState:
+    """The state once `me` voted: one more voter, one more novel vote if novel."""
+    return replace(state, novel_votes=state.novel_votes + int(novel), voters=(*state.voters, me))
+
+
+@dataclass
+class _Passing:
+    state: VoteState  # after my vote
+    candidates: list[str]
+    deadline: float
+    tried: int = 0
+
+
+@dataclass
+class RelayCore:
+    """Vote states arriving at robot `me` (see the module rule)."""
+
+    me: str
+    max_hops: int
+    deadline_s: float
+    _seen: OrderedDict[Key, None] = field(default_factory=OrderedDict)
+    _passing: dict[Key, _Passing] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=lambda: {
+        "voted": 0, "relayed": 0, "reported": 0, "duplicates": 0, "loops": 0, "own": 0})
+
+    def seen(self, state: VoteState) -> bool:
+        return state.key in self._seen
+
+    def arrive(self, states: Sequence[VoteState]) -> tuple[list[str], list[Action]]:
+        """States arrived (a batch). Returns each one's outcome (`vote`, `own`, `duplicate`,
+        `loop`) and the actions: one `NeedVote` for the new ones, a `Report` per loop."""
+        outcomes: list[str] = []
+        to_vote: list[VoteState] = []
+        actions: list[Action] = []
+        for st in states:
+            if st.origin == self.me:
+                self.counts["own"] += 1
+                outcomes.append("own")
+            elif self.me in st.voters:
+                self.counts["loops"] += 1
+                self.counts["reported"] += 1
+                outcomes.append("loop")
+                actions.append(Report(st))
+            elif st.key in self._seen:
+                self.counts["duplicates"] += 1
+                outcomes.append("duplicate")
+            else:
+                self._seen[st.key] = None  # before the vote: a concurrent copy is a duplicate
+                while len(self._seen) > SEEN_STATES:
+                    self._seen.popitem(last=False)
+                outcomes.append("vote")
+                to_vote.append(st)
+        if to_vote:
+            actions.insert(0, NeedVote(tuple(to_vote)))
+        return outcomes, actions
+
+    def voted(self, state: VoteState, novel: bool, peers: Sequence[str], now: float) -> Action:
+        """My verdict on `state`; `peers` are those connected now. The first pass-on step."""
+        self.counts["voted"] += 1
+        mine = after_vote(state, self.me, novel)
+        if mine.hops + 1 > self.max_hops:
+            return self._report(mine)
+        passing = _Passing(mine, candidate_order(mine, peers, self.me), now + self.deadline_s)
+        self._passing[mine.key] = passing
+        return self._next(passing, now)
+
+    def forward_done(self, key: Key, ok: bool, now: float) -> Action | None:
+        """The last `Forward` of this state was taken (`ok`) or not; None when done."""
+        passing = self._passing.get(key)
+        if passing is None:
+            return None
+        if ok:
+            del self._passing[key]
+            self.counts["relayed"] += 1
+            return None
+        return self._next(passing, now)
+
+    def peer_gone(self, peer: str) -> None:
+        """A peer left: never try it for states still being passed on."""
+        for passing in self._passing.values():
+            rest = passing.candidates[passing.tried:]
+            if peer in rest:
+                rest.remove(peer)
+                passing.candidates[passing.tried:] = rest
+
+    def pending(self) -> int:
+        """States still being passed on."""
+        return len(self._passing)
+
+    def _next(self, passing: _Passing, now: float) -> Action:
+        if now < passing.deadline and passing.tried < len(passing.candidates):
+            peer = passing.candidates[passing.tried]
+            passing.tried += 1
+            return Forward(peer, replace(passing.state, hops=passing.state.hops + 1),
+                           passing.deadline)
+        self._passing.pop(passing.state.key, None)
+        return self._report(passing.state)
+
+    def _report(self, state: VoteState) -> Report:
+        self.counts["reported"] += 1
+        return Report(state)
+
+
+def first_peers(count: int, peers: Sequence[str], round_id: int) -> list[list[str]]:
+    """For each of an origin's `count` images of a round, the peers to offer it to, in order:
+    its first peer (spread over `peers`, sorted, rotating with the round), then the rest."""
+    ordered = sorted(peers)
+    if not ordered:
+        return [[] for _ in range(count)]
+    return [[ordered[(i + round_id) % len(ordered)], *ordered] for i in range(count)]

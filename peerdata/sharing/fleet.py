@@ -1,0 +1,156 @@
+"""Robots' learners driven through the round core's in-process simulator: one sharing round.
+
+Rule: no I/O. The `Simulator` decides who votes on what and each image's utility, exactly as
+the daemon's cores do; this module only feeds it `RobotLearner` steps. Received images join a
+robot's fine-tune in one canonical order (by sender, in robot order, then the sender's
+selection order), never in delivery order.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import numpy as np
+
+from peerdata.ml.privacy.imageformat import encode_png
+from peerdata.round import Simulator, VoteState
+from peerdata.sharing.feedback import Feedback
+from peerdata.sharing.learner import RobotLearner, ShareCandidate
+
+PrivacyHook = Callable[[np.ndarray], np.ndarray | None]
+"""Filters one outgoing image: returns the image to send (possibly altered), or None to drop it."""
+
+
+def identity_filter(image: np.ndarray) -> np.ndarray | None:
+    """The privacy hook used until the real filter is plugged in: sends the image unchanged."""
+    return image
+
+
+def run_seed(seed: int, index: int) -> int:
+    """Robot `index`'s learner seed in run `seed` (every runner's, the swarm's daemons too)."""
+    return seed * 1000 + index
+
+
+def image_cid(image: np.ndarray) -> bytes:
+    """The content ID of an image as a robot stores it: SHA-256 of its PNG encoding."""
+    return hashlib.sha256(encode_png(image)).digest()
+
+
+@dataclass(frozen=True)
+class Batch:
+    """New local images for one robot in one round (labels unified, domains ground truth)."""
+
+    images: np.ndarray
+    labels: np.ndarray
+    domains: np.ndarray
+
+
+@dataclass(frozen=True)
+class RoundOutcome:
+    """What happened in one round: per sender, what it shared and the feedback it got."""
+
+    shared: Mapping[str, tuple[ShareCandidate, ...]]
+    feedback: Mapping[str, tuple[Feedback, ...]]
+    ranker_losses: Mapping[str, float | None]
+    fine_tune_losses: Mapping[str, float]
+
+
+def apply_privacy(candidates: Sequence[ShareCandidate], hook: PrivacyHook) -> list[ShareCandidate]:
+    """Run every candidate through the privacy hook; dropped ones are not sent."""
+    out = []
+    for c in candidates:
+        image = hook(c.image)
+        if image is not None:
+            out.append(replace(c, image=image))
+    return out
+
+
+class InProcessFleet:
+    """Robots' learners in one process, rounds run by the core's `Simulator`."""
+
+    def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
+                 max_hops: int = 8) -> None:
+        self.learners = learners
+        self.names = list(learners)
+        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed)
+
+    def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
+                ) -> dict[str, tuple[Feedback, ...]]:
+        """Offer each sender's candidates through the simulator: peers vote and keep them
+        (canonical order); returns each sender's feedback, one per candidate, in order."""
+        where: dict[tuple[str, bytes], tuple[int, int, ShareCandidate]] = {}
+        offers: dict[str, list[bytes]] = {}
+        for s, name in enumerate(self.names):
+            cids: list[bytes] = []
+            for pos, c in enumerate(selected.get(name, ())):
+                cid = image_cid(c.image)
+                while cid in cids:  # the same pixels twice: still two shares, as selected
+                    cid = hashlib.sha256(cid).digest()
+                cids.append(cid)
+                where[(name, cid)] = (s, pos, c)
+            offers[name] = cids
+        kept: dict[str, list[tuple[bytes, ShareCandidate]]] = {n: [] for n in self.names}
+        verdicts: dict[tuple[str, str], np.ndarray] = {}
+
+        def vote(me: str, states: Sequence[VoteState]) -> list[bool]:
+            # A robot judges a sender's whole batch at once, whichever part arrives first: an
+            # MC-dropout verdict depends on the batch it is drawn with, and must not depend on
+            # the order or grouping in which images travel.
+            out = []
+            for st in states:
+                found = where[(st.origin, st.cid)]
+                if (me, st.origin) not in verdicts:
+                    batch = selected[st.origin]
+                    verdicts[(me, st.origin)] = np.asarray(self.learners[me].vote(
+                        np.stack([c.image for c in batch])).novel, bool)
+                kept[me].append((st.cid, found[2]))
+                out.append(bool(verdicts[(me, st.origin)][found[1]]))
+            return out
+
+        result = self.simulator.run_round(offers, vote)
+        for name, learner in self.learners.items():
+            # Content-ID order, as the daemon's learner takes them: a fine-tune must not depend
+            # on the order in which images arrived.
+            got = sorted(kept[name], key=lambda k: k[0])
+            if got:
+                learner.accept(np.stack([c.image for _, c in got]),
+                               np.array([c.label for _, c in got], np.int64))
+        feedback: dict[str, tuple[Feedback, ...]] = {}
+        for name in self.names:
+            decided = {u.cid: u for u in result.utilities.get(name, [])}
+            out = []
+            for cid in offers[name]:
+                c = where[(name, cid)][2]
+                u = decided.get(cid)
+                out.append(Feedback(name, c.image_id, 0.0 if u is None else u.utility,
+                                    () if u is None else u.voters))
+            feedback[name] = tuple(out)
+        return feedback
+
+    def run_round(self, batches: Mapping[str, Batch], *, policy: str, budget: float,
+                  novel_domains: Mapping[str, frozenset[str]] | None = None,
+                  privacy: PrivacyHook = identity_filter) -> RoundOutcome:
+        """observe -> select -> privacy -> deliver (vote, relay, keep) -> feedback -> fine-tune.
+
+        All robots select before any delivery, and all votes use the models from before this
+        round's fine-tune, so the order messages are delivered in does not change the outcome.
+        """
+        for name, learner in self.learners.items():
+            b = batches[name]
+            learner.observe(b.images, b.labels, b.domains)
+        selected = {
+            name: apply_privacy(learner.select_for_sharing(
+                policy, budget,
+                novel_domains=None if novel_domains is None else novel_domains[name]), privacy)
+            for name, learner in self.learners.items()
+        }
+        feedback = self.deliver(selected)
+        ranker_losses = {
+            name: learner.learn_from_feedback(feedback[name]) if policy == "gu" else None
+            for name, learner in self.learners.items()
+        }
+        fine_tune_losses = {name: learner.fine_tune() for name, learner in self.learners.items()}
+        return RoundOutcome({k: tuple(v) for k, v in selected.items()}, feedback, ranker_losses,
+                            fine_tune_losses)

@@ -80,7 +80,7 @@ class PrivacyConfig:
 
 # = peerdata.ml.aggregate.RULE_NAMES (config sits below ml/ and cannot import it)
 FEDERATION_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered",
-                         "multitier", "geomed")
+                         "multitier", "geomed", "agree")
 
 
 @dataclass(frozen=True)
@@ -356,7 +356,7 @@ min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller ima
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers
-# strategy: fedavg fedprox median trimmed_mean geomed (robust) clustered multitier
+# strategy: fedavg fedprox median trimmed_mean geomed agree (robust) clustered multitier
 strategy = "{d.federation.strategy}"
 max_update_bytes = {d.federation.max_update_bytes}
 deadline_s = {d.federation.deadline_s}             # stragglers later than this miss the round

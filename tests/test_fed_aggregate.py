@@ -250,3 +250,22 @@ def test_fedbuff_steps_every_k_updates_and_discounts_stale_ones() -> None:
     assert torch.allclose(server.global_state["w"], g1["w"])
     with pytest.raises(AggregationError):
         server.staleness_weight(5)  # from the future
+
+
+def test_agree_keeps_a_dominant_honest_peer_and_drops_a_reversed_one() -> None:
+    from peerdata.ml.aggregate import AgreeingMean
+
+    g = {"w": torch.zeros(2), "steps": torch.tensor(0, dtype=torch.int64)}
+
+    def moved(peer: str, dx: float, dy: float, n: int) -> ClientUpdate:
+        return ClientUpdate(peer, {"w": torch.tensor([dx, dy]), "steps": torch.tensor(7)}, n)
+
+    # one robot holds 90 % of the data and moves far; small ones move a little the same way
+    honest = [moved("big", 10.0, 9.0, 900), moved("a", 1.0, 0.5, 40), moved("b", 0.5, 1.0, 30),
+              moved("c", 1.0, 1.0, 30)]
+    clean = AgreeingMean().aggregate_from(honest, g)["w"]
+    assert torch.allclose(clean, FedAvg().aggregate(honest)["w"], atol=1e-5)
+    # the big robot turned liar: -10x its update; it is left out, the rest averaged by samples
+    liar = moved("big", -100.0, -90.0, 900)
+    attacked = AgreeingMean().aggregate_from([liar, *honest[1:]], g)["w"]
+    assert torch.allclose(attacked, FedAvg().aggregate(honest[1:])["w"], atol=1e-5)

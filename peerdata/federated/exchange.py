@@ -28,7 +28,13 @@ from peerdata.federated.validate import (
     UpdateValidator,
 )
 from peerdata.identity import Identity
-from peerdata.ml.aggregate import AggregationRule, ClientUpdate, Clustered, StateDict
+from peerdata.ml.aggregate import (
+    AggregationRule,
+    ClientUpdate,
+    Clustered,
+    StateDict,
+    aggregate_from,
+)
 from peerdata.wire.model_update import TensorBlob, encode_model_update, sign_model_update
 
 logger = logging.getLogger("peerdata.federated")
@@ -226,7 +232,7 @@ class FederatedPeer:
             result = self._rule.aggregate_clusters(updates, reference=self.global_state)
             return {p: result.model_for(p) if p in result.assignment else result.global_model
                     for p in (self.peer_id, *others)}
-        model = self._rule.aggregate(updates)
+        model = aggregate_from(self._rule, list(updates), self.global_state)
         return dict.fromkeys((self.peer_id, *others), model)
 
     async def gossip_round(self, round_id: int, neighbours: Sequence[str], local: LocalModel, *,

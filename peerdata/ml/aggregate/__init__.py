@@ -6,6 +6,7 @@ name becomes a rule object.
 
 from __future__ import annotations
 
+from peerdata.ml.aggregate.agree import AgreeingMean
 from peerdata.ml.aggregate.base import (
     AggregationError,
     AggregationRule,
@@ -26,7 +27,8 @@ from peerdata.ml.aggregate.multitier import (
 )
 from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
 
-RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed")
+RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed",
+              "agree")
 ROBUST_DEFAULT = "geomed"  # the measured default robust rule (docs/federated.md)
 
 
@@ -44,15 +46,28 @@ def rule_by_name(name: str) -> AggregationRule:
         "clustered": Clustered(),
         "multitier": MultiTier(),
         "geomed": GeometricMedian(),
+        "agree": AgreeingMean(),
     }
     if name not in rules:
         raise AggregationError(f"unknown aggregation strategy {name!r}; one of {RULE_NAMES}")
     return rules[name]
 
 
+def aggregate_from(rule: AggregationRule, updates: list[ClientUpdate],
+                   reference: StateDict) -> StateDict:
+    """`rule.aggregate_from(updates, reference)` for rules that use the round's starting
+    model (`agree`), else `rule.aggregate(updates)`."""
+    with_reference = getattr(rule, "aggregate_from", None)
+    if with_reference is not None:
+        result: StateDict = with_reference(updates, reference)
+        return result
+    return rule.aggregate(updates)
+
+
 __all__ = [
     "ROBUST_DEFAULT",
     "RULE_NAMES",
+    "AgreeingMean",
     "AggregationError",
     "AggregationRule",
     "ClientUpdate",
@@ -67,6 +82,7 @@ __all__ = [
     "StateDict",
     "TierPlan",
     "TrimmedMean",
+    "aggregate_from",
     "importance_scores",
     "plan_tiers",
     "proximal_term",

@@ -29,7 +29,7 @@ from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
 
 RULE_NAMES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed",
               "agree")
-ROBUST_DEFAULT = "geomed"  # the measured default robust rule (docs/federated.md)
+ROBUST_DEFAULT = "agree"  # the measured default robust rule (docs/federated.md)
 
 
 def rule_by_name(name: str) -> AggregationRule:

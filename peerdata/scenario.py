@@ -4,7 +4,9 @@ Rule: a scenario is a TOML file, either shipped in `peerdata/scenarios/<name>.to
 by name) or given by path; `load_scenario` is the only entry point that reads one, and every
 value is validated here, with errors naming the file and the field.
 
-Labels live in one unified space: dataset i of `datasets` owns labels 10*i .. 10*i+9.
+Labels live in one unified space: dataset i of `datasets` owns labels 10*i .. 10*i+9, unless
+`shared_labels = true` ([data]): then every dataset's class k is label k (the same classes seen
+in different domains: PACS photo/art/cartoon/sketch, CIFAR-10 clear/foggy).
 """
 
 from __future__ import annotations
@@ -55,6 +57,7 @@ class Scenario:
     eval_fraction: float = 0.2
     eval_per_dataset: int = 2000
     split_seed: int = 0
+    shared_labels: bool = False
     budget: float = 0.10
     detector: str = "mc_dropout"
     ood_tpr: float = 0.95
@@ -64,6 +67,8 @@ class Scenario:
 
     def label_offset(self, dataset: str) -> int:
         """First unified label of `dataset`."""
+        if self.shared_labels:
+            return 0
         return CLASSES_PER_DATASET * self.datasets.index(dataset)
 
     def novel_domains(self, robot: str) -> frozenset[str]:
@@ -110,7 +115,7 @@ def _sub(cls: type, raw: Any, where: str) -> Any:
         raise ConfigError(f"{where}: unknown key(s) {unknown}; known: {sorted(known)}")
     try:
         return cls(**raw)
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, ConfigError) as exc:
         raise ConfigError(f"{where}: {exc}") from None
 
 
@@ -205,7 +210,9 @@ def _validated(s: Scenario) -> Scenario:
                 raise bad(f"robot {r.name!r}: share of {d!r} is negative")
         if abs(sum(share for _, share in r.mix) - 1.0) > 1e-6:
             raise bad(f"robot {r.name!r}: mix shares must sum to 1")
-    need = CLASSES_PER_DATASET * len(s.datasets)
+    if not isinstance(s.shared_labels, bool):
+        raise bad("shared_labels must be true or false")
+    need = CLASSES_PER_DATASET * (1 if s.shared_labels else len(s.datasets))
     if s.vision.num_classes != need:
         s = dataclasses.replace(s, vision=dataclasses.replace(s.vision, num_classes=need))
     return s

@@ -49,7 +49,7 @@ def test_npz_round_trip(tmp_path: Path) -> None:
     [
         ({"x": np.zeros((3, 28, 28), np.uint8)}, "missing key"),
         ({"x": np.zeros((3, 28, 28), np.float32), "y": np.zeros(3, np.int64)}, "dtype float32"),
-        ({"x": np.zeros((3, 32, 32), np.uint8), "y": np.zeros(3, np.int64)}, "shape"),
+        ({"x": np.zeros((3, 32, 32, 4), np.uint8), "y": np.zeros(3, np.int64)}, "shape"),
         ({"x": np.zeros((3, 28, 28), np.uint8), "y": np.zeros(4, np.int64)}, "4 labels"),
         ({"x": np.zeros((3, 28, 28), np.uint8), "y": np.array([0, 1, 12])}, "0..9"),
     ],

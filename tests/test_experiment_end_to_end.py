@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from peerdata.cli import data as data_cli
 from peerdata.cli import experiment as experiment_cli
 from peerdata.experiment import ExperimentPlan, run_experiment
+from peerdata.ml.ood import DETECTORS
 from peerdata.scenario import load_scenario
 
 torch.set_num_threads(1)
@@ -119,7 +120,10 @@ def test_invariants_of_a_mini_experiment(results: dict) -> None:
         assert 0.0 <= summary[key] <= 1.0
     assert summary["gu_oracle_accuracy_gap"] is not None and summary["seconds"] >= 0
     assert summary["random_megabytes_to_random_accuracy"] is not None
-    assert set(results["auroc"]) == {"mc_dropout", "energy", "knn", "mahalanobis"}
+    assert set(results["auroc"]) == set(DETECTORS)
+    worst = min(v["mean"] for per in results["auroc"][results["scenario"]["detector"]].values()
+                for v in per.values())
+    assert summary["ood_auroc_min"] == pytest.approx(worst, abs=1e-4)
     assert set(results["auroc"]["mc_dropout"]["A"]) == {"synthetic-rings", "synthetic-spots"}
 
 

@@ -72,8 +72,10 @@ async def test_observe_from_api_and_inbox_folder(
             assert (inbox / "rejected" / "bad.png").exists()
             assert sorted(p.name for p in (inbox / "done").iterdir()) == ["a.json", "a.png",
                                                                           "b.png"]
-            assert r.service.host.statistics().local_images == 2  # the unlabelled one is kept
-            with pytest.raises(DataError):                       # out of training
+            # the unlabelled one joins the pool (ranked, shared, voted on) but never trains
+            assert r.service.host.statistics().local_images == 3
+            assert sorted(r.service.host.learner.local_labels.tolist()) == [-1, 3, 4]
+            with pytest.raises(DataError):
                 await r.service.observe_one(b"\x89PNG\r\n\x1a\nbroken", None, None)
 
 

@@ -82,7 +82,8 @@ async def start_rounds(node: Node, home: Path) -> dict[str, Command]:
 
         torch.set_num_threads(1)  # several daemons share a machine; one learner step at a time
         cfg = node.config.round
-        host = LearnerHost.load(node.config.name, learner_config_for(cfg), cfg.learner_seed,
+        host = LearnerHost.load(node.config.name, learner_config_for(cfg, node.config.model),
+                                cfg.learner_seed,
                                 home / CHECKPOINT)
         return host, PrivacyFilter.from_config(node.config.privacy)
 

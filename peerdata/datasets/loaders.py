@@ -1,12 +1,18 @@
-"""Readers for MNIST-format files (`.npz` with `x`/`y`, IDX `.gz`) and name-based lookup.
+"""Readers for image datasets (`.npz` with `x`/`y`, IDX `.gz`, image folders) and name-based
+lookup.
 
 Rule: a dataset is referenced by name; the files that back it are found by convention in a data
-directory, so adding a new 28x28 dataset needs a file, never a code change:
+directory, so adding a new dataset needs files, never a code change:
 
 - `<name>_train.npz` (stream split) and `<name>.npz` or `<name>_test.npz` (held-out split);
+  `x` is uint8 N x H x W (gray) or N x H x W x 3 (RGB), `y` integer labels 0-9;
 - only `<name>.npz`: one file, split by the experiment (see `peerdata.datasets.splits`);
 - IDX: `<name>/train-images-idx3-ubyte[.gz]` + `train-labels-idx1-ubyte[.gz]` and/or
   `<name>/t10k-images-idx3-ubyte[.gz]` + `t10k-labels-idx1-ubyte[.gz]`;
+- an image folder `<name>/<class>/*.jpg|png` (`<name>` may hold a slash: `pacs/photo`), one
+  split (see `peerdata.datasets.folders`);
+- `BASE:CORRUPTION:SEVERITY`: dataset BASE with a corruption applied per image (see
+  `peerdata.datasets.derived`);
 - `synthetic-<family>`: generated, no file (see `peerdata.datasets.synthetic`).
 """
 
@@ -20,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from peerdata.datasets.folders import image_classes, read_image_folder
 from peerdata.datasets.images import LabelledImages, checked
 from peerdata.errors import DataError
 
@@ -37,9 +44,11 @@ class DatasetFiles:
 
     @property
     def kind(self) -> str:
-        """'npz' or 'idx'."""
+        """'npz', 'idx' or 'folder'."""
         first = (self.train or self.test or (Path("?"),))[0]
-        return "npz" if first.suffix == ".npz" else "idx"
+        if first.suffix == ".npz":
+            return "npz"
+        return "folder" if first.is_dir() else "idx"
 
 
 @dataclass(frozen=True)
@@ -61,7 +70,7 @@ def resolve_data_dir(option: Path | None, env: dict[str, str] | None = None) -> 
 
 
 def read_npz(path: Path) -> LabelledImages:
-    """Read a `.npz` holding `x` (uint8 N x 28 x 28) and `y` (integer labels 0-9)."""
+    """Read a `.npz` holding `x` (uint8 N x H x W [x 3]) and `y` (integer labels 0-9)."""
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in ("x", "y") if k not in data.files]
@@ -137,6 +146,8 @@ def find_dataset_files(name: str, data_dir: Path) -> DatasetFiles | None:
         idx_train, idx_test = _idx_pair(folder, "train"), _idx_pair(folder, "t10k")
         if idx_train or idx_test:
             return DatasetFiles(name, idx_train, idx_test)
+        if image_classes(folder) is not None:
+            return DatasetFiles(name, None, (folder,))
     return None
 
 
@@ -154,12 +165,17 @@ def list_dataset_files(data_dir: Path) -> list[DatasetFiles]:
             names.add(stem)
         elif path.is_dir():
             names.add(path.name)
+            # a folder of image-folder domains (pacs/photo, pacs/sketch, ...)
+            names.update(f"{path.name}/{d.name}" for d in path.iterdir()
+                         if d.is_dir() and image_classes(d) is not None)
     found = (find_dataset_files(n, data_dir) for n in sorted(names))
     return [f for f in found if f is not None]
 
 
 def _read(paths: tuple[Path, ...]) -> LabelledImages:
-    return read_npz(paths[0]) if paths[0].suffix == ".npz" else read_idx_pair(*paths)
+    if paths[0].suffix == ".npz":
+        return read_npz(paths[0])
+    return read_image_folder(paths[0]) if paths[0].is_dir() else read_idx_pair(*paths)
 
 
 def load_dataset(name: str, data_dir: Path | None) -> DatasetSplits:
@@ -172,6 +188,12 @@ def load_dataset(name: str, data_dir: Path | None) -> DatasetSplits:
         from peerdata.datasets.synthetic import generate_splits
 
         return generate_splits(name)
+    from peerdata.datasets.derived import derived_splits, parse_derived
+
+    derived = parse_derived(name)
+    if derived is not None:
+        base, corruption, severity = derived
+        return derived_splits(name, load_dataset(base, data_dir), corruption, severity)
     if data_dir is None:
         raise DataError(
             f"dataset {name!r} needs a data directory: pass --data-dir or set {DATA_DIR_ENV}"
@@ -182,7 +204,8 @@ def load_dataset(name: str, data_dir: Path | None) -> DatasetSplits:
     if files is None:
         raise DataError(
             f"dataset {name!r} not found in {data_dir}: expected {name}.npz, {name}_train.npz "
-            f"or IDX files under {name}/ (try `peerdata data list` or `peerdata data fetch`)"
+            f", IDX files or <class>/ image folders under {name}/ (try `peerdata data list` or "
+            f"`peerdata data fetch`)"
         )
     train = _read(files.train) if files.train else None
     if files.test is not None:

@@ -73,7 +73,7 @@ def prepare_domain(
         note = f"stream: train split ({len(stream)}), evaluation: test split ({len(held)})"
     else:
         rest, held_idx = stratified_split(splits.test.labels, eval_fraction, seed)
-        stream, held = splits.test.take(rest), splits.test.take(held_idx)
+        stream, held = splits.test.subset(rest), splits.test.subset(held_idx)
         note = (
             f"single split of {len(splits.test)}: {len(stream)} stream / {len(held)} "
             f"evaluation (stratified, seed {seed})"

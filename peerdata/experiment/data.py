@@ -15,6 +15,7 @@ import numpy as np
 
 from peerdata.datasets import DomainData, LabelledImages, load_dataset, prepare_domain
 from peerdata.datasets.splits import allocate_disjoint
+from peerdata.ml.frames import fit_batch
 from peerdata.scenario import Scenario
 from peerdata.sharing import Batch
 
@@ -66,13 +67,15 @@ def _batch(
     rng: np.random.Generator,
 ) -> Batch:
     images, labels, names = [], [], []
+    spec = scenario.vision.image_spec
     for d, idx in sorted(picks.items()):
-        images.append(domains[d].stream.images[idx])
+        images.append(fit_batch(domains[d].stream.take(idx).images, spec))
         labels.append(domains[d].stream.labels[idx] + scenario.label_offset(d))
         names.append(np.full(len(idx), d, dtype=object))
     order = rng.permutation(sum(len(i) for i in picks.values()))
     return Batch(
-        np.concatenate(images)[order], np.concatenate(labels)[order], np.concatenate(names)[order]
+        np.concatenate(images)[order] if images else spec.empty(),
+        np.concatenate(labels)[order], np.concatenate(names)[order]
     )
 
 
@@ -90,8 +93,10 @@ def build_experiment_data(
         mine = picks[i * len(sizes) : (i + 1) * len(sizes)]
         batches = [_batch(scenario, domains, p, rng) for p in mine]
         streams[robot.name] = RobotStream(batches[0], tuple(batches[1:]))
+    spec = scenario.vision.image_spec
     evaluation = {
-        name: LabelledImages(d.evaluation.images, d.evaluation.labels + scenario.label_offset(name))
+        name: LabelledImages(fit_batch(d.evaluation.images, spec),
+                             d.evaluation.labels + scenario.label_offset(name))
         for name, d in domains.items()
     }
     return ExperimentData(streams, evaluation, {n: d.note for n, d in domains.items()})

@@ -191,6 +191,8 @@ def aggregate(
         }
         for det in (aurocs[0][robots[0]] if aurocs else {})
     }
+    summary = summarize(per_policy, robots, rare_robots)
+    summary["ood_auroc_min"] = ood_auroc_min(auroc_table.get(scenario.detector, {}))
     return {
         "scenario": {
             "name": scenario.name,
@@ -210,8 +212,14 @@ def aggregate(
         "rounds": scenario.rounds,
         "per_policy": per_policy,
         "auroc": auroc_table,
-        "summary": summarize(per_policy, robots, rare_robots),
+        "summary": summary,
     }
+
+
+def ood_auroc_min(table: Mapping[str, Mapping[str, dict[str, float | None]]]) -> float | None:
+    """The worst mean AUROC over every (robot, foreign domain) pair of one detector's table."""
+    means = [v["mean"] for per in table.values() for v in per.values() if v["mean"] is not None]
+    return round(min(means), 4) if means else None
 
 
 def _nanmean(values: Sequence[float]) -> float:

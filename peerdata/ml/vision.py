@@ -1,8 +1,14 @@
-"""The robot's local vision model: a small CNN giving logits and an embedding, and its training.
+"""The robot's local vision model: a backbone by name, a head giving logits and an embedding,
+and its training.
 
 Rule: pure torch/numpy. No files, no printing, no global RNG side effects: every random draw
 comes from a seed argument (global torch RNG state is forked and restored), so the same seed and
 data give the same weights on the same machine and thread count.
+
+Backbones (`peerdata.ml.backbones`): `small-cnn` is trained from scratch, whole. A pretrained
+one (`efficientnet-lite0`) is frozen: its output per image is cached by content ID, and only the
+head (dense -> dropout -> classifier; optionally the backbone's last block) is trained, so the
+state that is saved, checkpointed or federated is the trainable part only.
 """
 
 from __future__ import annotations
@@ -15,13 +21,18 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from peerdata.errors import DataError
+from peerdata.errors import ConfigError, DataError
+from peerdata.ml.backbones import BackboneSpec, FrozenTrunk, backbone_spec, shared_trunk
+from peerdata.ml.frames import ImageSpec
 
 
 @dataclass(frozen=True)
 class VisionConfig:
     """Shape and training schedule of the vision model."""
 
+    backbone: str = "small-cnn"  # see peerdata.ml.backbones.BACKBONES
+    input_side: int = 0  # square input size in pixels; 0 = the backbone's default
+    fine_tune_last_block: bool = False  # pretrained backbones: also train their last block
     num_classes: int = 30
     width: int = 16  # channels of the first conv layer; the second has twice as many
     embedding_dim: int = 64
@@ -46,6 +57,23 @@ class VisionConfig:
             raise ValueError("num_classes >= 2, width >= 1 and embedding_dim >= 1 required")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must lie in [0, 1), got {self.dropout}")
+        spec = backbone_spec(self.backbone)
+        if self.input_side and not (spec.pretrained and 32 <= self.input_side <= 1024):
+            raise ConfigError(
+                f"input_side={self.input_side}: only a pretrained backbone takes another input "
+                f"size (32..1024); {self.backbone} takes {spec.input_side}"
+            )
+
+    @property
+    def spec(self) -> BackboneSpec:
+        """The backbone's spec."""
+        return backbone_spec(self.backbone)
+
+    @property
+    def image_spec(self) -> ImageSpec:
+        """Size and channels every image is brought to before this model sees it."""
+        spec = self.spec
+        return ImageSpec(self.input_side or spec.input_side, spec.channels)
 
 
 @dataclass(frozen=True)
@@ -91,11 +119,47 @@ class VisionNet(nn.Module):
         return self.classifier(self.dropout(embedding)), embedding
 
 
-def as_tensor(images: np.ndarray) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1]."""
-    if images.dtype != np.uint8 or images.ndim != 3:
-        raise DataError(f"expected uint8 N x H x W images, got {images.dtype} {images.shape}")
-    return torch.from_numpy(images).unsqueeze(1).float().div_(255.0)
+class HeadNet(nn.Module):
+    """The trainable part on a pretrained trunk: [last block] -> dense -> dropout -> classifier.
+
+    `forward` takes trunk outputs (cached) and returns (logits, embedding) like `VisionNet`.
+    """
+
+    def __init__(self, config: VisionConfig, tail: nn.Module | None) -> None:
+        super().__init__()
+        self.tail = tail
+        self.dense = nn.Linear(config.spec.feature_dim, config.embedding_dim)
+        self.dropout = nn.Dropout(config.dropout)
+        self.classifier = nn.Linear(config.embedding_dim, config.num_classes)
+
+    def train(self, mode: bool = True) -> HeadNet:
+        super().train(mode)
+        if self.tail is not None:
+            self.tail.eval()  # batch-norm statistics stay ImageNet's; only weights are tuned
+        return self
+
+    def embed(self, z: torch.Tensor) -> torch.Tensor:
+        """The embedding (before dropout) of trunk outputs."""
+        if self.tail is not None:
+            z = self.tail(z)
+        return F.relu(self.dense(z))
+
+    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        embedding = self.embed(z)
+        return self.classifier(self.dropout(embedding)), embedding
+
+
+def as_tensor(images: np.ndarray, spec: BackboneSpec | None = None) -> torch.Tensor:
+    """uint8 N x H x W (gray) or N x H x W x 3 (RGB) -> float N x C x H x W, scaled for `spec`
+    (default: small-cnn, gray in [0, 1])."""
+    spec = spec or backbone_spec("small-cnn")
+    if images.dtype != np.uint8 or images.ndim != (3 if spec.channels == 1 else 4):
+        raise DataError(f"{spec.name} expects uint8 N x H x W"
+                        f"{'' if spec.channels == 1 else ' x 3'} images, got "
+                        f"{images.dtype} {images.shape}")
+    x = torch.from_numpy(np.ascontiguousarray(images))
+    x = x.unsqueeze(1) if spec.channels == 1 else x.permute(0, 3, 1, 2)
+    return x.float().sub_(spec.offset).div_(spec.scale)
 
 
 class VisionModel:
@@ -103,10 +167,36 @@ class VisionModel:
 
     def __init__(self, config: VisionConfig, seed: int) -> None:
         self.config = config
+        self.spec = config.spec
+        self.trunk: FrozenTrunk | None = None
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            self.net = VisionNet(config)
+            self.net: VisionNet | HeadNet
+            if self.spec.pretrained:
+                self.trunk = shared_trunk(config.backbone, config.fine_tune_last_block)
+                self.net = HeadNet(config, self.trunk.tail())
+            else:
+                self.net = VisionNet(config)
         self.net.eval()
+
+    def inputs(self, images: np.ndarray) -> torch.Tensor:
+        """What `net` takes for these images: pixels scaled for the backbone, or the frozen
+        trunk's (cached) outputs."""
+        if self.trunk is None:
+            return as_tensor(images, self.spec)
+        side = self.config.image_spec.side
+        if images.ndim != 4 or images.shape[1:3] != (side, side):
+            raise DataError(f"{self.spec.name} expects uint8 N x {side} x {side} x 3 images, "
+                            f"got {images.dtype} {images.shape}")
+        return self.trunk(images, lambda batch: as_tensor(batch, self.spec))
+
+    @torch.no_grad()
+    def features(self, images: np.ndarray) -> torch.Tensor:
+        """Backbone features for OoD detection: the pretrained trunk's pooled output (never
+        changed by training), or the embedding for a backbone trained from scratch."""
+        if self.trunk is None:
+            return self.embed(images)
+        return self.trunk.pooled(self.inputs(images))
 
     def train(
         self,
@@ -129,9 +219,9 @@ class VisionModel:
             return float("nan")
         if labels.min() < 0 or labels.max() >= self.config.num_classes:
             raise DataError(f"labels must lie in 0..{self.config.num_classes - 1}")
-        x, y = as_tensor(images), torch.from_numpy(labels.astype(np.int64))
+        x, y = self.inputs(images), torch.from_numpy(labels.astype(np.int64))
         lr = learning_rate or self.config.learning_rate
-        optimizer = torch.optim.Adam(self.net.parameters(), lr=lr)
+        optimizer = torch.optim.Adam([p for p in self.net.parameters() if p.requires_grad], lr=lr)
         generator = torch.Generator().manual_seed(seed)
         loss_sum, batches = 0.0, 0
         self.net.train()
@@ -165,7 +255,7 @@ class VisionModel:
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:
         """Embeddings as a float tensor (eval mode, batched)."""
-        x = as_tensor(images)
+        x = self.inputs(images)
         parts = [
             self.net.embed(x[s : s + self.config.eval_batch_size])
             for s in range(0, len(x), self.config.eval_batch_size)
@@ -221,6 +311,6 @@ class VisionModel:
 
     def copy(self) -> VisionModel:
         """An independent copy with the same weights."""
-        twin = VisionModel(self.config, seed=0)
+        twin = VisionModel(self.config, seed=0)  # the frozen trunk is shared, not copied
         twin.net.load_state_dict(self.net.state_dict())
         return twin

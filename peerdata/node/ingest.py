@@ -2,7 +2,9 @@
 
 Rule: pure functions over bytes, arrays and one folder; every failure is a DataError naming the
 file. A stored image is its PNG/JPEG bytes (content ID = their SHA-256); the learner sees it as
-28x28 grayscale pixels, decoded the same way on every robot.
+the pixels its model's `ImageSpec` asks for (28x28 gray for small-cnn, RGB for a pretrained
+backbone), decoded by the one pipeline (`peerdata.ml.frames`) the same way on every robot.
+Arrays handed in are RGB (or gray), as datasets hold them.
 """
 
 from __future__ import annotations
@@ -12,13 +14,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import cv2
 import numpy as np
 
 from peerdata.errors import DataError
+from peerdata.ml.frames import GRAY_28, ImageSpec, decode_frame, fit_image, to_bgr
 from peerdata.ml.privacy.imageformat import encode_png
-from peerdata.node.learning import IMAGE_SIDE
-from peerdata.node.share import media_type_of
 
 INBOX = "inbox"
 DONE = "done"
@@ -32,43 +32,39 @@ class Incoming:
     """An image to observe: its encoded bytes, pixels for the learner, label and domain."""
 
     data: bytes
-    image: np.ndarray  # uint8 IMAGE_SIDE x IMAGE_SIDE
+    image: np.ndarray  # uint8, the learner's ImageSpec
     label: int | None
     domain: str | None
 
 
-def to_pixels(data: bytes) -> np.ndarray:
-    """Decode PNG/JPEG bytes to the learner's 28x28 grayscale pixels.
+def to_pixels(data: bytes, spec: ImageSpec = GRAY_28) -> np.ndarray:
+    """Decode PNG/JPEG bytes to the learner's pixels (header size checked before decoding).
 
     Raises:
         DataError: not a decodable PNG/JPEG image.
     """
-    if media_type_of(data) == "application/octet-stream":
-        raise DataError("not a PNG or JPEG image")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_GRAYSCALE)
-    if img is None:
-        raise DataError("undecodable image")
-    if img.shape != (IMAGE_SIDE, IMAGE_SIDE):
-        img = cv2.resize(img, (IMAGE_SIDE, IMAGE_SIDE), interpolation=cv2.INTER_AREA)
-    return np.ascontiguousarray(img, np.uint8)
+    return decode_frame(data, spec)
 
 
-def from_array(image: np.ndarray, label: int | None, domain: str | None) -> Incoming:
-    """An observation from pixels (grayscale or BGR uint8); stored as PNG."""
-    if image.dtype != np.uint8 or image.ndim not in (2, 3):
+def from_array(image: np.ndarray, label: int | None, domain: str | None,
+               spec: ImageSpec = GRAY_28) -> Incoming:
+    """An observation from pixels (gray or RGB uint8); stored as PNG."""
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (
+            image.ndim == 3 and image.shape[2] != 3):
         raise DataError(f"an image is a uint8 HxW or HxWx3 array, got {image.dtype} {image.shape}")
-    data = encode_png(image)
-    return Incoming(data, to_pixels(data) if image.shape != (IMAGE_SIDE, IMAGE_SIDE) else
-                    np.ascontiguousarray(image), label, domain)
+    data = encode_png(to_bgr(image))
+    return Incoming(data, fit_image(image, spec), label, domain)
 
 
-def from_bytes(data: bytes, label: int | None, domain: str | None) -> Incoming:
+def from_bytes(data: bytes, label: int | None, domain: str | None,
+               spec: ImageSpec = GRAY_28) -> Incoming:
     """An observation from PNG/JPEG bytes, stored as they are."""
-    return Incoming(bytes(data), to_pixels(data), label, domain)
+    return Incoming(bytes(data), to_pixels(data, spec), label, domain)
 
 
 def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """`x` (uint8 N x 28 x 28), `y` (labels) and optional `domain` of a scenario feed.
+    """`x` (uint8 N x H x W gray or N x H x W x 3 RGB), `y` (labels) and optional `domain` of a
+    scenario feed.
 
     Raises:
         DataError: missing, unreadable, or not in that shape.
@@ -79,8 +75,8 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
             domains = z["domain"].astype(str) if "domain" in z.files else None
     except (OSError, KeyError, ValueError) as exc:
         raise DataError(f"{path}: not a scenario feed npz (x, y, domain): {exc}") from None
-    if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (IMAGE_SIDE, IMAGE_SIDE):
-        raise DataError(f"{path}: x must be uint8 N x {IMAGE_SIDE} x {IMAGE_SIDE}, got "
+    if x.dtype != np.uint8 or not (x.ndim == 3 or (x.ndim == 4 and x.shape[3] == 3)):
+        raise DataError(f"{path}: x must be uint8 N x H x W or N x H x W x 3, got "
                         f"{x.dtype} {x.shape}")
     if y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
         raise DataError(f"{path}: y must hold one integer label per image")
@@ -89,10 +85,10 @@ def load_npz(path: Path) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     return x, y.astype(np.int64), domains
 
 
-def npz_incoming(path: Path) -> list[Incoming]:
+def npz_incoming(path: Path, spec: ImageSpec = GRAY_28) -> list[Incoming]:
     """Every image of a scenario feed as an observation (PNG-encoded)."""
     x, y, domains = load_npz(path)
-    return [from_array(x[i], int(y[i]), None if domains is None else str(domains[i]))
+    return [from_array(x[i], int(y[i]), None if domains is None else str(domains[i]), spec)
             for i in range(len(x))]
 
 
@@ -114,8 +110,11 @@ def read_sidecar(path: Path) -> tuple[int | None, str | None]:
     return label, domain
 
 
-def scan_inbox(folder: Path, max_bytes: int) -> list[tuple[Path, Incoming | DataError]]:
-    """The images waiting in `folder` (sorted by name), each read or with the reason it can't be."""
+def scan_inbox(folder: Path, max_bytes: int, spec: ImageSpec = GRAY_28
+               ) -> list[tuple[Path, Incoming | DataError]]:
+    """The images waiting in `folder` (sorted by name), each read or with the reason it can't be.
+
+    A camera's JPEGs need no sidecar: without one an image is observed unlabelled."""
     if not folder.is_dir():
         return []
     out: list[tuple[Path, Incoming | DataError]] = []
@@ -126,7 +125,7 @@ def scan_inbox(folder: Path, max_bytes: int) -> list[tuple[Path, Incoming | Data
             if path.stat().st_size > max_bytes:
                 raise DataError(f"{path}: larger than limits.max_image_bytes={max_bytes}")
             label, domain = read_sidecar(path)
-            out.append((path, from_bytes(path.read_bytes(), label, domain)))
+            out.append((path, from_bytes(path.read_bytes(), label, domain, spec)))
         except DataError as exc:
             out.append((path, DataError(f"{path.name}: {exc}")))
         except OSError as exc:

@@ -25,6 +25,7 @@ class LearnerTask:
 
     def __init__(self, host: LearnerHost, offload: Offload | None = None) -> None:
         self._host = host
+        self.spec = host.spec  # the pixels the learner takes (fixed by its model)
         self._offload: Offload = offload or thread_offload(trio.CapacityLimiter(1))
         self._send, self._recv = trio.open_memory_channel[
             tuple[Callable[..., Any], tuple[Any, ...], trio.MemorySendChannel[Any]]](REQUESTS)

@@ -22,18 +22,23 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from peerdata.config import RoundConfig
+from peerdata.config import ModelConfig, RoundConfig
 from peerdata.errors import DataError
+from peerdata.ml.frames import ImageSpec
 from peerdata.scenario import load_scenario
 from peerdata.sharing import Feedback, LearnerConfig, RobotLearner
+from peerdata.sharing.learner import UNLABELLED
+from peerdata.sharing.model import learner_config_of_model
 
 CHECKPOINT = "learner.ckpt"
 _MAGIC = b"PDLEARN1"
-IMAGE_SIDE = 28
 
 
-def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
-    """The learner settings of `round.scenario`, with the config's size overrides."""
+def learner_config_for(cfg: RoundConfig, model: ModelConfig | None = None) -> LearnerConfig:
+    """The learner `[model]` describes when it names a backbone; else the settings of
+    `round.scenario`, with the config's size overrides."""
+    if model is not None and model.backbone:
+        return learner_config_of_model(model)
     config = LearnerConfig.of_scenario(load_scenario(cfg.scenario))
     vision = config.vision
     if cfg.vision_width:
@@ -49,7 +54,7 @@ def learner_config_for(cfg: RoundConfig) -> LearnerConfig:
 
 @dataclass(frozen=True)
 class Observation:
-    """One new local image: 28x28 grayscale pixels for the learner, PNG/JPEG bytes for the store."""
+    """One new local image: pixels for the learner (its ImageSpec), PNG/JPEG bytes for the store."""
 
     cid: bytes
     image: np.ndarray
@@ -98,6 +103,7 @@ class LearnerHost:
     def __init__(self, name: str, config: LearnerConfig, seed: int,
                  path: Path | None = None) -> None:
         self.config, self.path = config, path
+        self.spec = config.vision.image_spec  # the pixels every image is decoded to
         self.learner = RobotLearner(name, config, seed)
         self.bootstrapped = False
         self.local_cids: list[bytes] = []  # index = the learner's image id
@@ -120,33 +126,43 @@ class LearnerHost:
                 or cid in self.received)
 
     def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
-        """Train a fresh model on these labelled images (the first calibrate the detector)."""
+        """Train a fresh model on these images' labelled ones (the first images, labelled or
+        not, calibrate the detector; unlabelled frames join the pool but never train)."""
         started = time.perf_counter()
-        obs = [o for o in observations if o.label is not None]
+        obs = list(observations)
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
-        images, labels, domains = _arrays(obs)
+        images, labels, domains = _arrays(obs, self.spec)
         self.learner.bootstrap(images, labels, domains)
         n_cal = self.config.calibration_images
         self.calibration = {o.cid for o in obs[:n_cal]}
         self.local_cids = [o.cid for o in obs[n_cal:]]
         self.index = {cid: i for i, cid in enumerate(self.local_cids)}
         self.bootstrapped = True
-        self.unlabelled.update(o.cid for o in observations if o.label is None)
         self.train_s += time.perf_counter() - started
 
     def observe(self, observations: Sequence[Observation]) -> None:
-        """Add new local images; labelled ones join the pool the next round shares from."""
-        obs = [o for o in observations if o.label is not None and not self.known(o.cid)]
-        self.unlabelled.update(o.cid for o in observations if o.label is None)
+        """Add new local images, labelled or not: they join the pool the next round ranks and
+        shares from (only labelled ones ever train). A robot without a scenario feed (a camera
+        fleet) bootstraps by itself once `calibration_images` + 10 images are in its pool; the
+        ones past the calibration set stay in the pool."""
+        obs = [o for o in observations if not self.known(o.cid)]
         if not obs:
             return
         before = self.learner.pending
-        self.learner.observe(*_arrays(obs))
+        self.learner.observe(*_arrays(obs, self.spec))
         self.learner.pending = np.concatenate([before, self.learner.pending])
         for o in obs:
             self.index[o.cid] = len(self.local_cids)
             self.local_cids.append(o.cid)
+        if not self.bootstrapped and len(self.local_cids) >= self.config.calibration_images + 10:
+            lr = self.learner
+            labels = [None if y == UNLABELLED else int(y) for y in lr.local_labels]
+            pool = [Observation(cid, lr.local_images[i], labels[i],
+                                str(lr.local_domains[i]) or None)
+                    for i, cid in enumerate(self.local_cids)]
+            self.bootstrap(pool, seed=lr.seed)
+            self.learner.pending = np.arange(len(self.local_cids))
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted label, its probability and the embedding of each image."""
@@ -338,9 +354,9 @@ class LearnerHost:
         return host
 
 
-def _arrays(obs: Sequence[Observation]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    images = np.stack([o.image for o in obs]) if obs else np.zeros((0, IMAGE_SIDE, IMAGE_SIDE),
-                                                                    np.uint8)
-    labels = np.array([o.label for o in obs], np.int64)
+def _arrays(obs: Sequence[Observation], spec: ImageSpec
+            ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    images = np.stack([o.image for o in obs]) if obs else spec.empty()
+    labels = np.array([UNLABELLED if o.label is None else o.label for o in obs], np.int64)
     domains = np.array([o.domain or "" for o in obs], dtype=object)
     return images, labels, domains

@@ -42,7 +42,7 @@ def _missing(host: LearnerHost, store: Store
 
     def pixels(cid: bytes) -> np.ndarray | None:
         try:
-            return to_pixels(store.get_blob(cid))
+            return to_pixels(store.get_blob(cid), host.spec)
         except PeerdataError as exc:  # a peer's undecodable image: never trained on
             event(log, logging.WARNING, "reconcile_skipped", cid=cid.hex()[:16],
                   error=str(exc)[:100])
@@ -147,15 +147,16 @@ class Observer:
 
     async def observe_one(self, image: Any, label: int | None, domain: str | None) -> bytes:
         """One image as PNG/JPEG bytes or a uint8 array; returns its cid."""
-        inc = (from_bytes(bytes(image), label, domain) if isinstance(image, bytes | bytearray)
-               else from_array(np.asarray(image), label, domain))
+        spec = self.learner.spec
+        inc = (from_bytes(bytes(image), label, domain, spec) if isinstance(image, bytes | bytearray)
+               else from_array(np.asarray(image), label, domain, spec))
         await self.observe([inc])
         return content_id(inc.data)
 
     async def observe_npz(self, path: Path, *, bootstrap: bool, seed: int | None
                           ) -> tuple[int, int]:
         """A scenario feed: npz with x, y and optional domain."""
-        incoming = await self.node.offload(npz_incoming, path)
+        incoming = await self.node.offload(npz_incoming, path, self.learner.spec)
         return await self.observe(incoming, bootstrap=bootstrap, seed=seed)
 
     async def watch_inbox(self, poll_s: float) -> None:
@@ -164,7 +165,8 @@ class Observer:
         folder = self.inbox_dir
         while True:
             found = await self.node.offload(scan_inbox, folder,
-                                            self.node.config.limits.max_image_bytes)
+                                            self.node.config.limits.max_image_bytes,
+                                            self.learner.spec)
             good = []
             for path, got in found:
                 if isinstance(got, DataError):

@@ -24,6 +24,7 @@ from peerdata.node.learning import LearnerHost
 from peerdata.node.logs import event
 from peerdata.node.node import Node
 from peerdata.round import first_peers
+from peerdata.sharing.learner import UNLABELLED
 from peerdata.store import RoundRecord, Sample
 from peerdata.wire.messages import OfferItem
 
@@ -57,6 +58,7 @@ class OriginService:
         self.changed = trio.Event()
         self.policy = self.cfg.policy  # of the last round (decides whether `learn` fits the ranker)
         self.learned: dict[str, Any] | None = None  # last learn step, for the round record
+        self._unlabelled: set[bytes] = set()  # shared cids offered without a label
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -98,10 +100,13 @@ class OriginService:
                 {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
             if cid != pick.cid and store.get_sample(cid) is None:
                 store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
-                store.add_sample(Sample(cid=cid, source="local", label=pick.label, origin=None,
+                label = None if pick.label == UNLABELLED else pick.label
+                store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
                                         domain=pick.domain, prediction=None, confidence=None,
                                         embedding=None, observed_round=round_id, created_at=now))
             host.note_shared(cid, pick.image_id)
+            if pick.label == UNLABELLED:
+                self._unlabelled.add(cid)
             total += len(png)
             out.append((cid, len(png)))
         host.save()
@@ -158,7 +163,8 @@ class OriginService:
             results: dict[str, bool] = {}
             async with trio.open_nursery() as nursery:
                 for peer, cids in by_peer.items():
-                    items = [OfferItem(cid=c, size=sizes[c], has_label=True, origin=me,
+                    items = [OfferItem(cid=c, size=sizes[c], has_label=c not in self._unlabelled,
+                                       origin=me,
                                        origin_round=round_id, novel_votes=0, voters=(),
                                        hops=0) for c in cids]
                     nursery.start_soon(self._offer_first, peer, items, round_id, results)

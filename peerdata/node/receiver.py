@@ -110,7 +110,7 @@ class Receiver:
             for item in items:
                 sample = store.get_sample(item.cid)
                 try:
-                    pixels = to_pixels(store.get_blob(item.cid))
+                    pixels = to_pixels(store.get_blob(item.cid), self.learner.spec)
                 except (DataError, PeerdataError) as exc:
                     event(log, logging.WARNING, "undecodable_image", cid=item.cid.hex()[:16],
                           origin=item.origin, error=str(exc)[:100])

@@ -29,6 +29,7 @@ if TYPE_CHECKING:
     from peerdata.scenario import Scenario
 
 POLICIES: tuple[str, ...] = ("gu", "random", "oracle", "all", "none")
+UNLABELLED = -1  # the label of a local image nobody labelled: ranked and shared, never trained on
 _ARRAYS = (
     "local_images",
     "local_labels",
@@ -73,8 +74,8 @@ class ShareCandidate:
 
     sender: str
     image_id: int
-    image: np.ndarray  # uint8 28 x 28
-    label: int  # unified label space
+    image: np.ndarray  # uint8, the model's image spec (28 x 28 gray, 224 x 224 x 3 RGB, ...)
+    label: int  # unified label space; UNLABELLED (-1) for a frame without a label
     predicted_utility: float
 
 
@@ -97,7 +98,7 @@ class RobotLearner:
             seed,
         )
         self.detector = build_detector(config.detector, config.ood_tpr, seed)
-        empty = np.zeros((0, 28, 28), np.uint8)
+        empty = config.vision.image_spec.empty()
         self.local_images, self.local_labels = empty, np.zeros(0, np.int64)
         self.local_domains = np.zeros(0, dtype=object)
         self.calibration_images = empty
@@ -117,8 +118,10 @@ class RobotLearner:
         self.calibration_images = images[:n_cal].copy()
         self._add_local(images[n_cal:], labels[n_cal:], domains[n_cal:])
         self.pending = np.zeros(0, np.int64)
+        labelled = self.local_labels != UNLABELLED
         self.model.train(
-            self.local_images, self.local_labels, epochs=self.config.vision.epochs, seed=self.seed
+            self.local_images[labelled], self.local_labels[labelled],
+            epochs=self.config.vision.epochs, seed=self.seed,
         )
         self.detector.fit(self.model, self.calibration_images)
 
@@ -222,8 +225,9 @@ class RobotLearner:
 
     def fine_tune(self) -> float:
         """Fine-tune the vision model on local plus received images; recalibrate the detector."""
-        images = np.concatenate([self.local_images, self.received_images])
-        labels = np.concatenate([self.local_labels, self.received_labels])
+        labelled = self.local_labels != UNLABELLED
+        images = np.concatenate([self.local_images[labelled], self.received_images])
+        labels = np.concatenate([self.local_labels[labelled], self.received_labels])
         self.fine_tunes += 1
         loss = self.model.train(
             images,

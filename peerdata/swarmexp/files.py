@@ -1,7 +1,8 @@
 """Each robot's data as npz files a daemon can `observe` / `evaluate`: bootstrap, rounds, eval.
 
 Rule: the files hold exactly the batches `build_experiment_data` drew (never re-drawn here), with
-keys `x` (uint8 N x 28 x 28), `y` (unified labels) and `domain` (ground-truth dataset names).
+keys `x` (uint8 at the model's image spec: N x 28 x 28 gray or N x S x S x 3 RGB), `y` (unified
+labels) and `domain` (ground-truth dataset names).
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from peerdata.scenario import Scenario
 from peerdata.sharing import Batch
 
 _DATA_KEYS = ("bootstrap_images", "images_per_round", "calibration_images", "eval_fraction",
-              "eval_per_dataset", "split_seed")
+              "eval_per_dataset", "split_seed", "shared_labels")
 _SHARING_KEYS = ("budget", "detector", "ood_tpr", "min_utility")
 
 

@@ -28,6 +28,7 @@ class NetConfig:
     reconnect_initial_s: float = 0.5
     reconnect_max_s: float = 30.0
     gossip_heartbeat_s: float = 1.0
+    mdns: bool = False  # find peers on the local network by mDNS (no bootstrap needed)
 
 
 @dataclass(frozen=True)
@@ -388,6 +389,7 @@ request_timeout_s = {d.net.request_timeout_s}    # one request/response on a str
 reconnect_initial_s = {d.net.reconnect_initial_s}   # first back-off after a failed dial
 reconnect_max_s = {d.net.reconnect_max_s}       # back-off ceiling
 gossip_heartbeat_s = {d.net.gossip_heartbeat_s}
+mdns = {str(d.net.mdns).lower()}                  # find robots on this LAN by mDNS, no bootstrap
 
 [limits]                          # what a peer may send us; larger is refused
 max_message_bytes = {d.limits.max_message_bytes}

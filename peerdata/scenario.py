@@ -59,7 +59,7 @@ class Scenario:
     split_seed: int = 0
     shared_labels: bool = False
     budget: float = 0.10
-    detector: str = "mc_dropout"
+    detector: str = "combined"
     ood_tpr: float = 0.95
     min_utility: float = 0.0
     vision: VisionConfig = VisionConfig()

@@ -1,15 +1,19 @@
 #!/usr/bin/env python3
-"""Swarm scaling: real daemons on 127.0.0.1 running GU rounds at 3, 5 and 10 robots.
+"""Swarm scaling: real daemons running GU rounds at several fleet sizes, on loopback or on
+emulated links (`--netem`, each daemon in its own network namespace; root only).
 
-The robots are fleet-10's (A = MNIST, B = MNIST+KMNIST, C = MNIST+FashionMNIST), taken in the
-order A1 B1 C1 A2 B2 C2 A3 B3 C3 A4, with small models and batches so a run takes minutes on
-two cores. Per size: wall time per round, bytes a robot's own offers take per round, all bytes
-a robot sent per round (offers, relays, votes, feedback: `status` bytes_sent), vote latency
-p50/p99 (offer sent -> feedback back). One extra 3-robot run at twice the budget shows what
-the bytes follow. Table, then one JSON line.
+The robots are fleet-20's first N (A = MNIST, B = +KMNIST, C = +FashionMNIST, D = +both, rare
+robots spread over the order), with small models and batches so a run takes minutes on two
+cores. Per size: wall time per round; `feedback_ratio` (shared images, counted once per origin,
+for which at least one peer's feedback reached the origin, over all shared images; the rest got
+their utility from deadline recovery or none); vote latency p50/p99 (offer sent -> feedback
+back); `offer_bytes_per_round_per_robot` (a robot's own offers); `bytes_sent_per_round_per_robot`
+(everything a robot sent: offers, relays, votes, feedback; `status` bytes_sent); each daemon's
+peak memory (VmHWM). The last line is one JSON object with every row and
+`bytes_ratio_largest_vs_smallest` (target: <= 2 for 20 vs 5 robots).
 
-    .venv/bin/python scripts/bench_swarm_scaling.py                  # sizes 3,5,10, 5 rounds
-    .venv/bin/python scripts/bench_swarm_scaling.py --sizes 3,10 --rounds 3
+    .venv/bin/python scripts/bench_swarm_scaling.py --sizes 5,20
+    sudo .venv/bin/python scripts/bench_swarm_scaling.py --sizes 5,20 --netem "delay 50ms loss 2%"
 
 Needs the datasets in $PEERDATA_DATA_DIR.
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -28,16 +33,14 @@ from typing import Any
 from peerdata.datasets import resolve_data_dir
 from peerdata.scenario import Scenario, load_scenario
 from peerdata.swarmexp import SwarmPlan, run_swarm_experiment
-
-ORDER = ("A1", "B1", "C1", "A2", "B2", "C2", "A3", "B3", "C3", "A4")
+from peerdata.swarmexp.driver import DriverSettings
 
 
 def fleet(size: int, rounds: int, budget: float) -> Scenario:
-    """fleet-10's first `size` robots (in ORDER), small enough for a laptop."""
-    base = load_scenario("fleet-10")
-    robots = {r.name: r for r in base.robots}
+    """fleet-20's first `size` robots, small enough for a laptop."""
+    base = load_scenario("fleet-20")
     return base.with_overrides(
-        robots=tuple(robots[n] for n in ORDER[:size]), rounds=rounds, budget=budget,
+        robots=base.robots[:size], rounds=rounds, budget=budget,
         policies=("gu",), bootstrap_images=400, calibration_images=100, images_per_round=100,
         eval_per_dataset=200, detector="energy",
         vision=dataclasses.replace(base.vision, width=4, embedding_dim=16, epochs=2,
@@ -46,46 +49,76 @@ def fleet(size: int, rounds: int, budget: float) -> Scenario:
     )
 
 
-def measure(size: int, rounds: int, budget: float, work: Path) -> dict[str, Any]:
+def feedback_counts(home: Path) -> tuple[int, int]:
+    """(shared images, those with feedback from at least one peer) in one robot's store."""
+    with sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True) as db:
+        (shared,) = db.execute("SELECT count(DISTINCT cid) FROM shared").fetchone()
+        (fed,) = db.execute("SELECT count(DISTINCT s.cid) FROM shared s WHERE EXISTS "
+                            "(SELECT 1 FROM feedback f WHERE f.cid = s.cid)").fetchone()
+    return int(shared), int(fed)
+
+
+def measure(size: int, rounds: int, budget: float, work: Path, netem: str | None,
+            vote_deadline_s: float) -> dict[str, Any]:
     """One swarm run; its per-round figures (means over robots and rounds)."""
     s = fleet(size, rounds, budget)
-    results = run_swarm_experiment(SwarmPlan(s, resolve_data_dir(None)), work / f"n{size}-{budget}",
+    folder = work / f"n{size}-{budget}"
+    plan = SwarmPlan(s, resolve_data_dir(None), DriverSettings(vote_timeout_s=vote_deadline_s),
+                     netem=netem)
+    results = run_swarm_experiment(plan, folder,
                                    lambda msg: print(f"  n={size}: {msg}", file=sys.stderr))
     run = results["swarm"]["gu"][0]
     own = [b for per_robot in run["bytes_sent"].values() for b in per_robot]
     network = [b / rounds for b in run["network_bytes_sent"].values()]
+    homes = sorted((folder / "gu-0").glob("robot-*"))
+    counts = [feedback_counts(h) for h in homes]
+    shared, fed = sum(c[0] for c in counts), sum(c[1] for c in counts)
+    memory = json.loads((folder / "gu-0" / "memory.json").read_text())["peak_rss_mib"]
     return {
-        "robots": size, "budget": budget, "rounds": run["rounds_completed"],
+        "robots": size, "budget": budget, "netem": netem or "", "rounds": run["rounds_completed"],
         "round_s_mean": round(statistics.fmean(run["round_seconds"]), 2),
         "round_s": run["round_seconds"],
-        "offer_bytes_per_robot_round": round(statistics.fmean(own)),
-        "sent_bytes_per_robot_round": round(statistics.fmean(network)),
+        "images_shared": shared, "images_with_feedback": fed,
+        "feedback_ratio": round(fed / shared, 4) if shared else None,
+        "offer_bytes_per_round_per_robot": round(statistics.fmean(own)),
+        "bytes_sent_per_round_per_robot": round(statistics.fmean(network)),
         "vote_latency_p50_s": run["vote_latency_p50_s"],
         "vote_latency_p99_s": run["vote_latency_p99_s"],
-        "feedback_received": run["feedback_received"],
+        "peak_rss_mib_mean": round(statistics.fmean(memory.values()), 1),
+        "peak_rss_mib_max": max(memory.values()),
+        "notes": run["notes"],
     }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--sizes", default="3,5,10")
+    parser.add_argument("--sizes", default="5,20")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--budget", type=float, default=0.10)
+    parser.add_argument("--vote-deadline", type=float, default=60.0)
+    parser.add_argument("--netem", default=None, help='e.g. "delay 50ms loss 2%%" (root only)')
     parser.add_argument("--out", type=Path, default=None, help="keep homes and data here")
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [measure(n, args.rounds, args.budget, work) for n in sizes]
-    rows.append(measure(min(sizes), args.rounds, 2 * args.budget, work))
-    cols = ["robots", "budget", "rounds", "round_s_mean", "offer_bytes_per_robot_round",
-            "sent_bytes_per_robot_round", "vote_latency_p50_s", "vote_latency_p99_s"]
+    rows = [measure(n, args.rounds, args.budget, work, args.netem, args.vote_deadline)
+            for n in sizes]
+    cols = ["robots", "rounds", "round_s_mean", "feedback_ratio", "offer_bytes_per_round_per_robot",
+            "bytes_sent_per_round_per_robot", "vote_latency_p50_s", "vote_latency_p99_s",
+            "peak_rss_mib_mean"]
+    print(f"netem: {args.netem or 'none (loopback)'}")
     print("| " + " | ".join(cols) + " |")
     print("|---" * len(cols) + "|")
     for row in rows:
         cells = [f"{row[c]:.3f}" if isinstance(row[c], float) and c.startswith("vote") else
                  str(row[c]) for c in cols]
         print("| " + " | ".join(cells) + " |")
-    print(json.dumps({"runs": rows, "work": str(work)}, sort_keys=True))
+    small, large = rows[0], rows[-1]
+    ratio = (round(large["bytes_sent_per_round_per_robot"]
+                   / small["bytes_sent_per_round_per_robot"], 2)
+             if small["bytes_sent_per_round_per_robot"] else None)
+    print(json.dumps({"runs": rows, "bytes_ratio_largest_vs_smallest": ratio,
+                      "netem": args.netem or "", "work": str(work)}, sort_keys=True))
 
 
 if __name__ == "__main__":

@@ -121,10 +121,43 @@ def test_invariants_of_a_mini_experiment(results: dict) -> None:
     assert summary["gu_oracle_accuracy_gap"] is not None and summary["seconds"] >= 0
     assert summary["random_megabytes_to_random_accuracy"] is not None
     assert set(results["auroc"]) == set(DETECTORS)
-    worst = min(v["mean"] for per in results["auroc"][results["scenario"]["detector"]].values()
-                for v in per.values())
-    assert summary["ood_auroc_min"] == pytest.approx(worst, abs=1e-4)
+    worst = min(
+        v["mean"]
+        for per in results["auroc"][results["scenario"]["detector"]].values()
+        for v in per.values()
+    )
+    assert summary["ood_auroc_min_bootstrap"] == pytest.approx(worst, abs=1e-4)
     assert set(results["auroc"]["mc_dropout"]["A"]) == {"synthetic-rings", "synthetic-spots"}
+    final = results["auroc_final"]["gu"]
+    assert set(final) == set(DETECTORS)
+    cells = [
+        c["mean"]
+        for per_ds in final[results["scenario"]["detector"]].values()
+        for c in per_ds.values()
+    ]
+    assert summary["ood_auroc_min"] == pytest.approx(min(cells), abs=1e-4)
+    for key in ("gu_vs_random_accuracy_round2", "gu_oracle_accuracy_gap_round5"):
+        assert key in summary  # None here: the mini experiment has only 2 rounds
+    assert summary["gu_oracle_accuracy_gap_round5"] is None
+    assert -1.0 <= summary["gu_vs_random_accuracy_round2"] <= 1.0
+
+
+def test_histograms_count_what_was_sent_and_received(results: dict) -> None:
+    per_policy = results["per_policy"]
+    for policy, robots in per_policy.items():
+        for robot, rec in robots.items():
+            assert len(rec["histograms"]) == 2
+            for i, h in enumerate(rec["histograms"]):
+                sent = rec["shared"][i]["mean"]
+                assert sum(h["shared"]["class"].values()) == pytest.approx(sent)
+                assert sum(h["shared"]["domain"].values()) == pytest.approx(sent)
+                others = sum(
+                    per_policy[policy][o]["shared"][i]["mean"] for o in robots if o != robot
+                )
+                assert sum(h["received"]["domain"].values()) == pytest.approx(others)
+    oracle_b = per_policy["oracle"]["B"]["histograms"][0]
+    assert set(oracle_b["shared"]["domain"]) == {"synthetic-rings"}  # B's rare domain only
+    assert per_policy["none"]["A"]["histograms"][0]["received"]["class"] == {}
 
 
 def test_cli_runs_and_writes_outputs(tmp_path: Path) -> None:
@@ -262,7 +295,7 @@ def test_tiny_real_data_round(data_dir: Path, tmp_path: Path) -> None:
 
 
 @pytest.mark.data
-@pytest.mark.parametrize("name", ["paper-3", "fleet-10"])
+@pytest.mark.parametrize("name", ["paper-3", "fleet-10", "fleet-20"])
 def test_real_streams_are_disjoint_and_never_evaluated_on(data_dir: Path, name: str) -> None:
     from peerdata.experiment.data import build_experiment_data, load_domains
 

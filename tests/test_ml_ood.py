@@ -10,7 +10,16 @@ from hypothesis import strategies as st
 
 from peerdata.datasets.synthetic import generate
 from peerdata.errors import ConfigError, DataError
-from peerdata.ml.ood import DETECTORS, McDropoutDetector, auroc, build_detector
+from peerdata.ml.ood import (
+    COMBINED,
+    COMBINED_PARTS,
+    DETECTORS,
+    CombinedDetector,
+    KnnDetector,
+    McDropoutDetector,
+    auroc,
+    build_detector,
+)
 from peerdata.ml.vision import VisionConfig, VisionModel
 
 torch.set_num_threads(1)
@@ -72,3 +81,33 @@ def test_mutual_information_measure_and_misuse(spots_model: VisionModel) -> None
         build_detector("odin")
     with pytest.raises(ConfigError):
         build_detector("energy", tpr=1.0)
+
+
+class _Scaled(KnnDetector):
+    """kNN distances in other units: a combination must not care."""
+
+    name = "knn_scaled"
+
+    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        return 1000.0 * super()._fit_reference(model, in_dist_images) + 7.0
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        return 1000.0 * super().score(model, images) + 7.0
+
+
+def test_combined_detector_standardizes_its_parts(spots_model: VisionModel) -> None:
+    calibration = generate("spots", 300, seed=2).images
+    probe = generate("rings", 60, seed=4).images
+    plain = CombinedDetector([KnnDetector(), build_detector("energy")])
+    scaled = CombinedDetector([_Scaled(), build_detector("energy")])
+    for detector in (plain, scaled):
+        detector.fit(spots_model, calibration)
+    assert np.allclose(plain.score(spots_model, probe), scaled.score(spots_model, probe), atol=1e-4)
+    assert plain.threshold == pytest.approx(scaled.threshold, abs=1e-4)
+    default = build_detector(COMBINED)
+    assert isinstance(default, CombinedDetector) and default.name == "+".join(COMBINED_PARTS)
+    assert build_detector("knn+energy").name == "knn+energy"
+    with pytest.raises(ConfigError):
+        build_detector("knn+odin")
+    with pytest.raises(ConfigError, match="two parts"):
+        CombinedDetector([KnnDetector()])

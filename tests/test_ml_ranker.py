@@ -7,7 +7,13 @@ import pytest
 import torch
 
 from peerdata.errors import DataError
-from peerdata.ml.ranker import GlobalUtilityRanker, RankerConfig, feature_dim, ranker_features
+from peerdata.ml.ranker import (
+    GlobalUtilityRanker,
+    RankerConfig,
+    feature_dim,
+    ranker_features,
+    select_covering,
+)
 from peerdata.ml.vision import Prediction
 
 torch.set_num_threads(1)
@@ -69,3 +75,37 @@ def test_features_layout() -> None:
     f = ranker_features(pred)
     assert f.shape == (2, feature_dim(4, 3))
     assert f[0, -1] == pytest.approx(np.log(3), rel=1e-5)
+
+
+def _two_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """40 near-identical images with utility ~0.9, 20 of another kind with ~0.8, 40 unwanted."""
+    rng = np.random.default_rng(0)
+    centres = np.eye(3) * 5.0 + 0.1
+    embeddings = np.concatenate(
+        [centres[k] + rng.normal(0, 0.05, (n, 3)) for k, n in ((0, 40), (1, 20), (2, 40))]
+    )
+    utilities = np.concatenate(
+        [0.9 + rng.uniform(0, 0.05, 40), 0.8 + rng.uniform(0, 0.05, 20), rng.uniform(0, 0.1, 40)]
+    )
+    return utilities, embeddings
+
+
+def test_covering_selection_spreads_over_wanted_kinds() -> None:
+    utilities, embeddings = _two_clusters()
+    top = np.argsort(-utilities)[:10]
+    assert np.all(top < 40)  # plain top-k takes only the most novel-looking kind
+    chosen = select_covering(utilities, embeddings, 10, min_utility=0.15)
+    assert len(chosen) == len(set(chosen.tolist())) == 10
+    kinds = np.bincount(np.searchsorted([40, 60], chosen, side="right"), minlength=3)
+    assert kinds[0] >= 1 and kinds[1] >= 1 and kinds[2] == 0  # both wanted kinds, no unwanted
+    assert chosen[0] < 40  # the first pick comes from the kind wanted most
+
+
+def test_covering_selection_limits_and_threshold() -> None:
+    utilities, embeddings = _two_clusters()
+    few = select_covering(utilities, embeddings, 100, min_utility=0.85)
+    assert sorted(few.tolist()) == list(range(40))  # all above the floor fit: by utility
+    assert np.all(np.diff(utilities[few]) <= 0)
+    assert len(select_covering(utilities, embeddings, 0)) == 0
+    with pytest.raises(DataError):
+        select_covering(utilities, embeddings[:3], 5)

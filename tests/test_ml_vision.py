@@ -65,3 +65,19 @@ def test_bad_inputs_are_data_errors() -> None:
         model.predict(np.zeros((2, 28, 28), np.float32))
     with pytest.raises(DataError, match="labels must lie"):
         model.train(np.zeros((2, 28, 28), np.uint8), np.array([0, 10]), epochs=1, seed=0)
+
+
+def test_fixed_draws_per_epoch_take_only_full_steps() -> None:
+    # more images than draws per epoch: every step must see a non-empty batch, so the loss is
+    # finite and the weights equal those of a run that made exactly ceil(draws / batch) steps
+    data = generate("bars", 300, seed=0)
+    model = VisionModel(TINY, seed=0)
+    loss = model.train(data.images, data.labels, epochs=2, seed=1, samples_per_epoch=64)
+    assert np.isfinite(loss)
+    steps: list[int] = []
+    twin = VisionModel(TINY, seed=0)
+    hook = twin.net.classifier.register_forward_hook(lambda _m, inp, _o: steps.append(len(inp[0])))
+    twin.train(data.images, data.labels, epochs=2, seed=1, samples_per_epoch=64)
+    hook.remove()
+    assert steps == [32, 32, 32, 32]  # 2 epochs x 64 draws in batches of 32, none empty
+    assert all(np.isfinite(p.detach().numpy()).all() for p in model.net.parameters())

@@ -2,19 +2,34 @@
 
 from __future__ import annotations
 
+import json
+import socket
 from contextlib import AsyncExitStack
 
 import pytest
 import trio
 import trio.testing
-from test_node_support import addr_of, start_node
+from test_node_support import addr_of, raw_peer, start_node
 
 from peerdata.config import NetConfig
 from peerdata.errors import RemoteProtocolError
 from peerdata.identity import Identity
-from peerdata.node.peers import PeerBook, addr_peer_id, check_hello, next_delay, split_hello_addrs
+from peerdata.node.addresses import reuse_ports
+from peerdata.node.peers import (
+    MAX_ADDRS_PER_PEER,
+    MAX_DIAL_FAILURES,
+    MAX_KNOWN_PEERS,
+    PeerBook,
+    addr_peer_id,
+    check_hello,
+    next_delay,
+    split_hello_addrs,
+)
+from peerdata.store import MemoryStore
 from peerdata.testing.memory_network import MemoryNetwork
-from peerdata.wire.messages import Hello
+from peerdata.wire.codec import encode
+from peerdata.wire.messages import MAX_LISTEN_ADDRS, Hello
+from peerdata.wire.versions import HELLO_PROTOCOL
 
 
 def _hello(peer_id: str, addrs: tuple[str, ...]) -> Hello:
@@ -129,3 +144,114 @@ async def test_restarted_peer_is_redialled(autojump_clock: trio.testing.MockCloc
                 await start_node(second_life, network, "boot", identity=boot_id)
                 await r1.node.wait_until(lambda s: s.peers_connected == 1)
                 assert r1.node.transport.connected_peers() == (boot_id.peer_id,)
+
+
+def _addr(peer_id: str, port: int) -> str:
+    return f"/ip4/127.0.0.1/tcp/{port}/p2p/{peer_id}"
+
+
+def test_newest_live_address_goes_first_and_is_introduced() -> None:
+    book = PeerBook(Identity.generate().peer_id)
+    a = Identity.generate().peer_id
+    book.record_hello(_hello(a, (_addr(a, 1000),)), at=1.0)
+    book.record_hello(_hello(a, (_addr(a, 2000),)), at=2.0)  # restarted on another port
+    assert book.addresses(a) == (_addr(a, 2000), _addr(a, 1000))
+    book.set_connected(a, True)
+    assert book.introductions() == (_addr(a, 2000),)
+    assert book.live_addresses() == {a: _addr(a, 2000)}
+
+
+def test_introductions_never_push_out_live_addresses() -> None:
+    book = PeerBook(Identity.generate().peer_id)
+    a = Identity.generate().peer_id
+    assert book.learn(_addr(a, 1), live=True)
+    for port in range(2, 40):  # a flood of (possibly bogus) introductions of the same peer
+        book.learn(_addr(a, port))
+    assert len(book.addresses(a)) == MAX_ADDRS_PER_PEER
+    assert book.addresses(a)[0] == _addr(a, 1)
+    book.learn(_addr(a, 99), live=True)
+    assert book.addresses(a)[:2] == (_addr(a, 99), _addr(a, 1))
+    assert len(book.addresses(a)) == MAX_ADDRS_PER_PEER
+
+
+def test_book_holds_at_most_max_known_peers() -> None:
+    book = PeerBook(Identity.generate().peer_id)
+    ids = [Identity.generate().peer_id for _ in range(MAX_KNOWN_PEERS + 5)]
+    added = [book.learn(_addr(pid, 1)) for pid in ids]
+    assert added == [True] * MAX_KNOWN_PEERS + [False] * 5
+    assert len(book.peers) == MAX_KNOWN_PEERS
+
+
+def test_failed_address_is_forgotten_but_pinned_one_is_not() -> None:
+    book = PeerBook(Identity.generate().peer_id)
+    a, b = Identity.generate().peer_id, Identity.generate().peer_id
+    book.learn(_addr(a, 1))
+    book.learn(_addr(b, 1), pinned=True)
+    results = [book.dial_failed(a, _addr(a, 1)) for _ in range(MAX_DIAL_FAILURES)]
+    assert results == [False] * (MAX_DIAL_FAILURES - 1) + [True]
+    assert a not in book.peers  # only ever introduced: nothing left to keep
+    assert not any(book.dial_failed(b, _addr(b, 1)) for _ in range(3 * MAX_DIAL_FAILURES))
+    assert book.addresses(b) == (_addr(b, 1),)
+
+
+async def test_hello_flood_of_dead_peers_leaves_no_dialer_running(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Issue #10's flood: 31 introduced addresses per Hello each got a dialer that never
+    stopped. Now each peer gets one keeper, which ends once its addresses failed."""
+    with trio.fail_after(3600):
+        network = MemoryNetwork()
+        async with AsyncExitStack() as stack:
+            a = await start_node(stack, network, "a")
+            flooder = await raw_peer(stack, network)
+            dead = [Identity.generate().peer_id for _ in range(MAX_LISTEN_ADDRS - 1)]
+            for wave in range(3):  # the same flood, again and again
+                hello = _hello(flooder.peer_id, (addr_of(flooder.peer_id),
+                                                 *(f"/memory/x{wave}/p2p/{d}" for d in dead)))
+                await flooder.connect(addr_of(a.node.peer_id))
+                await flooder.request(a.node.peer_id, HELLO_PROTOCOL, encode(hello))
+            assert 0 < a.node.dialer.keepers() <= len(dead) + 1
+            assert all(len(a.node.book.addresses(d)) <= MAX_ADDRS_PER_PEER for d in dead)
+            await a.node.book.wait_for(lambda: not any(d in a.node.book.peers for d in dead))
+            await trio.testing.wait_all_tasks_blocked()
+            assert a.node.dialer.keepers() == 1  # only the flooder's (it is linked)
+            assert trio.current_time() < 600
+
+
+async def test_saved_peers_are_redialled_after_both_restart(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """No bootstrap configured on either side: the store alone brings the link back."""
+    with trio.fail_after(600):
+        network = MemoryNetwork()
+        ida, idb = Identity.generate(), Identity.generate()
+        sa, sb = MemoryStore(), MemoryStore()
+        async with AsyncExitStack() as life:
+            a = await start_node(life, network, "a", identity=ida, store=sa)
+            await start_node(life, network, "b", identity=idb, store=sb,
+                             bootstrap=(addr_of(ida.peer_id),))
+            await a.node.wait_until(lambda s: s.peers_connected == 1)
+            await trio.testing.wait_all_tasks_blocked()  # both savers wrote
+            assert [p.address for p in sa.list_peers()] == [addr_of(idb.peer_id)]
+            assert [p.address for p in sb.list_peers()] == [addr_of(ida.peer_id)]
+            network.kill(ida.peer_id)
+            network.kill(idb.peer_id)
+        async with AsyncExitStack() as life:
+            b = await start_node(life, network, "b", identity=idb, store=sb)  # no bootstrap
+            a = await start_node(life, network, "a", identity=ida, store=sa)
+            for n in (a, b):
+                await n.node.wait_until(lambda s: s.peers_connected == 1)
+
+
+def test_reuse_ports_takes_the_previous_port_when_free() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+        last = json.dumps([f"/ip4/127.0.0.1/tcp/{port}"])
+        listen = ("/ip4/127.0.0.1/tcp/0",)
+        sock.listen()
+        assert reuse_ports(listen, last) == listen  # taken: any port
+    assert reuse_ports(listen, last) == (f"/ip4/127.0.0.1/tcp/{port}",)
+    assert reuse_ports(listen, None) == listen
+    assert reuse_ports(listen, "not json") == listen
+    assert reuse_ports(("/ip4/127.0.0.1/tcp/5000",), last) == ("/ip4/127.0.0.1/tcp/5000",)

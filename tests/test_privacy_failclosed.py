@@ -152,6 +152,7 @@ class _BrokenDetector:
     name = "broken"
     kind = RegionKind.FACE
     min_size = (8, 8)
+    version = "test-stand-in"
 
     def detect(self, frame: Frame) -> list[Box]:
         raise RuntimeError("detector exploded")
@@ -161,6 +162,7 @@ class _EverywhereDetector:
     name = "everywhere"
     kind = RegionKind.FACE
     min_size = (8, 8)
+    version = "test-stand-in"
 
     def detect(self, frame: Frame) -> list[Box]:
         return [Box(0, 0, frame.width, frame.height)]

@@ -35,6 +35,7 @@ class EveryImageHasAFace:
     name = "test_face"
     kind = RegionKind.FACE
     min_size = (8, 8)
+    version = "test-stand-in"
 
     def detect(self, frame: object) -> list[Box]:
         return [Box(0, 0, 6, 6)]

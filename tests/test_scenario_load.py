@@ -41,6 +41,7 @@ def test_shipped_scenarios_load() -> None:
     assert paper.novel_domains("A") == frozenset()
     assert paper.novel_domains("B") == {"kmnist"} and paper.novel_domains("C") == {"fashion_mnist"}
     assert len(load_scenario("fleet-10").robots) == 10
+    assert len(load_scenario("fleet-20").robots) == 20
     assert all(d.startswith("synthetic-") for d in load_scenario("synthetic-3").datasets)
 
 

@@ -172,6 +172,13 @@ def experiment_command(
             ["policy", *keys],
             rows,
         )
+        headline = [
+            "gu_vs_random_accuracy_round2",
+            "gu_oracle_accuracy_gap_round5",
+            "gu_worst_robot_vs_random",
+            "ood_auroc_min",
+        ]
+        table("value of sharing", ["figure", "value"], [[k, summary.get(k)] for k in headline])
         say(f"wrote {out}/results.json, results.md, accuracy.png")
     emit_json(summary)
 
@@ -185,7 +192,10 @@ HELP = "\n\n".join(
         "round, one line per policy, as the paper's Fig. 2) and OUT/precision.png (rare-data "
         "precision vs round). OUT appears only when the run completes. Progress goes to "
         "stderr; the last stdout line is one JSON object (gu_rare_precision, gu_accuracy, "
-        "oracle_accuracy, gu_oracle_accuracy_gap, seconds, ...).",
+        "oracle_accuracy, gu_oracle_accuracy_gap, gu_vs_random_accuracy_round2, "
+        "gu_oracle_accuracy_gap_round5, ood_auroc_min, seconds, ...). results.md also holds, per "
+        "round, the class and domain histograms of what each robot sent and received, and every "
+        "detector's AUROC per (robot, foreign dataset) after the last round.",
         "Exit codes: 3 bad scenario or option, 4 missing or malformed dataset.",
         "Examples:",
         "  peerdata experiment --scenario synthetic-3 --out /tmp/demo",

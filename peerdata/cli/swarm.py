@@ -27,6 +27,19 @@ the command waits until each arrived verified, prints a per-robot table, and sto
 
 Exit code 0 when every robot received and verified every image, 1 otherwise.
 
+With --netem SPEC (root only): each daemon runs in its own network namespace whose one link
+delays, drops and rate-limits its packets as `tc netem` would (SPEC: "delay 50ms [jitter]
+loss 2% rate 10mbit", any subset). The namespaces are deleted on exit, Ctrl-C included;
+see docs/swarm.md "Emulated networks".
+
+With --faults SEED: while the robots share (--rounds rounds, 3 by default), a plan drawn from
+SEED hits them: 10 kill -9 at random moments, each followed by a restart from the same home;
+2 SIGSTOPs past a round; 2 partitions that heal (with --netem); 30% of the robots leaving for
+each round and rejoining. Then every home is checked (PRAGMA integrity_check, every blob
+against its content ID, every sample's blob present, no temp files, the learner checkpoint
+loads) and the ledger of offered vs arrived images printed. Exit 0 when nothing is corrupt or
+lost, 1 otherwise.
+
 With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
 `peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
 rounds, the scenario's budget), driven over the control sockets: observe the bootstrap, then
@@ -42,6 +55,10 @@ Examples:
   peerdata swarm --robots 3
 
   peerdata swarm --robots 5 --rounds 2 --images 4 --out /tmp/fleet --format json
+
+  sudo peerdata swarm --robots 5 --netem "delay 50ms loss 2% rate 10mbit"
+
+  sudo peerdata swarm --robots 10 --rounds 10 --faults 7 --netem "delay 20ms"
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 
@@ -97,6 +114,15 @@ def swarm(
     federation: Annotated[str | None, typer.Option(
         "--federation", help="federate real daemons with this strategy on a DATASET-SPLIT-BETA "
         "--scenario (e.g. fedavg)")] = None,
+    netem: Annotated[str | None, typer.Option(
+        "--netem", help="emulate links: each daemon in its own network namespace, its packets "
+        "shaped by this netem spec, e.g. \"delay 50ms loss 2% rate 10mbit\" (root only)",
+    )] = None,
+    faults: Annotated[int | None, typer.Option(
+        "--faults", help="run a seeded fault plan (kill -9 + restart, SIGSTOP, partitions with "
+        "--netem, 30% churn per round) while the robots share, then check every home",
+        show_default=False,
+    )] = None,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
@@ -106,22 +132,27 @@ def swarm(
         if federation is not None:  # federation between real daemons (peerdata.cli.federated)
             from peerdata.cli.federated import run_swarm_federation
 
+            if netem is not None or faults is not None:
+                raise ConfigError("--federation does not take --netem or --faults yet")
             run_swarm_federation(scenario=scenario or "mnist-quantity-0.5", strategy=federation,
                                  robots=robots, rounds=rounds or 10, seed=seed, out=out,
                                  data_dir=data_dir, fmt=fmt)
             return
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
-                           (timeout_s or 600.0, vote_deadline_s), fmt)
+                           (timeout_s or 600.0, vote_deadline_s), netem, fmt)
             return
-        _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, fmt)
+        if faults is not None:
+            _faults_mode(robots, rounds or 3, images, out, faults, netem, fmt)
+            return
+        _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, netem, fmt)
     finally:
         signal.signal(signal.SIGTERM, previous)
 
 
 def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
                    data_dir: Path | None, force: bool, timeouts: tuple[float, float],
-                   fmt: Format) -> None:
+                   netem: str | None, fmt: Format) -> None:
     from peerdata.datasets import resolve_data_dir
     from peerdata.experiment.report import check_output_dir, write_atomically
     from peerdata.scenario import load_scenario
@@ -137,7 +168,7 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     spec = load_scenario(name).with_overrides(**changes)
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
     check_output_dir(out_dir, force)
-    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts))
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem)
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 
@@ -161,27 +192,64 @@ def _progress(message: str) -> None:
 
 
 def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout_s: float,
-                fmt: Format) -> None:
+                netem: str | None, fmt: Format) -> None:
     from peerdata.testing.swarm import run_swarm
 
+    if netem is not None:
+        from peerdata.testing.linkemu import parse_link_spec
+
+        parse_link_spec(netem)  # a bad spec is exit 3 before anything starts
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarm-"))
     report = run_swarm(robots, out_dir, rounds=rounds, images_per_pair=images,
-                       timeout_s=timeout_s)
+                       timeout_s=timeout_s, netem=netem)
     if fmt is Format.json:
         emit_json(report.to_json())
     else:
         table(
             f"swarm of {robots} in {out_dir} ({report.expected_per_robot} images expected each)",
             ["robot", "peer ID", "peers", "sent", "received", "verified", "rejected",
-             "bytes sent", "bytes received"],
+             "bytes sent", "bytes received", "peak MiB"],
             [(r.index, r.peer_id, r.peers, r.images_sent, r.images_received,
-              r.images_verified, r.images_rejected, r.bytes_sent, r.bytes_received)
+              r.images_verified, r.images_rejected, r.bytes_sent, r.bytes_received,
+              r.peak_rss_mib)
              for r in report.robots],
         )
         for note in report.notes:
             say(f"note: {note}")
         say("ok" if report.ok else "FAILED: not every image arrived verified")
     if not report.ok:
+        raise typer.Exit(int(ExitCode.FAILURE))
+
+
+def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: int,
+                 netem: str | None, fmt: Format) -> None:
+    from peerdata.testing.faults import run_faults
+
+    if netem is not None:
+        from peerdata.testing.linkemu import parse_link_spec
+
+        parse_link_spec(netem)
+    if robots < 2:
+        raise ConfigError("--faults needs at least 2 robots")
+    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-faults-"))
+    report = run_faults(robots, out_dir, seed, rounds=rounds, images=images, netem=netem,
+                        progress=_progress)
+    summary = report.to_json()
+    if fmt is Format.text:
+        table(f"fleet-fault run, seed {seed}, {robots} robots, {rounds} rounds ({out_dir})",
+              ["robot", "integrity", "samples", "blobs", "bad blobs", "missing", "temp files",
+               "checkpoint"],
+              [(i, h.integrity, h.samples, h.blobs, h.blob_mismatches, h.missing_blobs,
+                h.temp_files, h.checkpoint) for i, h in enumerate(report.homes)])
+        say(f"faults applied {summary['applied']}, skipped {summary['skipped']}; relink "
+            f"after restart p50 {summary['relink_s_p50']} s, max {summary['relink_s_max']} s, "
+            f"{summary['relink_timeouts']} timeouts")
+        say(f"offered {summary['offered']}, arrived {summary['arrived']}: lost_records "
+            f"{summary['lost_records']}, corrupt_records {summary['corrupt_records']}")
+        for note in report.notes:
+            say(f"note: {note}")
+    emit_json({k: v for k, v in summary.items() if k != "plan"})
+    if not summary["ok"]:
         raise typer.Exit(int(ExitCode.FAILURE))
 
 

@@ -85,3 +85,62 @@ def mean_std(values: Sequence[float]) -> dict[str, float | None]:
     if not len(arr):
         return {"mean": None, "std": None}
     return {"mean": float(arr.mean()), "std": float(arr.std())}
+
+
+def _histogram(values: Sequence[object]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for v in values:
+        out[str(v)] = out.get(str(v), 0) + 1
+    return dict(sorted(out.items(), key=lambda kv: (len(kv[0]), kv[0])))
+
+
+def round_histograms(
+    learners: Mapping[str, RobotLearner], shared: Mapping[str, Sequence[ShareCandidate]]
+) -> dict[str, dict[str, dict[str, dict[str, int]]]]:
+    """Per robot, the class and domain histograms of what it shared and what it received.
+
+    Received = what every other robot shared this round (the relay shows each batch to every
+    peer). Domains are the sender's ground truth; classes are the unified labels.
+    """
+    sent = {
+        name: (
+            [c.label for c in shared[name]],
+            [learners[name].local_domains[c.image_id] for c in shared[name]],
+        )
+        for name in learners
+    }
+    out = {}
+    for name in learners:
+        others = [sent[n] for n in learners if n != name]
+        out[name] = {
+            "shared": {"class": _histogram(sent[name][0]), "domain": _histogram(sent[name][1])},
+            "received": {
+                "class": _histogram([x for labels, _ in others for x in labels]),
+                "domain": _histogram([x for _, domains in others for x in domains]),
+            },
+        }
+    return out
+
+
+def mean_histograms(per_seed: Sequence[Mapping[str, Mapping[str, Mapping[str, int]]]]) -> dict:
+    """Mean count over seeds of every (direction, kind, key) of one robot's round histograms."""
+    out: dict[str, dict[str, dict[str, float]]] = {}
+    for direction in ("shared", "received"):
+        out[direction] = {}
+        for kind in ("class", "domain"):
+            keys = sorted(
+                {k for h in per_seed for k in h[direction][kind]}, key=lambda k: (len(k), k)
+            )
+            out[direction][kind] = {
+                k: float(np.mean([h[direction][kind].get(k, 0) for h in per_seed])) for k in keys
+            }
+    return out
+
+
+def class_entropy(histogram: Mapping[str, float]) -> float:
+    """Entropy (bits) of a class histogram: log2(k) when k classes are equally present."""
+    counts = np.asarray([v for v in histogram.values() if v > 0], dtype=np.float64)
+    if not len(counts):
+        return float("nan")
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())

@@ -98,6 +98,8 @@ def markdown_report(results: Mapping[str, Any], command: str | None = None) -> s
         for robot, per_ds in per_robot.items():
             for ds, cell in per_ds.items():
                 lines.append(f"| {det} | {robot} | {ds} | {_fmt(cell)} |")
+    lines += _final_auroc_lines(results)
+    lines += _histogram_lines(results)
     lines += [
         "",
         "## Summary (final round, mean over seeds)",
@@ -108,6 +110,62 @@ def markdown_report(results: Mapping[str, Any], command: str | None = None) -> s
         "",
     ]
     return "\n".join(lines)
+
+
+def _counts(histogram: Mapping[str, float]) -> str:
+    return " ".join(f"{k}:{v:g}" for k, v in histogram.items() if v) or "-"
+
+
+def _histogram_lines(results: Mapping[str, Any]) -> list[str]:
+    """Per policy, robot and round: domains and classes a robot sent and received."""
+    lines = [
+        "",
+        "## What moved: domain and class histograms per round (mean count over seeds)",
+        "",
+        "Received = what the other robots shared that round. Classes are unified labels.",
+        "",
+        "| policy | robot | round | sent: domains | sent: classes | received: domains "
+        "| received: classes |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for policy, per_robot in results["per_policy"].items():
+        for robot, rec in per_robot.items():
+            for i, h in enumerate(rec.get("histograms", []), start=1):
+                cells = [
+                    _counts(h[d][k]) for d in ("shared", "received") for k in ("domain", "class")
+                ]
+                lines.append(f"| {policy} | {robot} | {i} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _final_auroc_lines(results: Mapping[str, Any]) -> list[str]:
+    """Per policy: every detector's AUROC per (robot, foreign dataset) after the last round."""
+    finals = results.get("auroc_final", {})
+    if not finals:
+        return []
+    lines = [
+        "",
+        f"## OoD detector AUROC after round {results['rounds']} (%, own held-out vs foreign)",
+        "",
+        f"The vote uses `{results['scenario']['detector']}`; the others are measured for "
+        "comparison on the same models.",
+        "",
+    ]
+    for policy, per_det in finals.items():
+        pairs = [(r, d) for r, per_ds in next(iter(per_det.values())).items() for d in per_ds]
+        lines += [
+            f"**{policy}**",
+            "",
+            "| detector | " + " | ".join(f"{r} vs {d}" for r, d in pairs) + " | min |",
+            "|---" * (len(pairs) + 2) + "|",
+        ]
+        for det, per_robot in per_det.items():
+            cells = [per_robot[r][d] for r, d in pairs]
+            means = [c["mean"] for c in cells if c["mean"] is not None]
+            low = f"{min(means) * 100:.1f}" if means else "n/a"
+            lines.append(f"| {det} | " + " | ".join(_fmt(c) for c in cells) + f" | {low} |")
+        lines.append("")
+    return lines
 
 
 def _band(

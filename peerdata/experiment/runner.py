@@ -19,7 +19,14 @@ import numpy as np
 
 from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
-from peerdata.experiment.metrics import accuracies, detector_aurocs, mean_std, sharing_stats
+from peerdata.experiment.metrics import (
+    accuracies,
+    detector_aurocs,
+    mean_std,
+    round_histograms,
+    sharing_stats,
+)
+from peerdata.experiment.value import final_aurocs, histogram_series, value_summary
 from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
 from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
@@ -52,8 +59,9 @@ def learner_config(scenario: Scenario) -> LearnerConfig:
     return LearnerConfig.of_scenario(scenario)
 
 
-def bootstrap_checkpoints(scenario: Scenario, data: ExperimentData, seed: int, *,
-                          shared_init: bool = False) -> dict[str, bytes]:
+def bootstrap_checkpoints(
+    scenario: Scenario, data: ExperimentData, seed: int, *, shared_init: bool = False
+) -> dict[str, bytes]:
     """Every robot bootstrapped on its first images (seeded by `run_seed`), as checkpoints.
 
     `shared_init`: every vision model starts from one initialisation (what federated averaging
@@ -71,8 +79,9 @@ def bootstrap_checkpoints(scenario: Scenario, data: ExperimentData, seed: int, *
     return out
 
 
-def restore_fleet(scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
-                  ) -> InProcessFleet:
+def restore_fleet(
+    scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
+) -> InProcessFleet:
     """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`)."""
     config = learner_config(scenario)
     learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
@@ -95,17 +104,25 @@ def run_policy_rounds(
     learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
     per_robot: dict[str, dict[str, list[Any]]] = {
-        name: {"accuracy": [accuracies(lr, data.evaluation)], "sharing": [], "utility": []}
+        name: {
+            "accuracy": [accuracies(lr, data.evaluation)],
+            "sharing": [],
+            "utility": [],
+            "histograms": [],
+        }
         for name, lr in learners.items()
     }
     for r in range(scenario.rounds):
         batches = {name: data.streams[name].rounds[r] for name in learners}
-        outcome = fleet.run_round(batches, policy=policy, budget=scenario.budget,
-                                  novel_domains=novel)
+        outcome = fleet.run_round(
+            batches, policy=policy, budget=scenario.budget, novel_domains=novel
+        )
         if on_round is not None:
             on_round(r, outcome)
+        histograms = round_histograms(learners, outcome.shared)
         for name, learner in learners.items():
             rec = per_robot[name]
+            rec["histograms"].append(histograms[name])
             rec["sharing"].append(
                 sharing_stats(learner, batches[name].domains, outcome.shared[name], novel[name])
             )
@@ -113,6 +130,11 @@ def run_policy_rounds(
             rec["utility"].append(float(np.mean(utilities)) if utilities else float("nan"))
             rec["accuracy"].append(accuracies(learner, data.evaluation))
         tick(f"{policy} round {r + 1}")
+    own = {r.name: sorted(r.datasets) for r in scenario.robots}
+    for name, learner in learners.items():  # the votes' quality after the last round
+        per_robot[name]["auroc"] = detector_aurocs(
+            learner, own[name], data.evaluation, AUROC_IMAGES
+        )
     return per_robot
 
 
@@ -177,6 +199,7 @@ def aggregate(
                     for k in ("shared", "rare_shared", "rare_precision", "rare_recall", "bytes")
                 },
                 "mean_utility": _series(seed_runs, robot, float, "utility"),
+                "histograms": histogram_series(seed_runs, robot),
             }
             for robot in robots
         }
@@ -192,7 +215,9 @@ def aggregate(
         for det in (aurocs[0][robots[0]] if aurocs else {})
     }
     summary = summarize(per_policy, robots, rare_robots)
-    summary["ood_auroc_min"] = ood_auroc_min(auroc_table.get(scenario.detector, {}))
+    # after bootstrap; `ood_auroc_min` itself (#13) is the vote's quality after the last round
+    summary["ood_auroc_min_bootstrap"] = ood_auroc_min(auroc_table.get(scenario.detector, {}))
+    summary.update(value_summary(scenario, per_policy, runs))
     return {
         "scenario": {
             "name": scenario.name,
@@ -212,6 +237,7 @@ def aggregate(
         "rounds": scenario.rounds,
         "per_policy": per_policy,
         "auroc": auroc_table,
+        "auroc_final": final_aurocs(runs),
         "summary": summary,
     }
 

@@ -14,6 +14,7 @@ features), the detectors that work best with a pretrained backbone.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -228,13 +229,66 @@ class BackboneMahalanobisDetector(MahalanobisDetector):
         return dist.min(dim=1).values.float().numpy()
 
 
-DETECTORS: tuple[str, ...] = (
-    "mc_dropout", "energy", "knn", "mahalanobis", "backbone_knn", "backbone_mahalanobis",
+class CombinedDetector(_CalibratedDetector):
+    """A calibrated vote of several detectors: the mean of their standardized scores.
+
+    Each part is fitted on the same in-distribution images and its scores on them give a robust
+    location and scale (median, IQR / 1.349). A new image's score is the mean over parts of
+    (score - median) / scale, so every part speaks in "in-distribution spreads above typical",
+    whatever its units; the combined threshold is then calibrated like any single detector's.
+    A shift one detector is blind to (energy on some domains, Mahalanobis when one class-mean
+    model covers two domains) is then outvoted by the others instead of deciding the vote.
+    """
+
+    def __init__(
+        self, parts: Sequence[_CalibratedDetector], tpr: float = DEFAULT_TPR, rule: str = "mean"
+    ) -> None:
+        super().__init__(tpr)
+        if rule not in ("mean", "max"):
+            raise ConfigError(f"combination rule must be 'mean' or 'max', not {rule!r}")
+        self.rule = rule
+        if len(parts) < 2:
+            raise ConfigError("a combined detector needs at least two parts")
+        self.parts = list(parts)
+        self.name = "+".join(p.name for p in self.parts)
+        self.location = np.zeros(len(self.parts))
+        self.scale = np.ones(len(self.parts))
+
+    def _standardized(self, raw: np.ndarray) -> np.ndarray:
+        z = (raw - self.location[:, None]) / self.scale[:, None]
+        return z.mean(axis=0) if self.rule == "mean" else z.max(axis=0)
+
+    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        raw = np.stack([p._fit_reference(model, in_dist_images) for p in self.parts])
+        q25, q50, q75 = np.quantile(raw, [0.25, 0.5, 0.75], axis=1)
+        self.location = q50
+        self.scale = np.maximum((q75 - q25) / 1.349, 1e-6 * np.maximum(np.abs(q50), 1.0))
+        return self._standardized(raw)
+
+    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
+        return self._standardized(np.stack([p.score(model, images) for p in self.parts]))
+
+
+SINGLE_DETECTORS: tuple[str, ...] = (
+    "mc_dropout",
+    "energy",
+    "knn",
+    "mahalanobis",
+    "backbone_knn",
+    "backbone_mahalanobis",
 )
+COMBINED = "combined"  # the default combination, see `COMBINED_PARTS`
+COMBINED_PARTS: tuple[str, ...] = ("mc_dropout", "knn")
+DETECTORS: tuple[str, ...] = (*SINGLE_DETECTORS, COMBINED)
 
 
 def build_detector(name: str, tpr: float = DEFAULT_TPR, seed: int = 0) -> _CalibratedDetector:
-    """A fresh detector by name (one of `DETECTORS`)."""
+    """A fresh detector by name: one of `DETECTORS`, or parts joined by '+' ("knn+energy")."""
+    if name == COMBINED:
+        name = "+".join(COMBINED_PARTS)
+    if "+" in name:
+        parts = [build_detector(part, tpr, seed) for part in name.split("+")]
+        return CombinedDetector(parts, tpr)
     if name == "mc_dropout":
         return McDropoutDetector(tpr, seed=seed)
     if name == "energy":

@@ -143,3 +143,40 @@ class GlobalUtilityRanker:
             self.trained, self.fits = bool(state["trained"]), int(state["fits"])
         except Exception as exc:  # bad bytes or mismatched shapes
             raise DataError(f"ranker state does not fit this ranker: {exc}") from None
+
+
+def select_covering(
+    utilities: np.ndarray, embeddings: np.ndarray, limit: int, min_utility: float = 0.0
+) -> np.ndarray:
+    """Pick up to `limit` rows that peers need *and* that cover different things.
+
+    Greedy utility-weighted facility location (Nemhauser et al.: a (1 - 1/e) approximation):
+    every candidate i with utility u_i >= `min_utility` stands for a need of weight u_i, and a
+    chosen image j covers it by the cosine similarity of their embeddings. Each step adds the
+    image that raises sum_i u_i * max_{j in S} sim(i, j) the most. Unlike the top-`limit` by
+    utility, which can be all alike (one or two look-alike classes that seem most novel), the
+    choice spreads over the clusters of wanted images in proportion to their weight.
+
+    Returns indices into the rows, in the order chosen (at most `limit`, only candidates).
+    """
+    if len(utilities) != len(embeddings):
+        raise DataError(f"{len(utilities)} utilities but {len(embeddings)} embeddings")
+    candidates = np.flatnonzero(utilities >= min_utility)
+    by_utility = candidates[np.argsort(-utilities[candidates], kind="stable")]
+    if limit <= 0 or len(candidates) <= limit:
+        return by_utility[: max(limit, 0)]
+    x = embeddings[by_utility].astype(np.float64)
+    x /= np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-8)
+    similarity = np.clip(x @ x.T, 0.0, 1.0)  # need i (rows) covered by image j (columns)
+    weight = utilities[by_utility].astype(np.float64)
+    covered = np.zeros(len(by_utility))
+    chosen: list[int] = []
+    available = np.ones(len(by_utility), bool)
+    for _ in range(limit):
+        gain = weight @ np.maximum(similarity - covered[:, None], 0.0)
+        gain[~available] = -1.0
+        j = int(np.argmax(gain))  # ties: the higher-utility image (rows are sorted by it)
+        chosen.append(j)
+        available[j] = False
+        covered = np.maximum(covered, similarity[:, j])
+    return by_utility[np.asarray(chosen, np.int64)]

@@ -235,7 +235,9 @@ class VisionModel:
                 else:
                     order = torch.multinomial(weights, draws, replacement=True, generator=generator)
                 loss_sum, batches = 0.0, 0
-                for start in range(0, len(y), self.config.batch_size):
+                # over the draws, not the data: past `draws` a batch would be empty (NaN loss,
+                # and an Adam step driven by momentum alone)
+                for start in range(0, len(order), self.config.batch_size):
                     batch = order[start : start + self.config.batch_size]
                     logits, _ = self.net(x[batch])
                     loss = F.cross_entropy(logits, y[batch])

@@ -81,6 +81,7 @@ def build_host(key_pair: KeyPair, net: NetConfig, *, secure: bool = True) -> IHo
         listen_addrs=[Multiaddr(a) for a in net.listen],
         connection_config=connection_config(net),
         transports=[BufferedTCP()],  # TCP only; see buffered_tcp.py for why it is buffered
+        enable_mDNS=net.mdns,  # advertise and browse _p2p._udp.local (libp2p's mDNS spec)
     )
 
 

@@ -8,9 +8,11 @@ a timeout from NetConfig.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
@@ -39,6 +41,7 @@ logger = logging.getLogger("peerdata.net")
 # Below this size header and payload go out in one write (one yamux frame, one Noise
 # message); above it the copy costs more than the extra write.
 COALESCE_BYTES = 64 * 1024
+MAX_DISCOVERED = 64  # mDNS finds queued for the node; more are dropped (re-announced later)
 # Errors that mean "this stream or link is gone"; anything else from libp2p is a bug there.
 _LINK_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
@@ -55,6 +58,8 @@ class Libp2pTransport:
         self._limits = limits
         self._peer_id = host.get_id().to_base58()
         gossip.on_receive = self._count_gossip
+        self._token = trio.lowlevel.current_trio_token()
+        self._discovered_send, self._discovered = trio.open_memory_channel[str](MAX_DISCOVERED)
 
     @property
     def peer_id(self) -> str:
@@ -117,6 +122,26 @@ class Libp2pTransport:
                 await self._host.disconnect(pid)
             except Exception:
                 logger.debug("disconnect from %s failed", peer_id, exc_info=True)
+
+    def discovered(self) -> trio.MemoryReceiveChannel[str]:
+        """Dialable addresses (ending in /p2p/ID) of peers found by mDNS (`net.mdns`);
+        bounded: found peers beyond MAX_DISCOVERED unread are dropped."""
+        return self._discovered
+
+    def _on_discovered(self, info: Any) -> None:
+        # zeroconf's thread: hand each address to the trio loop, never block it
+        pid = info.peer_id.to_base58()
+        if pid == self._peer_id:
+            return
+        for addr in info.addrs:
+            text = str(addr)
+            full = text if "/p2p/" in text else f"{text}/p2p/{pid}"
+            with contextlib.suppress(trio.RunFinishedError):
+                self._token.run_sync_soon(self._queue_discovered, full)
+
+    def _queue_discovered(self, addr: str) -> None:
+        with contextlib.suppress(trio.WouldBlock, trio.ClosedResourceError):
+            self._discovered_send.send_nowait(addr)
 
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """Links coming up and going down, in order (bounded: if nobody reads, events are
@@ -318,4 +343,14 @@ async def open_libp2p_transport(private_key_bytes: bytes, net: NetConfig,
         transport = Libp2pTransport(host, gossip, ledger, net, limits)
         logger.info("listening as %s on %s", transport.peer_id,
                     ", ".join(transport.listen_addrs()))
-        yield transport
+        if not net.mdns:
+            yield transport
+            return
+        from libp2p.discovery.events.peerDiscovery import peerDiscovery
+
+        # libp2p's discovery events are one process-wide emitter: our handler leaves with us
+        peerDiscovery.register_peer_discovered_handler(transport._on_discovered)
+        try:
+            yield transport
+        finally:
+            peerDiscovery.unregister_peer_discovered_handler(transport._on_discovered)

@@ -4,9 +4,9 @@ Rule: services are `run_*(..., task_status)` tasks started in that nursery, talk
 bounded channels; a peer that sends anything invalid is handled at the transport's handler
 boundary (RemoteProtocolError), logged with its peer ID, and its link dropped; the node goes on.
 
-Services: link watcher (PeerEvents -> PeerBook), dialer (one keeper per known address, with
-back-off), hello/share/fetch handlers, the share fetcher, the gossip subscriber. The daemon adds
-the control endpoint with `Node.start_service`.
+Services: link watcher (PeerEvents -> PeerBook), dialer (one keeper per known peer, with
+back-off), peer saver (addresses that survive restarts), hello/share/fetch handlers, the share
+fetcher, the gossip subscriber. The daemon adds the control endpoint with `Node.start_service`.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +23,18 @@ import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import RemoteProtocolError
+from peerdata.errors import RemoteProtocolError, TransportError
 from peerdata.identity import Identity, load_identity
 from peerdata.net.transport import GossipMessage, GossipValidator, Transport
-from peerdata.node.logs import event
-from peerdata.node.peers import (
-    PeerBook,
-    addr_peer_id,
-    build_hello,
-    check_hello,
-    keep_connected,
+from peerdata.node.addresses import (
+    LAST_LISTEN_KEY,
+    remember_listen,
+    reuse_ports,
+    run_peer_saver,
+    saved_addresses,
 )
+from peerdata.node.logs import event
+from peerdata.node.peers import Dialer, PeerBook, build_hello, check_hello
 from peerdata.node.share import ReceivedImage, ShareService
 from peerdata.node.views import NodeStats, PeerView
 from peerdata.store import Store
@@ -58,7 +60,6 @@ AGENT = f"peerdata/{_version}"
 GOSSIP_INBOX = 256
 # What each gossip topic carries; anything else on it is refused.
 TOPIC_TYPES: dict[str, type[Message]] = {VOTES_TOPIC: Vote, FEEDBACK_TOPIC: Feedback}
-DIAL_QUEUE = 256
 THREADS = 2  # CPU/disk work in flight at once (hashing, store writes)
 
 # Runs a blocking function off the event loop: `await offload(fn, *args)`.
@@ -97,8 +98,8 @@ class Node:
         self.started_at = trio.current_time()
         self._nursery = nursery
         self._wall_clock = wall_clock
-        self._keepers: set[str] = set()
-        self._dial_send, self._dial_recv = trio.open_memory_channel[str](DIAL_QUEUE)
+        self.dialer = Dialer(self.book, self._dial_and_hello, config.net.reconnect_initial_s,
+                             config.net.reconnect_max_s)
         self._gossip_send, self.gossip_inbox = trio.open_memory_channel[tuple[str, Message]](
             GOSSIP_INBOX)
         self._gossip = {"received": 0, "rejected": 0, "dropped": 0}
@@ -162,24 +163,15 @@ class Node:
         introduced = self.book.record_hello(hello, trio.current_time())
         event(log, logging.INFO, "hello", peer=hello.peer_id, name=hello.name,
               agent=hello.agent, samples=hello.samples, introduced=len(introduced))
-        for addr in (*hello.listen_addrs[:1], *introduced):
+        for addr in (*self.book.addresses(hello.peer_id)[:1], *introduced):
             self.dial(addr)
 
     def dial(self, addr: str) -> None:
-        """Keep a link to `addr` up from now on (no-op if already kept)."""
-        pid = addr_peer_id(addr)
-        if pid is None or pid == self.peer_id:
-            return
-        self.book.learn(addr)
-        if addr not in self._keepers:
-            try:
-                self._dial_send.send_nowait(addr)
-            except trio.WouldBlock:
-                event(log, logging.WARNING, "dial_queue_full", addr=addr)
+        """Keep a link to the peer at `addr` up from now on (see `peers.Dialer`)."""
+        self.dialer.dial(addr)
 
     async def _dial_and_hello(self, addr: str) -> str:
         peer_id = await self.transport.connect(addr)
-        self.book.learn(addr)
         await self.say_hello(peer_id)
         return peer_id
 
@@ -220,16 +212,19 @@ class Node:
 
     async def run_dialer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                          ) -> None:
-        """One `keep_connected` task per address put on the dial queue."""
-        net = self.config.net
-        async with trio.open_nursery() as nursery:
-            task_status.started()
-            async for addr in self._dial_recv:
-                if addr in self._keepers:
-                    continue
-                self._keepers.add(addr)
-                nursery.start_soon(keep_connected, addr, self._dial_and_hello, self.book,
-                                   net.reconnect_initial_s, net.reconnect_max_s)
+        """One `keep_connected` task per known peer (`peers.Dialer`)."""
+        await self.dialer.run(task_status=task_status)
+
+    async def run_discovery(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+                            ) -> None:
+        """Dial the peers the transport discovers on the LAN (mDNS, `net.mdns`)."""
+        discovered = getattr(self.transport, "discovered", None)
+        task_status.started()
+        if discovered is None or not self.config.net.mdns:
+            return
+        async for addr in discovered():
+            event(log, logging.INFO, "peer_discovered", addr=addr)
+            self.dialer.dial(addr, live=True)
 
     async def run_link_watcher(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
@@ -292,10 +287,17 @@ class Node:
         t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
-                        self.run_dialer):
+                        self.run_dialer, self.run_discovery):
             await self._nursery.start(service)
+        await self._nursery.start(run_peer_saver, self.book, self.store, self.offload,
+                                  self._wall_clock)
+        # Peers reached in an earlier life, most recently seen first (they may have moved:
+        # their keepers forget dead addresses, and Hellos bring the new ones).
+        saved = await self.offload(saved_addresses, self.store, self.peer_id)
         for addr in self.config.net.bootstrap:
-            self.dial(addr)
+            self.dialer.dial(addr, pinned=True)
+        for addr in saved:
+            self.dialer.dial(addr)
         event(log, logging.INFO, "node_started", peer_id=self.peer_id, name=self.config.name,
               listen=",".join(t.listen_addrs()))
 
@@ -383,8 +385,8 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
         if transport is None:
             from peerdata.net.libp2p_transport import open_libp2p_transport
 
-            transport = await stack.enter_async_context(open_libp2p_transport(
-                identity.private_key_bytes, config.net, config.limits))
+            transport = await stack.enter_async_context(
+                _open_reusing_port(open_libp2p_transport, identity, config, store))
         async with trio.open_nursery() as nursery:
             node = Node(config, identity, store, transport, nursery, wall_clock, offload)
             await node.start()
@@ -393,3 +395,25 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
             finally:
                 nursery.cancel_scope.cancel()
                 event(log, logging.INFO, "node_stopped", peer_id=node.peer_id)
+
+
+@asynccontextmanager
+async def _open_reusing_port(open_transport: Callable[..., Any], identity: Identity,
+                             config: NodeConfig, store: Store) -> AsyncIterator[Transport]:
+    """The libp2p transport on the port this home listened on last time, when that port is
+    free (`addresses.reuse_ports`), else as configured; the addresses are then remembered."""
+    last = await trio.to_thread.run_sync(store.get_meta, LAST_LISTEN_KEY)
+    listen = reuse_ports(config.net.listen, last)
+    async with AsyncExitStack() as stack:
+        try:
+            transport = await stack.enter_async_context(open_transport(
+                identity.private_key_bytes, replace(config.net, listen=listen), config.limits))
+        except TransportError:
+            if listen == config.net.listen:
+                raise
+            # taken between our check and the bind: any port, as configured
+            transport = await stack.enter_async_context(open_transport(
+                identity.private_key_bytes, config.net, config.limits))
+        bare = tuple(a.rsplit("/p2p/", 1)[0] for a in transport.listen_addrs())
+        await trio.to_thread.run_sync(remember_listen, store, bare)
+        yield transport

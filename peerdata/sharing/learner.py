@@ -21,7 +21,13 @@ import torch
 
 from peerdata.errors import ConfigError, DataError
 from peerdata.ml.ood import DEFAULT_TPR, OodVote, build_detector
-from peerdata.ml.ranker import GlobalUtilityRanker, RankerConfig, feature_dim, ranker_features
+from peerdata.ml.ranker import (
+    GlobalUtilityRanker,
+    RankerConfig,
+    feature_dim,
+    ranker_features,
+    select_covering,
+)
 from peerdata.ml.vision import VisionConfig, VisionModel
 from peerdata.sharing.feedback import Feedback
 
@@ -48,12 +54,15 @@ class LearnerConfig:
 
     vision: VisionConfig = field(default_factory=VisionConfig)
     ranker: RankerConfig = field(default_factory=RankerConfig)
-    detector: str = "mc_dropout"
+    detector: str = "combined"
     ood_tpr: float = DEFAULT_TPR
     calibration_images: int = 300
     # gu only: once the ranker is trained, do not send images whose predicted utility is below
     # this, even if the budget allows (0 = always fill the budget, as the paper does).
     min_utility: float = 0.0
+    # gu only: choose the budget to cover the embedding space of the wanted images (greedy
+    # facility location), not just the top predicted utilities, which can all be alike.
+    diverse: bool = True
 
     @classmethod
     def of_scenario(cls, scenario: Scenario) -> LearnerConfig:
@@ -162,11 +171,15 @@ class RobotLearner:
         ids = self.pending
         limit = budget_count(budget, len(ids))
         rng = np.random.default_rng([self.seed, len(self.local_labels), 1])
-        predicted = self.ranker.predict(self.features(ids)) if len(ids) else np.zeros(0)
+        prediction = self.model.predict(self.local_images[ids])
+        predicted = self.ranker.predict(ranker_features(prediction)) if len(ids) else np.zeros(0)
         if policy == "gu":
-            order = np.argsort(-predicted, kind="stable")[:limit]
-            if self.ranker.trained and self.config.min_utility > 0:
-                order = order[predicted[order] >= self.config.min_utility]
+            floor = self.config.min_utility if self.ranker.trained else 0.0
+            if self.config.diverse:
+                order = select_covering(predicted, prediction.embedding, limit, floor)
+            else:
+                order = np.argsort(-predicted, kind="stable")[:limit]
+                order = order[predicted[order] >= floor]
         elif policy == "random":
             order = rng.permutation(len(ids))[:limit]
         elif policy == "oracle":

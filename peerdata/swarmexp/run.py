@@ -42,6 +42,7 @@ class SwarmPlan:
     data_dir: Path | None = None
     driver: DriverSettings = DriverSettings()
     ready_timeout_s: float = 120.0
+    netem: str | None = None  # emulated links (testing/netem.py), e.g. "delay 50ms loss 2%"
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.scenario.policies if p not in POLICIES]
@@ -99,7 +100,7 @@ def run_swarm_experiment(
         for policy in s.policies:
             home = work / f"{policy}-{seed}"  # short: control socket paths are limited
             with open_swarm(len(s.robots), home, ready_timeout_s=plan.ready_timeout_s,
-                            settings=settings) as swarm:
+                            settings=settings, netem=plan.netem) as swarm:
                 swarm.wait_peers(len(s.robots) - 1, plan.ready_timeout_s)
                 runs[policy].append(run_policy(
                     s, files, policy,

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,7 @@ from typing import Any
 from peerdata.control.client import call
 from peerdata.errors import ControlError, PeerdataError
 from peerdata.node.home import init_home
+from peerdata.testing.netem import Netem, open_netem
 
 # The child runs the `peerdata run` command through `peerdata.cli.run.main`, which skips
 # importing the other commands (numpy, datasets...): ~35 MB less per daemon. `-c` keeps this
@@ -66,6 +67,7 @@ class RobotReport:
     images_rejected: int
     bytes_sent: int
     bytes_received: int
+    peak_rss_mib: float | None = None
 
 
 @dataclass(frozen=True)
@@ -84,13 +86,17 @@ class SwarmReport:
         return asdict(self)
 
 
-def spawn_robot(index: int, home: Path, *, log_level: str = "info") -> tuple[Robot, int]:
-    """Start `peerdata run --home HOME --ready-fd W`; return it and the pipe's read end."""
+def spawn_robot(index: int, home: Path, *, log_level: str = "info",
+                prefix: Sequence[str] = ()) -> tuple[Robot, int]:
+    """Start `peerdata run --home HOME --ready-fd W`; return it and the pipe's read end.
+
+    `prefix` runs it through another program (`ip netns exec NS`, see testing/netem.py).
+    """
     read_fd, write_fd = os.pipe()
     stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
     try:
         process = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "--home", str(home),
+            [*prefix, sys.executable, "-c", _ENTRY, "--home", str(home),
              "--ready-fd", str(write_fd), "--log-level", log_level],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
             pass_fds=(write_fd,), start_new_session=True,  # our Ctrl-C is ours to relay
@@ -185,6 +191,18 @@ def stop_robot(robot: Robot, *, timeout_s: float = 10.0, terminate: bool = True)
     return process.returncode
 
 
+def peak_rss_mib(pid: int) -> float | None:
+    """A live process's peak resident memory (VmHWM, MiB), or None (gone, not Linux)."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return round(int(line.split()[1]) / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
 def kill_robot(robot: Robot) -> None:
     """SIGKILL by PID, no grace (for crash tests)."""
     with contextlib.suppress(ProcessLookupError):
@@ -242,11 +260,14 @@ class Swarm:
     """Running robots; robot 0 is the bootstrap node.
 
     `settings(index)` is written into each new home's config.toml before its daemon starts.
+    With `netem`, each robot runs in its own network namespace behind an emulated link.
     """
 
     out: Path
     robots: list[Robot] = field(default_factory=list)
     settings: Callable[[int], Settings] | None = None
+    netem: Netem | None = None
+    memory: dict[int, float] = field(default_factory=dict)  # peak RSS (MiB) seen at stops
 
     def home(self, index: int) -> Path:
         return self.out / f"robot-{index}"
@@ -265,11 +286,16 @@ class Swarm:
             for index in indices:
                 home = self.home(index)
                 bootstrap = () if index == 0 else tuple(self.robots[0].listen_addrs[:1])
-                made = init_home(home, name=f"robot-{index}", listen=(LOOPBACK,),
+                listen = LOOPBACK if self.netem is None else self.netem.listen(index)
+                made = init_home(home, name=f"robot-{index}", listen=(listen,),
                                  bootstrap=bootstrap)
                 if made.created_config and self.settings is not None:
                     edit_config(home, self.settings(index))
-                robot, read_fd = spawn_robot(index, home)
+                prefix: list[str] = []
+                if self.netem is not None:
+                    self.netem.add_robot(index)
+                    prefix = self.netem.prefix(index)
+                robot, read_fd = spawn_robot(index, home, prefix=prefix)
                 spawned.append((robot, read_fd))
                 if index < len(self.robots):
                     self.robots[index] = robot
@@ -297,7 +323,17 @@ class Swarm:
                           timeout_s=timeout_s + 5)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers)."""
+        """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers).
+
+        Each live daemon's peak memory is recorded first (`memory`, and OUT/memory.json).
+        """
+        for r in self.robots:
+            if r.process.poll() is None and (mib := peak_rss_mib(r.pid)) is not None:
+                self.memory[r.index] = max(mib, self.memory.get(r.index, 0.0))
+        if self.memory:
+            with contextlib.suppress(OSError):
+                (self.out / "memory.json").write_text(json.dumps(
+                    {"peak_rss_mib": {str(i): m for i, m in sorted(self.memory.items())}}))
         for r in self.robots:
             if r.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
@@ -310,15 +346,26 @@ class Swarm:
 @contextlib.contextmanager
 def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
                stop_timeout_s: float = 10.0,
-               settings: Callable[[int], Settings] | None = None) -> Iterator[Swarm]:
+               settings: Callable[[int], Settings] | None = None,
+               netem: str | None = None) -> Iterator[Swarm]:
     """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit.
 
     `settings(index)` goes into robot `index`'s config.toml before its daemon starts.
+    `netem` (a `tc netem` spec, e.g. "delay 50ms loss 2%"): each daemon in its own network
+    namespace behind a link shaped so (testing/netem.py; root only), all deleted on exit.
     """
     if count < 1:
         raise SwarmError("a swarm needs at least one robot")
     out.mkdir(parents=True, exist_ok=True)
-    swarm = Swarm(out, settings=settings)
+    with contextlib.ExitStack() as stack:
+        network = stack.enter_context(open_netem(netem)) if netem else None
+        yield stack.enter_context(_running(count, out, ready_timeout_s, stop_timeout_s,
+                                           Swarm(out, settings=settings, netem=network)))
+
+
+@contextlib.contextmanager
+def _running(count: int, out: Path, ready_timeout_s: float, stop_timeout_s: float,
+             swarm: Swarm) -> Iterator[Swarm]:
     try:
         swarm.start(0, ready_timeout_s=ready_timeout_s)
         if count > 1:
@@ -384,20 +431,20 @@ def collect(swarm: Swarm) -> list[RobotReport]:
             images_sent=int(s["images_sent"]), images_received=int(s["images_received"]),
             images_verified=int(s["images_verified"]),
             images_rejected=int(s["images_rejected"]), bytes_sent=int(s["bytes_sent"]),
-            bytes_received=int(s["bytes_received"]),
+            bytes_received=int(s["bytes_received"]), peak_rss_mib=peak_rss_mib(r.pid),
         ))
     return reports
 
 
 def run_swarm(robots: int, out: Path, *, rounds: int = 1, images_per_pair: int = 2,
-              timeout_s: float = 60.0) -> SwarmReport:
+              timeout_s: float = 60.0, netem: str | None = None) -> SwarmReport:
     """Start a swarm, let it mesh through robot 0, share images all-to-all, report, stop.
 
     Raises:
         SwarmError: a daemon did not start or mesh within `timeout_s`.
     """
     notes: list[str] = []
-    with open_swarm(robots, out, ready_timeout_s=timeout_s) as swarm:
+    with open_swarm(robots, out, ready_timeout_s=timeout_s, netem=netem) as swarm:
         swarm.wait_peers(robots - 1, timeout_s)
         expected = 0
         for round_no in range(rounds):

@@ -1,0 +1,60 @@
+"""The fleet-fault plan is a pure function of its seed, and the home check finds each kind of
+damage a crash could leave (a torn blob, a temp file, a missing blob, a corrupt checkpoint)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from peerdata.config import load_config
+from peerdata.node.home import init_home
+from peerdata.node.learning import CHECKPOINT, LearnerHost, learner_config_for
+from peerdata.store import Sample, SqliteStore
+from peerdata.testing.faults import plan_faults
+from peerdata.testing.storecheck import check_home
+
+
+def test_plan_is_seeded_and_has_what_was_asked() -> None:
+    plan = plan_faults(7, robots=10, rounds=10, round_s=20.0)
+    assert plan == plan_faults(7, robots=10, rounds=10, round_s=20.0)
+    assert plan != plan_faults(8, robots=10, rounds=10, round_s=20.0)
+    kinds = [f.kind for f in plan.faults]
+    assert (kinds.count("kill9"), kinds.count("freeze"), kinds.count("partition")) == (10, 2, 2)
+    assert all(0 < f.at_s < 200 and 0 <= f.robot < 10 for f in plan.faults)
+    assert [f.at_s for f in plan.faults] == sorted(f.at_s for f in plan.faults)
+    assert all(f.hold_s > 20.0 for f in plan.faults if f.kind == "freeze")  # past a round
+    assert len(plan.churn) == 10 and all(len(c) == 3 and 0 not in c for c in plan.churn)
+
+
+def _home(tmp_path: Path) -> tuple[Path, bytes]:
+    home = tmp_path / "robot-0"
+    init_home(home, name="robot-0", listen=("/ip4/127.0.0.1/tcp/0",), bootstrap=())
+    with SqliteStore.open(home) as store:
+        cid = store.put_blob(b"\x89PNG\r\n\x1a\n" + b"x" * 100)
+        store.add_sample(Sample(cid=cid, source="local", label=1, origin=None, domain=None,
+                                prediction=None, confidence=None, embedding=None,
+                                observed_round=0, created_at=0.0))
+    return home, cid
+
+
+def test_a_whole_home_passes(tmp_path: Path) -> None:
+    home, _ = _home(tmp_path)
+    check = check_home(home)
+    assert check.ok and check.integrity == "ok" and (check.samples, check.blobs) == (1, 1)
+    assert check.checkpoint == "none" and check.unpredicted_local == 1
+    cfg = load_config(home / "config.toml")
+    LearnerHost(cfg.name, learner_config_for(cfg.round), 0, home / CHECKPOINT).save()
+    assert check_home(home).checkpoint == "ok"
+
+
+def test_each_kind_of_damage_is_found(tmp_path: Path) -> None:
+    home, cid = _home(tmp_path)
+    blob = home / "blobs" / cid.hex()[:2] / cid.hex()
+    blob.write_bytes(b"torn")
+    (blob.parent / ".tmp.999999.abcd").write_bytes(b"half")
+    (home / ".learner.ckpt.123.tmp").write_bytes(b"half")
+    (home / "learner.ckpt").write_bytes(b"not a checkpoint")
+    check = check_home(home)
+    assert (check.blob_mismatches, check.temp_files) == (1, 2)
+    assert check.checkpoint.startswith("DataError") and not check.ok
+    blob.unlink()
+    assert check_home(home).missing_blobs == 1

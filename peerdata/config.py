@@ -84,6 +84,7 @@ class PrivacyConfig:
 BACKBONE_NAMES: tuple[str, ...] = ("small-cnn", "efficientnet-lite0")
 DETECTOR_NAMES: tuple[str, ...] = (
     "mc_dropout", "energy", "knn", "mahalanobis", "backbone_knn", "backbone_mahalanobis",
+    "combined",
 )
 
 

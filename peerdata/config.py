@@ -88,6 +88,7 @@ class PrivacyConfig:
 BACKBONE_NAMES: tuple[str, ...] = ("small-cnn", "efficientnet-lite0")
 DETECTOR_NAMES: tuple[str, ...] = (
     "mc_dropout", "energy", "knn", "mahalanobis", "backbone_knn", "backbone_mahalanobis",
+    "combined",
 )
 
 
@@ -145,7 +146,9 @@ class ModelConfig:
             raise bad("epochs and fine_tune_epochs must be >= 1")
 
 
-_DAEMON_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean")
+# = peerdata.ml.aggregate.RULE_NAMES (config sits below ml/ and cannot import it)
+FEDERATION_STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered",
+                         "multitier", "geomed", "agree")
 GiB = 1024 * MiB
 MEMBERSHIP_MODES = ("open", "fleet")
 
@@ -176,14 +179,17 @@ class FederationConfig:
     """Optional exchange of model updates with peers (see docs/federated.md)."""
 
     enabled: bool = False
-    strategy: str = "fedavg"  # fedavg | fedprox | median | trimmed_mean
+    strategy: str = "fedavg"  # one of FEDERATION_STRATEGIES
     max_update_bytes: int = 16 * MiB
     deadline_s: float = 60.0  # updates later than this are left out of the round
-    mode: str = "aggregator"  # aggregator (one per round) | gossip (average with neighbours)
+    # aggregator (one per round) | gossip (average with neighbours) | async (FedBuff at aggregator)
+    mode: str = "aggregator"
     aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
     update_dtype: str = "float32"  # float32 | float16 on the wire
     topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
-    interval_s: float = 300.0  # one federated round per interval
+    interval_s: float = 300.0  # one federated round per interval of wall time
+    # robots' wall clocks may differ by this much (NTP: milliseconds); deadlines widen by it
+    clock_skew_s: float = 2.0
     local_epochs: int = 1  # the daemon's local fine-tune of its vision model before each round
 
     def __post_init__(self) -> None:
@@ -191,19 +197,22 @@ class FederationConfig:
             raise ConfigError("federation.interval_s must be > 0")
         if self.local_epochs < 1:
             raise ConfigError("federation.local_epochs must be >= 1")
-        if self.mode not in ("aggregator", "gossip"):
-            raise ConfigError("federation.mode must be aggregator or gossip")
+        if self.mode not in ("aggregator", "gossip", "async"):
+            raise ConfigError("federation.mode must be aggregator, gossip or async")
+        if self.mode == "async" and not self.aggregator:
+            raise ConfigError("federation.mode = async needs federation.aggregator (its buffer)")
+        if self.mode == "async" and self.strategy not in ("fedavg", "fedprox"):
+            raise ConfigError("federation.mode = async aggregates by FedBuff: strategy fedavg")
         if self.update_dtype not in ("float32", "float16"):
             raise ConfigError("federation.update_dtype must be float32 or float16")
         if not 0 < self.topk_fraction <= 1:
             raise ConfigError("federation.topk_fraction must be in (0, 1]")
-        if self.strategy not in _DAEMON_STRATEGIES:
-            # clustered and multitier are measured in `peerdata federated`, but the daemon's
-            # exchange cannot run them yet (docs/federated.md): refuse rather than fall back.
-            raise ConfigError(
-                f"federation.strategy {self.strategy!r} is not run by the daemon; "
-                f"use one of {', '.join(_DAEMON_STRATEGIES)}"
-            )
+        if self.strategy not in FEDERATION_STRATEGIES:
+            raise ConfigError(f"federation.strategy must be one of {FEDERATION_STRATEGIES}")
+        if self.strategy in ("clustered", "multitier") and self.mode != "aggregator":
+            raise ConfigError(f"federation.strategy {self.strategy} needs mode = aggregator")
+        if not 0 <= self.clock_skew_s < self.interval_s / 2:
+            raise ConfigError("federation.clock_skew_s must be in [0, interval_s / 2)")
 
 
 _LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -453,14 +462,16 @@ min_face_px = {d.privacy.min_face_px}  # smallest face searched for; smaller ima
 
 [federation]
 enabled = {str(d.federation.enabled).lower()}                # exchange model updates with peers
-strategy = "{d.federation.strategy}"   # fedavg fedprox median trimmed_mean clustered multitier
+# strategy: fedavg fedprox median trimmed_mean geomed agree (robust) clustered multitier
+strategy = "{d.federation.strategy}"
 max_update_bytes = {d.federation.max_update_bytes}
 deadline_s = {d.federation.deadline_s}             # stragglers later than this miss the round
-mode = "{d.federation.mode}"           # aggregator | gossip
+mode = "{d.federation.mode}"           # aggregator | gossip | async (needs aggregator)
 aggregator = "{d.federation.aggregator}"     # a fixed aggregator peer ID; empty = elected
 update_dtype = "{d.federation.update_dtype}"       # float32 | float16
 topk_fraction = {d.federation.topk_fraction}           # < 1 sends only the largest deltas
-interval_s = {d.federation.interval_s}            # seconds between federated rounds
+interval_s = {d.federation.interval_s}            # seconds of wall time between federated rounds
+clock_skew_s = {d.federation.clock_skew_s}            # robots' wall clocks may differ by this much
 local_epochs = {d.federation.local_epochs}               # local fine-tune epochs before each round
 
 [log]                             # HOME/node.log: one JSON object per line, rotated by size

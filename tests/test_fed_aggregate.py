@@ -193,3 +193,79 @@ def test_rule_by_name() -> None:
     assert rule_by_name("trimmed_mean").name == "trimmed_mean"
     with pytest.raises(AggregationError, match="unknown"):
         rule_by_name("krum")
+
+
+def test_capped_shares_keep_every_peer_under_the_cap() -> None:
+    from peerdata.ml.aggregate.geomed import capped_shares
+
+    shares = capped_shares([700, 100, 100, 50, 50], 0.3)
+    assert float(shares.sum()) == pytest.approx(1.0)
+    assert float(shares.max()) == pytest.approx(0.3)
+    # the rest keep their proportions: 100 vs 50 is still 2:1
+    assert float(shares[1] / shares[3]) == pytest.approx(2.0)
+    assert torch.allclose(capped_shares([5, 1], 0.3), torch.full((2,), 0.5, dtype=torch.float64))
+
+
+def test_geomed_is_fedavg_like_on_agreement_and_bounded_under_a_liar() -> None:
+    from peerdata.ml.aggregate import GeometricMedian
+
+    honest = [upd("a", [1.0, 2.0], 30), upd("b", [1.2, 2.2], 30), upd("c", [0.8, 1.8], 30),
+              upd("d", [1.1, 1.9], 20)]
+    same = GeometricMedian().aggregate(honest[:1] * 3)
+    assert torch.allclose(same["w"], torch.tensor([1.0, 2.0]))
+    assert int(same["steps"]) == 7
+    # a peer claiming the most samples, its update scaled by -1000: the mean follows it, the
+    # geometric median stays with the honest majority
+    liar = upd("x", [-1000.0, -2000.0], 1000)
+    mean = FedAvg().aggregate([*honest, liar])["w"]
+    robust = GeometricMedian().aggregate([*honest, liar])["w"]
+    assert float(mean.norm()) > 100
+    assert torch.allclose(robust, torch.tensor([1.0, 2.0]), atol=0.3)
+    # exactly: the liar is left out, the rest averaged with the capped sample shares
+    from peerdata.ml.aggregate.geomed import capped_shares
+
+    shares = capped_shares([30, 30, 30, 20, 1000], 0.3)[:4].to(torch.float32)
+    honest_mean = sum(s * u.state["w"] for s, u in zip(shares, honest, strict=True)) / shares.sum()
+    assert torch.allclose(robust, honest_mean, atol=1e-5)
+    assert rule_by_name("geomed").name == "geomed"
+
+
+def test_fedbuff_steps_every_k_updates_and_discounts_stale_ones() -> None:
+    from peerdata.ml.aggregate.fedbuff import FedBuff
+
+    g0 = {"w": torch.zeros(2), "steps": torch.tensor(0, dtype=torch.int64)}
+    server = FedBuff(dict(g0), buffer_size=2, staleness_exponent=1.0)
+    plus = {"w": torch.tensor([1.0, 1.0]), "steps": torch.tensor(5)}
+    assert not server.submit(plus, g0, 0, 10)
+    assert server.submit({"w": torch.tensor([3.0, 3.0]), "steps": torch.tensor(5)}, g0, 0, 30)
+    assert server.version == 1
+    assert torch.allclose(server.global_state["w"], torch.tensor([2.5, 2.5]))  # (10*1+30*3)/40
+    assert int(server.global_state["steps"]) == 0  # integer buffers are the server's own
+    # a fresh update and one started a version ago (staleness 1: weight halves)
+    g1 = dict(server.global_state)
+    assert server.staleness_weight(0) == pytest.approx(0.5)
+    server.submit({"w": g1["w"] + 2.0, "steps": torch.tensor(0)}, g1, 1, 10)
+    server.submit({"w": torch.tensor([0.0, 0.0]) - 4.0, "steps": torch.tensor(0)}, g0, 0, 10)
+    # deltas +2 (weight 10) and -4 (weight 10 * 0.5): mean = (20 - 20) / 15 = 0
+    assert torch.allclose(server.global_state["w"], g1["w"])
+    with pytest.raises(AggregationError):
+        server.staleness_weight(5)  # from the future
+
+
+def test_agree_keeps_a_dominant_honest_peer_and_drops_a_reversed_one() -> None:
+    from peerdata.ml.aggregate import AgreeingMean
+
+    g = {"w": torch.zeros(2), "steps": torch.tensor(0, dtype=torch.int64)}
+
+    def moved(peer: str, dx: float, dy: float, n: int) -> ClientUpdate:
+        return ClientUpdate(peer, {"w": torch.tensor([dx, dy]), "steps": torch.tensor(7)}, n)
+
+    # one robot holds 90 % of the data and moves far; small ones move a little the same way
+    honest = [moved("big", 10.0, 9.0, 900), moved("a", 1.0, 0.5, 40), moved("b", 0.5, 1.0, 30),
+              moved("c", 1.0, 1.0, 30)]
+    clean = AgreeingMean().aggregate_from(honest, g)["w"]
+    assert torch.allclose(clean, FedAvg().aggregate(honest)["w"], atol=1e-5)
+    # the big robot turned liar: -10x its update; it is left out, the rest averaged by samples
+    liar = moved("big", -100.0, -90.0, 900)
+    attacked = AgreeingMean().aggregate_from([liar, *honest[1:]], g)["w"]
+    assert torch.allclose(attacked, FedAvg().aggregate(honest[1:])["w"], atol=1e-5)

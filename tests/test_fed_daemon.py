@@ -5,6 +5,7 @@ from __future__ import annotations
 from contextlib import AsyncExitStack
 from pathlib import Path
 
+import pytest
 import torch
 import trio
 import trio.testing
@@ -46,41 +47,49 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, index: int,
     return service
 
 
+@pytest.mark.parametrize(("strategy", "n"), [("fedavg", 3), ("multitier", 4)])
 async def test_daemon_federation_averages_the_learners_models(
-        autojump_clock: trio.testing.MockClock, tmp_path: Path) -> None:
-    federation = FederationConfig(enabled=True, deadline_s=5.0, interval_s=60.0)
+        autojump_clock: trio.testing.MockClock, tmp_path: Path, strategy: str, n: int) -> None:
+    """FedAvg: all hold the aggregate. Multi-tier (top tier of 3): the top tier holds the
+    global model; the fourth robot, low tier, keeps the seed it fine-tuned."""
+    federation = FederationConfig(enabled=True, deadline_s=5.0, interval_s=60.0,
+                                  strategy=strategy)
     network = MemoryNetwork(seed=11)
     with trio.fail_after(300):
         async with AsyncExitStack() as stack:
             robots = [await start_robot(stack, network, 0, federation, tmp_path / "r0.ckpt")]
-            for i in (1, 2):
+            for i in range(1, n):
                 robots.append(await start_robot(stack, network, i, federation,
                                                 tmp_path / f"r{i}.ckpt",
                                                 (addr_of(robots[0].node.peer_id),)))
             for r in robots:
-                await r.node.wait_until(lambda s: s.peers_connected == 2)
+                await r.node.wait_until(lambda s: s.peers_connected == n - 1)
             before: list[State] = [r.host.model_state() for r in robots]
             for r in robots:
                 assert await start_node_federation(r.node, r) is r.node.federation
-            await trio.sleep(100.0 - trio.current_time())  # virtual: one round, at t = 60
+            # virtual: one round; the wall clock is EPOCH + t, so rounds start at t = 40, 100
+            await trio.sleep(90.0 - trio.current_time())
             after: list[State] = [r.host.model_state() for r in robots]
             status = await make_dispatch(robots[1].node, "c", lambda: None)(
                 ControlRequest(1, "status"))
             for r in robots:
                 r.node.cancel()
     stats = [r.node.federation.statistics() for r in robots]
-    assert [s.rounds for s in stats] == [1, 1, 1]
-    assert all(s.version == 1 and not s.last_missing for s in stats)
-    assert status["federation"]["rounds"] == 1 and status["federation"]["version"] == 1
-    # every robot holds the one aggregate, which none of them held before
+    assert [s.rounds for s in stats] == [1] * n
+    assert all(not s.last_missing for s in stats)
+    assert status["federation"]["rounds"] == 1
+    top = [i for i, s in enumerate(stats) if s.version == 1]
+    assert len(top) == 3  # fedavg: everyone; multitier: the top tier
+    # every robot holds a model none of them held before; the top ones hold the same one
     for i, model in enumerate(after):
         assert model.keys() == before[i].keys()
         assert any(not torch.equal(model[k], before[i][k]) for k in model)
-        assert all(torch.equal(model[k], after[0][k]) for k in model)
+    for i in top:
+        assert all(torch.equal(after[i][k], after[top[0]][k]) for k in after[i])
     # and it was checkpointed: a restarted learner loads it
-    for i in range(3):
+    for i in range(n):
         restored = LearnerHost.load(f"r{i}", tiny_learner(), i, tmp_path / f"r{i}.ckpt")
-        assert all(torch.equal(v, after[0][k]) for k, v in restored.model_state().items())
+        assert all(torch.equal(v, after[i][k]) for k, v in restored.model_state().items())
 
 
 async def test_daemon_federation_is_off_unless_enabled(
@@ -95,13 +104,3 @@ async def test_daemon_federation_is_off_unless_enabled(
             robot.node.cancel()
     assert robot.node.federation is None and "federation" not in status
     assert MODEL_PROTOCOL not in robot.node.transport._handlers  # type: ignore[attr-defined]
-
-
-def test_daemon_refuses_strategies_its_exchange_cannot_run() -> None:
-    import pytest
-
-    from peerdata.errors import ConfigError
-
-    for strategy in ("multitier", "clustered"):
-        with pytest.raises(ConfigError, match="not run by the daemon"):
-            FederationConfig(enabled=True, strategy=strategy)

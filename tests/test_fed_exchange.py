@@ -19,6 +19,8 @@ from peerdata.federated import (
     elect_aggregator,
     transport_sender,
 )
+from peerdata.federated.clock import FleetClock
+from peerdata.federated.service import Federation
 from peerdata.federated.tensors import BlobOptions, blobs_from_state
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import CoordinateMedian, FedAvg
@@ -48,7 +50,8 @@ def test_election_is_shared_and_rotates() -> None:
 
 
 async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClock) -> None:
-    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id)
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id,
+                           clock_skew_s=0.0)
     net = MemoryNetwork(seed=1)
     members = [i.peer_id for i in IDS]
     results: dict[str, list[RoundResult]] = {i.peer_id: [] for i in IDS}
@@ -59,7 +62,7 @@ async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClo
             for ident in IDS:
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
                 nodes[ident.peer_id] = (peer, inbox, transport_sender(transport))
 
@@ -119,7 +122,7 @@ async def test_bad_updates_never_reach_the_model(
         async with net.open_transport(A.peer_id) as ta, \
                 net.open_transport(B.peer_id) as tb, net.open_transport(C.peer_id) as tc:
             inbox = ModelInbox(cfg.max_update_bytes)
-            inbox.attach(ta)
+            inbox.attach(ta.set_handler)
             peer = FederatedPeer(A, cfg, FedAvg(), start_state())
             for transport in (tb, tc):
                 transport.set_handler(MODEL_PROTOCOL, ModelInbox(4096).handle)
@@ -143,7 +146,7 @@ async def test_oversize_update_is_refused_at_the_inbox(
     with trio.fail_after(TIMEOUT):
         async with net.open_transport(A.peer_id) as ta, net.open_transport(B.peer_id) as tb:
             inbox = ModelInbox(max_update_bytes=100)
-            inbox.attach(ta)
+            inbox.attach(ta.set_handler)
             with pytest.raises(Exception, match="reset"):
                 await tb.request(A.peer_id, MODEL_PROTOCOL, b"\x01\x10" + b"\x00" * 200)
             assert await inbox.collect(trio.current_time() + 1.0, frozenset({B.peer_id})) == []
@@ -163,7 +166,7 @@ async def test_gossip_round_median_shrugs_off_a_liar(
             for ident in IDS:
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 wiring[ident.peer_id] = (transport, inbox)
 
             async def node(ident: Identity) -> None:
@@ -184,8 +187,6 @@ async def test_gossip_round_median_shrugs_off_a_liar(
 async def test_federation_service_runs_rounds_on_a_schedule(
     autojump_clock: trio.testing.MockClock,
 ) -> None:
-    from peerdata.federated.service import Federation
-
     cfg = FederationConfig(enabled=True, deadline_s=DEADLINE)
     net = MemoryNetwork(seed=5)
     members = [i.peer_id for i in IDS]
@@ -212,8 +213,7 @@ async def test_federation_service_runs_rounds_on_a_schedule(
                 for ident, transport in zip(IDS, transports, strict=True):
                     peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
                     service = Federation(transport, peer, trainer(ident.peer_id),
-                                         interval_s=100.0, mode=cfg.mode,
-                                         max_update_bytes=cfg.max_update_bytes)
+                                         clock=FleetClock(100.0, 0.0, trio.current_time))
                     services[ident.peer_id] = service
                     await nursery.start(lambda s=service, **kw: s.run(max_rounds=2, **kw))
     stats = {p: s.statistics() for p, s in services.items()}
@@ -245,7 +245,7 @@ async def test_multitier_round_over_the_network(autojump_clock: trio.testing.Moc
             for name, ident in ids.items():
                 transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
                 inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport)
+                inbox.attach(transport.set_handler)
                 wiring[name] = (transport, inbox)
 
             async def node(name: str) -> None:
@@ -273,3 +273,144 @@ async def test_multitier_round_over_the_network(autojump_clock: trio.testing.Moc
         assert out[top].version == 1
     assert torch.equal(out["l3"].model["w"], torch.full((2,), 32.0))
     assert ids["l2"].peer_id in out["t1"].missing
+
+
+async def test_clustered_round_gives_each_group_its_own_model(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Four peers whose updates point two opposite ways form two clusters; each peer gets its
+    cluster's average (full models up, one model per cluster down), not the global mean."""
+    from peerdata.ml.aggregate import Clustered
+
+    ids = [Identity.from_private_bytes(bytes([90 + i]) * 32) for i in range(4)]
+    members = [i.peer_id for i in ids]
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, strategy="clustered")
+    directions = {members[0]: (1.0, 0.0), members[1]: (2.0, 0.1),
+                  members[2]: (-1.0, 0.0), members[3]: (-3.0, -0.1)}
+    net = MemoryNetwork(seed=9)
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wiring = {}
+            for ident in ids:
+                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
+                inbox = ModelInbox(cfg.max_update_bytes)
+                inbox.attach(transport.set_handler)
+                wiring[ident.peer_id] = (transport, inbox)
+
+            async def node(ident: Identity) -> None:
+                transport, inbox = wiring[ident.peer_id]
+                peer = FederatedPeer(ident, cfg, Clustered(max_clusters=2), start_state())
+                update = LocalModel({"w": torch.tensor(directions[ident.peer_id]),
+                                     "steps": torch.tensor(1)}, 1)
+                out[ident.peer_id] = await peer.aggregator_round(
+                    1, members, update, send_update=transport_sender(transport),
+                    collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for ident in ids:
+                    nursery.start_soon(node, ident)
+    models = {p: out[p].model["w"] for p in members}
+    assert all(out[p].version == 1 and out[p].model is not None for p in members)
+    assert torch.allclose(models[members[0]], torch.tensor([1.5, 0.05]))
+    assert torch.equal(models[members[0]], models[members[1]])
+    assert torch.allclose(models[members[2]], torch.tensor([-2.0, -0.05]))
+    assert torch.equal(models[members[2]], models[members[3]])
+
+
+def test_fleet_clock_numbers_rounds_from_wall_time() -> None:
+    from peerdata.errors import ConfigError
+
+    now = [1_000.0]
+    clock = FleetClock(60.0, 2.0, lambda: now[0])
+    assert clock.next_round() == (17, 20.0)  # round 17 starts at 1020 s
+    assert clock.next_round(after=17) == (18, 80.0)  # never a round twice
+    now[0] = 1_020.0
+    assert clock.next_round() == (18, 60.0)
+    with pytest.raises(ConfigError):
+        FleetClock(60.0, 30.0)
+
+
+async def test_robots_with_skewed_clocks_agree_on_rounds(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Three services whose wall clocks differ by up to 3 s (tolerance 2 s each way): every
+    round includes everyone; an update that arrives while its aggregator's clock still shows
+    the previous round is held for it, not refused."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, clock_skew_s=2.0)
+    net = MemoryNetwork(seed=13)
+    offsets = {A.peer_id: 0.0, B.peer_id: 1.5, C.peer_id: -1.5}
+    services: dict[str, Federation] = {}
+
+    async def train_local(state: dict[str, torch.Tensor], _round: int) -> LocalModel:
+        return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
+                          for i in IDS]
+            for t in transports[1:]:
+                await t.connect(transports[0].listen_addrs()[0])
+            await transports[1].connect(transports[2].listen_addrs()[0])
+            async with trio.open_nursery() as nursery:
+                for ident, transport in zip(IDS, transports, strict=True):
+                    offset = offsets[ident.peer_id]
+                    clock = FleetClock(100.0, 2.0,
+                                       lambda o=offset: 1_700_000_050.0 + o + trio.current_time())
+                    service = Federation(transport, FederatedPeer(ident, cfg, FedAvg(),
+                                                                  start_state()),
+                                         train_local, clock=clock)
+                    services[ident.peer_id] = service
+                    await nursery.start(lambda s=service, **kw: s.run(max_rounds=3, **kw))
+    stats = [s.statistics() for s in services.values()]
+    assert {s.last_round for s in stats} == {17_000_003}
+    assert all(s.version == 3 and not s.last_missing and s.rejected_total == 0 for s in stats)
+    assert len({s.model_digest for s in stats}) == 1
+    for peer_id, service in services.items():
+        assert all(len(r.included) == 3 for r in service.results if r.aggregator == peer_id)
+
+
+async def test_async_mode_does_not_wait_for_the_slow_robot(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """FedBuff at A (buffer 3): B trains in 1 s, C in 5 s. The global model moves on B's
+    updates without waiting for C, C's late updates still count (staleness-weighted), and
+    every robot ends within a few versions of the server's newest."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, mode="async",
+                           aggregator=A.peer_id, interval_s=30.0)
+    net = MemoryNetwork(seed=14)
+    took = {B.peer_id: 1.0, C.peer_id: 5.0}
+    services: dict[str, Federation] = {}
+
+    def trainer(peer_id: str):  # type: ignore[no-untyped-def]
+        async def train_local(state: dict[str, torch.Tensor], _v: int) -> LocalModel:
+            await trio.sleep(took.get(peer_id, 1.0))
+            return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+        return train_local
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
+                          for i in IDS]
+            for t in transports[1:]:
+                await t.connect(transports[0].listen_addrs()[0])
+            async with trio.open_nursery() as nursery:
+                for ident, transport in zip(IDS, transports, strict=True):
+                    service = Federation(transport, FederatedPeer(ident, cfg, FedAvg(),
+                                                                  start_state()),
+                                         trainer(ident.peer_id),
+                                         clock=FleetClock(30.0, 0.0, trio.current_time))
+                    services[ident.peer_id] = service
+                    await nursery.start(service.run)
+                await trio.sleep(30.0)
+                nursery.cancel_scope.cancel()
+    server = services[A.peer_id]
+    steps = [r for r in server.results if r.model is not None]
+    senders = [p for r in steps for p in r.included]
+    assert len(steps) >= 5  # ~ one step per 3 updates, driven by B
+    assert senders.count(B.peer_id) > 3 * senders.count(C.peer_id) > 0
+    # C's updates, a version or two stale by the time they land, count; nothing is refused
+    assert not any(r.rejected for r in server.results)
+    version = server.statistics().version
+    assert all(s.statistics().version >= version - 3 for s in services.values())
+    assert float(server.global_state["w"][0]) > 5  # the model moved with every step

@@ -29,7 +29,7 @@ async def open_robot(stack: AsyncExitStack, network: MemoryNetwork, index: int,
     config = NodeConfig(name=f"robot{index}", limits=network.limits, federation=federation)
     return await stack.enter_async_context(open_node(
         NOWHERE, config, identity=identity, store=MemoryStore(), transport=transport,
-        wall_clock=lambda: 1_700_000_000.0, offload=inline_offload))
+        wall_clock=lambda: 1_700_000_000.0 + trio.current_time(), offload=inline_offload))
 
 
 async def test_three_nodes_average_their_models(autojump_clock: trio.testing.MockClock) -> None:

@@ -232,3 +232,60 @@ def test_garbage_only_ever_raises_remote_protocol_error(data: bytes) -> None:
             decode_model_update(payload, LIMIT)
         except RemoteProtocolError:
             pass
+
+
+def test_delta_sends_only_what_changed_and_rejects_a_bad_subset() -> None:
+    base = model()
+    trained = {k: v.clone() for k, v in base.items()}
+    trained["fc.bias"] = trained["fc.bias"] + 0.5  # only the head moved (a frozen backbone)
+    blobs = blobs_from_state(trained, BlobOptions(), base)
+    floats = [k for k, v in base.items() if v.is_floating_point()]
+    ints = [k for k, v in base.items() if not v.is_floating_point()]
+    assert [b.name for b in blobs] == [k for k in base if k == "fc.bias" or k in ints]
+    assert len(floats) > 1
+    decoded = state_from_blobs(blobs, base, base)
+    assert all(torch.equal(decoded[k], trained[k]) for k in base)
+    # nothing changed at all: still a valid message of one zero delta
+    assert len(blobs_from_state(base, BlobOptions(), base)) >= 1
+    # a full model must name every tensor; a delta's names must stay in order
+    with pytest.raises(RemoteProtocolError, match="names"):
+        state_from_blobs(blobs, base)
+    reordered = tuple(reversed(blobs_from_state(
+        {k: v + 1 if v.is_floating_point() else v for k, v in base.items()}, BlobOptions(),
+        base)))
+    with pytest.raises(RemoteProtocolError, match="in-order subset"):
+        state_from_blobs(reordered, base, base)
+
+
+def test_an_update_one_round_early_is_held_not_refused() -> None:
+    v = UpdateValidator(model())
+    held: list[tuple[str, bytes]] = []
+    early, late = update_bytes(round_id=4), update_bytes(MALLORY, round_id=2)
+    accepted, rejected = v.screen([(ALICE.peer_id, early), (MALLORY.peer_id, late)], EXPECT,
+                                  allowed=frozenset({MALLORY.peer_id}),
+                                  hold=lambda p, b: held.append((p, b)))
+    # early (even from a peer this phase does not listen to) is kept for its round; late is not
+    assert accepted == [] and held == [(ALICE.peer_id, early)]
+    assert [r.peer for r in rejected] == [MALLORY.peer_id]
+    assert "round 2" in rejected[0].reason
+    # without a place to hold it, an early update is refused like any other wrong round
+    _, refused = v.screen([(ALICE.peer_id, early)], EXPECT)
+    assert "one ahead" in refused[0].reason
+    # the next round accepts it
+    nxt = dataclasses.replace(EXPECT, round_id=4)
+    assert [u.peer for u in v.screen(held, nxt)[0]] == [ALICE.peer_id]
+
+
+async def test_inbox_hands_out_held_updates_after_release() -> None:
+    import trio
+
+    from peerdata.federated.inbox import ModelInbox
+
+    inbox = ModelInbox(LIMIT, capacity=2)
+    for i in range(3):
+        inbox.hold(f"p{i}", b"x")
+    with trio.fail_after(5):
+        assert await inbox.collect(trio.current_time(), frozenset()) == []
+        inbox.release()  # bounded: the oldest of three went
+        got = await inbox.collect(trio.current_time() + 0.01, frozenset({"p1", "p2"}))
+    assert got == [("p1", b"x"), ("p2", b"x")]

@@ -225,3 +225,88 @@ def run_combined_mode(
                               ("accuracy", "worst_accuracy", "megabytes")] for v in VARIANTS])
     emit_json(summary)
     return summary
+
+
+def run_swarm_federation(
+    *, scenario: str, strategy: str, robots: int, rounds: int, seed: int = 0,
+    images: int = 4200, out: Path | None = None, data_dir: Path | None = None,
+    interval_s: float = 40.0, deadline_s: float = 15.0, mode: str = "aggregator",
+    progress: bool = True, fmt: Format = Format.text,
+) -> dict[str, object]:
+    """`peerdata swarm --federation`: the federated experiment between real processes, and the
+    same seed in-process; print both and `swarm_vs_inprocess_accuracy_diff`."""
+    import tempfile
+
+    import torch
+
+    from peerdata.datasets import load_dataset
+    from peerdata.federated.experiment import (
+        STRATEGIES,
+        FederatedExperimentConfig,
+        build_fleet,
+        parse_scenario,
+        run_strategy,
+    )
+    from peerdata.federated.local import accuracy
+    from peerdata.federated.partition import SplitSpec
+    from peerdata.testing.fedswarm import (
+        FedSwarmSettings,
+        RobotJob,
+        run_federation_swarm,
+        summarize_swarm,
+    )
+
+    if strategy not in STRATEGIES:
+        raise ConfigError(f"--federation: unknown strategy {strategy!r}; one of {STRATEGIES}")
+    if robots < 2:
+        raise ConfigError("--federation needs --robots >= 2")
+    dataset, kind, beta = parse_scenario(scenario)
+    cfg = FederatedExperimentConfig(dataset=dataset, split=SplitSpec(kind, beta, robots, images),
+                                    rounds=rounds, strategies=(strategy,), attacked=(),
+                                    seed=seed)
+    splits = load_dataset(dataset, resolve_data_dir(data_dir))
+    if splits.train is None:
+        raise ConfigError(f"dataset {dataset!r} has no train split to give the robots")
+    torch.set_num_threads(1)
+
+    def say(message: str) -> None:
+        if progress:
+            print(f"swarm: {message}", file=sys.stderr, flush=True)
+
+    fleet = build_fleet(splits.train, splits.test, cfg)
+    jobs = [RobotJob(i, robots, cfg, strategy, r.images, r.labels)
+            for i, r in enumerate(fleet.robots)]
+    out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-fedswarm-"))
+    settings = FedSwarmSettings(interval_s=interval_s, deadline_s=deadline_s, mode=mode)
+    results = run_federation_swarm(jobs, out_dir, settings, say)
+
+    def evaluate(state: Any) -> float:
+        return accuracy(cfg.vision, state, fleet.test.images, fleet.test.labels)
+
+    swarm = summarize_swarm(results, evaluate)
+    say("in-process run with the same seed")
+    inproc = run_strategy(strategy, fleet, cfg, progress=say)
+    summary: dict[str, object] = {
+        "scenario": scenario, "strategy": strategy, "robots": robots, "rounds": rounds,
+        "seed": seed, "out": str(out_dir),
+        f"{strategy}_global_accuracy": round(swarm["global_accuracy"], 4),
+        f"{strategy}_worst_accuracy": round(swarm["worst_accuracy"], 4),
+        f"{strategy}_mean_accuracy": round(swarm["mean_accuracy"], 4),
+        f"{strategy}_bytes_per_round": swarm["bytes_per_round"],
+        "inprocess_global_accuracy": round(inproc.global_accuracy, 4),
+        "inprocess_worst_accuracy": round(inproc.worst_accuracy, 4),
+        "inprocess_bytes_per_round": inproc.bytes_per_round,
+        "swarm_vs_inprocess_accuracy_diff": round(
+            swarm["global_accuracy"] - inproc.global_accuracy, 4),
+        "rounds_completed": swarm["rounds_completed"], "updates_rejected": swarm["rejected"],
+        "swarm_wall_s": round(swarm["wall_s"], 1),
+    }
+    if fmt is Format.text:
+        table(f"{scenario}: {strategy}, {robots} real daemons vs in-process, {rounds} rounds",
+              ["run", "global acc", "worst-robot acc", "bytes/round"],
+              [["swarm", summary[f"{strategy}_global_accuracy"],
+                summary[f"{strategy}_worst_accuracy"], summary[f"{strategy}_bytes_per_round"]],
+               ["in-process", summary["inprocess_global_accuracy"],
+                summary["inprocess_worst_accuracy"], summary["inprocess_bytes_per_round"]]])
+    emit_json(summary)
+    return summary

@@ -61,6 +61,15 @@ Examples:
   sudo peerdata swarm --robots 10 --rounds 10 --faults 7 --netem "delay 20ms"
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
+
+With --federation STRATEGY and a federated --scenario (DATASET-SPLIT-BETA, as `peerdata
+federated`): one process per robot runs the daemon's node and federation service on the fleet
+clock for --rounds rounds; prints the same figures as `peerdata federated` plus
+swarm_vs_inprocess_accuracy_diff (swarm minus the in-process run with the same seed). See
+docs/federated.md.
+
+  peerdata swarm --scenario mnist-quantity-0.5 --federation fedavg --robots 5 --rounds 10 \
+      --format json
 """
 
 
@@ -102,6 +111,9 @@ def swarm(
     )] = None,
     force: Annotated[bool, typer.Option("--force", help="scenario: replace an existing --out")
                      ] = False,
+    federation: Annotated[str | None, typer.Option(
+        "--federation", help="federate real daemons with this strategy on a DATASET-SPLIT-BETA "
+        "--scenario (e.g. fedavg)")] = None,
     netem: Annotated[str | None, typer.Option(
         "--netem", help="emulate links: each daemon in its own network namespace, its packets "
         "shaped by this netem spec, e.g. \"delay 50ms loss 2% rate 10mbit\" (root only)",
@@ -117,6 +129,15 @@ def swarm(
     # SIGTERM must stop the fleet too: turn it into the same unwinding as Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
+        if federation is not None:  # federation between real daemons (peerdata.cli.federated)
+            from peerdata.cli.federated import run_swarm_federation
+
+            if netem is not None or faults is not None:
+                raise ConfigError("--federation does not take --netem or --faults yet")
+            run_swarm_federation(scenario=scenario or "mnist-quantity-0.5", strategy=federation,
+                                 robots=robots, rounds=rounds or 10, seed=seed, out=out,
+                                 data_dir=data_dir, fmt=fmt)
+            return
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
                            (timeout_s or 600.0, vote_deadline_s), netem, fmt)

@@ -126,16 +126,21 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
 
 
 async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]:
-    """Block until every given threshold holds (peers, images_received), or time out."""
+    """Block until every given threshold holds (peers, images_received, federation_rounds),
+    or time out."""
     peers = _arg(args, "peers", int)
     received = _arg(args, "images_received", int)
+    fed_rounds = _arg(args, "federation_rounds", int)
     timeout = _arg(args, "timeout_s", float, 30.0)
     if not 0 < timeout <= MAX_WAIT_S:
         raise ControlError(f"timeout_s must be in (0, {MAX_WAIT_S}]")
 
     def done(s: NodeStats) -> bool:
         return ((peers is None or s.peers_connected >= peers)
-                and (received is None or s.share.images_verified >= received))
+                and (received is None or s.share.images_verified >= received)
+                and (fed_rounds is None or (node.federation is not None
+                                            and node.federation.statistics().rounds
+                                            >= fed_rounds)))
 
     with trio.move_on_after(timeout):
         return status_result(await node.wait_until(done), control)
@@ -170,7 +175,7 @@ def federation_result(stats: Any) -> dict[str, Any]:
     return {"rounds": stats.rounds, "version": stats.version, "last_round": stats.last_round,
             "last_included": list(stats.last_included), "last_missing": list(stats.last_missing),
             "rejected": stats.rejected_total, "bytes_sent": stats.bytes_sent,
-            "bytes_received": stats.bytes_received}
+            "bytes_received": stats.bytes_received, "model_digest": stats.model_digest}
 
 
 # A command a later feature adds (rounds, shared, votes...): (node, args) -> result object.

@@ -2,8 +2,10 @@
 
 Rule: the algorithm never touches the network itself. It is handed two async callables
 (hivemind-style), `send_update(peer, payload)` and `collect(deadline, expected)`, so it runs the
-same over libp2p, over `peerdata.testing.memory_network`, or in a unit test. Time comes only from
-`trio.current_time()`; whoever misses the deadline is left out of the round and never blocks it.
+same over libp2p, over `peerdata.testing.memory_network`, or in a unit test. Deadlines are
+durations from the round's local start on `trio.current_time()`, widened by the fleet clock's
+skew tolerance (`federation.clock_skew_s`, see `peerdata.federated.clock`); whoever misses the
+deadline is left out of the round and never blocks it.
 """
 
 from __future__ import annotations
@@ -18,10 +20,22 @@ import trio
 from peerdata.config import FederationConfig
 from peerdata.errors import LocalProtocolError, TransportError
 from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
-from peerdata.federated.validate import Expectation, ReceivedUpdate, Rejection, UpdateValidator
+from peerdata.federated.validate import (
+    Expectation,
+    Hold,
+    ReceivedUpdate,
+    Rejection,
+    UpdateValidator,
+)
 from peerdata.identity import Identity
-from peerdata.ml.aggregate import AggregationRule, ClientUpdate, StateDict
-from peerdata.wire.model_update import encode_model_update, sign_model_update
+from peerdata.ml.aggregate import (
+    AggregationRule,
+    ClientUpdate,
+    Clustered,
+    StateDict,
+    aggregate_from,
+)
+from peerdata.wire.model_update import TensorBlob, encode_model_update, sign_model_update
 
 logger = logging.getLogger("peerdata.federated")
 
@@ -60,6 +74,14 @@ class RoundResult:
     notes: tuple[str, ...] = field(default=())
 
 
+def _grouped(models: dict[str, StateDict]) -> list[tuple[StateDict, list[str]]]:
+    """Peers grouped by the (identical object) model they receive, in peer order."""
+    groups: dict[int, tuple[StateDict, list[str]]] = {}
+    for peer in sorted(models):
+        groups.setdefault(id(models[peer]), (models[peer], []))[1].append(peer)
+    return list(groups.values())
+
+
 def elect_aggregator(round_id: int, peers: Sequence[str]) -> str:
     """The round's aggregator: the peer with the smallest SHA-256 of "round:peer".
 
@@ -82,6 +104,12 @@ class FederatedPeer:
         self._options = BlobOptions(config.update_dtype, config.topk_fraction)
         self.global_state = {k: v.detach().clone() for k, v in global_state.items()}
         self.version = version
+        self.hold: Hold | None = None  # where updates a round early wait (the inbox's hold)
+
+    def window(self, phases: int = 1) -> float:
+        """Seconds from our round start to the end of phase `phases`: one deadline per phase,
+        plus the clock skew tolerance for each (a peer's round may start that much later)."""
+        return phases * (self._config.deadline_s + self._config.clock_skew_s)
 
     @property
     def peer_id(self) -> str:
@@ -121,6 +149,14 @@ class FederatedPeer:
             )
         return payload
 
+    def encode_plan(self, round_id: int, counts: tuple[int, ...]) -> bytes:
+        """Our signed multi-tier plan message: label counts, and no weights."""
+        empty = TensorBlob(name="plan", dtype="int64", shape=(0,), encoding="dense", data=b"",
+                           indices=b"")
+        return encode_model_update(sign_model_update(
+            self._identity, round_id=round_id, base_version=0, kind="plan", is_delta=False,
+            num_samples=max(1, sum(counts)), label_counts=counts, tag="", tensors=(empty,)))
+
     def choose_aggregator(self, round_id: int, peers: Sequence[str]) -> str:
         """The configured aggregator if it takes part, else the elected one."""
         members = sorted(set(peers) | {self.peer_id})
@@ -139,47 +175,65 @@ class FederatedPeer:
             expect = Expectation(round_id, self.version, frozenset({"update"}),
                                  self._config.max_update_bytes)
             accepted, rejected = await self.gather(
-                collect, start + self._config.deadline_s, others, validator, expect)
+                collect, start + self.window(), others, validator, expect)
             updates = [ClientUpdate(self.peer_id, local.state, local.num_samples, local.tag)]
             updates += [ClientUpdate(u.peer, u.state, u.num_samples, u.tag or None)
                         for u in accepted]
-            new_state = self._rule.aggregate(updates)
+            models = self.aggregate_for_each(updates, sorted(others))
             dense = BlobOptions(self._config.update_dtype)
-            payload = self.encode_update(round_id, "global", new_state, None, base=None,
-                                         base_version=self.version + 1, options=dense)
+            sent_bytes = 0
+            for model, receivers in _grouped(models):
+                payload = self.encode_update(round_id, "global", model, None, base=None,
+                                             base_version=self.version + 1, options=dense)
+                sent_bytes += len(payload) * await self.send_all(
+                    [p for p in receivers if p != self.peer_id], payload, send_update)
             # Adopt exactly what the others decode, so every peer holds the same bytes.
             new_state = state_from_blobs(
-                blobs_from_state(new_state, dense), self.global_state
+                blobs_from_state(models[self.peer_id], dense), self.global_state
             )
-            sent = await self.send_all(sorted(others), payload, send_update)
             self.adopt(new_state)
             included = tuple(sorted(u.peer for u in accepted))
             return RoundResult(
                 round_id, "aggregator", aggregator, new_state, self.version,
                 (self.peer_id, *included), tuple(rejected),
                 tuple(sorted(others - set(included) - {r.peer for r in rejected})),
-                sent * len(payload), sum(u.wire_bytes for u in accepted),
+                sent_bytes, sum(u.wire_bytes for u in accepted),
             )
-        payload = self.encode_update(round_id, "update", local.state, local,
-                                     base=self.global_state, base_version=self.version,
-                                     options=self._options)
+        # clustered: peers hold different cluster models, so an update is the full model
+        clustered = isinstance(self._rule, Clustered)
+        payload = self.encode_update(
+            round_id, "update", local.state, local,
+            base=None if clustered else self.global_state, base_version=self.version,
+            options=BlobOptions(self._config.update_dtype) if clustered else self._options)
         sent = await self.send_all([aggregator], payload, send_update)
+        # The round's aggregator is authoritative: its global model for this round is adopted
+        # with its version, so a robot that joined late (or missed rounds) is in step again
+        # after one round (its delta, against an older version, was refused this once).
         expect = Expectation(round_id, self.version + 1, frozenset({"global"}),
                              self._config.max_update_bytes)
-        accepted, rejected = await self.gather(
-            collect, start + 2 * self._config.deadline_s, frozenset({aggregator}), validator,
-            expect, want=lambda u: u.base_version == self.version + 1)
-        fresh = [u for u in accepted if u.base_version == self.version + 1]
+        fresh, rejected = await self.gather(
+            collect, start + self.window(2), frozenset({aggregator}), validator, expect)
         if not fresh:
             logger.warning("round %d: no global model from %s before the deadline",
                            round_id, aggregator)
             return RoundResult(round_id, "aggregator", aggregator, None, self.version, (),
                                tuple(rejected), (aggregator,), sent * len(payload),
-                               sum(u.wire_bytes for u in accepted))
-        self.adopt(fresh[0].state)
+                               0)
+        self.adopt(fresh[0].state, fresh[0].base_version)
         return RoundResult(round_id, "aggregator", aggregator, fresh[0].state, self.version,
                            (aggregator,), tuple(rejected), (), sent * len(payload),
                            fresh[0].wire_bytes)
+
+    def aggregate_for_each(self, updates: Sequence[ClientUpdate], others: Sequence[str]
+                           ) -> dict[str, StateDict]:
+        """The model each peer continues from: the rule's aggregate for all, or (clustered) the
+        model of the peer's cluster; a peer that sent nothing gets the everyone-model."""
+        if isinstance(self._rule, Clustered):
+            result = self._rule.aggregate_clusters(updates, reference=self.global_state)
+            return {p: result.model_for(p) if p in result.assignment else result.global_model
+                    for p in (self.peer_id, *others)}
+        model = aggregate_from(self._rule, list(updates), self.global_state)
+        return dict.fromkeys((self.peer_id, *others), model)
 
     async def gossip_round(self, round_id: int, neighbours: Sequence[str], local: LocalModel, *,
                            send_update: SendUpdate, collect: Collect) -> RoundResult:
@@ -195,7 +249,7 @@ class FederatedPeer:
         expect = Expectation(round_id, round_id, frozenset({"gossip"}),
                              self._config.max_update_bytes)
         accepted, rejected = await self.gather(
-            collect, start + self._config.deadline_s, others, validator, expect)
+            collect, start + self.window(), others, validator, expect)
         updates = [ClientUpdate(self.peer_id, local.state, local.num_samples)]
         updates += [ClientUpdate(u.peer, u.state, u.num_samples) for u in accepted]
         new_state = self._rule.aggregate(updates)
@@ -207,10 +261,10 @@ class FederatedPeer:
             sent * len(payload), sum(u.wire_bytes for u in accepted),
         )
 
-    @staticmethod
     async def gather(
-        collect: Collect, deadline: float, expected: frozenset[str], validator: UpdateValidator,
-        expect: Expectation, want: Callable[[ReceivedUpdate], bool] = lambda u: True,
+        self, collect: Collect, deadline: float, expected: frozenset[str],
+        validator: UpdateValidator, expect: Expectation,
+        want: Callable[[ReceivedUpdate], bool] = lambda u: True,
     ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
         """Collect until every expected peer sent a valid, wanted update or the deadline passes.
 
@@ -227,7 +281,7 @@ class FederatedPeer:
             if not batch:
                 return list(accepted.values()), rejected
             good, bad = validator.screen(batch, expect, allowed=expected,
-                                         already=frozenset(accepted))
+                                         already=frozenset(accepted), hold=self.hold)
             rejected += bad
             for update in good:
                 if want(update):
@@ -235,10 +289,10 @@ class FederatedPeer:
                 else:
                     rejected.append(Rejection(update.peer, "stale model version"))
 
-    def adopt(self, state: StateDict) -> None:
-        """Make `state` the global model and bump its version."""
+    def adopt(self, state: StateDict, version: int | None = None) -> None:
+        """Make `state` the global model, as `version` (default: ours plus one)."""
         self.global_state = {k: v.detach().clone() for k, v in state.items()}
-        self.version += 1
+        self.version = self.version + 1 if version is None else version
 
     async def send_all(self, peers: Sequence[str], payload: bytes,
                         send_update: SendUpdate) -> int:

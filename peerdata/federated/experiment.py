@@ -35,14 +35,16 @@ from peerdata.ml.aggregate import (
     MultiTier,
     MultiTierConfig,
     StateDict,
+    aggregate_from,
     plan_tiers,
     rule_by_name,
 )
 from peerdata.ml.aggregate.trimmed_mean import TrimmedMean
 from peerdata.ml.vision import VisionConfig
 
-STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier")
-ROBUST_CAPABLE = ("fedavg", "fedprox", "median", "trimmed_mean")  # may run under attack
+STRATEGIES = ("fedavg", "fedprox", "median", "trimmed_mean", "clustered", "multitier", "geomed",
+              "agree")
+ROBUST_CAPABLE = ("fedavg", "fedprox", "median", "trimmed_mean", "geomed", "agree")
 ATTACKS = ("scaled", "random")
 NUM_CLASSES = 10
 
@@ -183,7 +185,7 @@ class _Run:
         else:
             rule = TrimmedMean(self.cfg.trim) if self.strategy == "trimmed_mean" else (
                 rule_by_name(self.strategy))
-            self.global_state = rule.aggregate(updates)
+            self.global_state = aggregate_from(rule, updates, base)
             replies = {p: self.global_state for p in self.peers}
         sent = {u.peer: u.state for u in updates}
         return self._bytes(star_transfers(aggregator, self.peers, sent, replies, base), round_id)

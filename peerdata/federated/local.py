@@ -7,7 +7,7 @@ plain fine-tune lacks: SGD from a given starting state, and FedProx's proximal t
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -37,19 +37,24 @@ def new_state(config: VisionConfig, seed: int) -> StateDict:
 def train_from(
     config: VisionConfig, start: Mapping[str, torch.Tensor], images: np.ndarray,
     labels: np.ndarray, *, epochs: int, training: LocalTraining, seed: int,
-    prox: FedProx | None = None,
+    prox: FedProx | None = None, trainable: Callable[[str], bool] | None = None,
 ) -> StateDict:
     """Train a copy of `start` for `epochs` passes over the robot's data; return its weights.
 
-    With `prox`, every step adds `mu/2 * ||w - start||^2` to the loss.
+    With `prox`, every step adds `mu/2 * ||w - start||^2` to the loss. With `trainable`, only
+    the parameters it accepts (by name) are trained; the rest stay frozen, bit for bit.
     """
     net = VisionNet(config)
     net.load_state_dict(start)
+    if trainable is not None:
+        for name, p in net.named_parameters():
+            p.requires_grad_(trainable(name))
     if epochs <= 0 or len(labels) == 0:
         return {k: v.detach().clone() for k, v in net.state_dict().items()}
     anchor = [p.detach().clone() for p in net.parameters()]
     x, y = as_tensor(images), torch.from_numpy(labels.astype(np.int64))
-    optimizer = torch.optim.SGD(net.parameters(), lr=training.learning_rate,
+    optimizer = torch.optim.SGD([p for p in net.parameters() if p.requires_grad],
+                                lr=training.learning_rate,
                                 momentum=training.momentum)
     generator = torch.Generator().manual_seed(seed)
     net.train()

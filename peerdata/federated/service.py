@@ -1,15 +1,16 @@
 """The federation service a node runs when `federation.enabled`: one exchange round per period.
 
 Rule: a trio task in the node's nursery (`run(task_status=...)`), which owns nothing but its
-inbox. Rounds are numbered from an injected clock (`round_id = floor(clock() / interval_s)`),
-so peers agree on the round without talking; local training is an injected async callable that
-the node backs with `trio.to_thread.run_sync`, so this module never touches torch training.
+inbox. Rounds are numbered by the fleet clock (`peerdata.federated.clock.FleetClock`: wall
+time, with a stated skew tolerance), so separate processes agree on the round without talking;
+local training is an injected async callable that the node backs with `trio.to_thread.run_sync`,
+so this module never touches torch training.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
-import math
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,10 +19,13 @@ import trio
 
 from peerdata.config import NodeConfig
 from peerdata.errors import PeerdataError
+from peerdata.federated.asyncmode import AsyncExchange
+from peerdata.federated.clock import FleetClock
 from peerdata.federated.exchange import FederatedPeer, LocalModel, RoundResult
-from peerdata.federated.inbox import ModelInbox, transport_sender
+from peerdata.federated.inbox import ModelInbox, Serve, transport_sender
+from peerdata.federated.tiers import TierHooks, play_multitier
 from peerdata.identity import Identity
-from peerdata.ml.aggregate import StateDict, rule_by_name
+from peerdata.ml.aggregate import MultiTierConfig, StateDict, rule_by_name
 from peerdata.net.transport import Transport
 
 logger = logging.getLogger("peerdata.federated")
@@ -45,47 +49,60 @@ class FederationStats:
     rejected_total: int
     bytes_sent: int
     bytes_received: int
+    model_digest: str  # first 16 hex of SHA-256 over the model's tensors: equal = same model
+
+
+def model_digest(state: StateDict) -> str:
+    """A short fingerprint of a state dict (names, dtypes, shapes and values, in order)."""
+    h = hashlib.sha256()
+    for name, t in state.items():
+        h.update(f"{name}:{t.dtype}:{tuple(t.shape)};".encode())
+        h.update(t.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
 
 
 class Federation:
-    """Runs `FederatedPeer` rounds over a Transport every `interval_s` seconds."""
+    """Runs `FederatedPeer` rounds over a Transport at each of the fleet clock's boundaries."""
 
     def __init__(self, transport: Transport, peer: FederatedPeer, train_local: TrainLocal, *,
-                 interval_s: float, mode: str, max_update_bytes: int,
-                 clock: Callable[[], float] = trio.current_time,
-                 adopt: AdoptModel | None = None) -> None:
-        if interval_s <= 0:
-            raise PeerdataError("federation interval must be > 0")
+                 clock: FleetClock, serve: Serve | None = None,
+                 adopt: AdoptModel | None = None,
+                 on_round: Callable[[], None] | None = None,
+                 tiers: TierHooks | None = None) -> None:
         self._transport = transport
         self._peer = peer
         self._train_local = train_local
-        self._interval_s = interval_s
-        self._mode = mode
         self._clock = clock
+        self._serve = serve or transport.set_handler
         self._adopt = adopt
-        self._inbox = ModelInbox(max_update_bytes)
+        self._on_round = on_round
+        self._tiers = tiers
+        if peer.config.strategy == "multitier" and tiers is None:
+            raise PeerdataError("multitier federation needs TierHooks (label counts, training)")
+        self._inbox = ModelInbox(peer.config.max_update_bytes)
+        peer.hold = self._inbox.hold
         self._results: list[RoundResult] = []
 
-    async def run(self, *, max_rounds: int | None = None,
+    async def run(self, *, max_rounds: int | None = None, first_round: int = 1,
                   task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
-        """Serve MODEL_PROTOCOL and play a round at each period boundary until cancelled."""
-        self._inbox.attach(self._transport)
+        """Serve MODEL_PROTOCOL and play a round at each round boundary (from `first_round`
+        on) until cancelled, or until `max_rounds` were played."""
+        self._inbox.attach(self._serve)
         send = transport_sender(self._transport)
         task_status.started()
-        played = 0
+        if self._peer.config.mode == "async":
+            await AsyncExchange(self._peer, self._inbox, send, self._members, self._train_local,
+                                self._record).run()
+            return
+        played, last = 0, first_round - 1
         while max_rounds is None or played < max_rounds:
-            now = self._clock()
-            round_id = math.floor(now / self._interval_s) + 1
-            await trio.sleep(round_id * self._interval_s - now)
+            round_id, wait = self._clock.next_round(after=last)
+            await trio.sleep(wait)
+            last = round_id
+            self._inbox.release()
             peers = (self._transport.peer_id, *self._transport.connected_peers())
-            local = await self._train_local(self._peer.global_state, round_id)
             try:
-                if self._mode == "gossip":
-                    result = await self._peer.gossip_round(
-                        round_id, peers, local, send_update=send, collect=self._inbox.collect)
-                else:
-                    result = await self._peer.aggregator_round(
-                        round_id, peers, local, send_update=send, collect=self._inbox.collect)
+                result = await self._play(round_id, peers, send)
             except PeerdataError as exc:  # our own misuse (e.g. an update over the size limit)
                 logger.error("federated round %d failed: %s", round_id, exc)
                 continue
@@ -96,6 +113,38 @@ class Federation:
                 await self._adopt(result.model, result)
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
+            if self._on_round is not None:
+                self._on_round()
+
+    def _members(self) -> tuple[str, ...]:
+        return (self._transport.peer_id, *self._transport.connected_peers())
+
+    async def _record(self, result: RoundResult) -> None:
+        """Keep an asynchronous step's result (as a round's), adopt its model, wake waiters."""
+        self._results.append(result)
+        if result.model is not None and self._adopt is not None:
+            await self._adopt(result.model, result)
+        if self._on_round is not None:
+            self._on_round()
+
+    async def _play(self, round_id: int, peers: tuple[str, ...],
+                    send: Callable[[str, bytes], Awaitable[None]]) -> RoundResult:
+        collect, cfg = self._inbox.collect, self._peer.config
+        if cfg.strategy == "multitier" and cfg.mode == "aggregator" and self._tiers is not None:
+            tiers = MultiTierConfig(top_tier=3, et=cfg.local_epochs, er=cfg.local_epochs)
+            return await play_multitier(self._peer, round_id, peers, self._tiers, tiers,
+                                        send_update=send, collect=collect)
+        local = await self._train_local(self._peer.global_state, round_id)
+        if cfg.mode == "gossip":
+            return await self._peer.gossip_round(round_id, peers, local, send_update=send,
+                                                 collect=collect)
+        return await self._peer.aggregator_round(round_id, peers, local, send_update=send,
+                                                 collect=collect)
+
+    @property
+    def results(self) -> tuple[RoundResult, ...]:
+        """Every round played so far, oldest first."""
+        return tuple(self._results)
 
     @property
     def global_state(self) -> StateDict:
@@ -113,6 +162,7 @@ class Federation:
             rejected_total=sum(len(r.rejected) for r in self._results),
             bytes_sent=sum(r.bytes_sent for r in self._results),
             bytes_received=sum(r.bytes_received for r in self._results),
+            model_digest=model_digest(self._peer.global_state),
         )
 
 
@@ -127,15 +177,28 @@ class FederatedNode(Protocol):
         """Start `fn(*args, task_status=...)` in the node's nursery."""
         ...
 
+    def serve(self, protocol: str, handler: Callable[[str, bytes], Awaitable[bytes]]) -> None:
+        """Answer `protocol` with `handler` behind the node's receive guard."""
+        ...
+
+    def wall_time(self) -> float:
+        """Wall-clock seconds (what the fleet's round numbers come from)."""
+        ...
+
 
 async def start_federation(node: FederatedNode, global_state: StateDict,
                            train_local: TrainLocal, *,
-                           clock: Callable[[], float] = trio.current_time,
-                           adopt: AdoptModel | None = None) -> Federation:
+                           wall_clock: Callable[[], float] | None = None,
+                           adopt: AdoptModel | None = None,
+                           on_round: Callable[[], None] | None = None,
+                           tiers: TierHooks | None = None) -> Federation:
     """Start the federation service in `node`'s nursery, as `node.config.federation` says.
 
+    Rounds follow `wall_clock` (default: the node's own wall clock, `node.wall_time`).
+
     `adopt`, if given, is awaited with each round's resulting model (not after a round that
-    produced none, e.g. when the aggregator's global model missed the deadline).
+    produced none, e.g. when the aggregator's global model missed the deadline); `on_round` is
+    called after every round (the node wakes its `wait_until` waiters with it).
 
     Raises:
         PeerdataError: federation is not enabled, or its strategy is unknown.
@@ -144,8 +207,8 @@ async def start_federation(node: FederatedNode, global_state: StateDict,
     if not cfg.enabled:
         raise PeerdataError("federation.enabled is false: model exchange is opt-in")
     peer = FederatedPeer(node.identity, cfg, rule_by_name(cfg.strategy), global_state)
-    federation = Federation(node.transport, peer, train_local, interval_s=cfg.interval_s,
-                            mode=cfg.mode, max_update_bytes=cfg.max_update_bytes, clock=clock,
-                            adopt=adopt)
+    clock = FleetClock(cfg.interval_s, cfg.clock_skew_s, wall_clock or node.wall_time)
+    federation = Federation(node.transport, peer, train_local, clock=clock, serve=node.serve,
+                            adopt=adopt, on_round=on_round, tiers=tiers)
     await node.start_service(federation.run)
     return federation

@@ -2,7 +2,9 @@
 
 Rule: the only module where torch tensors meet wire types (`peerdata.ml` never sees a
 TensorBlob, `peerdata.wire` never sees a tensor). Decoding trusts nothing: every blob is checked
-against the reference model's names and shapes, and every value must be finite.
+against the reference model's names and shapes, and every value must be finite. A delta leaves
+out every float tensor that did not change (a frozen backbone, for one: only the trained head
+travels), so a delta's names are an in-order subset of the model's; a full model names all.
 """
 
 from __future__ import annotations
@@ -72,10 +74,16 @@ def blobs_from_state(
             blobs.append(_dense(name, t.to(torch.int64), "int64"))
             continue
         value = t if base is None else t.to(torch.float32) - base[name].to(torch.float32)
+        if base is not None and not bool(value.any()):
+            continue  # unchanged (frozen): the receiver keeps its own copy
         if options.topk_fraction < 1:
             blobs.append(_topk(name, value, options.dtype, options.topk_fraction))
         else:
             blobs.append(_dense(name, value, options.dtype))
+    if not blobs and state:  # nothing changed: one zero delta (a message holds >= 1 tensor)
+        name = next(iter(state))
+        blobs.append(_dense(name, torch.zeros_like(state[name], dtype=torch.float32),
+                            options.dtype))
     return tuple(blobs)
 
 
@@ -93,14 +101,24 @@ def state_from_blobs(
 ) -> StateDict:
     """Decode blobs received from a peer into a state dict shaped like `reference`.
 
-    With `base`, float blobs are deltas added to it (top-k blobs must be deltas).
+    With `base`, float blobs are deltas added to it (top-k blobs must be deltas), and a float
+    tensor left out is unchanged: it is taken from `base`.
 
     Raises:
-        RemoteProtocolError: names differ from the reference, a shape or dtype kind differs,
-            a value is NaN or infinite, or a sparse blob arrives without a base.
+        RemoteProtocolError: names differ from the reference (for a delta: are not an in-order
+            subset holding every integer buffer), a shape or dtype kind differs, a value is NaN
+            or infinite, or a sparse blob arrives without a base.
     """
     names = [b.name for b in blobs]
-    if names != list(reference):
+    if base is not None and names != list(reference):
+        sent = set(names)
+        kept = [k for k in reference if k in sent]
+        if kept != names or any(not torch.is_floating_point(reference[k])
+                                for k in reference if k not in sent):
+            raise RemoteProtocolError(
+                "delta tensor names are not an in-order subset of our model's (with every "
+                "integer buffer)")
+    elif names != list(reference):
         missing = sorted(set(reference) - set(names))
         extra = sorted(set(names) - set(reference))
         raise RemoteProtocolError(
@@ -134,6 +152,8 @@ def state_from_blobs(
             if not bool(torch.isfinite(values).all()):
                 raise RemoteProtocolError(f"tensor {blob.name} overflows when applied")
         out[blob.name] = values.to(ref.dtype)
+    if base is not None and len(out) < len(reference):
+        out = {k: out[k] if k in out else base[k].detach().clone() for k in reference}
     return out
 
 

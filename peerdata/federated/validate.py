@@ -9,7 +9,7 @@ kind, shaped unlike our model, or holding NaN/Inf; `screen` logs each refusal an
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 import torch
@@ -56,6 +56,15 @@ class Rejection:
     reason: str
 
 
+class EarlyUpdate(RemoteProtocolError):
+    """An update for the next round: its sender's clock runs ahead (within tolerance), so it
+    is held for that round rather than refused."""
+
+
+Hold = Callable[[str, bytes], None]
+"""Keep (sender, payload) for the next round."""
+
+
 class UpdateValidator:
     """Check received updates against our model's shapes and, for deltas, its current weights."""
 
@@ -83,7 +92,25 @@ class UpdateValidator:
                               msg.base_version, len(payload))
 
     @staticmethod
+    def check_plan(peer: str, payload: bytes, expect: Expectation) -> tuple[int, ...]:
+        """Decode and verify a multi-tier plan message; return the sender's label counts.
+
+        Raises:
+            RemoteProtocolError: as `check`, or no label counts.
+        """
+        msg = decode_model_update(payload, expect.max_bytes)
+        if msg.sender != peer:
+            raise RemoteProtocolError(f"plan names sender {msg.sender}, but {peer} sent it")
+        verify_model_update(msg)
+        UpdateValidator._check_round(msg, expect)
+        if not msg.label_counts or not 0 < sum(msg.label_counts) <= MAX_CLAIMED_SAMPLES:
+            raise RemoteProtocolError("plan without label counts, or claiming too many samples")
+        return msg.label_counts
+
+    @staticmethod
     def _check_round(msg: ModelUpdate, expect: Expectation) -> None:
+        if msg.round_id == expect.round_id + 1:
+            raise EarlyUpdate(f"update for round {msg.round_id}, one ahead of {expect.round_id}")
         if msg.round_id != expect.round_id:
             raise RemoteProtocolError(f"update for round {msg.round_id}, this is {expect.round_id}")
         if msg.kind not in expect.kinds:
@@ -96,25 +123,34 @@ class UpdateValidator:
     def screen(
         self, received: Iterable[tuple[str, bytes]], expect: Expectation,
         allowed: frozenset[str] | None = None, already: frozenset[str] = frozenset(),
+        hold: Hold | None = None,
     ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
         """Check every (peer, payload); keep the first valid update per peer, log the rest.
 
         `allowed`, when given, is the set of peers this round listens to; `already` holds
-        peers whose update was accepted by an earlier call in the same round.
+        peers whose update was accepted by an earlier call in the same round; `hold`, when
+        given, keeps updates for the next round (see `EarlyUpdate`) instead of refusing them.
         """
         accepted: dict[str, ReceivedUpdate] = {}
         rejected: list[Rejection] = []
         for peer, payload in received:
             reason: str | None = None
-            if allowed is not None and peer not in allowed:
-                reason = "not a participant of this round"
-            elif peer in accepted or peer in already:
-                reason = "second update in one round"
-            else:
-                try:
+            try:
+                if allowed is not None and peer not in allowed:
+                    if hold is not None:  # a round early, it may be for us next round
+                        self.check(peer, payload, expect)
+                    reason = "not a participant of this round"
+                elif peer in accepted or peer in already:
+                    reason = "second update in one round"
+                else:
                     accepted[peer] = self.check(peer, payload, expect)
-                except RemoteProtocolError as exc:
+            except EarlyUpdate as exc:
+                if hold is None:
                     reason = str(exc)
+                else:
+                    hold(peer, payload)
+            except RemoteProtocolError as exc:
+                reason = reason or str(exc)
             if reason is not None:
                 logger.warning("model update from %s rejected: %s", peer, reason)
                 rejected.append(Rejection(peer, reason))

@@ -29,7 +29,7 @@ from peerdata.wire.versions import MODEL_PROTOCOL, PROTOCOL_VERSION
 MODEL_UPDATE_TAG = 16  # outside the image-sharing tags 1..9; only MODEL_PROTOCOL carries it
 DTYPE_BYTES = {"float32": 4, "float16": 2, "int64": 8}
 ENCODINGS = ("dense", "topk")
-KINDS = ("update", "global", "seed", "gossip")
+KINDS = ("update", "global", "seed", "gossip", "plan")  # plan: label counts only (multi-tier)
 INDEX_BYTES = 4  # top-k indices are uint32 little-endian offsets into the flattened tensor
 MAX_TENSORS = 512
 MAX_DIMS = 8
@@ -104,7 +104,7 @@ class ModelUpdate(Message):
     sender: str
     round_id: int
     base_version: int
-    kind: str  # update (to the aggregator) | global | seed (multi-tier) | gossip
+    kind: str  # update (to the aggregator) | global | seed (multi-tier) | gossip | plan
     is_delta: bool
     num_samples: int
     label_counts: tuple[int, ...]  # label histogram for multi-tier planning; may be empty

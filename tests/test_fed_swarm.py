@@ -1,0 +1,67 @@
+"""Three real daemons (`peerdata run`), started one after another, federate on the fleet clock.
+
+Each is a separate process, so each has its own random trio clock origin; before the fleet
+clock their round numbers never matched and every update was refused as "wrong round". Each
+starts from a different model (its own learner seed): holding one model afterwards means the
+updates were accepted and averaged, and the last round included every robot.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from peerdata.testing.swarm import Swarm, open_swarm
+
+INTERVAL_S = 4.0
+
+
+def settings(index: int) -> dict[str, dict[str, Any]]:
+    return {
+        "round": {"interval_s": 0.0, "calibration_images": 20, "vision_width": 2,
+                  "vision_epochs": 1, "scenario": "synthetic-3", "learner_seed": index},
+        "federation": {"enabled": True, "interval_s": INTERVAL_S, "deadline_s": 1.5,
+                       "clock_skew_s": 0.5},
+    }
+
+
+def federation(swarm: Swarm) -> list[dict[str, Any]]:
+    return [swarm.call(r.index, "status")["federation"] for r in swarm.robots]
+
+
+def wait_rounds(swarm: Swarm, more: int) -> None:
+    """Block (the daemon's `wait`) until each robot played `more` rounds beyond now."""
+    for r, fed in zip(swarm.robots, federation(swarm), strict=True):
+        swarm.call(r.index, "wait", {"federation_rounds": fed["rounds"] + more,
+                                     "timeout_s": 30.0}, timeout_s=35.0)
+
+
+def agreed(fed: list[dict[str, Any]]) -> bool:
+    """One round number, one model, one version; the last round missed no one and the
+    aggregator included all three."""
+    return (len({f["last_round"] for f in fed}) == 1 and len({f["model_digest"] for f in fed}) == 1
+            and len({f["version"] for f in fed}) == 1 and all(not f["last_missing"] for f in fed)
+            and max(len(f["last_included"]) for f in fed) == 3)
+
+
+def test_daemons_started_apart_federate_on_the_fleet_clock(tmp_path: Path) -> None:
+    with open_swarm(3, tmp_path, ready_timeout_s=120, settings=settings) as swarm:
+        swarm.wait_peers(2, timeout_s=60)
+        first = federation(swarm)
+        wait_rounds(swarm, 1)  # every robot connected for a whole round
+        # a round can miss a robot on a loaded machine, and two reads can straddle a round
+        # boundary: the fleet must agree within a few rounds, not necessarily the first
+        for _ in range(6):
+            wait_rounds(swarm, 1)
+            last = federation(swarm)
+            if agreed(last):
+                break
+        now = time.time()
+    assert agreed(last), last
+    # one round number for the fleet, from wall time (not from any process's trio clock)
+    assert abs(last[0]["last_round"] - now / INTERVAL_S) < 3
+    # different models before (learner seeds differ), one model after: averaged
+    fresh = {f["model_digest"] for f in first if f["rounds"] == 0}
+    assert len(fresh) == sum(1 for f in first if f["rounds"] == 0)
+    assert last[0]["model_digest"] not in fresh

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from peerdata.ml.aggregate.base import ClientUpdate, StateDict, check_updates, is_float
-from peerdata.ml.aggregate.geomed import GeometricMedian, capped_shares, weiszfeld
+from peerdata.ml.aggregate.geomed import GeometricMedian, capped_shares, flat, unflat, weiszfeld
 
 
 def _weighted_median(values: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -47,10 +47,8 @@ class AgreeingMean:
         floats = [k for k in keys if is_float(updates[0].state[k])]
         if not floats:
             return GeometricMedian(self.max_share).aggregate(updates)
-        base = torch.cat([reference[k].detach().to(torch.float64).flatten() for k in floats])
-        deltas = torch.stack([
-            torch.cat([u.state[k].detach().to(torch.float64).flatten() for k in floats]) - base
-            for u in updates])
+        base = flat(dict(reference), floats)
+        deltas = torch.stack([flat(u.state, floats) - base for u in updates])
         counts = torch.tensor([float(u.num_samples) for u in updates], dtype=torch.float64)
         direction = weiszfeld(deltas, capped_shares([u.num_samples for u in updates],
                                                     self.max_share))
@@ -62,14 +60,4 @@ class AgreeingMean:
             keep = cosine >= cosine.max()
         weights = counts * keep
         merged = base + (weights[:, None] * deltas).sum(dim=0) / weights.sum()
-        out: StateDict = {}
-        offset = 0
-        for k in keys:
-            ref = updates[0].state[k]
-            if k in floats:
-                size = ref.numel()
-                out[k] = merged[offset : offset + size].reshape(ref.shape).to(ref.dtype)
-                offset += size
-            else:
-                out[k] = ref.detach().clone()
-        return out
+        return unflat(merged, keys, floats, updates[0].state)

@@ -28,6 +28,31 @@ from peerdata.ml.aggregate.base import (
 )
 
 
+def flat(state: StateDict, floats: Sequence[str]) -> torch.Tensor:
+    """The float parameters `floats` of `state` as one float64 vector."""
+    if not floats:
+        return torch.zeros(0, dtype=torch.float64)
+    return torch.cat([state[k].detach().to(torch.float64).flatten() for k in floats])
+
+
+def unflat(vector: torch.Tensor, keys: Sequence[str], floats: Sequence[str],
+           like: StateDict) -> StateDict:
+    """A state dict shaped like `like`: floats from `vector` (as `flat` laid them out), every
+    other tensor copied from `like`."""
+    out: StateDict = {}
+    offset = 0
+    wanted = set(floats)
+    for k in keys:
+        ref = like[k]
+        if k in wanted:
+            size = ref.numel()
+            out[k] = vector[offset : offset + size].reshape(ref.shape).to(ref.dtype)
+            offset += size
+        else:
+            out[k] = ref.detach().clone()
+    return out
+
+
 def capped_shares(counts: Sequence[int], max_share: float) -> torch.Tensor:
     """Sample shares, each capped at `max_share` with the excess spread over the others
     (water-filling); all equal when the cap cannot be met."""
@@ -82,11 +107,7 @@ class GeometricMedian:
         """Return the geometric median of every float parameter taken together."""
         keys = check_updates(updates)
         floats = [k for k in keys if is_float(updates[0].state[k])]
-        points = torch.stack([
-            torch.cat([u.state[k].detach().to(torch.float64).flatten() for k in floats])
-            if floats else torch.zeros(0, dtype=torch.float64)
-            for u in updates
-        ])
+        points = torch.stack([flat(u.state, floats) for u in updates])
         shares = capped_shares([u.num_samples for u in updates], self.max_share)
         median = weiszfeld(points, shares, self.iterations)
         if self.outlier_factor > 0 and len(updates) > 2:
@@ -94,14 +115,4 @@ class GeometricMedian:
             keep = dist <= self.outlier_factor * dist.median().clamp_min(1e-12)
             kept = shares * keep
             median = (kept[:, None] * points).sum(dim=0) / kept.sum()
-        out: StateDict = {}
-        offset = 0
-        for k in keys:
-            ref = updates[0].state[k]
-            if k in floats:
-                size = ref.numel()
-                out[k] = median[offset : offset + size].reshape(ref.shape).to(ref.dtype)
-                offset += size
-            else:
-                out[k] = ref.detach().clone()
-        return out
+        return unflat(median, keys, floats, updates[0].state)

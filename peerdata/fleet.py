@@ -14,7 +14,6 @@ certificate) and `fleet.revocations` (the highest list it has seen).
 
 from __future__ import annotations
 
-import contextlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ from pathlib import Path
 
 from peerdata.config import LimitsConfig, TrustConfig
 from peerdata.errors import ConfigError, RemoteProtocolError, SignatureError
+from peerdata.files import replace_file
 from peerdata.identity import Identity, create_identity, load_identity
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import MemberCert, Revocations
@@ -116,19 +116,10 @@ def read_message(path: Path, kind: type[MemberCert] | type[Revocations]
 
 def write_message(path: Path, msg: MemberCert | Revocations) -> None:
     """Write `msg` to `path` atomically (mode 0600)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(encode(msg))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
+        replace_file(path, encode(msg))
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
 
 
 # -- a robot's view ----------------------------------------------------------------------------
@@ -273,15 +264,10 @@ def join_fleet_config(config_path: Path, authority: str) -> bool:
         config_from_dict(tomllib.loads(text))
     except (tomllib.TOMLDecodeError, ConfigError) as exc:
         raise ConfigError(f"{config_path}: would become invalid: {exc}") from None
-    tmp = config_path.with_name(f".{config_path.name}.{os.getpid()}.tmp")
     try:
-        tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, config_path)
+        replace_file(config_path, text.encode("utf-8"))
     except OSError as exc:
         raise ConfigError(f"{config_path}: cannot write: {exc.strerror}") from None
-    finally:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
     return True
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from peerdata.config import NetConfig, NodeConfig, load_config, render_config
 from peerdata.errors import ConfigError
+from peerdata.files import replace_file
 from peerdata.identity import Identity, create_identity, load_identity
 from peerdata.node.logs import event
 
@@ -67,15 +68,10 @@ def init_home(home: Path, name: str = "robot", listen: tuple[str, ...] = NetConf
     created_config = False
     if not cfg_path.exists():
         text = render_config(name, listen, bootstrap)
-        tmp = home / f".{CONFIG_FILE}.{os.getpid()}.tmp"
         try:
-            tmp.write_text(text, encoding="utf-8")
-            os.replace(tmp, cfg_path)
+            replace_file(cfg_path, text.encode("utf-8"))
         except OSError as exc:
             raise ConfigError(f"{cfg_path}: cannot write config: {exc.strerror}") from None
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         created_config = True
     return HomeInit(home, identity.peer_id, not had_key, created_config)
 

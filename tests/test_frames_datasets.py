@@ -18,6 +18,9 @@ from peerdata.ml.frames import GRAY_28, ImageSpec, decode_frame, fit_batch, fit_
 RGB_64 = ImageSpec(64, 3)
 
 
+NO_CORRUPTIONS = "imagecorruptions-imaug not installed: scripts/setup installs it (--no-deps)"
+
+
 def _png_declaring(width: int, height: int) -> bytes:
     """A tiny PNG whose header claims width x height (a decompression bomb's shape)."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
@@ -90,7 +93,7 @@ def test_rgb_npz_dataset(tmp_path: Path) -> None:
 
 
 def test_derived_domain_is_deterministic_per_image_and_lazy(tmp_path: Path) -> None:
-    pytest.importorskip("imagecorruptions")
+    pytest.importorskip("imagecorruptions", reason=NO_CORRUPTIONS)
     rng = np.random.default_rng(2)
     x = rng.integers(60, 200, (40, 32, 32, 3), dtype=np.uint8)
     np.savez(tmp_path / "base.npz", x=x, y=np.arange(40) % 10)
@@ -118,6 +121,6 @@ def test_derived_domain_is_deterministic_per_image_and_lazy(tmp_path: Path) -> N
     ("base:sunshine:2", "unknown corruption 'sunshine'"),
 ])
 def test_bad_derived_names_are_refused(tmp_path: Path, name: str, message: str) -> None:
-    pytest.importorskip("imagecorruptions")
+    pytest.importorskip("imagecorruptions", reason=NO_CORRUPTIONS)
     with pytest.raises(DataError, match=message):
         load_dataset(name, tmp_path)

@@ -17,7 +17,8 @@ from peerdata.ml.ood import DETECTORS
 from peerdata.ml.vision import VisionConfig, VisionModel, as_tensor
 
 torch.set_num_threads(1)
-skimage_data = pytest.importorskip("skimage").data_dir
+skimage_data = pytest.importorskip(
+    "skimage", reason="scikit-image (dev extra) ships the test photos").data_dir
 SIDE = 64  # small inputs keep these tests fast; the network takes any size
 CFG = VisionConfig(backbone="efficientnet-lite0", input_side=SIDE, num_classes=3,
                    embedding_dim=16, epochs=20, batch_size=16)

@@ -158,7 +158,7 @@ def test_relay_visits_every_peer_once(bootstrapped: dict[str, bytes]) -> None:
     before = {n: len(lr.received_labels) for n, lr in learners.items()}
     feedback = InProcessFleet(learners, seed=5).deliver({"B": candidates})["B"]
     assert [sorted(f.voters) for f in feedback] == [["A", "C"]] * 10
-    assert len({f.voters for f in feedback}) > 1  # the relay order differs per image
+    assert len({f.voters for f in feedback}) == 1  # a round's batch follows one path
     assert all(f.utility in (0.0, 0.5, 1.0) for f in feedback)
     # every peer kept every image once, in content-ID order (as the daemon's learner takes them)
     canonical = [c.label for c in sorted(candidates, key=lambda c: image_cid(c.image))]

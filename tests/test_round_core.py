@@ -63,10 +63,13 @@ def test_relay_hop_limit_loops_and_own_images() -> None:
     assert core.arrive([VoteState("b", CID, 1)]) == (["own"], [])
 
 
-def test_first_peers_rotate_with_the_round() -> None:
-    assert first_peers(3, ["c", "a", "b"], 1) == [["b", "a", "b", "c"], ["c", "a", "b", "c"],
-                                                  ["a", "a", "b", "c"]]
-    assert first_peers(2, [], 1) == [[], []]
+def test_first_peers_one_path_per_origin_and_round() -> None:
+    peers = ["c", "a", "b", ME]
+    [one, two, three] = first_peers(3, peers, 1, ME)
+    assert one == two == three and sorted(one) == ["a", "b", "c"]  # one offer: the batch
+    firsts = {first_peers(1, peers, r, ME)[0][0] for r in range(1, 30)}
+    assert firsts == {"a", "b", "c"}  # the first peer changes with the round
+    assert first_peers(2, [], 1, ME) == [[], []]
 
 
 def test_feedback_must_come_on_the_reporters_link_from_members() -> None:

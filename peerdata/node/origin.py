@@ -2,8 +2,9 @@
 its first peer, and at the deadline let the origin core decide every image's utility.
 
 Rule: the privacy filter is the only way a local image reaches an offer (`require_filtered`);
-which peer gets an image first is the round core's `first_peers`; every wait comes from
-`config.round`. Offers with `round_id` 0 are plain `send`s, outside any round.
+which peer gets an image first is the round core's `first_peers` (one offer per round: the
+batch follows the round's path); every wait comes from `config.round`. Offers with
+`round_id` 0 are plain `send`s, outside any round.
 """
 
 from __future__ import annotations
@@ -128,7 +129,8 @@ class OriginService:
             peers = sorted(self.node.transport.connected_peers())
             sizes = dict(prepared)
             todo = {cid: order for (cid, _), order
-                    in zip(prepared, first_peers(len(prepared), peers, round_id), strict=True)}
+                    in zip(prepared, first_peers(len(prepared), peers, round_id,
+                                                 self.node.peer_id), strict=True)}
             offered: dict[str, int] = {}
             tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
             async with self._intake:

@@ -152,16 +152,22 @@ class Receiver:
               novel=sum(v for v, _ in verdicts))
         return verdicts
 
-    async def _forward(self, peer: str, state: OfferItem) -> bool:
-        blob = await self.node.offload(self.store.get_blob, state.cid)
+    async def _forward(self, peer: str, states: Sequence[OfferItem]) -> bool:
+        """Offer `states` to `peer`, one offer per origin round (in practice: one)."""
+        sizes = await self.node.offload(
+            lambda: [len(self.store.get_blob(s.cid)) for s in states])
+        by_round: dict[int, list[OfferItem]] = {}
+        for state, size in zip(states, sizes, strict=True):
+            by_round.setdefault(state.origin_round, []).append(replace(state, size=size))
         try:
-            reply = await self.node.share.offer_items(peer, [replace(state, size=len(blob))],
-                                                      state.origin_round)
+            for round_id, items in by_round.items():
+                if await self.node.share.offer_items(peer, items, round_id) is None:
+                    return False
         except (TransportError, RemoteProtocolError) as exc:
-            event(log, logging.INFO, "relay_failed", peer=peer, cid=state.cid.hex()[:16],
+            event(log, logging.INFO, "relay_failed", peer=peer, images=len(states),
                   error=str(exc)[:200])
             return False
-        return reply is not None
+        return True
 
     async def _report(self, state: OfferItem) -> None:
         fb = sign_feedback(self.node.identity, origin=state.origin, cid=state.cid,

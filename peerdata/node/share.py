@@ -454,13 +454,20 @@ class ShareService:
                       attempt=job.attempt + 1, retry=again, error=str(exc)[:200])
                 return FetchJob(job.peer_id, job.round_id, rest, job.attempt + 1) if again \
                     else None
-            for item in reply.items:
-                await self._store_item(job, requested[item.cid], item)
+            # Posted together once all are stored: the round logic votes on them as one batch.
+            notices = [await self._store_item(job, requested[item.cid], item)
+                       for item in reply.items]
+            for notice in notices:
+                try:
+                    self._inbox_send.send_nowait(notice)
+                except trio.WouldBlock:
+                    self._count("inbox_dropped")
             event(log, logging.INFO, "images_fetched", peer=job.peer_id, requested=len(batch),
                   verified=len(reply.items))
         return None
 
-    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem) -> None:
+    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem
+                          ) -> ReceivedImage:
         sample = Sample(cid=item.cid, source="received", label=item.label,
                         origin=offered.origin, domain=None, prediction=None, confidence=None,
                         embedding=None, observed_round=job.round_id, created_at=self._wall_clock())
@@ -477,10 +484,7 @@ class ShareService:
         notice = ReceivedImage(cid=item.cid, sender=job.peer_id, origin=offered.origin,
                                label=item.label, media_type=item.media_type,
                                nbytes=len(item.data), round_id=job.round_id, item=offered)
-        try:
-            self._inbox_send.send_nowait(notice)
-        except trio.WouldBlock:
-            self._count("inbox_dropped")
         event(log, logging.DEBUG, "image_stored", peer=job.peer_id, cid=item.cid.hex()[:16],
               nbytes=len(item.data))
+        return notice
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import trio
@@ -33,6 +33,7 @@ from peerdata.wire.signing import sign_feedback, sign_vote
 from peerdata.wire.versions import FEEDBACK_TOPIC, VOTES_TOPIC
 
 log = logging.getLogger("peerdata.node.receiver")
+T = TypeVar("T")
 
 REPORT_PROTOCOL = "/peerdata/report/1.0.0"  # Feedback -> empty OfferReply (ack) / ErrorReply
 GOSSIP_RATE_PER_S = 8.0  # below the ~10 msg/s per peer that gossip peers tolerate
@@ -58,7 +59,8 @@ class Receiver:
                                report=self._report)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[tuple[str, bytes]](
             GOSSIP_QUEUE)
-        self._arrive_send, self._arrive_recv = trio.open_memory_channel[OfferItem](ARRIVALS)
+        self._arrive_send, self._arrive_recv = trio.open_memory_channel[list[OfferItem]](
+            ARRIVALS)
         self.counts = {"gossip_dropped": 0, "reports_direct": 0, "reports_gossip": 0,
                        "arrivals_dropped": 0}
 
@@ -76,30 +78,28 @@ class Receiver:
     async def _read_arrivals(self) -> None:
         got: ReceivedImage
         async for got in self.node.inbox:
-            await self._arrive(got.item)
+            await self._arrive([got.item, *(g.item for g in _drain(self.node.inbox))])
 
     async def _read_held(self) -> None:
         held: HeldState
-        async for held in self.node.share.held_inbox:
-            await self._arrive(held.item)
+        inbox = self.node.share.held_inbox
+        async for held in inbox:
+            await self._arrive([held.item, *(h.item for h in _drain(inbox))])
 
-    async def _arrive(self, item: OfferItem) -> None:
-        if item.origin_round == 0:
-            return  # a plain `send`, outside any round
+    async def _arrive(self, items: list[OfferItem]) -> None:
+        """Queue what arrived together (a fetch reply, an offer of held images) as one batch."""
+        items = [i for i in items if i.origin_round != 0]  # 0: a plain `send`, outside rounds
+        if not items:
+            return
         try:
-            self._arrive_send.send_nowait(item)
+            self._arrive_send.send_nowait(items)
         except trio.WouldBlock:
-            self.counts["arrivals_dropped"] += 1
-            event(log, logging.WARNING, "arrival_dropped", cid=item.cid.hex()[:16])
+            self.counts["arrivals_dropped"] += len(items)
+            event(log, logging.WARNING, "arrival_dropped", images=len(items))
 
     async def _process_arrivals(self, nursery: trio.Nursery) -> None:
         async for first in self._arrive_recv:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._arrive_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = [*first, *(i for more in _drain(self._arrive_recv) for i in more)]
             nursery.start_soon(self.relay.handle, batch)
 
     async def _vote(self, items: Sequence[OfferItem]) -> list[tuple[bool, float]]:
@@ -244,3 +244,13 @@ class Receiver:
                 continue
             if taken is not None:
                 self._notify()
+
+
+def _drain(channel: trio.MemoryReceiveChannel[T]) -> list[T]:
+    """What is waiting in `channel` now, without waiting."""
+    out: list[T] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return out

@@ -144,7 +144,7 @@ def test_simulator_hop_limit_bounds_the_chain() -> None:
     sim = Simulator(names, max_hops=2)
     result = sim.run_round({"a": [CID]}, lambda me, sts: [True] * len(sts))
     [u] = result.utilities["a"]
-    assert len(u.voters) == 3 and u.source == "feedback"  # the first peer, then 2 relays
+    assert len(u.voters) == 2 and u.source == "feedback"  # the offer, then one relay: 2 hops
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -18,7 +18,8 @@ import numpy as np
 import trio
 
 from peerdata.errors import DataError, PeerdataError, RemoteProtocolError, TransportError
-from peerdata.node.feedback import OriginDesk
+from peerdata.node.delivery import VoteDelivery, vote_records
+from peerdata.node.feedback import OriginDesk, vote_window_s
 from peerdata.node.ingest import to_pixels
 from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost
@@ -63,6 +64,11 @@ class Receiver:
             ARRIVALS)
         self.counts = {"gossip_dropped": 0, "reports_direct": 0, "reports_gossip": 0,
                        "arrivals_dropped": 0}
+        net = node.config.net
+        self.delivery = VoteDelivery(
+            node.store, node.offload, self._send_vote, node.wall_time,
+            expire_s=0.8 * vote_window_s(self.cfg.vote_deadline_s),
+            retry_initial_s=net.reconnect_initial_s, retry_max_s=net.reconnect_max_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -72,6 +78,7 @@ class Receiver:
             for fn in (self._read_arrivals, self._read_held, self._read_gossip,
                        self._publish_gossip):
                 nursery.start_soon(fn)
+            await nursery.start(self.delivery.run)
             nursery.start_soon(self._process_arrivals, nursery)
             task_status.started()
 
@@ -139,15 +146,25 @@ class Receiver:
                 verdicts[i] = (bool(novel[k]), s if np.isfinite(s) else 0.0)
         now = self.node.wall_time()
         records = []
+        signed = []
         for item, (novel_i, score_i) in zip(items, verdicts, strict=True):
             vote = sign_vote(self.node.identity, origin=item.origin, cid=item.cid,
                              round_id=item.origin_round, novel=novel_i, score=score_i,
                              timestamp=now)
-            self._publish(VOTES_TOPIC, encode(vote))
+            signed.append((vote, encode(vote)))
             records.append(VoteRecord(cid=item.cid, origin=item.origin, voter=self.node.peer_id,
                                       round_id=item.origin_round, novel=novel_i, score=score_i,
                                       received_at=now, late=False))
-        await self.node.offload(lambda: [store.add_vote(r) for r in records])
+
+        def keep() -> None:
+            store.put_outbox(vote_records(signed, now))  # durable before anything leaves
+            for r in records:
+                store.add_vote(r)
+
+        await self.node.offload(keep)
+        self.delivery.kick()
+        for _vote, data in signed:  # the fleet's audit trail; best effort
+            self._publish(VOTES_TOPIC, data)
         event(log, logging.INFO, "voted", images=len(items),
               novel=sum(v for v, _ in verdicts))
         return verdicts
@@ -201,14 +218,36 @@ class Receiver:
         self._publish(FEEDBACK_TOPIC, data)
 
     async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
-        """Serve /peerdata/report/1.0.0: Feedback on one of our images, acknowledged."""
-        fb = decode_as(payload, Feedback, limits=self.node.config.limits)
-        if fb.origin != self.node.peer_id:
-            return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
+        """Serve /peerdata/report/1.0.0: Feedback or a Vote on one of our images, acknowledged
+        once judged and stored (a bad one raises: the link is dropped)."""
+        msg = decode_as(payload, Feedback, Vote, limits=self.node.config.limits)
+        if msg.origin != self.node.peer_id:
+            return encode(ErrorReply(code="bad_request", message="not about our image"))
+        if isinstance(msg, Vote) and msg.voter != peer_id:
+            raise RemoteProtocolError("a vote must come on its voter's own link")
         async with self.intake:  # never judged while our offers are still being recorded
-            await self.node.offload(self.desk.take_feedback, fb, peer_id)  # bad: link dropped
+            if isinstance(msg, Vote):
+                await self.node.offload(self.desk.take_vote, msg)
+            else:
+                await self.node.offload(self.desk.take_feedback, msg, peer_id)
         self._notify()
         return encode(OfferReply(wanted=()))
+
+    async def _send_vote(self, origin: str, data: bytes) -> bool | None:
+        """One vote to its origin: True acknowledged, False refused, None unreachable."""
+        try:
+            raw = await self.node.transport.request(origin, REPORT_PROTOCOL, data)
+            reply = decode_as(raw, OfferReply, ErrorReply, limits=self.node.config.limits)
+        except TransportError:
+            return None
+        except RemoteProtocolError as exc:
+            await self.node.drop_link(origin, f"bad vote reply: {exc}")
+            return False
+        if isinstance(reply, ErrorReply):
+            event(log, logging.WARNING, "vote_refused", peer=origin, code=reply.code,
+                  message=reply.message)
+            return False
+        return True
 
     # -- gossip ----------------------------------------------------------------------------
 

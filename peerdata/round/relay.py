@@ -10,9 +10,9 @@ Batches and bounded chains: every image an origin shares in a round follows one 
 (origin, round)'s own permutation of the peers (`path_order`: a hash of origin, round and
 peer). So the origin makes one offer per round to its first peer (`first_peers`), and each
 voter passes the whole batch on in one offer to its next peer; different origins and rounds
-take different paths, which spreads the load. A chain holds at most `max_hops + 1` voters: a
-*sample* of the fleet, whatever its size, so relay and vote traffic per robot is O(max_hops),
-not O(fleet).
+take different paths, which spreads the load. A state travels at most `max_hops` hops, the
+origin's offer being the first, so a chain holds at most `max_hops` voters: a *sample* of the
+fleet, whatever its size, and relay and vote traffic per robot is O(max_hops), not O(fleet).
 
 Events in: `arrive`, `voted`, `forward_done`. Actions out: `NeedVote`, `Forward`, `Report`.
 Time is an argument; the driver (daemon or simulator) performs the actions.
@@ -152,7 +152,7 @@ class RelayCore:
         """My verdict on `state`; `peers` are those connected now. The first pass-on step."""
         self.counts["voted"] += 1
         mine = after_vote(state, self.me, novel)
-        if mine.hops + 1 > self.max_hops:
+        if mine.hops + 1 >= self.max_hops:  # it came `hops + 1` hops (the offer is the first)
             return self._report(mine)
         passing = _Passing(mine, candidate_order(mine, peers, self.me), now + self.deadline_s)
         self._passing[mine.key] = passing

@@ -5,7 +5,9 @@ offered and what arrived.
 
 Rule: the plan is a pure function of (seed, robots, rounds, timing), so a run can be repeated;
 each fault runs on its own thread, holding its robot's lock (a robot is never killed while
-frozen, or restarted twice), and everything is healed and restarted before the check.
+frozen, or restarted twice); a fault whose robot is down or busy is redrawn (seeded) onto a
+free present robot, so every planned fault is applied unless none is free until the run's end;
+everything is healed and restarted before the check.
 Partitions need emulated links (`netem`); without them each is recorded as skipped.
 """
 
@@ -18,7 +20,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from peerdata.testing.storecheck import HomeCheck, check_home
 from peerdata.testing.swarm import Swarm, kill_robot, open_swarm, stop_robot, write_images
 
 RELINK_TIMEOUT_S = 30.0
+REDRAW_POLL_S = 0.2  # a fault whose robot is down or busy looks for a free one this often
 
 
 @dataclass(frozen=True)
@@ -73,6 +76,7 @@ class FaultReport:
     plan: FaultPlan
     applied: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    redrawn: dict[str, int] = field(default_factory=dict)  # applied to another robot
     relink_s: list[float] = field(default_factory=list)  # restart ready -> linked to all live
     relink_timeouts: int = 0
     offered: int = 0  # images a live sender offered and its live receiver wanted
@@ -94,6 +98,7 @@ class FaultReport:
         relink = sorted(self.relink_s)
         return {
             "seed": self.plan.seed, "applied": self.applied, "skipped": self.skipped,
+            "redrawn": self.redrawn,
             "churn_leaves": sum(len(c) for c in self.plan.churn),
             "relink_s_max": relink[-1] if relink else None,
             "relink_s_p50": relink[len(relink) // 2] if relink else None,
@@ -144,12 +149,33 @@ class _Fleet:
                 self.report.relink_timeouts += 1
 
 
-def _apply(fleet: _Fleet, fault: Fault, t0: float) -> None:
+def _take(fleet: _Fleet, fault: Fault, rng: random.Random, until: float) -> int | None:
+    """The fault's robot, locked; if it is down or busy with another fault, another present
+    robot drawn with `rng` (waiting for one to be free until `until`); None if none was."""
+    if fault.robot in fleet.present() and fleet.locks[fault.robot].acquire(blocking=False):
+        return fault.robot
+    while time.monotonic() < until:
+        candidates = sorted(fleet.present())
+        rng.shuffle(candidates)
+        for i in candidates:
+            if fleet.locks[i].acquire(blocking=False):
+                if i in fleet.present():
+                    return i
+                fleet.locks[i].release()
+        time.sleep(REDRAW_POLL_S)
+    return None
+
+
+def _apply(fleet: _Fleet, fault: Fault, t0: float, rng: random.Random, until: float) -> None:
     time.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
-    lock = fleet.locks[fault.robot]
-    if fault.robot not in fleet.present() or not lock.acquire(blocking=False):
-        fleet.count(fleet.report.skipped, fault.kind)  # already down or busy with a fault
+    index = _take(fleet, fault, rng, until)
+    if index is None:
+        fleet.count(fleet.report.skipped, fault.kind)  # nobody free until the run's end
         return
+    if index != fault.robot:
+        fleet.count(fleet.report.redrawn, fault.kind)
+    fault = replace(fault, robot=index)
+    lock = fleet.locks[index]
     try:
         robot = fleet.swarm.robots[fault.robot]
         netem = fleet.swarm.netem
@@ -216,8 +242,10 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
         swarm.wait_peers(robots - 1, 60.0)
         fleet = _Fleet(swarm, report)
         t0 = time.monotonic()
-        threads = [threading.Thread(target=_apply, args=(fleet, f, t0), daemon=True)
-                   for f in plan.faults]
+        until = t0 + rounds * round_s
+        threads = [threading.Thread(target=_apply, daemon=True, args=(
+            fleet, f, t0, random.Random(f"{seed}/{k}"), until))
+            for k, f in enumerate(plan.faults)]
         for t in threads:
             t.start()
         for r in range(rounds):

@@ -63,11 +63,12 @@ class VoteDelivery:
 
     def __init__(self, store: Store, offload: Callable[..., Awaitable[object]], send: SendFn,
                  wall_clock: Callable[[], float], *, expire_s: float, retry_initial_s: float,
-                 retry_max_s: float) -> None:
+                 retry_max_s: float, send_timeout_s: float) -> None:
         self.store, self._offload, self._send = store, offload, send
         self._wall_clock = wall_clock
         self.expire_s, self.retry_initial_s, self.retry_max_s = (
             expire_s, retry_initial_s, retry_max_s)
+        self.send_timeout_s = send_timeout_s
         self._wake = trio.Event()
         self._busy: set[str] = set()  # origins with a delivery task running
         self._empty = trio.Event()
@@ -125,7 +126,9 @@ class VoteDelivery:
                 done: list[bytes] = []
                 unreachable = False
                 for rec in recs:
-                    ok = await self._send(origin, rec.data)
+                    ok = None  # a send that hangs past `send_timeout_s`: unreachable
+                    with trio.move_on_after(self.send_timeout_s):
+                        ok = await self._send(origin, rec.data)
                     if ok is None:
                         unreachable = True
                         break

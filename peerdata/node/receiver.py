@@ -68,7 +68,8 @@ class Receiver:
         self.delivery = VoteDelivery(
             node.store, node.offload, self._send_vote, node.wall_time,
             expire_s=0.8 * vote_window_s(self.cfg.vote_deadline_s),
-            retry_initial_s=net.reconnect_initial_s, retry_max_s=net.reconnect_max_s)
+            retry_initial_s=net.reconnect_initial_s, retry_max_s=net.reconnect_max_s,
+            send_timeout_s=net.request_timeout_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:

@@ -200,6 +200,7 @@ class RoundService:
         assert stats is not None  # set when the learner task started
         out.update(ranker_trained=stats.ranker_fits, learner=asdict(stats),
                    relay=dict(self.relay.counts), origin=dict(self.desk.counts),
-                   round_counts={**self.observer.counts, **self.receiver.counts},
+                   round_counts={**self.observer.counts, **self.receiver.counts,
+                                 **self.receiver.delivery.counts},
                    policy=self.origin.policy)
         return out

@@ -5,7 +5,6 @@ by its origin (the outbox delivers what the stop or the kill left); no store is 
 from __future__ import annotations
 
 import sqlite3
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -13,6 +12,7 @@ import pytest
 from test_round_swarm import each, start, write_feed
 
 from peerdata.control.client import call
+from peerdata.testing.faultrounds import round_ledger, wait_delivered
 from peerdata.testing.swarm import Robot, kill_robot, start_robot, stop_robot
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
@@ -32,38 +32,6 @@ def fleet(tmp_path: Path) -> Iterator[list[Robot]]:
             stop_robot(r)
 
 
-def outbox_votes(home: Path) -> int:
-    with sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True) as db:
-        return int(db.execute("SELECT count(*) FROM outbox WHERE kind = 'vote'").fetchone()[0])
-
-
-def wait_delivered(robots: list[Robot], timeout_s: float = 60.0) -> None:
-    """Until no robot has a vote left to deliver (the store is the only view from outside)."""
-    deadline = time.monotonic() + timeout_s
-    while any(outbox_votes(r.home) for r in robots):
-        assert time.monotonic() < deadline, [outbox_votes(r.home) for r in robots]
-        time.sleep(0.2)
-
-
-def ledger(robots: list[Robot]) -> tuple[int, int]:
-    """(votes cast by any robot on another's image, those its origin recorded)."""
-    ids = {}
-    cast: set[tuple[bytes, str, str, int]] = set()
-    recorded: set[tuple[bytes, str, str, int]] = set()
-    for r in robots:
-        with sqlite3.connect(f"file:{r.home / 'store.sqlite'}?mode=ro", uri=True) as db:
-            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-            rows = db.execute("SELECT cid, origin, voter, round_id FROM votes").fetchall()
-        ids[r.index] = r.peer_id
-        for cid, origin, voter, rid in rows:
-            key = (bytes(cid), origin, voter, rid)
-            if voter == r.peer_id and origin != r.peer_id:
-                cast.add(key)
-            elif origin == r.peer_id and voter != r.peer_id:
-                recorded.add(key)
-    return len(cast), len(cast & recorded)
-
-
 def test_sigterm_and_sigkill_mid_round_lose_no_vote(fleet: list[Robot], tmp_path: Path) -> None:
     robots = fleet
     each(robots, "wait", {"peers": 2, "timeout_s": 60})
@@ -81,8 +49,12 @@ def test_sigterm_and_sigkill_mid_round_lose_no_vote(fleet: list[Robot], tmp_path
             w = call(r.home, "wait_round", {"round_id": starts[i]["round_id"],
                                             "timeout_s": 60}, timeout_s=70)
             assert w["complete"] or w["finished_at"] is not None, w
-        wait_delivered(robots)
+        assert wait_delivered([r.home for r in robots], 60.0)
         left = [call(r.home, "status")["round_counts"] for r in robots]
         assert sum(c["votes_refused"] for c in left) == 0, left
-        cast, recorded = ledger(robots)
-        assert cast > 0 and recorded == cast, (rnd, cast, recorded, left)
+        led = round_ledger([(r.peer_id, r.home) for r in robots])
+        assert led.votes_cast > 0 and led.lost_votes == 0, (rnd, led, left)
+        assert led.votes_unknown == 0 and led.feedback_duplicates == 0, led
+    for r in robots:
+        with sqlite3.connect(f"file:{r.home / 'store.sqlite'}?mode=ro", uri=True) as db:
+            assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from peerdata.errors import PeerdataError
+from peerdata.testing import faultrounds
 from peerdata.testing.storecheck import HomeCheck, check_home
 from peerdata.testing.swarm import Swarm, kill_robot, open_swarm, stop_robot, write_images
 
@@ -82,6 +83,8 @@ class FaultReport:
     offered: int = 0  # images a live sender offered and its live receiver wanted
     arrived: int = 0
     send_failures: int = 0  # offers refused because one end was down
+    command_failures: dict[str, int] = field(default_factory=dict)  # gu: a robot was hit
+    rounds: faultrounds.RoundLedger | None = None  # gu: votes and utilities
     homes: list[HomeCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -106,7 +109,11 @@ class FaultReport:
             "arrived": self.arrived, "lost_records": self.lost_records,
             "send_failures": self.send_failures, "corrupt_records": self.corrupt_records,
             "homes": [h.to_json() for h in self.homes], "notes": self.notes,
-            "ok": self.corrupt_records == 0 and self.lost_records == 0,
+            "command_failures": self.command_failures,
+            "rounds": None if self.rounds is None else self.rounds.to_json(),
+            "lost_votes": None if self.rounds is None else self.rounds.lost_votes,
+            "ok": self.corrupt_records == 0 and self.lost_records == 0
+            and (self.rounds is None or self.rounds.lost_votes == 0),
             "plan": [asdict(f) for f in self.plan.faults],
         }
 
@@ -228,18 +235,25 @@ def _share_round(fleet: _Fleet, round_no: int, images: int,
 
 
 def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: int = 1,
-               round_s: float = 20.0, netem: str | None = None,
+               round_s: float = 20.0, netem: str | None = None, work: str = "send",
                progress: Callable[[str], None] = lambda _m: None,
                **counts: Any) -> FaultReport:
     """Run the seeded plan over a fleet of `robots` daemons under `out`; check every home.
 
+    `work`: what the robots do meanwhile: `send` (all-to-all offers of `images` images per
+    pair) or `gu` (GU sharing rounds, `faultrounds.py`; then the vote/utility ledger).
     `counts` go to `plan_faults` (kills, freezes, partitions, churn).
     """
+    if work not in ("send", "gu"):
+        raise PeerdataError(f"unknown fault-run work {work!r} (send or gu)")
     plan = plan_faults(seed, robots, rounds, round_s, **counts)
     report = FaultReport(plan)
     ledger: dict[int, set[str]] = {i: set() for i in range(robots)}
-    with open_swarm(robots, out, netem=netem) as swarm:
+    settings = faultrounds.round_settings() if work == "gu" else None
+    with open_swarm(robots, out, netem=netem, settings=settings) as swarm:
         swarm.wait_peers(robots - 1, 60.0)
+        if work == "gu":
+            faultrounds.bootstrap(swarm, out)
         fleet = _Fleet(swarm, report)
         t0 = time.monotonic()
         until = t0 + rounds * round_s
@@ -254,7 +268,11 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
                 fleet.mark(i, True)
                 stop_robot(swarm.robots[i])
                 fleet.count(report.applied, "churn_leave")
-            _share_round(fleet, r, images, ledger)
+            if work == "gu":
+                faultrounds.gu_round(swarm, sorted(fleet.present()), r, out,
+                                     lambda cmd: fleet.count(report.command_failures, cmd))
+            else:
+                _share_round(fleet, r, images, ledger)
             progress(f"round {r + 1}: {len(left)} robots away, {report.send_failures} "
                      f"offers refused so far")
             time.sleep(max(0.0, t0 + (r + 1) * round_s - time.monotonic()))
@@ -273,6 +291,12 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
             with contextlib.suppress(PeerdataError):
                 swarm.call(i, "wait", {"images_received": len(ledger[i]), "timeout_s": 30.0},
                            timeout_s=35.0)
+        if work == "gu":  # the last rounds end at their deadline; votes left are delivered
+            time.sleep(faultrounds.DEADLINE_S + 2.0)
+            faultrounds.wait_delivered([swarm.home(i) for i in range(robots)], 60.0)
+        ids = [(r.peer_id, swarm.home(r.index)) for r in swarm.robots]
+    if work == "gu":
+        report.rounds = faultrounds.round_ledger(ids)
     for i in range(robots):
         home = swarm.home(i)
         report.homes.append(check_home(home))

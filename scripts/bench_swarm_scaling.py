@@ -59,12 +59,12 @@ def feedback_counts(home: Path) -> tuple[int, int]:
 
 
 def measure(size: int, rounds: int, budget: float, work: Path, netem: str | None,
-            vote_deadline_s: float) -> dict[str, Any]:
+            vote_deadline_s: float, gossip_votes: bool = False) -> dict[str, Any]:
     """One swarm run; its per-round figures (means over robots and rounds)."""
     s = fleet(size, rounds, budget)
     folder = work / f"n{size}-{budget}"
     plan = SwarmPlan(s, resolve_data_dir(None), DriverSettings(vote_timeout_s=vote_deadline_s),
-                     netem=netem)
+                     netem=netem, gossip_votes=gossip_votes)
     results = run_swarm_experiment(plan, folder,
                                    lambda msg: print(f"  n={size}: {msg}", file=sys.stderr))
     run = results["swarm"]["gu"][0]
@@ -98,11 +98,13 @@ def main() -> None:
     parser.add_argument("--vote-deadline", type=float, default=60.0)
     parser.add_argument("--netem", default=None, help='e.g. "delay 50ms loss 2%%" (root only)')
     parser.add_argument("--out", type=Path, default=None, help="keep homes and data here")
+    parser.add_argument("--gossip-votes", action="store_true",
+                        help="daemons also publish every vote on gossip (round.gossip_votes)")
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     sizes = [int(x) for x in args.sizes.split(",")]
-    rows = [measure(n, args.rounds, args.budget, work, args.netem, args.vote_deadline)
-            for n in sizes]
+    rows = [measure(n, args.rounds, args.budget, work, args.netem, args.vote_deadline,
+                    args.gossip_votes) for n in sizes]
     cols = ["robots", "rounds", "round_s_mean", "feedback_ratio", "offer_bytes_per_round_per_robot",
             "bytes_sent_per_round_per_robot", "vote_latency_p50_s", "vote_latency_p99_s",
             "peak_rss_mib_mean"]

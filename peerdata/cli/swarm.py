@@ -128,6 +128,9 @@ def swarm(
         "--netem, 30% churn per round) while the robots share, then check every home",
         show_default=False,
     )] = None,
+    gossip_votes: Annotated[bool, typer.Option(
+        "--gossip-votes", help="scenario: each daemon also publishes every vote on gossip "
+        "(round.gossip_votes; e.g. for a js-libp2p peer watching the fleet)")] = False,
     fault_work: Annotated[str, typer.Option(
         "--fault-work", help="faults: what the robots do meanwhile: send (plain offers) or gu "
         "(GU sharing rounds, with the vote ledger)")] = "send",
@@ -148,7 +151,7 @@ def swarm(
             return
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
-                           (timeout_s or 600.0, vote_deadline_s), netem, fmt)
+                           (timeout_s or 600.0, vote_deadline_s), netem, gossip_votes, fmt)
             return
         if faults is not None:
             _faults_mode(robots, rounds or 3, images, out, faults, netem, fault_work, fmt)
@@ -160,7 +163,7 @@ def swarm(
 
 def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
                    data_dir: Path | None, force: bool, timeouts: tuple[float, float],
-                   netem: str | None, fmt: Format) -> None:
+                   netem: str | None, gossip_votes: bool, fmt: Format) -> None:
     from peerdata.datasets import resolve_data_dir
     from peerdata.experiment.report import check_output_dir, write_atomically
     from peerdata.scenario import load_scenario
@@ -176,7 +179,8 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     spec = load_scenario(name).with_overrides(**changes)
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
     check_output_dir(out_dir, force)
-    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem)
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem,
+                     gossip_votes=gossip_votes)
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 

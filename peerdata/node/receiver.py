@@ -164,8 +164,9 @@ class Receiver:
 
         await self.node.offload(keep)
         self.delivery.kick()
-        for _vote, data in signed:  # the fleet's audit trail; best effort
-            self._publish(VOTES_TOPIC, data)
+        if self.cfg.gossip_votes:  # the fleet's audit trail; best effort
+            for _vote, data in signed:
+                self._publish(VOTES_TOPIC, data)
         event(log, logging.INFO, "voted", images=len(items),
               novel=sum(v for v, _ in verdicts))
         return verdicts

@@ -293,3 +293,24 @@ async def test_fetch_failing_in_transit_is_retried_with_backoff(
             gaps = [round(y - x, 3) for x, y in zip(calls, calls[1:], strict=False)]
             assert gaps == [net.reconnect_initial_s, 2 * net.reconnect_initial_s]
             assert b.store.get_blob(item.cid) == data
+
+
+async def test_a_send_the_peer_failed_to_fetch_is_offered_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The receiver wanted the image, then lost the link before fetching it (as a robot killed
+    then: its fetch queue is gone): the sender kept the send and offers it again."""
+    with trio.fail_after(300):
+        async with AsyncExitStack() as stack:
+            network = MemoryNetwork()
+            a, b = await _pair(stack, network)
+            cid = add_local(a.store, png(7))
+            network.partition(a.node.peer_id, b.node.peer_id)  # replies, then no fetch
+            with pytest.raises(TransportError):
+                await a.node.share.offer(b.node.peer_id, [cid])
+            assert [r.peer for r in a.store.list_outbox("send")] == [b.node.peer_id]
+            network.heal(a.node.peer_id, b.node.peer_id)
+            await b.node.wait_until(lambda s: s.share.images_verified == 1)
+            assert b.store.get_sample(cid) is not None
+            assert a.node.share.sends.counts["resent"] >= 1
+            assert a.store.list_outbox("send") == []  # served: removed before the reply left

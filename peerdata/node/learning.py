@@ -216,8 +216,11 @@ class LearnerHost:
     def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
         """Retrain the ranker on all feedback so far (new `feedback` added), then fine-tune."""
         started = time.perf_counter()
-        fresh = [(cid, u) for cid, u in feedback
-                 if cid in self.shared and cid not in self.fed_back]
+        utility = dict(feedback)
+        # in the order the images were selected, as in-process: the ranker's fit sees its
+        # examples in the order given
+        fresh = [(cid, utility[cid]) for cid in self.shared
+                 if cid in utility and cid not in self.fed_back]
         name = self.learner.name
         items = [Feedback(name, self.shared[cid], float(u), ()) for cid, u in fresh]
         ranker_loss = None

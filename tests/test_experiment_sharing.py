@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
@@ -190,3 +192,36 @@ def test_min_utility_skips_images_no_peer_wants(bootstrapped: dict[str, bytes]) 
     chosen = b.select_for_sharing("gu", 0.5)
     assert 0 < len(chosen) < 50  # the budget allows 50; only likely-useful images go
     assert all(c.predicted_utility >= 0.4 for c in chosen)
+
+
+def test_round_outcome_does_not_depend_on_delivery_order(bootstrapped: dict[str, bytes]) -> None:
+    """Two delivery orders (simulator seeds) group the images differently at every voter:
+    the same utilities, the same images kept in the same order, the same models after."""
+    third = RobotLearner("C", CONFIG, seed=7)
+    b = _batch({"bars": 120, "spots": 30}, seed=12)
+    third.bootstrap(b.images, b.labels, b.domains)
+    checkpoints = {**bootstrapped, "C": third.checkpoint()}
+    batches = {"A": _batch({"bars": 100}, 60), "B": _batch({"bars": 80, "rings": 20}, 61),
+               "C": _batch({"bars": 80, "spots": 20}, 62)}
+    runs, groups = [], []
+    for seed in (1, 2):
+        learners = _restore(checkpoints)
+        calls: list[tuple[str, int]] = []  # (voter, images voted together)
+        for name, lr in learners.items():
+            def vote(images: np.ndarray, lr: RobotLearner = lr, name: str = name,
+                     calls: list[tuple[str, int]] = calls) -> Any:
+                calls.append((name, len(images)))
+                return RobotLearner.vote(lr, images)
+            lr.vote = vote  # type: ignore[method-assign]
+        outcome = InProcessFleet(learners, seed=seed).run_round(batches, policy="gu",
+                                                                budget=0.2)
+        runs.append((outcome, learners))
+        groups.append(calls)
+    assert groups[0] != groups[1]  # the images reached the voters in other groups
+    (first, a), (second, b_) = runs
+    for name in a:
+        assert [f.utility for f in first.feedback[name]] == \
+               [f.utility for f in second.feedback[name]]
+        assert np.array_equal(a[name].received_images, b_[name].received_images)
+        for k, v in a[name].weights().items():
+            assert torch.equal(v, b_[name].weights()[k])

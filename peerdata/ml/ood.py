@@ -14,6 +14,7 @@ features), the detectors that work best with a pretrained backbone.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -74,10 +75,15 @@ class _CalibratedDetector:
         self.threshold = float(np.quantile(scores, self.tpr))
 
     def vote(self, model: VisionModel, images: np.ndarray) -> OodVote:
-        """Score the images and mark those above the calibrated threshold as novel."""
+        """Score the images and mark those above the calibrated threshold as novel.
+
+        Each image is scored alone: its verdict never depends on the images it arrived with
+        (a batch's float reductions, and its dropout masks, would differ with its grouping).
+        """
         if self.threshold is None:
             raise DataError(f"{self.name} detector used before fit()")
-        score = self.score(model, images)
+        score = np.array([self.score(model, images[i:i + 1])[0] for i in range(len(images))],
+                         np.float64).reshape(len(images))
         return OodVote(score > self.threshold, score, self.threshold)
 
 
@@ -98,8 +104,19 @@ class McDropoutDetector(_CalibratedDetector):
             raise ConfigError(f"measure must be 'entropy' or 'mutual_information', not {measure!r}")
         self.samples, self.measure, self.seed = samples, measure, seed
 
+    def image_seed(self, image: np.ndarray) -> int:
+        """The dropout seed of one image: from the detector's seed and the image's pixels, so
+        its masks are the same whatever it is scored with."""
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8,
+                                 key=self.seed.to_bytes(8, "big", signed=True)).digest()
+        return int.from_bytes(digest, "big") >> 1
+
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        probs = model.sample_probabilities(images, self.samples, self.seed)  # S x N x C
+        if not len(images):
+            return np.zeros(0)
+        probs = np.concatenate([  # S x N x C, each image with its own masks
+            model.sample_probabilities(images[i:i + 1], self.samples, self.image_seed(images[i]))
+            for i in range(len(images))], axis=1)
         mean = probs.mean(axis=0)
         predictive = -(mean * np.log(np.clip(mean, 1e-12, 1))).sum(axis=1)
         if self.measure == "entropy":

@@ -19,7 +19,12 @@ import trio
 
 from peerdata.config import FederationConfig
 from peerdata.errors import LocalProtocolError, TransportError
-from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
+from peerdata.federated.tensors import (
+    BlobOptions,
+    ErrorFeedback,
+    blobs_from_state,
+    state_from_blobs,
+)
 from peerdata.federated.validate import (
     Expectation,
     Hold,
@@ -102,6 +107,7 @@ class FederatedPeer:
         self._config = config
         self._rule = rule
         self._options = BlobOptions(config.update_dtype, config.topk_fraction)
+        self._memory = ErrorFeedback()  # what top-k left out of our deltas, sent later
         self.global_state = {k: v.detach().clone() for k, v in global_state.items()}
         self.version = version
         self.hold: Hold | None = None  # where updates a round early wait (the inbox's hold)
@@ -134,7 +140,10 @@ class FederatedPeer:
         Raises:
             LocalProtocolError: the encoding exceeds federation.max_update_bytes.
         """
-        blobs = blobs_from_state(state, options, base)
+        if base is not None and options.topk_fraction < 1:
+            blobs = self._memory.blobs(state, options, base)
+        else:
+            blobs = blobs_from_state(state, options, base)
         msg = sign_model_update(
             self._identity, round_id=round_id, base_version=base_version, kind=kind,
             is_delta=base is not None, num_samples=local.num_samples if local else 1,

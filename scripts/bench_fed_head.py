@@ -10,8 +10,9 @@ encoding (signed ModelUpdate bytes) and the aggregate is built from what was *de
 lossy encoding costs the accuracy it really costs. Variants: dense float32 / float16 deltas,
 top-k float16 deltas with error feedback (`peerdata.federated.tensors.ErrorFeedback`, as the
 daemon does) and without. The global model comes back as the daemon sends it (the full head,
-dense, in the update dtype), or, in the `both_` variant, as a top-k delta too (no memory: the
-aggregator rotates). The reference is a full-model update of the same network (trunk +
+dense, in the update dtype), or, in the `both_` variants (what the daemon does when top-k is
+configured: `FederatedPeer.send_globals`), as a top-k delta too (no memory: the aggregator
+rotates). The reference is a full-model update of the same network (trunk +
 head, float32): ratios are bytes per message over that. Prints a table; last line is JSON.
 
     PEERDATA_DATA_DIR=../shared/data .venv/bin/python scripts/bench_fed_head.py
@@ -48,6 +49,7 @@ VARIANTS = {  # name: (dtype, top-k fraction up, error feedback up, top-k fracti
     "up_topk0.25_f16_ef": ("float16", 0.25, True, 1.0),
     "up_topk0.2_f16_ef": ("float16", 0.2, True, 1.0),
     "both_topk0.25_f16_ef": ("float16", 0.25, True, 0.25),
+    "both_topk0.2_f16_ef": ("float16", 0.2, True, 0.2),
 }
 
 

@@ -127,6 +127,44 @@ async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClo
     assert all(results[i.peer_id][1].version == 2 for i in IDS)
 
 
+async def test_top_k_global_goes_as_a_delta_to_robots_in_step(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With top-k configured the aggregator sends its model as a top-k delta to the peers whose
+    update it took (they hold its version) and whole, in float32, to a late one: all three end
+    with the same bytes, and the delta was the smaller message."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id,
+                           clock_skew_s=0.0, topk_fraction=0.5)
+    net = MemoryNetwork(seed=15)
+    members = [i.peer_id for i in IDS]
+    trained = {A.peer_id: [4.0, 2.0, 0.0, 0.0], B.peer_id: [0.0, 0.0, 6.0, 1.0],
+               C.peer_id: [9.0, 9.0, 9.0, 9.0]}
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wired = await open_wired(stack, net, members, cfg.max_update_bytes)
+
+            async def node(ident: Identity, delay: float) -> None:
+                transport, inbox = wired[ident.peer_id]
+                peer = FederatedPeer(ident, cfg, FedAvg(), {"w": torch.zeros(4)})
+                await trio.sleep(delay)  # virtual: C trains past A's deadline
+                out[ident.peer_id] = await peer.aggregator_round(
+                    1, members, LocalModel({"w": torch.tensor(trained[ident.peer_id])}, 1),
+                    send_update=transport_sender(transport), collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for ident, delay in ((A, 0.0), (B, 1.0), (C, 25.0)):
+                    nursery.start_soon(node, ident, delay)
+    a, b, c = (out[i.peer_id] for i in IDS)
+    assert a.included == (A.peer_id, B.peer_id) and a.missing == (C.peer_id,)
+    # mean of A and B = [2, 1, 3, 0.5]; its two largest changes travel: [2, 0, 3, 0]
+    assert a.model["w"].tolist() == [2.0, 0.0, 3.0, 0.0]
+    assert b.model is not None and c.model is not None
+    assert torch.equal(b.model["w"], a.model["w"]) and torch.equal(c.model["w"], a.model["w"])
+    assert b.version == c.version == 1
+    assert b.bytes_received < c.bytes_received  # delta to B, the whole model to C
+
+
 async def test_bad_updates_never_reach_the_model(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
 ) -> None:

@@ -240,14 +240,15 @@ class FederatedPeer:
         """Send each peer its model of the round; return ours as the others decode it (so
         every peer holds the same bytes) and the bytes sent.
 
-        Dense in the update dtype; with top-k configured and one model for all, the peers in
+        Dense in the update dtype; with top-k configured (and not clustered), the peers in
         `in_step` (we accepted their delta, so they hold our version) get the top-k delta from
         our model, and the others the new model whole, in float32.
         """
         version = self.version + 1
         groups = _grouped(models)
         sent = 0
-        if self._options.topk_fraction < 1 and len(groups) == 1:
+        # clustered: a peer holds its cluster's model, not ours, so a delta from ours is wrong
+        if self._options.topk_fraction < 1 and not isinstance(self._rule, Clustered):
             blobs = blobs_from_state(models[self.peer_id], self._options, self.global_state)
             new_state = state_from_blobs(blobs, self.global_state, self.global_state)
             delta = self.encode_blobs(round_id, "global", blobs, None, is_delta=True,

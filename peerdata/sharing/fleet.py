@@ -18,6 +18,7 @@ from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.round import Simulator, VoteState
 from peerdata.sharing.feedback import Feedback
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
+from peerdata.sharing.liars import lie
 
 PrivacyHook = Callable[[np.ndarray], np.ndarray | None]
 """Filters one outgoing image: returns the image to send (possibly altered), or None to drop it."""
@@ -71,10 +72,15 @@ class InProcessFleet:
     """Robots' learners in one process, rounds run by the core's `Simulator`."""
 
     def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
-                 max_hops: int = 8) -> None:
+                 max_hops: int = 8, liars: Mapping[str, str] | None = None,
+                 reputation: bool = False) -> None:
+        """`liars`: robot -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight
+        votes by the voters' reputation."""
         self.learners = learners
         self.names = list(learners)
-        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed)
+        self.liars = dict(liars or {})
+        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed,
+                                   reputation=reputation)
 
     def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
                 ) -> dict[str, tuple[Feedback, ...]]:
@@ -106,7 +112,8 @@ class InProcessFleet:
                     verdicts[(me, st.origin)] = np.asarray(self.learners[me].vote(
                         np.stack([c.image for c in batch])).novel, bool)
                 kept[me].append((st.cid, found[2]))
-                out.append(bool(verdicts[(me, st.origin)][found[1]]))
+                novel = bool(verdicts[(me, st.origin)][found[1]])
+                out.append(lie(self.liars[me], novel) if me in self.liars else novel)
             return out
 
         result = self.simulator.run_round(offers, vote)

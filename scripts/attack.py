@@ -243,8 +243,13 @@ class Attacker:
         return encode(ImageOffer(sender=self.id.peer_id, round_id=1, items=items))
 
 
+ONLY: set[str] = set()  # --attacks: run just these (empty: all)
+
+
 async def measure(name: str, victim: Victim, attack: Callable[[], Awaitable[tuple[bool, str]]],
                   log_words: tuple[str, ...], results: list[dict[str, Any]]) -> None:
+    if ONLY and name not in ONLY:
+        return
     offset = victim.log_size()
     rss0, hwm0 = rss(victim.pid)
     refused, detail = await attack()
@@ -414,8 +419,10 @@ async def run_attacks(work: Path, limits: dict[str, Any] | None = None
             await measure("flood", victim, flood, ("stream refused",), results)
     finally:
         victim.stop()
-    results.append(await disk_full(work, authority))
-    results.append(full_disk_restart(work))
+    if not ONLY or "disk_full" in ONLY:
+        results.append(await disk_full(work, authority))
+    if not ONLY or "full_disk_restart" in ONLY:
+        results.append(full_disk_restart(work))
     return results
 
 
@@ -506,7 +513,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-buffered-mib", type=int, default=None,
                         help="the victim's limits.max_buffered_bytes_per_peer (and "
                              "max_message_bytes, which may not exceed it), in MiB")
+    parser.add_argument("--attacks", default="",
+                        help="comma list: run only these attacks (default: all)")
     args = parser.parse_args(argv)
+    ONLY.update(a.strip() for a in args.attacks.split(",") if a.strip())
     limits = None if args.max_buffered_mib is None else {
         "max_buffered_bytes_per_peer": args.max_buffered_mib * MiB,
         "max_message_bytes": args.max_buffered_mib * MiB,

@@ -244,6 +244,7 @@ class Attacker:
 
 
 ONLY: set[str] = set()  # --attacks: run just these (empty: all)
+FLOOD = {"streams": 200}  # --flood-streams
 
 
 async def measure(name: str, victim: Victim, attack: Callable[[], Awaitable[tuple[bool, str]]],
@@ -388,14 +389,15 @@ async def run_attacks(work: Path, limits: dict[str, Any] | None = None
             await measure("bomb", victim, bomb, ("max_pixels",), results)
 
             async def flood() -> tuple[bool, str]:
-                # 200 raw streams at once, each declaring a 1 MiB request and sending all of
-                # it but the last byte, then holding: what the daemon must buffer.
+                # N (200) raw streams at once, each declaring a 1 MiB request and sending all
+                # of it but the last byte, then holding: what the daemon must buffer.
                 from libp2p.custom_types import TProtocol
                 from libp2p.peer.id import ID
 
                 from peerdata.net.framing import HEADER
 
                 outcome = {"reset": 0, "held": 0}
+                n = FLOOD["streams"]
                 body = HEADER.pack(MiB) + b"\x00" * (MiB - 1)
 
                 async def one() -> None:
@@ -412,9 +414,12 @@ async def run_attacks(work: Path, limits: dict[str, Any] | None = None
                         outcome["reset"] += 1
 
                 async with trio.open_nursery() as nursery:
-                    for _ in range(200):
+                    for _ in range(n):
                         nursery.start_soon(one)
-                return outcome["reset"] >= 150, f"200 x 1 MiB streams: {outcome}"
+                # refused: every stream past what the per-peer limits admit is reset
+                admitted = min(LimitsConfig().max_streams_per_peer,
+                               LimitsConfig().max_buffered_bytes_per_peer // MiB)
+                return outcome["reset"] >= n - admitted, f"{n} x 1 MiB streams: {outcome}"
 
             await measure("flood", victim, flood, ("stream refused",), results)
     finally:
@@ -515,7 +520,10 @@ def main(argv: list[str] | None = None) -> int:
                              "max_message_bytes, which may not exceed it), in MiB")
     parser.add_argument("--attacks", default="",
                         help="comma list: run only these attacks (default: all)")
+    parser.add_argument("--flood-streams", type=int, default=200,
+                        help="parallel 1 MiB streams of the flood attack (default 200)")
     args = parser.parse_args(argv)
+    FLOOD["streams"] = args.flood_streams
     ONLY.update(a.strip() for a in args.attacks.split(",") if a.strip())
     limits = None if args.max_buffered_mib is None else {
         "max_buffered_bytes_per_peer": args.max_buffered_mib * MiB,

@@ -42,11 +42,14 @@ class GossipIntake:
 
     def validator(self, topic: str) -> GossipValidator:
         """Refuse (neither deliver nor forward) gossip that is not a valid message of the
-        topic's type; count and log each refusal with the sender's peer ID."""
+        topic's type, or that a non-member signed, published or forwarded to us; count and log
+        each refusal with the sender's peer ID."""
         expected = TOPIC_TYPES[topic]
 
-        def validate(sender: str, data: bytes) -> bool:
+        def validate(sender: str, data: bytes, forwarder: str = "") -> bool:
             try:
+                if forwarder and not self._is_member(forwarder):
+                    raise RemoteProtocolError(f"forwarded by {forwarder}, not a fleet member")
                 msg = decode_as(data, expected, limits=self._limits)
                 # Signed by whom it names, and that signer a member: else not forwarded.
                 try:

@@ -17,6 +17,7 @@ from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.round import Simulator, VoteState
 from peerdata.sharing.feedback import Feedback
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
+from peerdata.sharing.liars import lie
 
 PrivacyHook = Callable[[np.ndarray], np.ndarray | None]
 """Filters one outgoing image: returns the image to send (possibly altered), or None to drop it."""
@@ -70,10 +71,15 @@ class InProcessFleet:
     """Robots' learners in one process, rounds run by the core's `Simulator`."""
 
     def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
-                 max_hops: int = 8) -> None:
+                 max_hops: int = 8, liars: Mapping[str, str] | None = None,
+                 reputation: bool = False) -> None:
+        """`liars`: robot -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight
+        votes by the voters' reputation."""
         self.learners = learners
         self.names = list(learners)
-        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed)
+        self.liars = dict(liars or {})
+        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed,
+                                   reputation=reputation)
 
     def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
                 ) -> dict[str, tuple[Feedback, ...]]:
@@ -94,10 +100,13 @@ class InProcessFleet:
 
         def vote(me: str, states: Sequence[VoteState]) -> list[bool]:
             # The images as they arrive, like the daemon: a verdict is the image's alone
-            # (`OodDetector.vote`), whatever it travels with.
+            # (`OodDetector.vote`), whatever it travels with. A liar (--liars) inverts or
+            # fixes its verdicts as `lie` says.
             got = [where[(st.origin, st.cid)] for st in states]
             kept[me].extend((st.cid, c) for st, c in zip(states, got, strict=True))
-            return [bool(v) for v in self.learners[me].vote(np.stack([c.image for c in got])).novel]
+            verdict = self.learners[me].vote(np.stack([c.image for c in got]))
+            novel = [bool(v) for v in verdict.novel]
+            return [lie(self.liars[me], n) for n in novel] if me in self.liars else novel
 
         result = self.simulator.run_round(offers, vote)
         for name, learner in self.learners.items():

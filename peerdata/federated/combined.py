@@ -41,7 +41,7 @@ def average_models(learners: Mapping[str, RobotLearner]) -> None:
     for lr in learners.values():
         lr.model.net.load_state_dict(averaged)
         lr.model.net.eval()
-        lr.detector.fit(lr.model, lr.calibration_images)
+        lr.fit_detector()
 
 
 def _model_bytes(learners: Mapping[str, RobotLearner], round_id: int) -> int:

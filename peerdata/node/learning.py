@@ -269,7 +269,7 @@ class LearnerHost:
             raise DataError(f"federated model does not fit the vision model: {exc}") from None
         net.eval()
         if len(self.learner.calibration_images):
-            self.learner.detector.fit(self.learner.model, self.learner.calibration_images)
+            self.learner.fit_detector()
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray
                  ) -> dict[str, float]:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -11,6 +12,7 @@ import torch
 
 from peerdata.datasets.synthetic import generate
 from peerdata.errors import ConfigError, DataError
+from peerdata.ml.ood import CombinedDetector, KnnDetector
 from peerdata.ml.ranker import RankerConfig
 from peerdata.ml.vision import VisionConfig
 from peerdata.sharing import (
@@ -225,3 +227,21 @@ def test_round_outcome_does_not_depend_on_delivery_order(bootstrapped: dict[str,
         assert np.array_equal(a[name].received_images, b_[name].received_images)
         for k, v in a[name].weights().items():
             assert torch.equal(v, b_[name].weights()[k])
+
+
+def test_vote_compares_with_own_training_images(bootstrapped: dict[str, bytes]) -> None:
+    def knn_reference_size(learner: RobotLearner) -> int:
+        assert isinstance(learner.detector, CombinedDetector)  # the default vote
+        knn = next(p for p in learner.detector.parts if isinstance(p, KnnDetector))
+        assert knn.reference is not None
+        return len(knn.reference)
+
+    b = _restore(bootstrapped)["B"]
+    assert knn_reference_size(b) == len(b.local_images) == 120  # all of them: fewer than 2000
+    capped = RobotLearner.restore(bootstrapped["B"], replace(CONFIG, detector_reference=25))
+    sample = capped.detector_reference()
+    assert sample is not None and len(sample) == knn_reference_size(capped) == 25
+    own = {img.tobytes() for img in capped.local_images}
+    assert all(img.tobytes() in own for img in sample)  # own images only, never received ones
+    off = RobotLearner.restore(bootstrapped["B"], replace(CONFIG, detector_reference=0))
+    assert off.detector_reference() is None and knn_reference_size(off) == 30  # calibration

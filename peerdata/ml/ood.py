@@ -59,6 +59,7 @@ class _CalibratedDetector:
             raise ConfigError(f"OoD true-positive rate must lie in (0, 1), got {tpr}")
         self.tpr = tpr
         self.threshold: float | None = None
+        self.reference_images: np.ndarray | None = None
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
         """Prepare detector state; return calibration scores of the in-distribution images."""
@@ -67,10 +68,21 @@ class _CalibratedDetector:
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None:
-        """Calibrate on held-out in-distribution images (at least 10)."""
+    def fit(
+        self,
+        model: VisionModel,
+        in_dist_images: np.ndarray,
+        reference_images: np.ndarray | None = None,
+    ) -> None:
+        """Calibrate on held-out in-distribution images (at least 10).
+
+        `reference_images`: the robot's own training images, for detectors that compare an image
+        with a reference set (kNN); the held-out images are then scored against them. Without
+        it the held-out images are their own reference (leave-one-out).
+        """
         if len(in_dist_images) < 10:
             raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")
+        self.reference_images = reference_images
         scores = self._fit_reference(model, in_dist_images)
         self.threshold = float(np.quantile(scores, self.tpr))
 
@@ -160,14 +172,23 @@ class KnnDetector(_CalibratedDetector):
         dist = torch.cdist(queries, self.reference)
         return dist.topk(k, dim=1, largest=False).values[:, -1].numpy()
 
+    def _vectors(self, model: VisionModel, images: np.ndarray) -> torch.Tensor:
+        return _unit(model.embed(images))
+
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        self.reference = _unit(model.embed(in_dist_images))
-        return self._kth(self.reference, skip_self=True)  # leave-one-out calibration
+        held_out = self._vectors(model, in_dist_images)
+        if self.reference_images is None or len(self.reference_images) < self.k:
+            self.reference = held_out
+            return self._kth(held_out, skip_self=True)  # leave-one-out calibration
+        # the robot's training images as reference (Sun et al. use the training set): a denser
+        # picture of its own data than the held-out images alone; those are scored as queries
+        self.reference = self._vectors(model, self.reference_images)
+        return self._kth(held_out, skip_self=False)
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         if self.reference is None:
-            raise DataError("knn detector used before fit()")
-        return self._kth(_unit(model.embed(images)), skip_self=False)
+            raise DataError(f"{self.name} detector used before fit()")
+        return self._kth(self._vectors(model, images), skip_self=False)
 
 
 class MahalanobisDetector(_CalibratedDetector):
@@ -276,6 +297,8 @@ class CombinedDetector(_CalibratedDetector):
         return z.mean(axis=0) if self.rule == "mean" else z.max(axis=0)
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        for part in self.parts:
+            part.reference_images = self.reference_images
         raw = np.stack([p._fit_reference(model, in_dist_images) for p in self.parts])
         q25, q50, q75 = np.quantile(raw, [0.25, 0.5, 0.75], axis=1)
         self.location = q50

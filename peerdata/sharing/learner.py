@@ -63,6 +63,11 @@ class LearnerConfig:
     # gu only: choose the budget to cover the embedding space of the wanted images (greedy
     # facility location), not just the top predicted utilities, which can all be alike.
     diverse: bool = True
+    # gu, diverse, trained ranker: the covering choice keeps at least this share of the summed
+    # predicted utility of the top budget (coverage decides only among near-equally wanted).
+    cover_keep: float = 0.99
+    # own training images (a seeded sample) the kNN vote compares with; 0 = calibration images
+    detector_reference: int = 2000
 
     @classmethod
     def of_scenario(cls, scenario: Scenario) -> LearnerConfig:
@@ -137,7 +142,19 @@ class RobotLearner:
             self.local_images[labelled], self.local_labels[labelled],
             epochs=self.config.vision.epochs, seed=self.seed,
         )
-        self.detector.fit(self.model, self.calibration_images)
+        self.fit_detector()
+
+    def detector_reference(self) -> np.ndarray | None:
+        """The own training images the OoD vote compares with (a seeded sample), if any."""
+        n = self.config.detector_reference
+        if n <= 0 or not len(self.local_images):
+            return None
+        rng = np.random.default_rng([self.seed, len(self.local_images), 2])
+        return self.local_images[rng.permutation(len(self.local_images))[:n]]
+
+    def fit_detector(self) -> None:
+        """Recalibrate the OoD vote for the current model (after every training)."""
+        self.detector.fit(self.model, self.calibration_images, self.detector_reference())
 
     def _add_local(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> np.ndarray:
         if not (len(images) == len(labels) == len(domains)):
@@ -181,7 +198,8 @@ class RobotLearner:
         if policy == "gu":
             floor = self.config.min_utility if self.ranker.trained else 0.0
             if self.config.diverse:
-                order = select_covering(predicted, prediction.embedding, limit, floor)
+                keep = self.config.cover_keep if self.ranker.trained else 0.0
+                order = select_covering(predicted, prediction.embedding, limit, floor, keep)
             else:
                 order = np.argsort(-predicted, kind="stable")[:limit]
                 order = order[predicted[order] >= floor]
@@ -272,7 +290,7 @@ class RobotLearner:
             samples_per_epoch=self.config.vision.fine_tune_samples,
             learning_rate=self.config.vision.fine_tune_learning_rate,
         )
-        self.detector.fit(self.model, self.calibration_images)
+        self.fit_detector()
         if not keep_pool:
             self.pending = np.zeros(0, np.int64)
         return loss
@@ -304,7 +322,7 @@ class RobotLearner:
             raise DataError(f"federated model does not fit the vision model: {exc}") from None
         self.model.net.eval()
         if len(self.calibration_images):
-            self.detector.fit(self.model, self.calibration_images)
+            self.fit_detector()
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -349,5 +367,5 @@ class RobotLearner:
         ) as exc:
             raise DataError(f"not a robot learner checkpoint: {exc}") from None
         if len(learner.calibration_images):
-            learner.detector.fit(learner.model, learner.calibration_images)
+            learner.fit_detector()
         return learner

@@ -117,8 +117,8 @@ async def _run_daemon(home: Path, ready_fd: int | None) -> int:
 
                     nursery.start_soon(watch_signals)
                     await stop.wait()
-                    if node.rounds is not None:  # votes still waiting: deliver them first
-                        await node.rounds.drain()
+                    if daemon.rounds is not None:  # votes still waiting: deliver them first
+                        await daemon.rounds.drain()
                     nursery.cancel_scope.cancel()
             finally:
                 sd_notify("STOPPING=1")

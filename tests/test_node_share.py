@@ -86,7 +86,7 @@ async def test_receiver_fetches_only_missing_images(
             assert got is not None and got.origin == a.node.peer_id and got.label == 1
             notice = b.node.inbox.receive_nowait()
             assert notice.sender == a.node.peer_id and notice.cid in cids[1:]
-            assert a.node.statistics().share.images_sent == 2
+            assert (await a.node.statistics()).share.images_sent == 2
             # offering again moves nothing
             assert await a.node.share.offer(b.node.peer_id, cids) == ()
 
@@ -173,7 +173,7 @@ async def test_bad_request_is_refused_logged_and_link_dropped(
             await evil.connect(addr_of(b.node.peer_id))
             with pytest.raises(TransportError):
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, payload)
-            assert b.node.statistics().links_dropped == 1
+            assert (await b.node.statistics()).links_dropped == 1
             lines = [r.getMessage() for r in caplog.records if "event=link_dropped" in
                      r.getMessage()]
             assert len(lines) == 1 and evil.peer_id in lines[0] and reason in lines[0]
@@ -183,7 +183,7 @@ async def test_bad_request_is_refused_logged_and_link_dropped(
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
             await trio.sleep(b.node.config.net.reconnect_max_s)
             await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
-            assert b.node.statistics().links_dropped == 1
+            assert (await b.node.statistics()).links_dropped == 1
             # b keeps working with a
             cid = add_local(a.store, png(5))
             assert await a.node.share.offer(b.node.peer_id, [cid]) == (cid,)
@@ -229,7 +229,7 @@ async def test_oversize_frame_is_refused_before_the_node_sees_it(
             await evil.connect(addr_of(b.node.peer_id))
             with pytest.raises(TransportError):
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, b"\x01\x02" + b"x" * 10_000)
-            assert b.node.statistics().share.offers_received == 0
+            assert (await b.node.statistics()).share.offers_received == 0
 
 
 async def test_peer_that_stops_mid_transfer_leaves_nothing_behind(

@@ -181,6 +181,11 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     check_output_dir(out_dir, force)
     plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem,
                      gossip_votes=gossip_votes)
+    import torch
+
+    # as `peerdata experiment` (--threads 1) and every daemon: the in-process reference must
+    # train with the same float reductions, or it drifts from the swarm round by round
+    torch.set_num_threads(1)
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 

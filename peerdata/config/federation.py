@@ -24,7 +24,8 @@ class FederationConfig:
     mode: str = "aggregator"
     aggregator: str = ""  # peer ID of a fixed aggregator; empty = elected afresh each round
     update_dtype: str = "float32"  # float32 | float16 on the wire
-    topk_fraction: float = 1.0  # < 1 sends only the largest deltas (sparsified updates)
+    # < 1: updates (with error feedback) and globals travel as the largest deltas only
+    topk_fraction: float = 1.0
     interval_s: float = 300.0  # one federated round per interval of wall time
     # robots' wall clocks may differ by this much (NTP: milliseconds); deadlines widen by it
     clock_skew_s: float = 2.0

@@ -77,7 +77,6 @@ class RoundService:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.learner.run)
             await self.observer.reconcile()
-            self.node.rounds = self
             await nursery.start(self.receiver.run)
             await nursery.start(self.origin.run)
             if self.cfg.interval_s > 0:
@@ -202,5 +201,8 @@ class RoundService:
                    relay=dict(self.relay.counts), origin=dict(self.desk.counts),
                    round_counts={**self.observer.counts, **self.receiver.counts,
                                  **self.receiver.delivery.counts},
-                   policy=self.origin.policy)
+                   policy=self.origin.policy,
+                   clock_offsets_s={p: round(o, 3)
+                                    for p, o in self.guard.clock_offsets().items()},
+                   privacy=self.origin.privacy.statistics().as_dict())
         return out

@@ -20,6 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import tomlkit
+
 from peerdata.errors import PeerdataError
 
 # The child runs the `peerdata run` command through `peerdata.cli.run.main`, which skips
@@ -175,46 +177,17 @@ def kill_robot(robot: Robot) -> None:
     robot.process.wait()
 
 
-def _toml_value(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
-        return "[" + ", ".join(json.dumps(v) for v in value) + "]"
-    raise SwarmError(f"cannot write {value!r} as a config value")
-
-
 def edit_config(home: Path, settings: Settings) -> None:
-    """Set `[section] key = value` in HOME/config.toml, keeping its comments.
+    """Set `[section] key = value` in HOME/config.toml, keeping its comments (tomlkit).
 
     A key missing from its section is added at the section's end; a missing section is appended.
     """
     path = home / "config.toml"
-    lines = path.read_text(encoding="utf-8").splitlines()
-    todo = {section: dict(values) for section, values in settings.items()}
-    out: list[str] = []
-    section = ""
-
-    def flush(name: str) -> None:
-        for key, value in todo.pop(name, {}).items():
-            out.append(f"{key} = {_toml_value(value)}")
-
-    for line in lines:
-        header = line.strip()
-        if header.startswith("[") and not header.startswith("[["):
-            flush(section)
-            section = header[1 : header.index("]")].strip()
-        else:
-            key = line.split("=", 1)[0].strip() if "=" in line else ""
-            pending = todo.get(section, {})
-            if key in pending and not line.lstrip().startswith("#"):
-                line = f"{key} = {_toml_value(pending.pop(key))}"
-        out.append(line)
-    flush(section)
-    for name in list(todo):
-        out.append(f"\n[{name}]")
-        flush(name)
-    path.write_text("\n".join(out) + "\n", encoding="utf-8")
+    doc = tomlkit.parse(path.read_text(encoding="utf-8"))
+    for section, values in settings.items():
+        if section not in doc:
+            doc[section] = tomlkit.table()
+        table = doc[section]
+        for key, value in values.items():
+            table[key] = list(value) if isinstance(value, tuple) else value  # type: ignore[index]
+    path.write_text(tomlkit.dumps(doc), encoding="utf-8")

@@ -267,3 +267,8 @@ class OriginCore:
         """voter -> novel, for the votes that count on this image."""
         image = self._images.get((cid, round_id))
         return {} if image is None else {v: f.novel for v, f in image.votes.items()}
+
+    def has_vote(self, cid: bytes, round_id: int, voter: str) -> bool:
+        """Whether `voter`'s vote on the image is held already (counted or late)."""
+        image = self._images.get((cid, round_id))
+        return image is not None and (voter in image.votes or voter in image.late)

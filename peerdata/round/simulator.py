@@ -85,7 +85,7 @@ class Simulator:
             self.origins[origin].start_round(rid, 0.0)
             peers = self._peers_of(origin)
             by_peer: dict[str, list[VoteState]] = {}
-            for cid, order in zip(cids, first_peers(len(cids), peers, rid), strict=True):
+            for cid, order in zip(cids, first_peers(len(cids), peers, rid, origin), strict=True):
                 first = next((p for p in order if p not in self.gone), None)
                 if first is None:
                     continue

@@ -26,6 +26,7 @@ from peerdata.config import NodeConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError, TransportError
 from peerdata.net.transport import Transport
 from peerdata.node.logs import event
+from peerdata.node.quota import over_quota
 from peerdata.node.resend import PendingSends
 from peerdata.node.transfer import (
     FetchJob,
@@ -245,23 +246,9 @@ class ShareService:
 
     def _over_quota(self, peer_id: str, incoming: int) -> str:
         """(worker thread) Why storing `incoming` more bytes from `peer_id` is refused ("" if
-        it fits): the peer's quota, the store's, or the free-space floor (`[trust]`)."""
-        trust = self._config.trust
-        pending_peer = self._pending_bytes.get(peer_id, 0)
-        pending_all = sum(self._pending_bytes.values())
-        peer_total = self._store.stored_bytes(peer_id) + pending_peer + incoming
-        if peer_total > trust.max_peer_bytes:
-            return (f"storage quota: {peer_total} bytes from this peer would exceed "
-                    f"trust.max_peer_bytes={trust.max_peer_bytes}")
-        total = self._store.stored_bytes() + pending_all + incoming
-        if total > trust.max_store_bytes:
-            return (f"storage quota: {total} bytes stored would exceed "
-                    f"trust.max_store_bytes={trust.max_store_bytes}")
-        free = self._store.free_bytes()
-        if free is not None and free - pending_all - incoming < trust.min_free_bytes:
-            return (f"disk nearly full: {free} bytes free, floor "
-                    f"trust.min_free_bytes={trust.min_free_bytes}")
-        return ""
+        it fits): `node.quota.over_quota` with what is pending now."""
+        return over_quota(self._store, self._config.trust, peer_id, self._pending_bytes,
+                          incoming)
 
     def _post_held(self, notice: HeldState) -> None:
         try:

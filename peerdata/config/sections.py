@@ -45,6 +45,9 @@ class RoundConfig:
     max_bytes_per_round: int = 64 * MiB
     vote_deadline_s: float = 30.0
     max_hops: int = 8
+    # Also publish every Vote on gossip (a fleet-wide audit trail; O(fleet) traffic per robot).
+    # Votes reach their origin directly in any case (acknowledged, kept until then).
+    gossip_votes: bool = False
     policy: str = "gu"  # gu | random | oracle | all | none (the last four for experiments)
     scenario: str = "synthetic-3"  # built-in name or path: the learner's model settings
     learner_seed: int = 0

@@ -14,6 +14,7 @@ features), the detectors that work best with a pretrained backbone.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -58,6 +59,7 @@ class _CalibratedDetector:
             raise ConfigError(f"OoD true-positive rate must lie in (0, 1), got {tpr}")
         self.tpr = tpr
         self.threshold: float | None = None
+        self.reference_images: np.ndarray | None = None
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
         """Prepare detector state; return calibration scores of the in-distribution images."""
@@ -66,18 +68,34 @@ class _CalibratedDetector:
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None:
-        """Calibrate on held-out in-distribution images (at least 10)."""
+    def fit(
+        self,
+        model: VisionModel,
+        in_dist_images: np.ndarray,
+        reference_images: np.ndarray | None = None,
+    ) -> None:
+        """Calibrate on held-out in-distribution images (at least 10).
+
+        `reference_images`: the robot's own training images, for detectors that compare an image
+        with a reference set (kNN); the held-out images are then scored against them. Without
+        it the held-out images are their own reference (leave-one-out).
+        """
         if len(in_dist_images) < 10:
             raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")
+        self.reference_images = reference_images
         scores = self._fit_reference(model, in_dist_images)
         self.threshold = float(np.quantile(scores, self.tpr))
 
     def vote(self, model: VisionModel, images: np.ndarray) -> OodVote:
-        """Score the images and mark those above the calibrated threshold as novel."""
+        """Score the images and mark those above the calibrated threshold as novel.
+
+        Each image is scored alone: its verdict never depends on the images it arrived with
+        (a batch's float reductions, and its dropout masks, would differ with its grouping).
+        """
         if self.threshold is None:
             raise DataError(f"{self.name} detector used before fit()")
-        score = self.score(model, images)
+        score = np.array([self.score(model, images[i:i + 1])[0] for i in range(len(images))],
+                         np.float64).reshape(len(images))
         return OodVote(score > self.threshold, score, self.threshold)
 
 
@@ -98,8 +116,19 @@ class McDropoutDetector(_CalibratedDetector):
             raise ConfigError(f"measure must be 'entropy' or 'mutual_information', not {measure!r}")
         self.samples, self.measure, self.seed = samples, measure, seed
 
+    def image_seed(self, image: np.ndarray) -> int:
+        """The dropout seed of one image: from the detector's seed and the image's pixels, so
+        its masks are the same whatever it is scored with."""
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8,
+                                 key=self.seed.to_bytes(8, "big", signed=True)).digest()
+        return int.from_bytes(digest, "big") >> 1
+
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        probs = model.sample_probabilities(images, self.samples, self.seed)  # S x N x C
+        if not len(images):
+            return np.zeros(0)
+        probs = np.concatenate([  # S x N x C, each image with its own masks
+            model.sample_probabilities(images[i:i + 1], self.samples, self.image_seed(images[i]))
+            for i in range(len(images))], axis=1)
         mean = probs.mean(axis=0)
         predictive = -(mean * np.log(np.clip(mean, 1e-12, 1))).sum(axis=1)
         if self.measure == "entropy":
@@ -143,14 +172,23 @@ class KnnDetector(_CalibratedDetector):
         dist = torch.cdist(queries, self.reference)
         return dist.topk(k, dim=1, largest=False).values[:, -1].numpy()
 
+    def _vectors(self, model: VisionModel, images: np.ndarray) -> torch.Tensor:
+        return _unit(model.embed(images))
+
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        self.reference = _unit(model.embed(in_dist_images))
-        return self._kth(self.reference, skip_self=True)  # leave-one-out calibration
+        held_out = self._vectors(model, in_dist_images)
+        if self.reference_images is None or len(self.reference_images) < self.k:
+            self.reference = held_out
+            return self._kth(held_out, skip_self=True)  # leave-one-out calibration
+        # the robot's training images as reference (Sun et al. use the training set): a denser
+        # picture of its own data than the held-out images alone; those are scored as queries
+        self.reference = self._vectors(model, self.reference_images)
+        return self._kth(held_out, skip_self=False)
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         if self.reference is None:
-            raise DataError("knn detector used before fit()")
-        return self._kth(_unit(model.embed(images)), skip_self=False)
+            raise DataError(f"{self.name} detector used before fit()")
+        return self._kth(self._vectors(model, images), skip_self=False)
 
 
 class MahalanobisDetector(_CalibratedDetector):
@@ -259,6 +297,8 @@ class CombinedDetector(_CalibratedDetector):
         return z.mean(axis=0) if self.rule == "mean" else z.max(axis=0)
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        for part in self.parts:
+            part.reference_images = self.reference_images
         raw = np.stack([p._fit_reference(model, in_dist_images) for p in self.parts])
         q25, q50, q75 = np.quantile(raw, [0.25, 0.5, 0.75], axis=1)
         self.location = q50

@@ -4,9 +4,10 @@ Rule: every libp2p exception stops here. Callers see TransportError (the peer is
 slow, or vanished), RemoteProtocolError (the peer sent something invalid) or
 LocalProtocolError (we tried to send something invalid), and every network wait is bounded by
 a timeout from NetConfig. One peer holds at most `limits.max_streams_per_peer` inbound request
-streams and `limits.max_buffered_bytes_per_peer` request bytes at once; more are reset at once
-(libp2p's own resource manager counts streams for all peers together, so one peer could
-exhaust it for everyone: docs/trust.md).
+streams and `limits.max_buffered_bytes_per_peer` request bytes at once; more are reset at once,
+with whatever the muxer buffered for them, and a peer refused twice its stream limit at once
+loses its link (libp2p's own resource manager counts streams for all peers together, so one
+peer could exhaust it for everyone: docs/trust.md).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Libp2pTransport:
         self._streams: dict[str, int] = {}  # per peer: inbound request streams open now
         self._buffered: dict[str, int] = {}  # per peer: request bytes held now
         self._refused: dict[tuple[str, str], int] = {}  # per peer and limit: refusals so far
+        self._burst: dict[str, int] = {}  # per peer: refusals since it last had no stream open
         self._token = trio.lowlevel.current_trio_token()
         self._discovered_send, self._discovered = trio.open_memory_channel[str](MAX_DISCOVERED)
 
@@ -240,24 +242,33 @@ class Libp2pTransport:
         """A frozen snapshot of per-peer counters."""
         return self._ledger.snapshot(self._peer_id, self.listen_addrs())
 
-    def _refuse(self, peer_id: str, protocol: str, limit: str, why: str) -> None:
-        """Count a stream refused for exceeding a per-peer limit; log the first and every
-        100th of each limit (a flood must not flood the log too)."""
+    async def _refuse(self, peer_id: str, protocol: str, limit: str, why: str,
+                      stream: INetStream) -> None:
+        """Reset a stream that exceeds a per-peer limit; log the first and every 100th of each
+        limit (a flood must not flood the log too). A peer refused twice its stream limit
+        while it still holds streams is flooding: its link is closed, which frees everything
+        the muxer holds for it at once (a well-behaved peer never gets near)."""
         key = (peer_id, limit)
         n = self._refused[key] = self._refused.get(key, 0) + 1
+        burst = self._burst[peer_id] = self._burst.get(peer_id, 0) + 1
         self._ledger.error(peer_id)
         if n == 1 or n % 100 == 0:
             logger.warning("peer %s: %s stream refused (%d so far): %s", peer_id, protocol, n,
                            why)
+        await _reset(stream)
+        if burst == 2 * self._limits.max_streams_per_peer:
+            logger.warning("peer %s: link closed: %d streams refused at once (flood)",
+                           peer_id, burst)
+            await self.disconnect(peer_id)
 
     async def _serve_stream(self, protocol: str, handler: RequestHandler,
                             stream: INetStream) -> None:
         peer_id = stream.muxed_conn.peer_id.to_base58()
         limits = self._limits
         if self._streams.get(peer_id, 0) >= limits.max_streams_per_peer:
-            self._refuse(peer_id, protocol, "streams", f"more than limits.max_streams_per_peer="
-                         f"{limits.max_streams_per_peer} open at once")
-            await _reset(stream)
+            await self._refuse(peer_id, protocol, "streams", "more than limits."
+                               f"max_streams_per_peer={limits.max_streams_per_peer} open at "
+                               "once", stream)
             return
         self._streams[peer_id] = self._streams.get(peer_id, 0) + 1
         held = 0
@@ -266,10 +277,9 @@ class Libp2pTransport:
                 length = decode_header(await read_exactly(stream.read, HEADER_BYTES),
                                        limits.max_message_bytes)
                 if self._buffered.get(peer_id, 0) + length > limits.max_buffered_bytes_per_peer:
-                    self._refuse(peer_id, protocol, "bytes", f"{length} more bytes would exceed "
-                                 f"limits.max_buffered_bytes_per_peer="
-                                 f"{limits.max_buffered_bytes_per_peer}")
-                    await _reset(stream)
+                    await self._refuse(peer_id, protocol, "bytes", f"{length} more bytes would "
+                                       "exceed limits.max_buffered_bytes_per_peer="
+                                       f"{limits.max_buffered_bytes_per_peer}", stream)
                     return
                 held = length
                 self._buffered[peer_id] = self._buffered.get(peer_id, 0) + held
@@ -301,6 +311,8 @@ class Libp2pTransport:
         finally:
             _release(self._streams, peer_id, 1)
             _release(self._buffered, peer_id, held)
+            if peer_id not in self._streams:
+                self._burst.pop(peer_id, None)
 
     async def _write_frame(self, peer_id: str, stream: INetStream, header: bytes,
                            payload: bytes, protocol: str) -> None:
@@ -372,6 +384,25 @@ async def _reset(stream: INetStream | None) -> None:
             await stream.reset()
         except Exception:
             logger.debug("stream reset failed", exc_info=True)
+    _discard_unread(stream)
+
+
+def _discard_unread(stream: INetStream) -> None:
+    """Drop what the muxer still holds for a stream we reset.
+
+    py-libp2p 0.8.1's yamux keeps a reset stream's unread bytes, and appends whatever the peer
+    sent before it saw our RST, until a sweeper reclaims it 60-90 s later: a peer opening many
+    streams we refuse made us hold up to its 256 KiB window for each. After a reset nobody can
+    read them; without the entry, late frames for the stream are read and dropped.
+    """
+    muxed = getattr(stream, "muxed_stream", None)
+    if not getattr(muxed, "_backlog_slot_released", False):
+        return  # the reset did not finish: leave the entry to libp2p (it owns a slot)
+    conn, sid = getattr(muxed, "conn", None), getattr(muxed, "stream_id", None)
+    for table in ("stream_buffers", "streams", "stream_events"):
+        entries = getattr(conn, table, None)
+        if isinstance(entries, dict):
+            entries.pop(sid, None)
 
 
 @asynccontextmanager

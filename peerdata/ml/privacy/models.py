@@ -79,12 +79,13 @@ def read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     return data
 
 
-def onnx_session(data: bytes, what: str, *, threads: int = 1) -> Any:
+def onnx_session(data: bytes, what: str, *, threads: int = 1, rewrite: bool = True) -> Any:
     """An onnxruntime CPU session for verified ONNX bytes, any input height and width.
 
-    The parsed copy of the hashed bytes is edited first (onnxgraph.prepare): symbolic input
-    size, weights no longer listed as inputs, and exact rewrites that let onnxruntime fuse the
-    exporters' leftover element-wise steps into the convolutions.
+    Unless `rewrite` is false (a file built here, already rewritten), the parsed copy of the
+    hashed bytes is edited first (onnxgraph.prepare): symbolic input size, weights no longer
+    listed as inputs, and exact rewrites that let onnxruntime fuse the exporters' leftover
+    element-wise steps into the convolutions.
 
     Raises:
         PrivacyError: onnx or onnxruntime is missing or rejects the model.
@@ -97,13 +98,15 @@ def onnx_session(data: bytes, what: str, *, threads: int = 1) -> Any:
     except ImportError as exc:
         raise PrivacyError(f"{what}: cannot import {exc.name} (run scripts/setup)") from None
     try:
-        graph = onnx.load_from_string(data)
-        prepare(graph)
+        if rewrite:
+            graph = onnx.load_from_string(data)
+            prepare(graph)
+            data = graph.SerializeToString()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        return ort.InferenceSession(graph.SerializeToString(), options,
+        return ort.InferenceSession(data, options,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnx and onnxruntime raise their own assorted types
         raise PrivacyError(f"{what}: onnxruntime cannot load the model: {exc}") from None

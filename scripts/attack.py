@@ -243,8 +243,14 @@ class Attacker:
         return encode(ImageOffer(sender=self.id.peer_id, round_id=1, items=items))
 
 
+ONLY: set[str] = set()  # --attacks: run just these (empty: all)
+FLOOD = {"streams": 200}  # --flood-streams
+
+
 async def measure(name: str, victim: Victim, attack: Callable[[], Awaitable[tuple[bool, str]]],
                   log_words: tuple[str, ...], results: list[dict[str, Any]]) -> None:
+    if ONLY and name not in ONLY:
+        return
     offset = victim.log_size()
     rss0, hwm0 = rss(victim.pid)
     refused, detail = await attack()
@@ -383,14 +389,15 @@ async def run_attacks(work: Path, limits: dict[str, Any] | None = None
             await measure("bomb", victim, bomb, ("max_pixels",), results)
 
             async def flood() -> tuple[bool, str]:
-                # 200 raw streams at once, each declaring a 1 MiB request and sending all of
-                # it but the last byte, then holding: what the daemon must buffer.
+                # N (200) raw streams at once, each declaring a 1 MiB request and sending all
+                # of it but the last byte, then holding: what the daemon must buffer.
                 from libp2p.custom_types import TProtocol
                 from libp2p.peer.id import ID
 
                 from peerdata.net.framing import HEADER
 
                 outcome = {"reset": 0, "held": 0}
+                n = FLOOD["streams"]
                 body = HEADER.pack(MiB) + b"\x00" * (MiB - 1)
 
                 async def one() -> None:
@@ -407,15 +414,20 @@ async def run_attacks(work: Path, limits: dict[str, Any] | None = None
                         outcome["reset"] += 1
 
                 async with trio.open_nursery() as nursery:
-                    for _ in range(200):
+                    for _ in range(n):
                         nursery.start_soon(one)
-                return outcome["reset"] >= 150, f"200 x 1 MiB streams: {outcome}"
+                # refused: every stream past what the per-peer limits admit is reset
+                admitted = min(LimitsConfig().max_streams_per_peer,
+                               LimitsConfig().max_buffered_bytes_per_peer // MiB)
+                return outcome["reset"] >= n - admitted, f"{n} x 1 MiB streams: {outcome}"
 
             await measure("flood", victim, flood, ("stream refused",), results)
     finally:
         victim.stop()
-    results.append(await disk_full(work, authority))
-    results.append(full_disk_restart(work))
+    if not ONLY or "disk_full" in ONLY:
+        results.append(await disk_full(work, authority))
+    if not ONLY or "full_disk_restart" in ONLY:
+        results.append(full_disk_restart(work))
     return results
 
 
@@ -506,7 +518,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--max-buffered-mib", type=int, default=None,
                         help="the victim's limits.max_buffered_bytes_per_peer (and "
                              "max_message_bytes, which may not exceed it), in MiB")
+    parser.add_argument("--attacks", default="",
+                        help="comma list: run only these attacks (default: all)")
+    parser.add_argument("--flood-streams", type=int, default=200,
+                        help="parallel 1 MiB streams of the flood attack (default 200)")
     args = parser.parse_args(argv)
+    FLOOD["streams"] = args.flood_streams
+    ONLY.update(a.strip() for a in args.attacks.split(",") if a.strip())
     limits = None if args.max_buffered_mib is None else {
         "max_buffered_bytes_per_peer": args.max_buffered_mib * MiB,
         "max_message_bytes": args.max_buffered_mib * MiB,

@@ -6,7 +6,9 @@ the exchange would send (`peerdata.federated.traffic`: real encodings, nothing e
 Head-only trains only the parameters whose name starts with `--head` (the classifier); the
 exchange leaves every unchanged tensor out of a delta, so only the head travels. Measured on
 the vision models this branch has: the federated experiment's net and the daemon's default.
-Prints a table; the last stdout line is one JSON object.
+Prints a table; the last stdout line is one JSON object. The pretrained EfficientNet-Lite0
+model (whose federated state is its head alone) is measured, with the accuracy each encoding
+costs over federated rounds, by `scripts/bench_fed_head.py`.
 
     PEERDATA_DATA_DIR=../shared/data .venv/bin/python scripts/bench_fed_bytes.py
 """

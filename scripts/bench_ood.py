@@ -29,7 +29,7 @@ from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.runner import learner_config
 from peerdata.ml.ood import DETECTORS, CombinedDetector, _CalibratedDetector, auroc, build_detector
 from peerdata.scenario import load_scenario
-from peerdata.sharing import InProcessDelivery, RobotLearner, run_round
+from peerdata.sharing import InProcessFleet, RobotLearner
 
 PER_SET = 500
 
@@ -96,15 +96,11 @@ def main() -> int:
             learner.bootstrap(b.images, b.labels, b.domains)
             learners[robot.name] = learner
         novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
+        fleet = InProcessFleet(learners, seed=args.seed)
         for r in range(args.rounds):
             batches = {n: data.streams[n].rounds[r] for n in learners}
-            run_round(
-                learners,
-                batches,
-                InProcessDelivery(learners),
-                policy="oracle",
-                budget=scenario.budget,
-                novel_domains=novel,
+            fleet.run_round(
+                batches, policy="oracle", budget=scenario.budget, novel_domains=novel
             )
         if cache is not None:
             torch.save({n: lr.checkpoint() for n, lr in learners.items()}, cache)
@@ -119,7 +115,7 @@ def main() -> int:
                 [data.evaluation[d].images[: PER_SET // len(own)] for d in own]
             )
             detector = _detector(name, config.ood_tpr, learner.seed)
-            detector.fit(learner.model, learner.calibration_images)
+            detector.fit(learner.model, learner.calibration_images, learner.detector_reference())
             base = detector.score(learner.model, own_images)
             foreign = {d: v.images[:PER_SET] for d, v in data.evaluation.items() if d not in own}
             for d, images in {**foreign, **{f"*{k}": v for k, v in extra.items()}}.items():

@@ -56,7 +56,7 @@ def main() -> None:
     swarm = subprocess.Popen(
         [sys.executable, "-c", "from peerdata.cli.main import main; main()", "swarm",
          "--scenario", str(scenario), "--policy", "gu", "--out", str(out), "--format", "json",
-         "--vote-deadline", "60"], stdout=subprocess.PIPE, text=True)
+         "--vote-deadline", "60", "--gossip-votes"], stdout=subprocess.PIPE, text=True)
     addr = None
     deadline = time.monotonic() + 300
     while addr is None and time.monotonic() < deadline and swarm.poll() is None:

@@ -3,12 +3,16 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+from typing import Any
+
 import numpy as np
 import pytest
 import torch
 
 from peerdata.datasets.synthetic import generate
 from peerdata.errors import ConfigError, DataError
+from peerdata.ml.ood import CombinedDetector, KnnDetector
 from peerdata.ml.ranker import RankerConfig
 from peerdata.ml.vision import VisionConfig
 from peerdata.sharing import (
@@ -158,7 +162,7 @@ def test_relay_visits_every_peer_once(bootstrapped: dict[str, bytes]) -> None:
     before = {n: len(lr.received_labels) for n, lr in learners.items()}
     feedback = InProcessFleet(learners, seed=5).deliver({"B": candidates})["B"]
     assert [sorted(f.voters) for f in feedback] == [["A", "C"]] * 10
-    assert len({f.voters for f in feedback}) > 1  # the relay order differs per image
+    assert len({f.voters for f in feedback}) == 1  # a round's batch follows one path
     assert all(f.utility in (0.0, 0.5, 1.0) for f in feedback)
     # every peer kept every image once, in content-ID order (as the daemon's learner takes them)
     canonical = [c.label for c in sorted(candidates, key=lambda c: image_cid(c.image))]
@@ -190,3 +194,54 @@ def test_min_utility_skips_images_no_peer_wants(bootstrapped: dict[str, bytes]) 
     chosen = b.select_for_sharing("gu", 0.5)
     assert 0 < len(chosen) < 50  # the budget allows 50; only likely-useful images go
     assert all(c.predicted_utility >= 0.4 for c in chosen)
+
+
+def test_round_outcome_does_not_depend_on_delivery_order(bootstrapped: dict[str, bytes]) -> None:
+    """Two delivery orders (simulator seeds) group the images differently at every voter:
+    the same utilities, the same images kept in the same order, the same models after."""
+    third = RobotLearner("C", CONFIG, seed=7)
+    b = _batch({"bars": 120, "spots": 30}, seed=12)
+    third.bootstrap(b.images, b.labels, b.domains)
+    checkpoints = {**bootstrapped, "C": third.checkpoint()}
+    batches = {"A": _batch({"bars": 100}, 60), "B": _batch({"bars": 80, "rings": 20}, 61),
+               "C": _batch({"bars": 80, "spots": 20}, 62)}
+    runs, groups = [], []
+    for seed in (1, 2):
+        learners = _restore(checkpoints)
+        calls: list[tuple[str, int]] = []  # (voter, images voted together)
+        for name, lr in learners.items():
+            def vote(images: np.ndarray, lr: RobotLearner = lr, name: str = name,
+                     calls: list[tuple[str, int]] = calls) -> Any:
+                calls.append((name, len(images)))
+                return RobotLearner.vote(lr, images)
+            lr.vote = vote  # type: ignore[method-assign]
+        outcome = InProcessFleet(learners, seed=seed).run_round(batches, policy="gu",
+                                                                budget=0.2)
+        runs.append((outcome, learners))
+        groups.append(calls)
+    assert groups[0] != groups[1]  # the images reached the voters in other groups
+    (first, a), (second, b_) = runs
+    for name in a:
+        assert [f.utility for f in first.feedback[name]] == \
+               [f.utility for f in second.feedback[name]]
+        assert np.array_equal(a[name].received_images, b_[name].received_images)
+        for k, v in a[name].weights().items():
+            assert torch.equal(v, b_[name].weights()[k])
+
+
+def test_vote_compares_with_own_training_images(bootstrapped: dict[str, bytes]) -> None:
+    def knn_reference_size(learner: RobotLearner) -> int:
+        assert isinstance(learner.detector, CombinedDetector)  # the default vote
+        knn = next(p for p in learner.detector.parts if isinstance(p, KnnDetector))
+        assert knn.reference is not None
+        return len(knn.reference)
+
+    b = _restore(bootstrapped)["B"]
+    assert knn_reference_size(b) == len(b.local_images) == 120  # all of them: fewer than 2000
+    capped = RobotLearner.restore(bootstrapped["B"], replace(CONFIG, detector_reference=25))
+    sample = capped.detector_reference()
+    assert sample is not None and len(sample) == knn_reference_size(capped) == 25
+    own = {img.tobytes() for img in capped.local_images}
+    assert all(img.tobytes() in own for img in sample)  # own images only, never received ones
+    off = RobotLearner.restore(bootstrapped["B"], replace(CONFIG, detector_reference=0))
+    assert off.detector_reference() is None and knn_reference_size(off) == 30  # calibration

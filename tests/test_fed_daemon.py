@@ -16,6 +16,7 @@ from peerdata.control.commands import make_dispatch
 from peerdata.control.protocol import ControlRequest
 from peerdata.identity import Identity
 from peerdata.ml.privacy import PrivacyFilter
+from peerdata.node.daemon import Daemon
 from peerdata.node.federation import start_node_federation
 from peerdata.node.learning import LearnerHost
 from peerdata.node.node import inline_offload, open_node
@@ -65,16 +66,16 @@ async def test_daemon_federation_averages_the_learners_models(
             for r in robots:
                 await r.node.wait_until(lambda s: s.peers_connected == n - 1)
             before: list[State] = [r.host.model_state() for r in robots]
-            for r in robots:
-                assert await start_node_federation(r.node, r) is r.node.federation
+            feds = [await start_node_federation(r.node, r) for r in robots]
+            assert all(f is not None for f in feds)
             # virtual: one round; the wall clock is EPOCH + t, so rounds start at t = 40, 100
             await trio.sleep(90.0 - trio.current_time())
             after: list[State] = [r.host.model_state() for r in robots]
-            status = await make_dispatch(robots[1].node, "c", lambda: None)(
-                ControlRequest(1, "status"))
+            status = await make_dispatch(robots[1].node, "c", lambda: None, services=Daemon(
+                robots[1].node, rounds=robots[1], federation=feds[1]))(ControlRequest(1, "status"))
             for r in robots:
                 r.node.cancel()
-    stats = [r.node.federation.statistics() for r in robots]
+    stats = [f.statistics() for f in feds if f is not None]
     assert [s.rounds for s in stats] == [1] * n
     assert all(not s.last_missing for s in stats)
     assert status["federation"]["rounds"] == 1
@@ -99,8 +100,8 @@ async def test_daemon_federation_is_off_unless_enabled(
         async with AsyncExitStack() as stack:
             robot = await start_robot(stack, network, 0, FederationConfig(), tmp_path / "r.ckpt")
             assert await start_node_federation(robot.node, robot) is None
-            status = await make_dispatch(robot.node, "c", lambda: None)(
-                ControlRequest(1, "status"))
+            status = await make_dispatch(robot.node, "c", lambda: None, services=Daemon(
+                robot.node, rounds=robot))(ControlRequest(1, "status"))
             robot.node.cancel()
-    assert robot.node.federation is None and "federation" not in status
+    assert "federation" not in status and status["rounds"] == 0
     assert MODEL_PROTOCOL not in robot.node.transport._handlers  # type: ignore[attr-defined]

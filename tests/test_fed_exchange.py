@@ -24,6 +24,7 @@ from peerdata.federated.service import Federation
 from peerdata.federated.tensors import BlobOptions, blobs_from_state
 from peerdata.identity import Identity
 from peerdata.ml.aggregate import CoordinateMedian, FedAvg
+from peerdata.net.transport import Transport
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.model_update import encode_model_update, sign_model_update
 from peerdata.wire.versions import MODEL_PROTOCOL
@@ -42,6 +43,31 @@ def local(value: float, n: int) -> LocalModel:
     return LocalModel({"w": torch.full((2,), value), "steps": torch.tensor(1)}, n)
 
 
+async def open_wired(stack: AsyncExitStack, net: MemoryNetwork, peers: list[str],
+                     max_update_bytes: int) -> dict[str, tuple[Transport, ModelInbox]]:
+    """One transport per peer on `net`, each with a model inbox serving /model (the set-up
+    every exchange test shares)."""
+    wired = {}
+    for peer in peers:
+        transport = await stack.enter_async_context(net.open_transport(peer))
+        inbox = ModelInbox(max_update_bytes)
+        inbox.attach(transport.set_handler)
+        wired[peer] = (transport, inbox)
+    return wired
+
+
+async def open_connected(stack: AsyncExitStack, net: MemoryNetwork, peers: list[str]
+                         ) -> list[Transport]:
+    """Transports for `peers`, every one connected to the first and the second to the third
+    (for services, which find their members through connections)."""
+    transports = [await stack.enter_async_context(net.open_transport(p)) for p in peers]
+    for t in transports[1:]:
+        await t.connect(transports[0].listen_addrs()[0])
+    if len(transports) > 2:
+        await transports[1].connect(transports[2].listen_addrs()[0])
+    return transports
+
+
 def test_election_is_shared_and_rotates() -> None:
     peers = [i.peer_id for i in IDS]
     chosen = {elect_aggregator(r, peers) for r in range(20)}
@@ -58,13 +84,11 @@ async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClo
     finished_at: dict[str, float] = {}
     with trio.fail_after(TIMEOUT):
         async with AsyncExitStack() as stack:
-            nodes = {}
-            for ident in IDS:
-                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
-                inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport.set_handler)
-                peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
-                nodes[ident.peer_id] = (peer, inbox, transport_sender(transport))
+            wired = await open_wired(stack, net, members, cfg.max_update_bytes)
+            nodes = {ident.peer_id: (FederatedPeer(ident, cfg, FedAvg(), start_state()),
+                                     wired[ident.peer_id][1],
+                                     transport_sender(wired[ident.peer_id][0]))
+                     for ident in IDS}
 
             async def node(ident: Identity, rounds: list[tuple[float, float, int]]) -> None:
                 peer, inbox, send = nodes[ident.peer_id]
@@ -101,6 +125,44 @@ async def test_three_nodes_with_a_straggler(autojump_clock: trio.testing.MockClo
     expected = 2.5 + (1 * (1 - 2.5) + 3 * (3 - 2.5) + 4 * (5 - 2.5)) / 8
     assert torch.allclose(r2_a.model["w"], torch.full((2,), expected))
     assert all(results[i.peer_id][1].version == 2 for i in IDS)
+
+
+async def test_top_k_global_goes_as_a_delta_to_robots_in_step(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """With top-k configured the aggregator sends its model as a top-k delta to the peers whose
+    update it took (they hold its version) and whole, in float32, to a late one: all three end
+    with the same bytes, and the delta was the smaller message."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, aggregator=A.peer_id,
+                           clock_skew_s=0.0, topk_fraction=0.5)
+    net = MemoryNetwork(seed=15)
+    members = [i.peer_id for i in IDS]
+    trained = {A.peer_id: [4.0, 2.0, 0.0, 0.0], B.peer_id: [0.0, 0.0, 6.0, 1.0],
+               C.peer_id: [9.0, 9.0, 9.0, 9.0]}
+    out: dict[str, RoundResult] = {}
+    with trio.fail_after(TIMEOUT):
+        async with AsyncExitStack() as stack:
+            wired = await open_wired(stack, net, members, cfg.max_update_bytes)
+
+            async def node(ident: Identity, delay: float) -> None:
+                transport, inbox = wired[ident.peer_id]
+                peer = FederatedPeer(ident, cfg, FedAvg(), {"w": torch.zeros(4)})
+                await trio.sleep(delay)  # virtual: C trains past A's deadline
+                out[ident.peer_id] = await peer.aggregator_round(
+                    1, members, LocalModel({"w": torch.tensor(trained[ident.peer_id])}, 1),
+                    send_update=transport_sender(transport), collect=inbox.collect)
+
+            async with trio.open_nursery() as nursery:
+                for ident, delay in ((A, 0.0), (B, 1.0), (C, 25.0)):
+                    nursery.start_soon(node, ident, delay)
+    a, b, c = (out[i.peer_id] for i in IDS)
+    assert a.included == (A.peer_id, B.peer_id) and a.missing == (C.peer_id,)
+    # mean of A and B = [2, 1, 3, 0.5]; its two largest changes travel: [2, 0, 3, 0]
+    assert a.model["w"].tolist() == [2.0, 0.0, 3.0, 0.0]
+    assert b.model is not None and c.model is not None
+    assert torch.equal(b.model["w"], a.model["w"]) and torch.equal(c.model["w"], a.model["w"])
+    assert b.version == c.version == 1
+    assert b.bytes_received < c.bytes_received  # delta to B, the whole model to C
 
 
 async def test_bad_updates_never_reach_the_model(
@@ -162,12 +224,7 @@ async def test_gossip_round_median_shrugs_off_a_liar(
     out: dict[str, RoundResult] = {}
     with trio.fail_after(TIMEOUT):
         async with AsyncExitStack() as stack:
-            wiring = {}
-            for ident in IDS:
-                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
-                inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport.set_handler)
-                wiring[ident.peer_id] = (transport, inbox)
+            wiring = await open_wired(stack, net, members, cfg.max_update_bytes)
 
             async def node(ident: Identity) -> None:
                 transport, inbox = wiring[ident.peer_id]
@@ -204,11 +261,7 @@ async def test_federation_service_runs_rounds_on_a_schedule(
 
     with trio.fail_after(1000):
         async with AsyncExitStack() as stack:
-            transports = [await stack.enter_async_context(net.open_transport(p))
-                          for p in members]
-            for t in transports[1:]:
-                await t.connect(transports[0].listen_addrs()[0])
-            await transports[1].connect(transports[2].listen_addrs()[0])
+            transports = await open_connected(stack, net, members)
             async with trio.open_nursery() as nursery:
                 for ident, transport in zip(IDS, transports, strict=True):
                     peer = FederatedPeer(ident, cfg, FedAvg(), start_state())
@@ -241,12 +294,9 @@ async def test_multitier_round_over_the_network(autojump_clock: trio.testing.Moc
     out: dict[str, RoundResult] = {}
     with trio.fail_after(TIMEOUT):
         async with AsyncExitStack() as stack:
-            wiring = {}
-            for name, ident in ids.items():
-                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
-                inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport.set_handler)
-                wiring[name] = (transport, inbox)
+            by_peer = await open_wired(stack, net, [i.peer_id for i in ids.values()],
+                                       cfg.max_update_bytes)
+            wiring = {name: by_peer[ident.peer_id] for name, ident in ids.items()}
 
             async def node(name: str) -> None:
                 transport, inbox = wiring[name]
@@ -291,12 +341,7 @@ async def test_clustered_round_gives_each_group_its_own_model(
     out: dict[str, RoundResult] = {}
     with trio.fail_after(TIMEOUT):
         async with AsyncExitStack() as stack:
-            wiring = {}
-            for ident in ids:
-                transport = await stack.enter_async_context(net.open_transport(ident.peer_id))
-                inbox = ModelInbox(cfg.max_update_bytes)
-                inbox.attach(transport.set_handler)
-                wiring[ident.peer_id] = (transport, inbox)
+            wiring = await open_wired(stack, net, members, cfg.max_update_bytes)
 
             async def node(ident: Identity) -> None:
                 transport, inbox = wiring[ident.peer_id]
@@ -347,11 +392,7 @@ async def test_robots_with_skewed_clocks_agree_on_rounds(
 
     with trio.fail_after(1000):
         async with AsyncExitStack() as stack:
-            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
-                          for i in IDS]
-            for t in transports[1:]:
-                await t.connect(transports[0].listen_addrs()[0])
-            await transports[1].connect(transports[2].listen_addrs()[0])
+            transports = await open_connected(stack, net, [i.peer_id for i in IDS])
             async with trio.open_nursery() as nursery:
                 for ident, transport in zip(IDS, transports, strict=True):
                     offset = offsets[ident.peer_id]
@@ -390,10 +431,7 @@ async def test_async_mode_does_not_wait_for_the_slow_robot(
 
     with trio.fail_after(1000):
         async with AsyncExitStack() as stack:
-            transports = [await stack.enter_async_context(net.open_transport(i.peer_id))
-                          for i in IDS]
-            for t in transports[1:]:
-                await t.connect(transports[0].listen_addrs()[0])
+            transports = await open_connected(stack, net, [i.peer_id for i in IDS])
             async with trio.open_nursery() as nursery:
                 for ident, transport in zip(IDS, transports, strict=True):
                     service = Federation(transport, FederatedPeer(ident, cfg, FedAvg(),

@@ -12,7 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from peerdata.testing.swarm import Swarm, open_swarm
+
+pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 
 INTERVAL_S = 4.0
 
@@ -65,3 +69,35 @@ def test_daemons_started_apart_federate_on_the_fleet_clock(tmp_path: Path) -> No
     fresh = {f["model_digest"] for f in first if f["rounds"] == 0}
     assert len(fresh) == sum(1 for f in first if f["rounds"] == 0)
     assert last[0]["model_digest"] not in fresh
+
+
+def test_daemons_federate_asynchronously_through_a_buffer(tmp_path: Path) -> None:
+    """`federation.mode = "async"` between three real daemons: robot 0 holds the FedBuff
+    buffer; the others train and push without rounds. The server steps its model on their
+    updates (both robots' count), and each robot adopts the server's newer versions."""
+    from peerdata.identity import load_identity
+
+    def async_settings(index: int) -> dict[str, dict[str, Any]]:
+        out = settings(index)
+        # robot 0's home (and key) exists before any config is edited: its peer ID is known
+        server = load_identity(tmp_path / "robot-0").peer_id
+        out["federation"] = {"enabled": True, "mode": "async", "aggregator": server,
+                             "interval_s": INTERVAL_S, "deadline_s": 1.5, "clock_skew_s": 0.5}
+        return out
+
+    with open_swarm(3, tmp_path, ready_timeout_s=120, settings=async_settings) as swarm:
+        swarm.wait_peers(2, timeout_s=60)
+        # each robot adopts at least two global versions (so the server stepped at least
+        # twice after both were connected)
+        for r in swarm.robots[1:]:
+            swarm.call(r.index, "wait", {"federation_rounds": 2, "timeout_s": 60.0},
+                       timeout_s=65.0)
+        fed = federation(swarm)
+    server, robots = fed[0], fed[1:]
+    assert server["version"] >= 2 and server["bytes_received"] > 0
+    assert server["rejected"] == 0  # no update was too stale or invalid
+    for robot in robots:
+        assert 1 <= robot["version"] <= server["version"]
+        assert robot["bytes_sent"] > 0
+        if robot["version"] == server["version"]:  # same version, same bytes
+            assert robot["model_digest"] == server["model_digest"]

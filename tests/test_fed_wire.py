@@ -79,6 +79,46 @@ def test_float16_and_topk_delta() -> None:
         blobs_from_state(trained, BlobOptions(topk_fraction=0.5))
 
 
+def test_error_feedback_sends_what_top_k_left_out_in_later_rounds() -> None:
+    from peerdata.federated.tensors import ErrorFeedback
+
+    base = {"w": torch.zeros(4), "steps": torch.tensor(3, dtype=torch.int64)}
+    trained = {"w": torch.tensor([4.0, -3.0, 2.0, 1.0]), "steps": torch.tensor(3)}
+    half = BlobOptions(topk_fraction=0.5)
+    memory = ErrorFeedback()
+    first = state_from_blobs(memory.blobs(trained, half, base), base, base)
+    assert first["w"].tolist() == [4.0, -3.0, 0.0, 0.0]  # the two largest changes
+    assert memory.norm() == pytest.approx(5.0 ** 0.5)
+    # next round the robot did not move: what was left out travels now
+    second = state_from_blobs(memory.blobs(first, half, first), first, first)
+    assert second["w"].tolist() == [4.0, -3.0, 2.0, 1.0]
+    assert memory.norm() == 0.0
+    # without the memory, those two coordinates would never have been sent
+    assert state_from_blobs(blobs_from_state(first, half, first), first, first)["w"].tolist() == [
+        4.0, -3.0, 0.0, 0.0]
+
+
+def test_the_exchange_sends_top_k_deltas_with_memory() -> None:
+    from peerdata.config import FederationConfig
+    from peerdata.federated import FederatedPeer, LocalModel
+    from peerdata.ml.aggregate import FedAvg
+
+    base = {"w": torch.zeros(4)}
+    trained = {"w": torch.tensor([4.0, -3.0, 2.0, 1.0])}
+    peer = FederatedPeer(ALICE, FederationConfig(enabled=True, topk_fraction=0.5), FedAvg(),
+                         base)
+
+    def sent(state: dict[str, torch.Tensor], start: dict[str, torch.Tensor]) -> list[float]:
+        payload = peer.encode_update(3, "update", state, LocalModel(state, 10), base=start,
+                                     base_version=2, options=peer.options)
+        return UpdateValidator(start).check(ALICE.peer_id, payload, EXPECT).state["w"].tolist()
+
+    first = sent(trained, base)
+    assert first == [4.0, -3.0, 0.0, 0.0]
+    held = {"w": torch.tensor(first)}
+    assert sent(held, held) == [4.0, -3.0, 2.0, 1.0]  # the rest, one round later
+
+
 @settings(max_examples=30, deadline=None)
 @given(st.lists(st.floats(-1e4, 1e4, width=32), min_size=1, max_size=40),
        st.sampled_from(["float32", "float16"]))

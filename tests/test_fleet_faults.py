@@ -58,3 +58,23 @@ def test_each_kind_of_damage_is_found(tmp_path: Path) -> None:
     assert check.checkpoint.startswith("DataError") and not check.ok
     blob.unlink()
     assert check_home(home).missing_blobs == 1
+
+
+def test_a_fault_on_a_down_or_busy_robot_is_redrawn_onto_a_free_one() -> None:
+    import random
+    import time
+    from types import SimpleNamespace
+
+    from peerdata.testing.faults import Fault, FaultReport, _Fleet, _take
+
+    swarm = SimpleNamespace(robots=[SimpleNamespace(index=i) for i in range(3)])
+    fleet = _Fleet(swarm, FaultReport(plan_faults(1, 3, 1, 1.0)))  # type: ignore[arg-type]
+    fleet.mark(1, True)  # robot 1 is down
+    assert fleet.locks[2].acquire()  # robot 2 is busy with another fault
+    fault = Fault(0.0, "kill9", 1, 1.0)
+    assert _take(fleet, fault, random.Random(0), time.monotonic() + 5) == 0
+    assert fleet.locks[0].locked()
+    # nobody free: given up at `until`, not applied twice to one robot
+    assert _take(fleet, fault, random.Random(0), time.monotonic() + 0.3) is None
+    fleet.locks[2].release()
+    assert _take(fleet, Fault(0.0, "kill9", 2, 1.0), random.Random(0), 0.0) == 2

@@ -111,3 +111,24 @@ def test_combined_detector_standardizes_its_parts(spots_model: VisionModel) -> N
         build_detector("knn+odin")
     with pytest.raises(ConfigError, match="two parts"):
         CombinedDetector([KnnDetector()])
+
+
+@pytest.mark.parametrize("name", ["knn", COMBINED])
+def test_knn_compares_with_training_images_and_stays_calibrated(
+    spots_model: VisionModel, name: str
+) -> None:
+    training = generate("spots", 600, seed=7).images
+    calibration = generate("spots", 300, seed=2).images
+    detector = build_detector(name, tpr=0.9)
+    detector.fit(spots_model, calibration, training)
+    parts = detector.parts if isinstance(detector, CombinedDetector) else [detector]
+    knn = next(p for p in parts if isinstance(p, KnnDetector))
+    assert knn.reference is not None and len(knn.reference) == len(training)
+    # held-out images are scored against the training images: still ~10% above the threshold
+    familiar = detector.vote(spots_model, generate("spots", 400, seed=6).images)
+    assert 0.03 <= familiar.novel.mean() <= 0.2
+    own = detector.score(spots_model, generate("spots", 200, seed=3).images)
+    foreign = detector.score(spots_model, generate("rings", 200, seed=3).images)
+    assert auroc(own, foreign) > 0.9
+    detector.fit(spots_model, calibration)  # without training images: leave-one-out again
+    assert knn.reference is not None and len(knn.reference) == len(calibration)

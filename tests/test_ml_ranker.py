@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from peerdata.errors import DataError
 from peerdata.ml.ranker import (
@@ -109,3 +111,34 @@ def test_covering_selection_limits_and_threshold() -> None:
     assert len(select_covering(utilities, embeddings, 0)) == 0
     with pytest.raises(DataError):
         select_covering(utilities, embeddings[:3], 5)
+
+
+def test_covering_keeps_its_share_of_the_top_utility() -> None:
+    """Unbounded covering takes an isolated, less wanted image; `keep` near 1 does not."""
+    rng = np.random.default_rng(1)
+    embeddings = np.concatenate(
+        [
+            [1.0, 0.0, 0.0] + rng.normal(0, 0.01, (30, 3)),
+            [[0.0, 1.0, 0.0]],
+            np.tile([0.0, 0.0, 1.0], (30, 1)),
+        ]
+    )
+    utilities = np.concatenate([0.95 + rng.uniform(0, 0.04, 30), [0.6], rng.uniform(0, 0.1, 30)])
+    isolated, top = 30, np.sort(utilities)[::-1][:10].sum()
+    assert isolated in select_covering(utilities, embeddings, 10, 0.15).tolist()
+    bounded = select_covering(utilities, embeddings, 10, 0.15, keep=0.99)
+    assert isolated not in bounded.tolist() and len(set(bounded.tolist())) == 10
+    assert utilities[bounded].sum() >= 0.99 * top
+    with pytest.raises(DataError, match="keep"):
+        select_covering(utilities, embeddings, 10, keep=1.5)
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 30), st.floats(0.0, 1.0))
+def test_covering_never_loses_more_utility_than_allowed(seed: int, limit: int, keep: float) -> None:
+    rng = np.random.default_rng(seed)
+    utilities, embeddings = rng.uniform(size=40), rng.normal(size=(40, 5))
+    chosen = select_covering(utilities, embeddings, limit, 0.2, keep)
+    eligible = np.sort(utilities[utilities >= 0.2])[::-1]
+    assert len(chosen) == len(set(chosen.tolist())) == min(limit, len(eligible))
+    assert utilities[chosen].sum() >= keep * eligible[:limit].sum() - 1e-9

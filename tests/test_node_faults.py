@@ -43,11 +43,12 @@ async def test_lossy_network_delivers_everything_once(
                     for n in nodes:
                         await n.node.wait_until(
                             lambda s: s.share.images_verified == expected)
-                if all(n.node.statistics().share.images_verified == expected for n in nodes):
+                stats_all = [await n.node.statistics() for n in nodes]
+                if all(st.share.images_verified == expected for st in stats_all):
                     break
             assert failures > 0  # the faults did bite
             for n in nodes:
-                stats = n.node.statistics()
+                stats = await n.node.statistics()
                 assert stats.share.images_verified == stats.samples_received == expected
                 assert stats.share.images_rejected == 0
                 for sample in n.store.list_samples(source="received"):

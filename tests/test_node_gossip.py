@@ -38,7 +38,7 @@ async def test_gossip_is_checked_per_topic(
             await a.node.transport.publish(VOTES_TOPIC, encode(vote))
             sender, got = await b.node.gossip_inbox.receive()
             assert (sender, got) == (a.node.peer_id, vote)
-            stats = b.node.statistics()
+            stats = await b.node.statistics()
             assert stats.gossip_received == 1 and stats.gossip_rejected == 3
             refused = [r.getMessage() for r in caplog.records
                        if "event=gossip_rejected" in r.getMessage()]

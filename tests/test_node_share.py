@@ -86,7 +86,7 @@ async def test_receiver_fetches_only_missing_images(
             assert got is not None and got.origin == a.node.peer_id and got.label == 1
             notice = b.node.inbox.receive_nowait()
             assert notice.sender == a.node.peer_id and notice.cid in cids[1:]
-            assert a.node.statistics().share.images_sent == 2
+            assert (await a.node.statistics()).share.images_sent == 2
             # offering again moves nothing
             assert await a.node.share.offer(b.node.peer_id, cids) == ()
 
@@ -173,7 +173,7 @@ async def test_bad_request_is_refused_logged_and_link_dropped(
             await evil.connect(addr_of(b.node.peer_id))
             with pytest.raises(TransportError):
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, payload)
-            assert b.node.statistics().links_dropped == 1
+            assert (await b.node.statistics()).links_dropped == 1
             lines = [r.getMessage() for r in caplog.records if "event=link_dropped" in
                      r.getMessage()]
             assert len(lines) == 1 and evil.peer_id in lines[0] and reason in lines[0]
@@ -183,7 +183,7 @@ async def test_bad_request_is_refused_logged_and_link_dropped(
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
             await trio.sleep(b.node.config.net.reconnect_max_s)
             await evil.request(b.node.peer_id, SHARE_PROTOCOL, offer)
-            assert b.node.statistics().links_dropped == 1
+            assert (await b.node.statistics()).links_dropped == 1
             # b keeps working with a
             cid = add_local(a.store, png(5))
             assert await a.node.share.offer(b.node.peer_id, [cid]) == (cid,)
@@ -229,7 +229,7 @@ async def test_oversize_frame_is_refused_before_the_node_sees_it(
             await evil.connect(addr_of(b.node.peer_id))
             with pytest.raises(TransportError):
                 await evil.request(b.node.peer_id, SHARE_PROTOCOL, b"\x01\x02" + b"x" * 10_000)
-            assert b.node.statistics().share.offers_received == 0
+            assert (await b.node.statistics()).share.offers_received == 0
 
 
 async def test_peer_that_stops_mid_transfer_leaves_nothing_behind(
@@ -293,3 +293,24 @@ async def test_fetch_failing_in_transit_is_retried_with_backoff(
             gaps = [round(y - x, 3) for x, y in zip(calls, calls[1:], strict=False)]
             assert gaps == [net.reconnect_initial_s, 2 * net.reconnect_initial_s]
             assert b.store.get_blob(item.cid) == data
+
+
+async def test_a_send_the_peer_failed_to_fetch_is_offered_again(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """The receiver wanted the image, then lost the link before fetching it (as a robot killed
+    then: its fetch queue is gone): the sender kept the send and offers it again."""
+    with trio.fail_after(300):
+        async with AsyncExitStack() as stack:
+            network = MemoryNetwork()
+            a, b = await _pair(stack, network)
+            cid = add_local(a.store, png(7))
+            network.partition(a.node.peer_id, b.node.peer_id)  # replies, then no fetch
+            with pytest.raises(TransportError):
+                await a.node.share.offer(b.node.peer_id, [cid])
+            assert [r.peer for r in a.store.list_outbox("send")] == [b.node.peer_id]
+            network.heal(a.node.peer_id, b.node.peer_id)
+            await b.node.wait_until(lambda s: s.share.images_verified == 1)
+            assert b.store.get_sample(cid) is not None
+            assert a.node.share.sends.counts["resent"] >= 1
+            assert a.store.list_outbox("send") == []  # served: removed before the reply left

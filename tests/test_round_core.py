@@ -63,10 +63,13 @@ def test_relay_hop_limit_loops_and_own_images() -> None:
     assert core.arrive([VoteState("b", CID, 1)]) == (["own"], [])
 
 
-def test_first_peers_rotate_with_the_round() -> None:
-    assert first_peers(3, ["c", "a", "b"], 1) == [["b", "a", "b", "c"], ["c", "a", "b", "c"],
-                                                  ["a", "a", "b", "c"]]
-    assert first_peers(2, [], 1) == [[], []]
+def test_first_peers_one_path_per_origin_and_round() -> None:
+    peers = ["c", "a", "b", ME]
+    [one, two, three] = first_peers(3, peers, 1, ME)
+    assert one == two == three and sorted(one) == ["a", "b", "c"]  # one offer: the batch
+    firsts = {first_peers(1, peers, r, ME)[0][0] for r in range(1, 30)}
+    assert firsts == {"a", "b", "c"}  # the first peer changes with the round
+    assert first_peers(2, [], 1, ME) == [[], []]
 
 
 def test_feedback_must_come_on_the_reporters_link_from_members() -> None:
@@ -141,7 +144,7 @@ def test_simulator_hop_limit_bounds_the_chain() -> None:
     sim = Simulator(names, max_hops=2)
     result = sim.run_round({"a": [CID]}, lambda me, sts: [True] * len(sts))
     [u] = result.utilities["a"]
-    assert len(u.voters) == 3 and u.source == "feedback"  # the first peer, then 2 relays
+    assert len(u.voters) == 2 and u.source == "feedback"  # the offer, then one relay: 2 hops
 
 
 # -- properties -----------------------------------------------------------------------------
@@ -227,3 +230,84 @@ def test_relay_property_random_order_duplicates_and_losses(
     for r in reports:
         assert 0.0 <= r.utility <= 1.0 and len(set(r.voters)) == len(r.voters)
         assert "a" not in r.voters and r.hops <= 3
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.0, 0.5), st.floats(0.0, 0.5), st.floats(0.0, 0.5))
+def test_round_property_votes_and_feedback_through_faults(
+        seed: int, dup_p: float, loss_p: float, late_p: float) -> None:
+    """A whole round, relay and origin together, with every message (hand-off, Vote, Feedback)
+    delivered in random order, some duplicated, some lost, some votes late: no crash; each
+    robot votes once per image; along a chain the state's voters and novel votes only grow;
+    the origin's counted votes per image only grow; every final utility lies in [0, 1] with
+    distinct voters who really voted; an image whose feedback was lost is recovered from the
+    votes that came in time, and only from those."""
+    rng = random.Random(seed)
+    names = ["o", "a", "b", "c", "d"]
+    relays = {n: RelayCore(n, max_hops=3, deadline_s=5.0) for n in names}
+    core = OriginCore("o", 10.0)
+    core.start_round(1, 0.0)
+    for cid in CIDS:
+        core.shared(cid, 1)
+    queue: list[tuple[str, object]] = [(names[1 + i % 4], VoteState("o", cid, 1))
+                                      for i, cid in enumerate(CIDS)]
+    cast: dict[tuple[str, bytes], bool] = {}  # (voter, cid) -> novel, as voted
+    in_time: dict[bytes, set[str]] = {cid: set() for cid in CIDS}
+    got_feedback: set[bytes] = set()
+    counted = dict.fromkeys(CIDS, 0)
+    while queue:
+        to, msg = queue.pop(rng.randrange(len(queue)))
+        if rng.random() < dup_p:
+            queue.append((to, msg))
+        if isinstance(msg, VoteFact):
+            late = rng.random() < late_p
+            if core.take_vote(msg, 20.0 if late else 1.0).outcome == "accepted":
+                in_time[msg.cid].add(msg.voter)
+        elif isinstance(msg, FeedbackFact):
+            if core.take_feedback(msg, msg.reporter).outcome == "accepted":
+                got_feedback.add(msg.cid)
+        else:
+            assert isinstance(msg, VoteState)
+            relay = relays[to]
+
+            def report(state: VoteState, to: str = to) -> None:
+                if rng.random() >= loss_p:
+                    queue.append(("o", FeedbackFact(state.cid, 1, to, state.voters,
+                                                    state.novel_votes)))
+
+            _, actions = relay.arrive([msg])
+            for action in actions:
+                if isinstance(action, Report):
+                    report(action.state)
+                    continue
+                assert isinstance(action, NeedVote)
+                for s in action.states:
+                    assert (to, s.cid) not in cast  # once per robot and image
+                    novel = rng.random() < 0.5
+                    cast[(to, s.cid)] = novel
+                    queue.append(("o", VoteFact(s.cid, 1, to, novel)))
+                    step = relay.voted(s, novel, [n for n in names if n != to], 1.0)
+                    while isinstance(step, Forward):
+                        assert set(s.voters) <= set(step.state.voters)  # only grows
+                        assert step.state.novel_votes >= s.novel_votes
+                        ok = rng.random() >= loss_p
+                        if ok:
+                            queue.append((step.peer, step.state))
+                        nxt = relay.forward_done(step.state.key, ok, 1.0)
+                        if nxt is None:
+                            break
+                        step = nxt
+                    if isinstance(step, Report):
+                        report(step.state)
+        for cid in CIDS:
+            n = len(core.counted_votes(cid, 1))
+            assert n >= counted[cid]
+            counted[cid] = n
+    final, _ = core.finish(1)
+    for u in final:
+        assert 0.0 <= u.utility <= 1.0
+        assert len(set(u.voters)) == len(u.voters) and "o" not in u.voters
+        assert all((v, u.cid) in cast for v in u.voters)  # only robots that voted
+        if u.cid not in got_feedback:  # recovered: exactly the votes that came in time
+            assert u.source == "recovered" and set(u.voters) == in_time[u.cid]
+            assert u.novel_votes == sum(cast[(v, u.cid)] for v in u.voters)

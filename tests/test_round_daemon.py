@@ -23,6 +23,7 @@ from peerdata.datasets.synthetic import generate
 from peerdata.errors import ControlError, DataError
 from peerdata.ml.privacy import Action, Box, PrivacyFilter, RegionKind
 from peerdata.ml.privacy.imageformat import encode_png
+from peerdata.node.daemon import Daemon
 from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.node import thread_offload
 from peerdata.store import MemoryStore, Sample, content_id
@@ -165,7 +166,9 @@ async def test_control_commands(autojump_clock: trio.testing.MockClock, tmp_path
     with trio.fail_after(300):
         async with AsyncExitStack() as stack:
             a, b = await fleet(stack, MemoryNetwork(), 2)
-            dispatch = {id(r): make_dispatch(r.node, "c", lambda: None, extra=round_commands())
+            dispatch = {id(r): make_dispatch(r.node, "c", lambda: None,
+                                             extra=round_commands(r.service),
+                                             services=Daemon(r.node, rounds=r.service))
                         for r in (a, b)}
 
             async def ask(r: Robot, cmd: str, **args: object) -> dict[str, Any]:
@@ -238,7 +241,8 @@ async def test_node_answers_while_it_learns() -> None:
             host = SlowLearner()
             r = await start_robot(stack, MemoryNetwork(), "r", host=host,
                                   ml_offload=thread_offload(trio.CapacityLimiter(1)))
-            dispatch = make_dispatch(r.node, "c", lambda: None, extra=round_commands())
+            dispatch = make_dispatch(r.node, "c", lambda: None, extra=round_commands(r.service),
+                                     services=Daemon(r.node, rounds=r.service))
             done = trio.Event()
 
             async def learn() -> None:

@@ -24,7 +24,7 @@ def _offer_order(r: Robot, rid: int, peers: list[str]) -> list[bytes]:
     for s in r.store.list_shared(rid):
         by_peer.setdefault(s.peer_id, []).append(s.cid)
     n = sum(len(v) for v in by_peer.values())
-    order = [by_peer[first[0]].pop() for first in first_peers(n, peers, rid)]
+    order = [by_peer[first[0]].pop() for first in first_peers(n, peers, rid, r.node.peer_id)]
     assert not any(by_peer.values())  # the daemon used exactly the core's first peers
     return order
 

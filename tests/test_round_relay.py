@@ -11,7 +11,7 @@ import trio
 import trio.testing
 
 from peerdata.node.relay import RelayDesk, to_state
-from peerdata.round import candidate_order
+from peerdata.round import candidate_order, path_order
 from peerdata.wire.messages import OfferItem
 
 ORIGIN = "Q" * 46
@@ -31,6 +31,7 @@ class Fakes:
         self.alive = set(alive)
         self.novel, self.stall = novel, stall
         self.forwarded: list[tuple[str, OfferItem]] = []
+        self.offers: list[tuple[str, int]] = []  # (peer, states in the offer)
         self.reports: list[OfferItem] = []
         self.votes = 0
 
@@ -42,13 +43,14 @@ class Fakes:
     def candidates(self) -> list[str]:
         return [*PEERS, ORIGIN]
 
-    async def forward(self, peer: str, item: OfferItem) -> bool:
+    async def forward(self, peer: str, items: Sequence[OfferItem]) -> bool:
         if self.stall:
             await trio.sleep_forever()
         await trio.lowlevel.checkpoint()
+        self.offers.append((peer, len(items)))
         if peer not in self.alive:
             return False
-        self.forwarded.append((peer, item))
+        self.forwarded.extend((peer, item) for item in items)
         return True
 
     async def report(self, item: OfferItem) -> None:
@@ -64,8 +66,12 @@ def test_candidates_exclude_voters_origin_and_me() -> None:
     item = state(voters=(PEERS[0], PEERS[1]))
     order = candidate_order(to_state(item), [*PEERS, ORIGIN, PEERS[2]], PEERS[2])
     assert sorted(order) == sorted(PEERS[3:])
+    # one origin's images of a round share one path (they travel as one batch) ...
     orders = {tuple(candidate_order(to_state(state(cid=c)), PEERS, "me")) for c in range(20)}
-    assert len(orders) > 1  # different images take different paths
+    assert len(orders) == 1
+    # ... and different origins' rounds take different paths (the load spreads)
+    paths = {tuple(path_order(o, r, PEERS)) for o in ("x", "y", "z") for r in range(1, 8)}
+    assert len(paths) > 5
 
 
 async def test_vote_then_relay_to_a_peer_that_has_not_voted() -> None:
@@ -133,3 +139,16 @@ async def test_deadline_ends_a_stalled_relay(autojump_clock: trio.testing.MockCl
         [res] = await fakes.desk(PEERS[0], deadline_s=5.0).handle([state()])
         assert res.outcome == "reported" and trio.current_time() - start == 5.0
         assert replace(fakes.reports[0], hops=0).voters == (PEERS[0],)
+
+
+async def test_a_batch_leaves_in_one_offer_per_peer_and_moves_on_together() -> None:
+    with trio.fail_after(10):
+        fakes = Fakes(alive=PEERS[2:])  # the first peer on the path may be gone
+        batch = [state(cid=c, voters=(PEERS[1],), novel=1, hops=1) for c in range(1, 11)]
+        results = await fakes.desk(PEERS[0]).handle(batch)
+        assert {r.outcome for r in results} == {"relayed"} and fakes.votes == 10
+        assert len({r.next_peer for r in results}) == 1  # the whole batch, one next peer
+        # one offer per peer tried: a refused peer costs one offer, not ten
+        assert all(n == 10 for _, n in fakes.offers)
+        assert len(fakes.offers) == len({p for p, _ in fakes.offers})
+

@@ -355,6 +355,21 @@ def test_store_meta_get_set_replace(store: Store) -> None:
 
 
 # -- lifetime and threads ------------------------------------------------------------------------
+def test_store_outbox_keeps_messages_until_removed(store: Store) -> None:
+    from peerdata.store.outbox import OutboxRecord
+
+    a = OutboxRecord("vote", b"k1", "peer-a", b"one", 2.0)
+    b = OutboxRecord("vote", b"k2", "peer-b", b"two", 1.0)
+    c = OutboxRecord("offer", b"k1", "", b"three", 3.0)
+    store.put_outbox([a, b, c])
+    assert store.list_outbox() == [b, a, c]  # oldest first
+    assert store.list_outbox("vote") == [b, a]
+    store.put_outbox([OutboxRecord("vote", b"k1", "peer-a", b"again", 2.0)])  # replaces
+    assert [r.data for r in store.list_outbox("vote")] == [b"two", b"again"]
+    assert store.remove_outbox("vote", [b"k1", b"nope"]) == 1
+    assert store.list_outbox() == [b, c]
+
+
 def test_store_closed_store_refuses_calls(store: Store) -> None:
     cid = store.put_blob(b"a")
     store.close()

@@ -106,7 +106,7 @@ async def test_offers_over_a_quota_are_refused_with_the_reason(
             assert isinstance(reply, ErrorReply) and reply.code == "busy"
             assert "trust.max_peer_bytes=250" in reply.message
             assert "event=offer_refused_quota" in caplog.text
-            assert b.node.statistics().links_dropped == 0  # a refusal, not a protocol error
+            assert (await b.node.statistics()).links_dropped == 0  # a refusal, not a protocol error
 
 
 async def test_free_space_floor_refuses_offers(

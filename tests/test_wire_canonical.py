@@ -59,3 +59,30 @@ def test_fuzzing_finds_no_crash_and_no_accepted_noncanonical_input() -> None:
     assert result["crashes"] == 0, result["crash_examples"]
     assert result["noncanonical_accepted"] == 0
     assert result["refused"] > 0 and result["structured_variants"] > len(VECTORS)
+
+
+def test_a_model_update_has_one_encoding() -> None:
+    """Federation's ModelUpdate (its own envelope) gets the same canonical check."""
+    import torch
+
+    from peerdata.federated.tensors import BlobOptions, blobs_from_state
+    from peerdata.identity import Identity
+    from peerdata.wire.model_update import (
+        decode_model_update,
+        encode_model_update,
+        sign_model_update,
+    )
+
+    state = {"fc.bias": torch.tensor([0.5, -0.25])}
+    good = encode_model_update(sign_model_update(
+        Identity.from_private_bytes(bytes(range(32))), round_id=3, base_version=2,
+        kind="update", is_delta=False, num_samples=10, label_counts=(6, 4), tag="",
+        tensors=blobs_from_state(state, BlobOptions(), None)))
+    assert encode_model_update(decode_model_update(good, 1 << 20)) == good
+    body = msgpack.unpackb(good[2:], raw=False)
+    reordered = good[:2] + msgpack.packb(dict(reversed(list(body.items()))), use_bin_type=True)
+    wide = good[:2] + msgpack.packb({**body, "num_samples": 10.0}, use_bin_type=True)
+    for bad in (reordered, wide):
+        assert bad != good
+        with pytest.raises(RemoteProtocolError):
+            decode_model_update(bad, 1 << 20)

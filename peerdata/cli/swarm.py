@@ -37,8 +37,11 @@ SEED hits them: 10 kill -9 at random moments, each followed by a restart from th
 2 SIGSTOPs past a round; 2 partitions that heal (with --netem); 30% of the robots leaving for
 each round and rejoining. Then every home is checked (PRAGMA integrity_check, every blob
 against its content ID, every sample's blob present, no temp files, the learner checkpoint
-loads) and the ledger of offered vs arrived images printed. Exit 0 when nothing is corrupt or
-lost, 1 otherwise.
+loads) and the ledger of offered vs arrived images printed. With --fault-work gu the robots
+run GU sharing rounds instead of plain sends (small synthetic-3 learners: learn, observe,
+round_now each round), so the kills also hit learning, offering and voting; the ledger then
+adds votes cast vs recorded by their origins (lost_votes) and shared images vs those with a
+utility. Exit 0 when nothing is corrupt or lost, 1 otherwise.
 
 With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
 `peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
@@ -59,6 +62,8 @@ Examples:
   sudo peerdata swarm --robots 5 --netem "delay 50ms loss 2% rate 10mbit"
 
   sudo peerdata swarm --robots 10 --rounds 10 --faults 7 --netem "delay 20ms"
+
+  peerdata swarm --robots 10 --rounds 10 --faults 7 --fault-work gu --format json
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 
@@ -123,6 +128,12 @@ def swarm(
         "--netem, 30% churn per round) while the robots share, then check every home",
         show_default=False,
     )] = None,
+    gossip_votes: Annotated[bool, typer.Option(
+        "--gossip-votes", help="scenario: each daemon also publishes every vote on gossip "
+        "(round.gossip_votes; e.g. for a js-libp2p peer watching the fleet)")] = False,
+    fault_work: Annotated[str, typer.Option(
+        "--fault-work", help="faults: what the robots do meanwhile: send (plain offers) or gu "
+        "(GU sharing rounds, with the vote ledger)")] = "send",
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
@@ -140,10 +151,10 @@ def swarm(
             return
         if scenario is not None:
             _scenario_mode(scenario, policy, rounds, seed, out, data_dir, force,
-                           (timeout_s or 600.0, vote_deadline_s), netem, fmt)
+                           (timeout_s or 600.0, vote_deadline_s), netem, gossip_votes, fmt)
             return
         if faults is not None:
-            _faults_mode(robots, rounds or 3, images, out, faults, netem, fmt)
+            _faults_mode(robots, rounds or 3, images, out, faults, netem, fault_work, fmt)
             return
         _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, netem, fmt)
     finally:
@@ -152,7 +163,7 @@ def swarm(
 
 def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: Path | None,
                    data_dir: Path | None, force: bool, timeouts: tuple[float, float],
-                   netem: str | None, fmt: Format) -> None:
+                   netem: str | None, gossip_votes: bool, fmt: Format) -> None:
     from peerdata.datasets import resolve_data_dir
     from peerdata.experiment.report import check_output_dir, write_atomically
     from peerdata.scenario import load_scenario
@@ -168,7 +179,13 @@ def _scenario_mode(name: str, policy: str, rounds: int | None, seed: int, out: P
     spec = load_scenario(name).with_overrides(**changes)
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-swarmexp-"))
     check_output_dir(out_dir, force)
-    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem)
+    plan = SwarmPlan(spec, resolve_data_dir(data_dir), DriverSettings(*timeouts), netem=netem,
+                     gossip_votes=gossip_votes)
+    import torch
+
+    # as `peerdata experiment` (--threads 1) and every daemon: the in-process reference must
+    # train with the same float reductions, or it drifts from the swarm round by round
+    torch.set_num_threads(1)
     command = "peerdata " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     results: dict[str, object] = {}
 
@@ -222,7 +239,7 @@ def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout
 
 
 def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: int,
-                 netem: str | None, fmt: Format) -> None:
+                 netem: str | None, work: str, fmt: Format) -> None:
     from peerdata.testing.faults import run_faults
 
     if netem is not None:
@@ -231,9 +248,11 @@ def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: 
         parse_link_spec(netem)
     if robots < 2:
         raise ConfigError("--faults needs at least 2 robots")
+    if work not in ("send", "gu"):
+        raise ConfigError(f"--fault-work must be send or gu, not {work!r}")
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-faults-"))
     report = run_faults(robots, out_dir, seed, rounds=rounds, images=images, netem=netem,
-                        progress=_progress)
+                        work=work, progress=_progress)
     summary = report.to_json()
     if fmt is Format.text:
         table(f"fleet-fault run, seed {seed}, {robots} robots, {rounds} rounds ({out_dir})",
@@ -246,6 +265,13 @@ def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: 
             f"{summary['relink_timeouts']} timeouts")
         say(f"offered {summary['offered']}, arrived {summary['arrived']}: lost_records "
             f"{summary['lost_records']}, corrupt_records {summary['corrupt_records']}")
+        if report.rounds is not None:
+            led = report.rounds
+            say(f"votes cast {led.votes_cast}, recorded by their origins {led.votes_recorded}: "
+                f"lost_votes {led.lost_votes} ({led.votes_pending} still in an outbox); "
+                f"images shared {led.images_shared}, with a utility {led.images_with_utility} "
+                f"({led.images_with_feedback} from feedback, {led.feedback_duplicates} with "
+                f"duplicate feedback); commands hit {summary['command_failures']}")
         for note in report.notes:
             say(f"note: {note}")
     emit_json({k: v for k, v in summary.items() if k != "plan"})

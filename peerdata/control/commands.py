@@ -1,6 +1,7 @@
 """What each control command does to a running node; the daemon serves these.
 
-Rule: commands only read `Node.statistics()` or call a node method; results are plain JSON
+Rule: commands only read `Node.statistics()` or call a method of the node or of the daemon's
+services (`node.daemon.Daemon`, handed to `make_dispatch`); results are plain JSON
 objects (the shape the CLI and scripts see); bad arguments raise ControlError.
 """
 
@@ -10,7 +11,7 @@ import dataclasses
 import os
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import trio
 
@@ -20,6 +21,10 @@ from peerdata.errors import ControlError, DataError
 from peerdata.node.node import Node, NodeStats
 from peerdata.node.share import media_type_of
 from peerdata.store import Sample
+
+if TYPE_CHECKING:  # torch-heavy, started by the daemon; typed here only
+    from peerdata.federated.service import Federation
+    from peerdata.node.daemon import Daemon
 
 MAX_WAIT_S = 600.0
 MAX_SEND_FILES = 10_000
@@ -71,17 +76,16 @@ def _read_images(paths: list[str], max_bytes: int) -> list[bytes]:
     return images
 
 
-def _privacy_filter(node: Node) -> Any:
-    """The node's privacy filter: the round service's, else one built from `[privacy]`."""
-    privacy = getattr(node.rounds, "privacy", None)
-    if privacy is None:  # a node without rounds (tests, tools): the same filter, built now
+def _privacy_filter(node: Node, privacy: Any) -> Any:
+    """The daemon's privacy filter, else (a bare node) one built from `[privacy]`."""
+    if privacy is None:  # a node without the daemon's services (tests, tools): built now
         from peerdata.ml.privacy import PrivacyFilter
 
         privacy = PrivacyFilter.from_config(node.config.privacy)
     return privacy
 
 
-async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def send(node: Node, args: dict[str, Any], privacy: Any = None) -> dict[str, Any]:
     """Pass image files through the privacy filter, store each output as a local sample and
     offer them to one peer. The raw files never leave: only filter outputs are offered, and
     images the filter drops are counted, not sent."""
@@ -97,7 +101,7 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     images = await node.offload(_read_images, paths, node.config.limits.max_image_bytes)
     store = node.store
     now = node.wall_time()
-    privacy = await node.offload(_privacy_filter, node)
+    privacy = await node.offload(_privacy_filter, node, privacy)
 
     def put_all() -> tuple[list[bytes], dict[str, int]]:
         from peerdata.ml.privacy import DroppedImage, require_filtered
@@ -125,11 +129,13 @@ async def send(node: Node, args: dict[str, Any]) -> dict[str, Any]:
             "cids": [c.hex() for c in dict.fromkeys(cids)]}
 
 
-async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]:
-    """Block until every given threshold holds (peers, images_received, federation_rounds),
-    or time out."""
+async def wait(node: Node, args: dict[str, Any], control: str,
+               federation: Federation | None = None) -> dict[str, Any]:
+    """Block until every given threshold holds (peers, images_received, samples_received,
+    federation_rounds), or time out."""
     peers = _arg(args, "peers", int)
     received = _arg(args, "images_received", int)
+    stored = _arg(args, "samples_received", int)
     fed_rounds = _arg(args, "federation_rounds", int)
     timeout = _arg(args, "timeout_s", float, 30.0)
     if not 0 < timeout <= MAX_WAIT_S:
@@ -138,16 +144,17 @@ async def wait(node: Node, args: dict[str, Any], control: str) -> dict[str, Any]
     def done(s: NodeStats) -> bool:
         return ((peers is None or s.peers_connected >= peers)
                 and (received is None or s.share.images_verified >= received)
-                and (fed_rounds is None or (node.federation is not None
-                                            and node.federation.statistics().rounds
-                                            >= fed_rounds)))
+                and (stored is None or s.samples_received >= stored)
+                and (fed_rounds is None or (federation is not None
+                                            and federation.statistics().rounds >= fed_rounds)))
 
     with trio.move_on_after(timeout):
         return status_result(await node.wait_until(done), control)
-    s = node.statistics()
+    s = await node.statistics()
     raise ControlError(
         f"not reached within {timeout} s: peers {s.peers_connected}/{peers}, "
-        f"images verified {s.share.images_verified}/{received}"
+        f"images verified {s.share.images_verified}/{received}, "
+        f"samples received {s.samples_received}/{stored}"
     )
 
 
@@ -183,27 +190,32 @@ Command = Callable[[Node, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 def make_dispatch(node: Node, control: str, stop: Callable[[], None],
-                  extra: Mapping[str, Command] | None = None) -> Dispatch:
+                  extra: Mapping[str, Command] | None = None, *,
+                  services: Daemon | None = None) -> Dispatch:
     """The control endpoint's handler for `node` (`stop` ends the daemon gracefully).
 
-    `extra` adds commands by name (serve them with `commands=COMMANDS | extra.keys()`).
+    `extra` adds commands by name (serve them with `commands=COMMANDS | extra.keys()`);
+    `services`: the daemon's services on `node` (status, privacy filter, federation).
     """
     extra = dict(extra or {})
+    rounds = services.rounds if services is not None else None
+    federation = services.federation if services is not None else None
+    privacy = services.privacy if services is not None else None
 
     async def dispatch(req: ControlRequest) -> dict[str, Any]:
         if req.cmd == "status":
-            result = status_result(node.statistics(), control)
-            if node.rounds is not None:
-                result.update(await node.rounds.status_fields())
-            if node.federation is not None:
-                result["federation"] = federation_result(node.federation.statistics())
+            result = status_result(await node.statistics(), control)
+            if rounds is not None:
+                result.update(await rounds.status_fields())
+            if federation is not None:
+                result["federation"] = federation_result(federation.statistics())
             return result
         if req.cmd == "peers":
-            return peers_result(node.statistics())
+            return peers_result(await node.statistics())
         if req.cmd == "send":
-            return await send(node, req.args)
+            return await send(node, req.args, privacy)
         if req.cmd == "wait":
-            return await wait(node, req.args, control)
+            return await wait(node, req.args, control, federation)
         if req.cmd == "fleet_revocations":
             return await fleet_revocations(node, req.args)
         if req.cmd == "stop":

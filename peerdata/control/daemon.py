@@ -16,14 +16,15 @@ from pathlib import Path
 
 import trio
 
-from peerdata.control.commands import Command, make_dispatch
+from peerdata.control.commands import make_dispatch
 from peerdata.control.protocol import COMMANDS
 from peerdata.control.server import ensure_free, serve_control
 from peerdata.errors import PeerdataError
 from peerdata.exit_codes import ExitCode
+from peerdata.node.daemon import start_daemon
 from peerdata.node.home import CONTROL_SOCKET, check_home, remove_pid_file, write_pid_file
 from peerdata.node.logs import event
-from peerdata.node.node import Node, open_node
+from peerdata.node.node import open_node
 from peerdata.ops.service import reload_config, sd_notify, start_ops
 
 log = logging.getLogger("peerdata.daemon")
@@ -67,36 +68,6 @@ async def run_daemon(home: Path, *, ready_fd: int | None = None) -> int:
         raise error from None
 
 
-async def start_rounds(node: Node, home: Path) -> dict[str, Command]:
-    """Load the learner (HOME/learner.ckpt) and the privacy filter, start the round service
-    (and federation on its learner when `federation.enabled`); return its control commands.
-    Torch is imported here, not before: `peerdata run --help` and the other commands stay
-    light."""
-    from peerdata.control.rounds import round_commands
-    from peerdata.ml.privacy import PrivacyFilter
-    from peerdata.node.learning import CHECKPOINT, LearnerHost, learner_config_for
-    from peerdata.node.rounds import RoundService
-
-    def load() -> tuple[LearnerHost, PrivacyFilter]:
-        import torch
-
-        torch.set_num_threads(1)  # several daemons share a machine; one learner step at a time
-        cfg = node.config.round
-        host = LearnerHost.load(node.config.name, learner_config_for(cfg, node.config.model),
-                                cfg.learner_seed,
-                                home / CHECKPOINT)
-        return host, PrivacyFilter.from_config(node.config.privacy)
-
-    host, privacy = await trio.to_thread.run_sync(load)
-    service = RoundService(node, host, privacy, home=home, is_member=node.membership.is_member)
-    await node.start_service(service.run)
-    if node.config.federation.enabled:  # opt-in: nothing of it starts otherwise
-        from peerdata.node.federation import start_node_federation
-
-        await start_node_federation(node, service)
-    return round_commands()
-
-
 async def _run_daemon(home: Path, ready_fd: int | None) -> int:
     identity, config = check_home(home)
     ensure_free(home / CONTROL_SOCKET)  # before opening the store and the listen port
@@ -112,9 +83,13 @@ async def _run_daemon(home: Path, ready_fd: int | None) -> int:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM, signal.SIGHUP) as signals:
         async with open_node(home, config, identity=identity) as node:
             control = home / CONTROL_SOCKET
-            extra = await start_rounds(node, home)
-            dispatch, metrics_url = await start_ops(
-                node, home, make_dispatch(node, str(control), request_stop, extra=extra))
+            daemon = await start_daemon(node, home)
+            from peerdata.control.rounds import round_commands  # torch: only once started
+
+            assert daemon.rounds is not None
+            extra = round_commands(daemon.rounds)
+            dispatch, metrics_url = await start_ops(node, home, make_dispatch(
+                node, str(control), request_stop, extra=extra, services=daemon))
             await node.start_service(
                 partial(serve_control, commands=COMMANDS | frozenset(extra)), control, dispatch)
             info = {"peer_id": node.peer_id, "listen_addrs": list(node.transport.listen_addrs()),
@@ -142,6 +117,8 @@ async def _run_daemon(home: Path, ready_fd: int | None) -> int:
 
                     nursery.start_soon(watch_signals)
                     await stop.wait()
+                    if daemon.rounds is not None:  # votes still waiting: deliver them first
+                        await daemon.rounds.drain()
                     nursery.cancel_scope.cancel()
             finally:
                 sd_notify("STOPPING=1")

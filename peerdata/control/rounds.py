@@ -1,14 +1,16 @@
 """Control commands of the sharing round: observe, round_now, wait_round, learn, evaluate,
 rounds, shared, votes (docs/cli.md has their JSON).
 
-Rule: each command checks its arguments (ControlError), calls one RoundService method and
-returns a plain JSON object; nothing here touches the learner or the network directly.
+Rule: each command checks its arguments (ControlError), calls one method of the RoundService
+`round_commands` binds it to and returns a plain JSON object; nothing here touches the learner
+or the network directly.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +24,6 @@ ROUND_COMMANDS = ("observe", "round_now", "wait_round", "learn", "evaluate", "ro
                   "votes")
 
 
-def _service(node: Node) -> RoundService:
-    service = node.rounds
-    if not isinstance(service, RoundService):
-        raise ControlError("this daemon runs no round service")
-    return service
-
-
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
 
@@ -40,18 +35,18 @@ def _path(args: dict[str, Any], name: str) -> Path:
     return Path(value)
 
 
-async def observe(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def observe(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"npz", "bootstrap"?, "seed"?} -> {"added", "duplicates"}."""
     bootstrap = args.get("bootstrap", False)
     if not isinstance(bootstrap, bool):
         raise ControlError("argument 'bootstrap' must be true or false")
     seed = _arg(args, "seed", int)
-    added, dups = await _service(node).observe_npz(_path(args, "npz"), bootstrap=bootstrap,
+    added, dups = await service.observe_npz(_path(args, "npz"), bootstrap=bootstrap,
                                                    seed=seed)
     return {"added": added, "duplicates": dups}
 
 
-async def round_now(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def round_now(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"policy"?, "novel_domains"?, "learn"?} -> what left this robot in the new round."""
     policy = _arg(args, "policy", str)
     if policy is not None and policy not in POLICIES:
@@ -60,7 +55,6 @@ async def round_now(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     if novel is not None and (not isinstance(novel, list)
                               or not all(isinstance(d, str) for d in novel)):
         raise ControlError("argument 'novel_domains' must be a list of strings")
-    service = _service(node)
     if args.get("learn", False) is True:
         await service.learn()
     start = await service.round_now(policy, novel)
@@ -73,7 +67,7 @@ def _view(view: Any) -> dict[str, Any]:
     return out
 
 
-async def wait_round(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def wait_round(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"round_id", "timeout_s"} -> the round record once complete/finished or timed out."""
     round_id = _arg(args, "round_id", int)
     timeout = _arg(args, "timeout_s", float, 30.0)
@@ -81,26 +75,25 @@ async def wait_round(node: Node, args: dict[str, Any]) -> dict[str, Any]:
         raise ControlError("argument 'round_id' is required")
     if not 0 < timeout <= MAX_WAIT_S:
         raise ControlError(f"timeout_s must be in (0, {MAX_WAIT_S}]")
-    return _view(await _service(node).wait_round(round_id, timeout))
+    return _view(await service.wait_round(round_id, timeout))
 
 
-async def learn(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def learn(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{} -> {"ranker_loss", "fine_tune_loss", "received_pending", "feedback_used", "accuracy"}."""
-    result, accuracy = await _service(node).learn()
+    result, accuracy = await service.learn()
     out = dataclasses.asdict(result)
     out["accuracy"] = accuracy
     return out
 
 
-async def evaluate(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def evaluate(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"npz"} -> {"accuracy": {domain: float, ..., "all": float}, "n"}."""
-    acc, n = await _service(node).evaluate(_path(args, "npz"))
+    acc, n = await service.evaluate(_path(args, "npz"))
     return {"accuracy": acc, "n": n}
 
 
-async def rounds(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def rounds(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{} -> {"rounds": [round record, ...]} oldest first."""
-    service = _service(node)
 
     def read() -> list[dict[str, Any]]:
         views = (service.desk.view(r.round_id) for r in node.store.list_rounds())
@@ -109,7 +102,7 @@ async def rounds(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     return {"peer_id": node.peer_id, "rounds": await node.offload(read)}
 
 
-async def shared(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def shared(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"round_id"?} -> {"shared": [{cid, round_id, peer_id, nbytes, shared_at, utility, ...}]}."""
     round_id = _arg(args, "round_id", int)
     store = node.store
@@ -137,7 +130,7 @@ async def shared(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     return {"peer_id": node.peer_id, "shared": await node.offload(read)}
 
 
-async def votes(node: Node, args: dict[str, Any]) -> dict[str, Any]:
+async def votes(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:
     """{"round_id"?} -> {"votes": [...]}: votes this robot cast and votes on its images."""
     round_id = _arg(args, "round_id", int)
 
@@ -151,8 +144,7 @@ async def votes(node: Node, args: dict[str, Any]) -> dict[str, Any]:
     return {"peer_id": node.peer_id, "votes": await node.offload(read)}
 
 
-def round_commands() -> dict[str, Command]:
-    """The commands to pass as `make_dispatch(..., extra=...)`."""
-    return {"observe": observe, "round_now": round_now, "wait_round": wait_round,
-            "learn": learn, "evaluate": evaluate, "rounds": rounds, "shared": shared,
-            "votes": votes}
+def round_commands(service: RoundService) -> dict[str, Command]:
+    """The commands of `service`, to pass as `make_dispatch(..., extra=...)`."""
+    return {fn.__name__: partial(fn, service) for fn in
+            (observe, round_now, wait_round, learn, evaluate, rounds, shared, votes)}

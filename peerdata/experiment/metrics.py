@@ -25,14 +25,11 @@ def png_bytes(image: np.ndarray) -> int:
 
 def accuracies(learner: RobotLearner, evaluation: Mapping[str, LabelledImages]) -> dict[str, float]:
     """Accuracy on each dataset's held-out split, and on all of them together (`all`)."""
-    out: dict[str, float] = {}
-    correct = total = 0
-    for name, data in evaluation.items():
-        hits = int((learner.model.predict(data.images).labels == data.labels).sum())
-        out[name] = hits / len(data)
-        correct, total = correct + hits, total + len(data)
-    out["all"] = correct / total
-    return out
+    names = list(evaluation)
+    return learner.accuracies(
+        np.concatenate([evaluation[d].images for d in names]),
+        np.concatenate([evaluation[d].labels for d in names]),
+        np.concatenate([np.full(len(evaluation[d]), d, dtype=object) for d in names]))
 
 
 def sharing_stats(
@@ -69,7 +66,7 @@ def detector_aurocs(
     out: dict[str, dict[str, float]] = {}
     for name in DETECTORS:
         detector = build_detector(name, learner.config.ood_tpr, learner.seed)
-        detector.fit(learner.model, learner.calibration_images)
+        detector.fit(learner.model, learner.calibration_images, learner.detector_reference())
         in_scores = detector.score(learner.model, own_images)
         out[name] = {
             d: auroc(in_scores, detector.score(learner.model, data.images[:per_set]))

@@ -33,22 +33,19 @@ def average_models(learners: Mapping[str, RobotLearner]) -> None:
     """FedAvg the learners' vision models in place (weights: images each trained on), then
     recalibrate every OoD detector on the new model."""
     updates = [
-        ClientUpdate(name, lr.model.net.state_dict(),
-                     len(lr.local_labels) + len(lr.received_labels))
+        ClientUpdate(name, lr.weights(), len(lr.local_labels) + len(lr.received_labels))
         for name, lr in learners.items()
     ]
     averaged = FedAvg().aggregate(updates)
     for lr in learners.values():
-        lr.model.net.load_state_dict(averaged)
-        lr.model.net.eval()
-        lr.detector.fit(lr.model, lr.calibration_images)
+        lr.load_weights(averaged)
 
 
 def _model_bytes(learners: Mapping[str, RobotLearner], round_id: int) -> int:
     names = sorted(learners)
     ids = {name: robot_identity(i) for i, name in enumerate(names)}
     peers = [ids[n].peer_id for n in names]
-    states = {ids[n].peer_id: learners[n].model.net.state_dict() for n in names}
+    states = {ids[n].peer_id: learners[n].weights() for n in names}
     base = states[peers[0]]
     transfers = star_transfers(peers[0], peers, states, states, base)
     return transfer_bytes(transfers, {i.peer_id: i for i in ids.values()}, round_id,

@@ -19,7 +19,12 @@ import trio
 
 from peerdata.config import FederationConfig
 from peerdata.errors import LocalProtocolError, TransportError
-from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from_blobs
+from peerdata.federated.tensors import (
+    BlobOptions,
+    ErrorFeedback,
+    blobs_from_state,
+    state_from_blobs,
+)
 from peerdata.federated.validate import (
     Expectation,
     Hold,
@@ -102,6 +107,7 @@ class FederatedPeer:
         self._config = config
         self._rule = rule
         self._options = BlobOptions(config.update_dtype, config.topk_fraction)
+        self._memory = ErrorFeedback()  # what top-k left out of our deltas, sent later
         self.global_state = {k: v.detach().clone() for k, v in global_state.items()}
         self.version = version
         self.hold: Hold | None = None  # where updates a round early wait (the inbox's hold)
@@ -134,10 +140,23 @@ class FederatedPeer:
         Raises:
             LocalProtocolError: the encoding exceeds federation.max_update_bytes.
         """
-        blobs = blobs_from_state(state, options, base)
+        if base is not None and options.topk_fraction < 1 and kind != "global":
+            blobs = self._memory.blobs(state, options, base)
+        else:
+            blobs = blobs_from_state(state, options, base)
+        return self.encode_blobs(round_id, kind, blobs, local, is_delta=base is not None,
+                                 base_version=base_version)
+
+    def encode_blobs(self, round_id: int, kind: str, blobs: tuple[TensorBlob, ...],
+                     local: LocalModel | None, *, is_delta: bool, base_version: int) -> bytes:
+        """Our signed ModelUpdate carrying `blobs` as they are.
+
+        Raises:
+            LocalProtocolError: the encoding exceeds federation.max_update_bytes.
+        """
         msg = sign_model_update(
             self._identity, round_id=round_id, base_version=base_version, kind=kind,
-            is_delta=base is not None, num_samples=local.num_samples if local else 1,
+            is_delta=is_delta, num_samples=local.num_samples if local else 1,
             label_counts=local.label_counts if local else (), tag=local.tag if local else "",
             tensors=blobs,
         )
@@ -180,19 +199,10 @@ class FederatedPeer:
             updates += [ClientUpdate(u.peer, u.state, u.num_samples, u.tag or None)
                         for u in accepted]
             models = self.aggregate_for_each(updates, sorted(others))
-            dense = BlobOptions(self._config.update_dtype)
-            sent_bytes = 0
-            for model, receivers in _grouped(models):
-                payload = self.encode_update(round_id, "global", model, None, base=None,
-                                             base_version=self.version + 1, options=dense)
-                sent_bytes += len(payload) * await self.send_all(
-                    [p for p in receivers if p != self.peer_id], payload, send_update)
-            # Adopt exactly what the others decode, so every peer holds the same bytes.
-            new_state = state_from_blobs(
-                blobs_from_state(models[self.peer_id], dense), self.global_state
-            )
-            self.adopt(new_state)
             included = tuple(sorted(u.peer for u in accepted))
+            new_state, sent_bytes = await self.send_globals(
+                round_id, models, frozenset(included), send_update)
+            self.adopt(new_state)
             return RoundResult(
                 round_id, "aggregator", aggregator, new_state, self.version,
                 (self.peer_id, *included), tuple(rejected),
@@ -223,6 +233,41 @@ class FederatedPeer:
         return RoundResult(round_id, "aggregator", aggregator, fresh[0].state, self.version,
                            (aggregator,), tuple(rejected), (), sent * len(payload),
                            fresh[0].wire_bytes)
+
+    async def send_globals(self, round_id: int, models: dict[str, StateDict],
+                           in_step: frozenset[str], send_update: SendUpdate
+                           ) -> tuple[StateDict, int]:
+        """Send each peer its model of the round; return ours as the others decode it (so
+        every peer holds the same bytes) and the bytes sent.
+
+        Dense in the update dtype; with top-k configured (and not clustered), the peers in
+        `in_step` (we accepted their delta, so they hold our version) get the top-k delta from
+        our model, and the others the new model whole, in float32.
+        """
+        version = self.version + 1
+        groups = _grouped(models)
+        sent = 0
+        # clustered: a peer holds its cluster's model, not ours, so a delta from ours is wrong
+        if self._options.topk_fraction < 1 and not isinstance(self._rule, Clustered):
+            blobs = blobs_from_state(models[self.peer_id], self._options, self.global_state)
+            new_state = state_from_blobs(blobs, self.global_state, self.global_state)
+            delta = self.encode_blobs(round_id, "global", blobs, None, is_delta=True,
+                                      base_version=version)
+            whole = self.encode_update(round_id, "global", new_state, None, base=None,
+                                       base_version=version, options=BlobOptions("float32"))
+            receivers = [p for p in groups[0][1] if p != self.peer_id]
+            for payload, to in ((delta, [p for p in receivers if p in in_step]),
+                                (whole, [p for p in receivers if p not in in_step])):
+                sent += len(payload) * await self.send_all(to, payload, send_update)
+            return new_state, sent
+        dense = BlobOptions(self._config.update_dtype)
+        for model, receivers in groups:
+            payload = self.encode_update(round_id, "global", model, None, base=None,
+                                         base_version=version, options=dense)
+            sent += len(payload) * await self.send_all(
+                [p for p in receivers if p != self.peer_id], payload, send_update)
+        return state_from_blobs(blobs_from_state(models[self.peer_id], dense),
+                                self.global_state), sent
 
     def aggregate_for_each(self, updates: Sequence[ClientUpdate], others: Sequence[str]
                            ) -> dict[str, StateDict]:

@@ -127,6 +127,19 @@ def build_fleet(train: LabelledImages, test: LabelledImages,
                  test.take(pick))
 
 
+def attacker_of(fleet: Fleet) -> int:
+    """The attacked runs' attacker: the robot with the most data (the worst case: it also
+    claims the most samples)."""
+    return max(range(len(fleet.robots)), key=lambda i: len(fleet.robots[i]))
+
+
+def without_robot(fleet: Fleet, index: int) -> Fleet:
+    """`fleet` with robot `index` left out (the honest-only bound of an attacked run)."""
+    keep = [i for i in range(len(fleet.robots)) if i != index]
+    return Fleet(tuple(fleet.robots[i] for i in keep), tuple(fleet.histograms[i] for i in keep),
+                 fleet.test)
+
+
 class _Run:
     """The state of one strategy run; `round` plays one round."""
 
@@ -142,8 +155,7 @@ class _Run:
         self.options = BlobOptions(cfg.update_dtype)
         self.plan = plan_tiers(dict(zip(self.peers, fleet.histograms, strict=True)),
                                cfg.multitier)
-        # the attacker is the robot with the most data, and it also claims the most samples
-        self.attacker = max(range(len(self.peers)), key=lambda i: len(fleet.robots[i]))
+        self.attacker = attacker_of(fleet)
 
     def _train(self, index: int, start: StateDict, epochs: int, round_id: int) -> StateDict:
         data = self.fleet.robots[index]

@@ -87,6 +87,34 @@ def blobs_from_state(
     return tuple(blobs)
 
 
+class ErrorFeedback:
+    """What lossy encoding (top-k, float16) left out of our last deltas, added to the next one.
+
+    Sparsified SGD with memory (Stich, Cordonnier and Jaggi, 2018): every coordinate's change
+    reaches the receivers eventually, so top-k converges like the dense update instead of
+    dropping the many small changes for good. The memory is our own, never sent.
+    """
+
+    def __init__(self) -> None:
+        self._residual: dict[str, torch.Tensor] = {}
+
+    def blobs(self, state: Mapping[str, torch.Tensor], options: BlobOptions,
+              base: Mapping[str, torch.Tensor]) -> tuple[TensorBlob, ...]:
+        """Encode `state - base` plus the remembered residual; remember what did not fit."""
+        wanted = {k: v.to(torch.float32) + self._residual[k]
+                  if k in self._residual and torch.is_floating_point(v) else v
+                  for k, v in state.items()}
+        blobs = blobs_from_state(wanted, options, base)
+        sent = state_from_blobs(blobs, wanted, base)
+        self._residual = {k: wanted[k].to(torch.float32) - sent[k].to(torch.float32)
+                          for k, v in wanted.items() if torch.is_floating_point(v)}
+        return blobs
+
+    def norm(self) -> float:
+        """Size of what is still owed (L2 over every tensor)."""
+        return float(sum(float(r.pow(2).sum()) for r in self._residual.values())) ** 0.5
+
+
 def _values(blob: TensorBlob) -> torch.Tensor:
     array = np.frombuffer(blob.data, dtype=_NUMPY[blob.dtype]).astype(
         np.int64 if blob.dtype == "int64" else np.float32

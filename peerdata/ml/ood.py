@@ -9,11 +9,13 @@ information over MC-dropout samples), `energy` (negative free energy of the logi
 (distance to the k-th nearest in-distribution embedding) and `mahalanobis` (distance to the
 nearest class mean under a shared covariance); `backbone_knn` and `backbone_mahalanobis` do the
 same on the backbone's features (`VisionModel.features`: a pretrained backbone's frozen ImageNet
-features), the detectors that work best with a pretrained backbone.
+features), the detectors that work best with a pretrained backbone; they live in
+`peerdata.ml.ood_backbone` and are built by name here like every other.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -41,7 +43,9 @@ class OodDetector(Protocol):
 
     name: str
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None: ...
+    def fit(
+        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+    ) -> None: ...
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray: ...
 
@@ -58,6 +62,7 @@ class _CalibratedDetector:
             raise ConfigError(f"OoD true-positive rate must lie in (0, 1), got {tpr}")
         self.tpr = tpr
         self.threshold: float | None = None
+        self.reference_images: np.ndarray | None = None
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
         """Prepare detector state; return calibration scores of the in-distribution images."""
@@ -66,18 +71,34 @@ class _CalibratedDetector:
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         raise NotImplementedError
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None:
-        """Calibrate on held-out in-distribution images (at least 10)."""
+    def fit(
+        self,
+        model: VisionModel,
+        in_dist_images: np.ndarray,
+        reference_images: np.ndarray | None = None,
+    ) -> None:
+        """Calibrate on held-out in-distribution images (at least 10).
+
+        `reference_images`: the robot's own training images, for detectors that compare an image
+        with a reference set (kNN); the held-out images are then scored against them. Without
+        it the held-out images are their own reference (leave-one-out).
+        """
         if len(in_dist_images) < 10:
             raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")
+        self.reference_images = reference_images
         scores = self._fit_reference(model, in_dist_images)
         self.threshold = float(np.quantile(scores, self.tpr))
 
     def vote(self, model: VisionModel, images: np.ndarray) -> OodVote:
-        """Score the images and mark those above the calibrated threshold as novel."""
+        """Score the images and mark those above the calibrated threshold as novel.
+
+        Each image is scored alone: its verdict never depends on the images it arrived with
+        (a batch's float reductions, and its dropout masks, would differ with its grouping).
+        """
         if self.threshold is None:
             raise DataError(f"{self.name} detector used before fit()")
-        score = self.score(model, images)
+        score = np.array([self.score(model, images[i:i + 1])[0] for i in range(len(images))],
+                         np.float64).reshape(len(images))
         return OodVote(score > self.threshold, score, self.threshold)
 
 
@@ -98,8 +119,19 @@ class McDropoutDetector(_CalibratedDetector):
             raise ConfigError(f"measure must be 'entropy' or 'mutual_information', not {measure!r}")
         self.samples, self.measure, self.seed = samples, measure, seed
 
+    def image_seed(self, image: np.ndarray) -> int:
+        """The dropout seed of one image: from the detector's seed and the image's pixels, so
+        its masks are the same whatever it is scored with."""
+        digest = hashlib.blake2b(np.ascontiguousarray(image).tobytes(), digest_size=8,
+                                 key=self.seed.to_bytes(8, "big", signed=True)).digest()
+        return int.from_bytes(digest, "big") >> 1
+
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        probs = model.sample_probabilities(images, self.samples, self.seed)  # S x N x C
+        if not len(images):
+            return np.zeros(0)
+        probs = np.concatenate([  # S x N x C, each image with its own masks
+            model.sample_probabilities(images[i:i + 1], self.samples, self.image_seed(images[i]))
+            for i in range(len(images))], axis=1)
         mean = probs.mean(axis=0)
         predictive = -(mean * np.log(np.clip(mean, 1e-12, 1))).sum(axis=1)
         if self.measure == "entropy":
@@ -143,14 +175,23 @@ class KnnDetector(_CalibratedDetector):
         dist = torch.cdist(queries, self.reference)
         return dist.topk(k, dim=1, largest=False).values[:, -1].numpy()
 
+    def _vectors(self, model: VisionModel, images: np.ndarray) -> torch.Tensor:
+        return _unit(model.embed(images))
+
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        self.reference = _unit(model.embed(in_dist_images))
-        return self._kth(self.reference, skip_self=True)  # leave-one-out calibration
+        held_out = self._vectors(model, in_dist_images)
+        if self.reference_images is None or len(self.reference_images) < self.k:
+            self.reference = held_out
+            return self._kth(held_out, skip_self=True)  # leave-one-out calibration
+        # the robot's training images as reference (Sun et al. use the training set): a denser
+        # picture of its own data than the held-out images alone; those are scored as queries
+        self.reference = self._vectors(model, self.reference_images)
+        return self._kth(held_out, skip_self=False)
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         if self.reference is None:
-            raise DataError("knn detector used before fit()")
-        return self._kth(_unit(model.embed(images)), skip_self=False)
+            raise DataError(f"{self.name} detector used before fit()")
+        return self._kth(self._vectors(model, images), skip_self=False)
 
 
 class MahalanobisDetector(_CalibratedDetector):
@@ -179,52 +220,6 @@ class MahalanobisDetector(_CalibratedDetector):
         if self.means is None or self.precision is None:
             raise DataError("mahalanobis detector used before fit()")
         diff = model.embed(images).double()[:, None, :] - self.means[None, :, :]
-        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
-        return dist.min(dim=1).values.float().numpy()
-
-
-class BackboneKnnDetector(KnnDetector):
-    """Deep k-NN on the backbone's features (`VisionModel.features`): for a pretrained backbone
-    these are its frozen ImageNet features, which no local training can collapse."""
-
-    name = "backbone_knn"
-
-    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        self.reference = _unit(model.features(in_dist_images))
-        return self._kth(self.reference, skip_self=True)
-
-    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        if self.reference is None:
-            raise DataError("backbone_knn detector used before fit()")
-        return self._kth(_unit(model.features(images)), skip_self=False)
-
-
-class BackboneMahalanobisDetector(MahalanobisDetector):
-    """Mahalanobis distance on the backbone's features to the nearest predicted-class mean; the
-    ridge is scaled by the covariance's mean variance (features of a pretrained backbone have
-    far more dimensions than a robot has calibration images)."""
-
-    name = "backbone_mahalanobis"
-
-    def __init__(self, tpr: float = DEFAULT_TPR, ridge: float = 1e-1) -> None:
-        super().__init__(tpr, ridge)
-
-    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        emb = model.features(in_dist_images).double()
-        labels = torch.from_numpy(model.predict(in_dist_images).labels)
-        classes = labels.unique()
-        self.means = torch.stack([emb[labels == c].mean(0) for c in classes])
-        centred = emb - self.means[torch.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(emb)
-        scale = float(cov.diagonal().mean()) or 1.0
-        cov += self.ridge * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
-        self.precision = torch.linalg.inv(cov)
-        return self.score(model, in_dist_images)
-
-    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        if self.means is None or self.precision is None:
-            raise DataError("backbone_mahalanobis detector used before fit()")
-        diff = model.features(images).double()[:, None, :] - self.means[None, :, :]
         dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
         return dist.min(dim=1).values.float().numpy()
 
@@ -259,6 +254,8 @@ class CombinedDetector(_CalibratedDetector):
         return z.mean(axis=0) if self.rule == "mean" else z.max(axis=0)
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
+        for part in self.parts:
+            part.reference_images = self.reference_images
         raw = np.stack([p._fit_reference(model, in_dist_images) for p in self.parts])
         q25, q50, q75 = np.quantile(raw, [0.25, 0.5, 0.75], axis=1)
         self.location = q50
@@ -269,13 +266,13 @@ class CombinedDetector(_CalibratedDetector):
         return self._standardized(np.stack([p.score(model, images) for p in self.parts]))
 
 
+BACKBONE_DETECTORS: tuple[str, ...] = ("backbone_knn", "backbone_mahalanobis")  # ood_backbone
 SINGLE_DETECTORS: tuple[str, ...] = (
     "mc_dropout",
     "energy",
     "knn",
     "mahalanobis",
-    "backbone_knn",
-    "backbone_mahalanobis",
+    *BACKBONE_DETECTORS,
 )
 COMBINED = "combined"  # the default combination, see `COMBINED_PARTS`
 COMBINED_PARTS: tuple[str, ...] = ("mc_dropout", "knn")
@@ -297,10 +294,10 @@ def build_detector(name: str, tpr: float = DEFAULT_TPR, seed: int = 0) -> _Calib
         return KnnDetector(tpr)
     if name == "mahalanobis":
         return MahalanobisDetector(tpr)
-    if name == "backbone_knn":
-        return BackboneKnnDetector(tpr)
-    if name == "backbone_mahalanobis":
-        return BackboneMahalanobisDetector(tpr)
+    if name in BACKBONE_DETECTORS:
+        from peerdata.ml.ood_backbone import build_backbone_detector  # imports this module
+
+        return build_backbone_detector(name, tpr)
     raise ConfigError(f"unknown OoD detector {name!r}; known: {', '.join(DETECTORS)}")
 
 

@@ -6,6 +6,7 @@ MAX_GOSSIP_BYTES), but we never promise delivery: callers batch and re-send.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable
@@ -114,11 +115,18 @@ class Gossip:
         return receive
 
     def set_validator(self, topic: str, validator: GossipValidator) -> None:
-        """Accept or reject each message on `topic` before it is delivered or forwarded."""
+        """Accept or reject each message on `topic` before it is delivered or forwarded.
+
+        A validator that takes a third argument also gets the peer that forwarded the message
+        to us (not always its publisher): a fleet must not take gossip relayed by strangers.
+        """
+        with_forwarder = _takes_forwarder(validator)
 
         def check(forwarder: ID, msg: rpc_pb2.Message) -> bool:
             try:
                 sender = ID(msg.from_id).to_base58()
+                if with_forwarder:
+                    return bool(validator(sender, msg.data, forwarder.to_base58()))  # type: ignore[call-arg]
                 return bool(validator(sender, msg.data))
             except Exception:
                 logger.warning("gossip validator for %s raised; message rejected", topic,
@@ -148,6 +156,15 @@ class Gossip:
                 except trio.BrokenResourceError:
                     continue  # that subscriber closed its channel
             self._subscribers[topic] = live
+
+
+def _takes_forwarder(validator: GossipValidator) -> bool:
+    try:
+        params = inspect.signature(validator).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind is p.VAR_POSITIONAL for p in params)
 
 
 @asynccontextmanager

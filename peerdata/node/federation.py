@@ -1,8 +1,8 @@
 """Federated learning in the daemon: the node's own vision model joins `peerdata.federated`.
 
-Rule: the learner's model is touched only as the round service touches it, through its `_ml`
-offload under its `_lock`, so a sharing round's learn step and a federated local step never train
-the model at once; a round's model is loaded into the learner and checkpointed (atomic save).
+Rule: the learner's model is touched only through the round service's `LearnerTask` (one step
+at a time), so a sharing round's learn step and a federated local step never train the model at
+once; a round's model is loaded into the learner and checkpointed (atomic save).
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ async def start_node_federation(node: Node, rounds: RoundService, *,
                                 wall_clock: Callable[[], float] | None = None
                                 ) -> Federation | None:
     """Start federation in `node`'s nursery on `rounds`' learner if `federation.enabled`;
-    return it (also as `node.federation`), or None when it is disabled (nothing started).
+    return it, or None when it is disabled (nothing started).
 
     Rounds follow the fleet clock on `wall_clock` (default: the node's wall clock).
 
@@ -93,7 +93,6 @@ async def start_node_federation(node: Node, rounds: RoundService, *,
     federation = await start_federation(node, start, train_local, wall_clock=wall_clock,
                                         adopt=adopt, on_round=node.book.notify,
                                         tiers=TierHooks(label_counts, train_tier))
-    node.federation = federation
     event(log, logging.INFO, "federation_started", mode=cfg.mode, strategy=cfg.strategy,
           interval_s=cfg.interval_s)
     return federation

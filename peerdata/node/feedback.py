@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from peerdata.errors import RemoteProtocolError, SignatureError
+from peerdata.node.delivery import OFFER, pending_round
 from peerdata.node.logs import event
 from peerdata.round import FeedbackFact, Membership, OriginCore, VoteFact, everyone
 from peerdata.store import FeedbackRecord, Store, VoteRecord
@@ -44,6 +45,11 @@ class RoundView:
     complete: bool
 
 
+def vote_window_s(deadline_s: float) -> float:
+    """How old a signed Vote or Feedback may be and still be taken (the replay window)."""
+    return max(300.0, 4 * deadline_s)
+
+
 class OriginDesk:
     """Judges Feedback and Votes about our own shared images (see the module rule)."""
 
@@ -67,6 +73,10 @@ class OriginDesk:
             core.start_round(round_id, rec.started_at)
         for r in store.list_shared(round_id):
             core.shared(r.cid, round_id)
+        for p in store.list_outbox(OFFER):  # selected, on its way out (or after a restart)
+            cid, rid = pending_round(p)
+            if rid == round_id:
+                core.shared(cid, round_id)
         if round_id in self._loaded:
             return
         self._loaded.add(round_id)
@@ -130,6 +140,12 @@ class OriginDesk:
         if vote.origin != self.me:
             return None
         now = self.wall_clock()
+        self._sync(vote.round_id)
+        if self.core.has_vote(vote.cid, vote.round_id, vote.voter):
+            # the same vote again (by gossip and by direct delivery, or our ack was lost):
+            # acknowledged, not judged again, whatever its bytes (nothing changes)
+            self.core.counts["votes_duplicate"] += 1
+            return None
         try:
             try:
                 verify_vote(vote)

@@ -125,15 +125,17 @@ class LearnerHost:
         return (cid in self.index or cid in self.calibration or cid in self.unlabelled
                 or cid in self.received)
 
-    def bootstrap(self, observations: Sequence[Observation], seed: int | None) -> None:
+    def bootstrap(self, observations: Sequence[Observation], seed: int | None, *,
+                  pool: bool = False) -> None:
         """Train a fresh model on these images' labelled ones (the first images, labelled or
-        not, calibrate the detector; unlabelled frames join the pool but never train)."""
+        not, calibrate the detector; unlabelled frames join the pool but never train).
+        `pool`: the rest are also the pool the next round ranks."""
         started = time.perf_counter()
         obs = list(observations)
         if seed is not None:
             self.learner = RobotLearner(self.learner.name, self.config, seed)
         images, labels, domains = _arrays(obs, self.spec)
-        self.learner.bootstrap(images, labels, domains)
+        self.learner.bootstrap(images, labels, domains, pool=pool)
         n_cal = self.config.calibration_images
         self.calibration = {o.cid for o in obs[:n_cal]}
         self.local_cids = [o.cid for o in obs[n_cal:]]
@@ -149,9 +151,7 @@ class LearnerHost:
         obs = [o for o in observations if not self.known(o.cid)]
         if not obs:
             return
-        before = self.learner.pending
-        self.learner.observe(*_arrays(obs, self.spec))
-        self.learner.pending = np.concatenate([before, self.learner.pending])
+        self.learner.add_to_pool(*_arrays(obs, self.spec))
         for o in obs:
             self.index[o.cid] = len(self.local_cids)
             self.local_cids.append(o.cid)
@@ -161,8 +161,7 @@ class LearnerHost:
             pool = [Observation(cid, lr.local_images[i], labels[i],
                                 str(lr.local_domains[i]) or None)
                     for i, cid in enumerate(self.local_cids)]
-            self.bootstrap(pool, seed=lr.seed)
-            self.learner.pending = np.arange(len(self.local_cids))
+            self.bootstrap(pool, seed=lr.seed, pool=True)
 
     def predict(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Predicted label, its probability and the embedding of each image."""
@@ -174,8 +173,7 @@ class LearnerHost:
                novel_domains: frozenset[str] | None) -> list[Selected]:
         """This round's candidates, best first, by `policy` (RobotLearner.select_for_sharing)."""
         picks = self.learner.select_for_sharing(policy, budget, novel_domains=novel_domains)
-        # the pool is spent: as in-process, a round ranks only what was observed since the last
-        self.learner.pending = np.zeros(0, np.int64)
+        self.learner.spend_pool()  # a round ranks only what was observed since the last
         return [Selected(c.image_id, self.local_cids[c.image_id], c.label,
                          str(self.learner.local_domains[c.image_id]), c.predicted_utility)
                 for c in picks]
@@ -216,8 +214,11 @@ class LearnerHost:
     def learn(self, feedback: Sequence[tuple[bytes, float]], train_ranker: bool) -> LearnResult:
         """Retrain the ranker on all feedback so far (new `feedback` added), then fine-tune."""
         started = time.perf_counter()
-        fresh = [(cid, u) for cid, u in feedback
-                 if cid in self.shared and cid not in self.fed_back]
+        utility = dict(feedback)
+        # in the order the images were selected, as in-process: the ranker's fit sees its
+        # examples in the order given
+        fresh = [(cid, utility[cid]) for cid in self.shared
+                 if cid in utility and cid not in self.fed_back]
         name = self.learner.name
         items = [Feedback(name, self.shared[cid], float(u), ()) for cid, u in fresh]
         ranker_loss = None
@@ -230,9 +231,8 @@ class LearnerHost:
         fine_tune_loss = None
         if self.bootstrapped:
             self._take_incoming()
-            waiting = self.learner.pending  # observed, not ranked yet: fine_tune() would forget
-            fine_tune_loss = float(self.learner.fine_tune())
-            self.learner.pending = waiting
+            # what was observed since the last round is still to be ranked
+            fine_tune_loss = float(self.learner.fine_tune(keep_pool=True))
             self.received_pending = 0
         self.train_s += time.perf_counter() - started
         return LearnResult(None if ranker_loss is None else float(ranker_loss), fine_tune_loss,
@@ -240,7 +240,7 @@ class LearnerHost:
 
     def model_state(self) -> dict[str, torch.Tensor]:
         """A copy of the vision model's weights (what federation exchanges)."""
-        return {k: v.detach().clone() for k, v in self.learner.model.net.state_dict().items()}
+        return self.learner.weights()
 
     def train_federated(self, epochs: int, seed: int) -> tuple[dict[str, torch.Tensor], int]:
         """Fine-tune the vision model for `epochs` on every labelled image this robot holds
@@ -262,22 +262,12 @@ class LearnerHost:
         Raises:
             DataError: `state` does not fit this model's architecture.
         """
-        net = self.learner.model.net
-        try:
-            net.load_state_dict(dict(state))
-        except (RuntimeError, KeyError) as exc:
-            raise DataError(f"federated model does not fit the vision model: {exc}") from None
-        net.eval()
-        if len(self.learner.calibration_images):
-            self.learner.detector.fit(self.learner.model, self.learner.calibration_images)
+        self.learner.load_weights(state)
 
     def evaluate(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray
                  ) -> dict[str, float]:
         """Accuracy per domain and over all images."""
-        hits = self.learner.model.predict(images).labels == labels
-        acc = {str(d): float(hits[domains == d].mean()) for d in dict.fromkeys(domains.tolist())}
-        acc["all"] = float(hits.mean()) if len(hits) else float("nan")
-        return acc
+        return self.learner.accuracies(images, labels, domains)
 
     def statistics(self) -> LearnerStats:
         lr = self.learner

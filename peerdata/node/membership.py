@@ -3,7 +3,9 @@
 Rule: a peer counts as a member only through `Membership.is_member` (peerdata.fleet); this
 service only feeds it: the certificate a peer shows (as dialer or listener), and the highest
 revocation list heard on peerdata/fleet/1, which is kept in HOME and re-published every
-REPUBLISH_S so robots that were away learn it. Revoked peers' links are dropped at once.
+REPUBLISH_S so robots that were away learn it. Revoked peers' links are dropped at once, and a
+connected peer that has shown no valid certificate STRANGER_DEADLINE_S after we first saw it
+is disconnected (an idle stranger must not hold a link, and with it a gossip neighbour slot).
 In open mode nothing here runs.
 """
 
@@ -28,14 +30,17 @@ from peerdata.wire.versions import FLEET_TOPIC, MEMBER_PROTOCOL
 log = logging.getLogger("peerdata.node.membership")
 
 REPUBLISH_S = 60.0
+STRANGER_DEADLINE_S = 30.0  # a dialer shows its certificate in its first request: seconds
 
 
 class MemberService:
     """Shows and checks certificates, spreads revocations (fleet mode only)."""
 
     def __init__(self, membership: Membership, transport: Transport, limits: LimitsConfig,
-                 home: Path | None, drop_link: Callable[[str, str], Awaitable[None]]) -> None:
+                 home: Path | None, drop_link: Callable[[str, str], Awaitable[None]],
+                 stranger_deadline_s: float = STRANGER_DEADLINE_S) -> None:
         self.membership = membership
+        self.stranger_deadline_s = stranger_deadline_s
         self._transport = transport
         self._limits = limits
         self._home = home
@@ -164,6 +169,7 @@ class MemberService:
         channel = self._transport.subscribe(FLEET_TOPIC)
         async with trio.open_nursery() as nursery:
             nursery.start_soon(self._republish)
+            nursery.start_soon(self.drop_idle_strangers)
             task_status.started()
             async for _ in channel:  # the validator adopted it already
                 await self.drop_revoked()
@@ -172,3 +178,23 @@ class MemberService:
         while True:
             await self._publish()
             await trio.sleep(REPUBLISH_S)
+
+    async def drop_idle_strangers(self) -> None:
+        """Every quarter deadline: disconnect peers connected for `stranger_deadline_s` or
+        longer (as far as we have seen) without being members."""
+        first_seen: dict[str, float] = {}
+        while True:
+            now = trio.current_time()
+            connected = set(self._transport.connected_peers())
+            for peer in [p for p in first_seen if p not in connected]:
+                del first_seen[peer]
+            for peer in sorted(connected):
+                if self.membership.is_member(peer):
+                    first_seen.pop(peer, None)
+                elif now - first_seen.setdefault(peer, now) >= self.stranger_deadline_s:
+                    del first_seen[peer]
+                    self.refused += 1
+                    event(log, logging.WARNING, "stranger_dropped", peer=peer,
+                          reason=f"no fleet certificate within {self.stranger_deadline_s} s")
+                    await self._drop_link(peer, "idle stranger")
+            await trio.sleep(self.stranger_deadline_s / 4)

@@ -5,8 +5,8 @@ bounded channels; a peer that sends anything invalid is handled at the transport
 boundary (RemoteProtocolError), logged with its peer ID, and its link dropped; the node goes on.
 
 Services: link watcher (PeerEvents -> PeerBook), dialer (one keeper per known peer, with
-back-off), peer saver (addresses that survive restarts), hello/share/fetch handlers, the share
-fetcher, the gossip subscriber. The daemon adds the control endpoint with `Node.start_service`.
+back-off), peer saver, hello/share/fetch handlers, the share fetcher, the gossip intake
+(node/gossip_intake.py). The daemon composes its services on top (node/daemon.py).
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import trio
 
 from peerdata import __version__ as _version
 from peerdata.config import NodeConfig
-from peerdata.errors import RemoteProtocolError, SignatureError, StoreError, TransportError
+from peerdata.errors import RemoteProtocolError, StoreError, TransportError
 from peerdata.fleet import Membership, load_membership, load_swarm_key
 from peerdata.identity import Identity, load_identity
-from peerdata.net.transport import GossipMessage, GossipValidator, Transport
+from peerdata.net.transport import Transport
 from peerdata.node.addresses import (
     LAST_LISTEN_KEY,
     remember_listen,
@@ -34,6 +34,7 @@ from peerdata.node.addresses import (
     run_peer_saver,
     saved_addresses,
 )
+from peerdata.node.gossip_intake import GossipIntake
 from peerdata.node.logs import event
 from peerdata.node.membership import MemberService
 from peerdata.node.peers import Dialer, PeerBook, build_hello, check_hello
@@ -41,33 +42,21 @@ from peerdata.node.share import ReceivedImage, ShareService
 from peerdata.node.views import NodeStats, PeerView
 from peerdata.store import Store
 from peerdata.wire.codec import decode_as, encode
-from peerdata.wire.messages import ErrorReply, Feedback, Hello, Message, Vote
-from peerdata.wire.signing import verify_feedback, verify_vote
+from peerdata.wire.messages import ErrorReply, Hello, Message
 from peerdata.wire.versions import (
-    FEEDBACK_TOPIC,
     FETCH_PROTOCOL,
     HELLO_PROTOCOL,
     MEMBER_PROTOCOL,
     PROTOCOL_VERSION,
     RELAY_PROTOCOL,
     SHARE_PROTOCOL,
-    VOTES_TOPIC,
 )
-
-if TYPE_CHECKING:  # built above the node (they import it); typed here, never imported
-    from peerdata.federated.service import Federation
-    from peerdata.node.rounds import RoundService
 
 log = logging.getLogger("peerdata.node")
 
 AGENT = f"peerdata/{_version}"
-GOSSIP_INBOX = 256
-# What each gossip topic carries; anything else on it is refused.
-TOPIC_TYPES: dict[str, type[Message]] = {VOTES_TOPIC: Vote, FEEDBACK_TOPIC: Feedback}
 THREADS = 2  # CPU/disk work in flight at once (hashing, store writes)
-
-# Runs a blocking function off the event loop: `await offload(fn, *args)`.
-Offload = Callable[..., Awaitable[Any]]
+Offload = Callable[..., Awaitable[Any]]  # runs a blocking fn off the loop: await offload(fn, *a)
 
 
 def thread_offload(limiter: trio.CapacityLimiter) -> Offload:
@@ -105,9 +94,6 @@ class Node:
         self._wall_clock = wall_clock
         self.dialer = Dialer(self.book, self._dial_and_hello, config.net.reconnect_initial_s,
                              config.net.reconnect_max_s)
-        self._gossip_send, self.gossip_inbox = trio.open_memory_channel[tuple[str, Message]](
-            GOSSIP_INBOX)
-        self._gossip = {"received": 0, "rejected": 0, "dropped": 0}
         self._links_dropped = 0
         # Who may take part (peerdata.fleet): every handler, offer and gossip message asks it.
         self.membership = membership or Membership.open(self.peer_id, wall_clock)
@@ -116,10 +102,13 @@ class Node:
         self.share = ShareService(transport, store, config, self.offload, self.drop_link,
                                   wall_clock, self.book.notify,
                                   is_member=self.membership.is_member)
-        # The services the daemon composes on top of the node, set once each has started
-        # (`RoundService.run`, `start_node_federation`); None on a bare node.
-        self.rounds: RoundService | None = None
-        self.federation: Federation | None = None
+        self.gossip = GossipIntake(transport, config.limits, self.membership.is_member,
+                                   self.book.notify)
+
+    @property
+    def gossip_inbox(self) -> trio.MemoryReceiveChannel[tuple[str, Message]]:
+        """Valid Votes and Feedback from gossip, with their sender (bounded; full = dropped)."""
+        return self.gossip.inbox
 
     @property
     def inbox(self) -> trio.MemoryReceiveChannel[ReceivedImage]:
@@ -140,11 +129,12 @@ class Node:
 
     # -- peers -----------------------------------------------------------------------------
 
-    def hello(self) -> Hello:
-        """Our current Hello."""
+    async def hello(self) -> Hello:
+        """Our current Hello (the store's counts read in a thread)."""
+        samples, last_round = await self.offload(
+            lambda: (self.store.count_samples(), self.store.last_round_id()))
         return build_hello(self.book, self.transport.listen_addrs(), self.config.name, AGENT,
-                           self.store.count_samples(), self.store.last_round_id(),
-                           PROTOCOL_VERSION)
+                           samples, last_round, PROTOCOL_VERSION)
 
     async def say_hello(self, peer_id: str) -> Hello:
         """Exchange Hellos with a connected peer and learn the peers it introduces.
@@ -153,7 +143,7 @@ class Node:
             TransportError: the peer is unreachable. RemoteProtocolError: its Hello is bad
             (the link is dropped first).
         """
-        raw = await self.transport.request(peer_id, HELLO_PROTOCOL, encode(self.hello()))
+        raw = await self.transport.request(peer_id, HELLO_PROTOCOL, encode(await self.hello()))
         try:
             reply = decode_as(raw, Hello, limits=self.config.limits)
             check_hello(reply, peer_id)
@@ -167,7 +157,7 @@ class Node:
         hello = decode_as(payload, Hello, limits=self.config.limits)
         check_hello(hello, peer_id)
         self._learn_from(hello)
-        return encode(self.hello())
+        return encode(await self.hello())
 
     def _learn_from(self, hello: Hello) -> None:
         introduced = self.book.record_hello(hello, trio.current_time())
@@ -256,62 +246,6 @@ class Node:
                 event(log, logging.INFO, "link_up" if ev.connected else "link_down",
                       peer=ev.peer_id)
 
-    def _gossip_validator(self, topic: str) -> GossipValidator:
-        """Refuse (neither deliver nor forward) gossip that is not a valid message of the
-        topic's type; count and log each refusal with the sender's peer ID."""
-        expected = TOPIC_TYPES[topic]
-
-        def validate(sender: str, data: bytes) -> bool:
-            try:
-                msg = decode_as(data, expected, limits=self.config.limits)
-                # Signed by whom it names, and that signer a member: else not forwarded.
-                try:
-                    if isinstance(msg, Vote):
-                        signer = msg.voter
-                        verify_vote(msg)
-                    else:
-                        assert isinstance(msg, Feedback)
-                        signer = msg.reporter
-                        verify_feedback(msg)
-                except SignatureError as exc:
-                    raise RemoteProtocolError(f"bad signature: {exc}") from None
-                if not self.membership.is_member(signer) or \
-                        not self.membership.is_member(sender):
-                    raise RemoteProtocolError(f"signer {signer} is not a fleet member")
-            except RemoteProtocolError as exc:
-                self._gossip["rejected"] += 1
-                event(log, logging.WARNING, "gossip_rejected", peer=sender, topic=topic,
-                      error=str(exc)[:200])
-                return False
-            return True
-
-        return validate
-
-    async def run_gossip(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                         ) -> None:
-        """Pass valid gossip on our topics to `gossip_inbox` (bounded; full = dropped)."""
-        channels = []
-        for topic in TOPIC_TYPES:
-            self.transport.set_gossip_validator(topic, self._gossip_validator(topic))
-            channels.append(self.transport.subscribe(topic))
-        async with trio.open_nursery() as nursery:
-            for ch in channels:
-                nursery.start_soon(self._read_topic, ch)
-            task_status.started()
-
-    async def _read_topic(self, channel: trio.MemoryReceiveChannel[GossipMessage]) -> None:
-        async for msg in channel:
-            try:
-                decoded = decode_as(msg.data, TOPIC_TYPES[msg.topic], limits=self.config.limits)
-            except RemoteProtocolError:
-                continue  # the validator refused and counted it already
-            self._gossip["received"] += 1
-            try:
-                self._gossip_send.send_nowait((msg.sender, decoded))
-            except trio.WouldBlock:
-                self._gossip["dropped"] += 1  # nobody reads gossip yet (the round logic will)
-            self.book.notify()
-
     async def start(self) -> None:
         """Set handlers and start every service; dial the bootstrap peers."""
         t = self.transport
@@ -320,7 +254,7 @@ class Node:
         t.set_handler(FETCH_PROTOCOL, self._guard(FETCH_PROTOCOL, self.share.handle_fetch))
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         t.set_handler(MEMBER_PROTOCOL, self._guard(MEMBER_PROTOCOL, self.members.handle_member))
-        for service in (self.run_link_watcher, self.share.run_fetcher, self.run_gossip,
+        for service in (self.run_link_watcher, self.share.run_fetcher, self.gossip.run,
                         self.members.run, self.run_dialer, self.run_discovery):
             await self._nursery.start(service)
         await self._nursery.start(run_peer_saver, self.book, self.store, self.offload,
@@ -362,8 +296,11 @@ class Node:
         views.sort(key=lambda v: (not v.connected, v.peer_id))
         return tuple(views)
 
-    def statistics(self) -> NodeStats:
-        """A frozen snapshot for the CLI."""
+    async def statistics(self) -> NodeStats:
+        """A frozen snapshot for the CLI: the store's counts are read in a thread, everything
+        else when they are back (no await after it, so `wait_until` misses no change)."""
+        local, received = await self.offload(
+            lambda: (self.store.count_samples("local"), self.store.count_samples("received")))
         peers = self.peers()
         return NodeStats(
             peer_id=self.peer_id, name=self.config.name,
@@ -371,9 +308,9 @@ class Node:
             uptime_s=trio.current_time() - self.started_at,
             peers_connected=sum(p.connected for p in peers), peers=peers,
             share=self.share.statistics(),
-            samples_local=self.store.count_samples("local"),
-            samples_received=self.store.count_samples("received"),
-            gossip_received=self._gossip["received"], gossip_rejected=self._gossip["rejected"],
+            samples_local=local, samples_received=received,
+            gossip_received=self.gossip.counts["received"],
+            gossip_rejected=self.gossip.counts["rejected"],
             links_dropped=self._links_dropped,
         )
 
@@ -383,7 +320,7 @@ class Node:
         Link and counter changes call `PeerBook.notify`, which wakes this.
         """
         while True:
-            stats = self.statistics()
+            stats = await self.statistics()
             if condition(stats):
                 return stats
             await self.book.changed()

@@ -2,8 +2,9 @@
 its first peer, and at the deadline let the origin core decide every image's utility.
 
 Rule: the privacy filter is the only way a local image reaches an offer (`require_filtered`);
-which peer gets an image first is the round core's `first_peers`; every wait comes from
-`config.round`. Offers with `round_id` 0 are plain `send`s, outside any round.
+which peer gets an image first is the round core's `first_peers` (one offer per round: the
+batch follows the round's path); every wait comes from `config.round`. Offers with
+`round_id` 0 are plain `send`s, outside any round.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import trio
 
 from peerdata.errors import DataError, RemoteProtocolError, TransportError
 from peerdata.ml.privacy import DroppedImage, PrivacyFilter, require_filtered
+from peerdata.node.delivery import OFFER, offer_key, pending_offer
 from peerdata.node.feedback import OriginDesk, RoundView
 from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost
@@ -26,6 +28,7 @@ from peerdata.node.node import Node
 from peerdata.round import first_peers
 from peerdata.sharing.learner import UNLABELLED
 from peerdata.store import RoundRecord, Sample
+from peerdata.store.outbox import OutboxRecord
 from peerdata.wire.messages import OfferItem
 
 log = logging.getLogger("peerdata.node.rounds")
@@ -66,10 +69,20 @@ class OriginService:
         async with trio.open_nursery() as nursery:
             self._nursery = nursery
             now = self.node.wall_time()
+            pending: dict[int, list[OutboxRecord]] = {}
+            for p in await self.node.offload(self.store.list_outbox, OFFER):
+                pending.setdefault(json.loads(p.data)["round"], []).append(p)
             for rec in await self.node.offload(self.store.list_rounds):
                 if rec.finished_at is None:  # unfinished when we stopped: finish it
                     left = rec.started_at + self.cfg.vote_deadline_s - now
                     nursery.start_soon(self._finish_after, rec.round_id, max(0.0, left))
+                    if left > 0 and rec.round_id in pending:
+                        nursery.start_soon(self._resume_offers, rec.round_id,
+                                           pending.pop(rec.round_id), left)
+            expired = [p.key for recs in pending.values() for p in recs]
+            if expired:  # their round is over: offering them now would only earn late votes
+                await self.node.offload(self.store.remove_outbox, OFFER, expired)
+                event(log, logging.WARNING, "offers_expired", images=len(expired))
             task_status.started()
             await trio.sleep_forever()
 
@@ -109,6 +122,9 @@ class OriginService:
                 self._unlabelled.add(cid)
             total += len(png)
             out.append((cid, len(png)))
+        # The selection is durable before the emptied pool is: a kill from here on re-offers it
+        store.put_outbox([pending_offer(cid, round_id, n, cid not in self._unlabelled, now)
+                          for cid, n in out])
         host.save()
         return out, len(picks), dropped, over
 
@@ -128,7 +144,8 @@ class OriginService:
             peers = sorted(self.node.transport.connected_peers())
             sizes = dict(prepared)
             todo = {cid: order for (cid, _), order
-                    in zip(prepared, first_peers(len(prepared), peers, round_id), strict=True)}
+                    in zip(prepared, first_peers(len(prepared), peers, round_id,
+                                                 self.node.peer_id), strict=True)}
             offered: dict[str, int] = {}
             tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
             async with self._intake:
@@ -149,15 +166,21 @@ class OriginService:
                          sizes: dict[bytes, int], offered: dict[str, int], round_id: int
                          ) -> None:
         """Offer each image to its first peer; a peer that fails is replaced by the next."""
-        store, me = self.store, self.node.peer_id
+        me = self.node.peer_id
         while todo:
             by_peer: dict[str, list[bytes]] = {}
+            unoffered = []
             for cid, order in list(todo.items()):
                 nxt = next((p for p in order if p not in tried[cid]), None)
                 if nxt is None:
                     del todo[cid]
+                    unoffered.append(offer_key(cid, round_id))
                 else:
                     by_peer.setdefault(nxt, []).append(cid)
+            if unoffered:  # no peer took them: not shared, and not pending any more
+                await self.node.offload(self.store.remove_outbox, OFFER, unoffered)
+                event(log, logging.WARNING, "not_offered", round_id=round_id,
+                      images=len(unoffered))
             if not by_peer:
                 break
             results: dict[str, bool] = {}
@@ -171,11 +194,39 @@ class OriginService:
             for peer, cids in by_peer.items():
                 for c in cids:
                     tried[c].add(peer)
-                    if results.get(peer):
-                        await self.node.offload(store.record_shared, c, round_id, peer,
-                                                sizes[c], self.node.wall_time())
-                        offered[peer] = offered.get(peer, 0) + 1
+                if results.get(peer):
+                    await self.node.offload(self._record_offered, cids, round_id, peer, sizes)
+                    offered[peer] = offered.get(peer, 0) + len(cids)
+                    for c in cids:
                         del todo[c]
+
+    def _record_offered(self, cids: list[bytes], round_id: int, peer: str,
+                        sizes: dict[bytes, int]) -> None:
+        """(worker thread) The offer went out: shared, and no longer pending."""
+        now = self.node.wall_time()
+        for c in cids:
+            self.store.record_shared(c, round_id, peer, sizes[c], now)
+        self.store.remove_outbox(OFFER, [offer_key(c, round_id) for c in cids])
+
+    async def _resume_offers(self, round_id: int, recs: list[OutboxRecord], left_s: float
+                             ) -> None:
+        """After a restart: offer what was selected but not offered before the kill."""
+        with trio.move_on_after(left_s):
+            await self.node.wait_until(lambda s: s.peers_connected > 0)
+            sizes, labelled = {}, {}
+            for p in recs:
+                info = json.loads(p.data)
+                cid = bytes.fromhex(info["cid"])
+                sizes[cid], labelled[cid] = int(info["size"]), bool(info["label"])
+            self._unlabelled.update(c for c, has in labelled.items() if not has)
+            peers = sorted(self.node.transport.connected_peers())
+            todo = {cid: order for cid, order in zip(
+                sizes, first_peers(len(sizes), peers, round_id, self.node.peer_id), strict=True)}
+            offered: dict[str, int] = {}
+            async with self._intake:
+                await self._offer_all(todo, {c: set() for c in todo}, sizes, offered, round_id)
+            event(log, logging.INFO, "offers_resumed", round_id=round_id,
+                  offered=sum(offered.values()), pending=len(recs))
 
     async def _bytes_shared(self, round_id: int) -> int:
         shared = await self.node.offload(self.store.list_shared, round_id)

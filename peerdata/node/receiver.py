@@ -12,13 +12,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from typing import cast
+from typing import TypeVar, cast
 
 import numpy as np
 import trio
 
 from peerdata.errors import DataError, PeerdataError, RemoteProtocolError, TransportError
-from peerdata.node.feedback import OriginDesk
+from peerdata.node.delivery import VoteDelivery, vote_records
+from peerdata.node.feedback import OriginDesk, vote_window_s
 from peerdata.node.ingest import to_pixels
 from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost
@@ -33,6 +34,7 @@ from peerdata.wire.signing import sign_feedback, sign_vote
 from peerdata.wire.versions import FEEDBACK_TOPIC, VOTES_TOPIC
 
 log = logging.getLogger("peerdata.node.receiver")
+T = TypeVar("T")
 
 REPORT_PROTOCOL = "/peerdata/report/1.0.0"  # Feedback -> empty OfferReply (ack) / ErrorReply
 GOSSIP_RATE_PER_S = 8.0  # below the ~10 msg/s per peer that gossip peers tolerate
@@ -58,9 +60,16 @@ class Receiver:
                                report=self._report)
         self._gossip_send, self._gossip_recv = trio.open_memory_channel[tuple[str, bytes]](
             GOSSIP_QUEUE)
-        self._arrive_send, self._arrive_recv = trio.open_memory_channel[OfferItem](ARRIVALS)
+        self._arrive_send, self._arrive_recv = trio.open_memory_channel[list[OfferItem]](
+            ARRIVALS)
         self.counts = {"gossip_dropped": 0, "reports_direct": 0, "reports_gossip": 0,
                        "arrivals_dropped": 0}
+        net = node.config.net
+        self.delivery = VoteDelivery(
+            node.store, node.offload, self._send_vote, node.wall_time,
+            expire_s=0.8 * vote_window_s(self.cfg.vote_deadline_s),
+            retry_initial_s=net.reconnect_initial_s, retry_max_s=net.reconnect_max_s,
+            send_timeout_s=net.request_timeout_s)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
@@ -70,36 +79,35 @@ class Receiver:
             for fn in (self._read_arrivals, self._read_held, self._read_gossip,
                        self._publish_gossip):
                 nursery.start_soon(fn)
+            await nursery.start(self.delivery.run)
             nursery.start_soon(self._process_arrivals, nursery)
             task_status.started()
 
     async def _read_arrivals(self) -> None:
         got: ReceivedImage
         async for got in self.node.inbox:
-            await self._arrive(got.item)
+            await self._arrive([got.item, *(g.item for g in _drain(self.node.inbox))])
 
     async def _read_held(self) -> None:
         held: HeldState
-        async for held in self.node.share.held_inbox:
-            await self._arrive(held.item)
+        inbox = self.node.share.held_inbox
+        async for held in inbox:
+            await self._arrive([held.item, *(h.item for h in _drain(inbox))])
 
-    async def _arrive(self, item: OfferItem) -> None:
-        if item.origin_round == 0:
-            return  # a plain `send`, outside any round
+    async def _arrive(self, items: list[OfferItem]) -> None:
+        """Queue what arrived together (a fetch reply, an offer of held images) as one batch."""
+        items = [i for i in items if i.origin_round != 0]  # 0: a plain `send`, outside rounds
+        if not items:
+            return
         try:
-            self._arrive_send.send_nowait(item)
+            self._arrive_send.send_nowait(items)
         except trio.WouldBlock:
-            self.counts["arrivals_dropped"] += 1
-            event(log, logging.WARNING, "arrival_dropped", cid=item.cid.hex()[:16])
+            self.counts["arrivals_dropped"] += len(items)
+            event(log, logging.WARNING, "arrival_dropped", images=len(items))
 
     async def _process_arrivals(self, nursery: trio.Nursery) -> None:
         async for first in self._arrive_recv:
-            batch = [first]
-            while True:
-                try:
-                    batch.append(self._arrive_recv.receive_nowait())
-                except trio.WouldBlock:
-                    break
+            batch = [*first, *(i for more in _drain(self._arrive_recv) for i in more)]
             nursery.start_soon(self.relay.handle, batch)
 
     async def _vote(self, items: Sequence[OfferItem]) -> list[tuple[bool, float]]:
@@ -139,29 +147,46 @@ class Receiver:
                 verdicts[i] = (bool(novel[k]), s if np.isfinite(s) else 0.0)
         now = self.node.wall_time()
         records = []
+        signed = []
         for item, (novel_i, score_i) in zip(items, verdicts, strict=True):
             vote = sign_vote(self.node.identity, origin=item.origin, cid=item.cid,
                              round_id=item.origin_round, novel=novel_i, score=score_i,
                              timestamp=now)
-            self._publish(VOTES_TOPIC, encode(vote))
+            signed.append((vote, encode(vote)))
             records.append(VoteRecord(cid=item.cid, origin=item.origin, voter=self.node.peer_id,
                                       round_id=item.origin_round, novel=novel_i, score=score_i,
                                       received_at=now, late=False))
-        await self.node.offload(lambda: [store.add_vote(r) for r in records])
+
+        def keep() -> None:
+            store.put_outbox(vote_records(signed, now))  # durable before anything leaves
+            for r in records:
+                store.add_vote(r)
+
+        await self.node.offload(keep)
+        self.delivery.kick()
+        if self.cfg.gossip_votes:  # the fleet's audit trail; best effort
+            for _vote, data in signed:
+                self._publish(VOTES_TOPIC, data)
         event(log, logging.INFO, "voted", images=len(items),
               novel=sum(v for v, _ in verdicts))
         return verdicts
 
-    async def _forward(self, peer: str, state: OfferItem) -> bool:
-        blob = await self.node.offload(self.store.get_blob, state.cid)
+    async def _forward(self, peer: str, states: Sequence[OfferItem]) -> bool:
+        """Offer `states` to `peer`, one offer per origin round (in practice: one)."""
+        sizes = await self.node.offload(
+            lambda: [len(self.store.get_blob(s.cid)) for s in states])
+        by_round: dict[int, list[OfferItem]] = {}
+        for state, size in zip(states, sizes, strict=True):
+            by_round.setdefault(state.origin_round, []).append(replace(state, size=size))
         try:
-            reply = await self.node.share.offer_items(peer, [replace(state, size=len(blob))],
-                                                      state.origin_round)
+            for round_id, items in by_round.items():
+                if await self.node.share.offer_items(peer, items, round_id) is None:
+                    return False
         except (TransportError, RemoteProtocolError) as exc:
-            event(log, logging.INFO, "relay_failed", peer=peer, cid=state.cid.hex()[:16],
+            event(log, logging.INFO, "relay_failed", peer=peer, images=len(states),
                   error=str(exc)[:200])
             return False
-        return reply is not None
+        return True
 
     async def _report(self, state: OfferItem) -> None:
         fb = sign_feedback(self.node.identity, origin=state.origin, cid=state.cid,
@@ -195,14 +220,37 @@ class Receiver:
         self._publish(FEEDBACK_TOPIC, data)
 
     async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
-        """Serve /peerdata/report/1.0.0: Feedback on one of our images, acknowledged."""
-        fb = decode_as(payload, Feedback, limits=self.node.config.limits)
-        if fb.origin != self.node.peer_id:
-            return encode(ErrorReply(code="bad_request", message="feedback is not about our image"))
+        """Serve /peerdata/report/1.0.0: Feedback or a Vote on one of our images, acknowledged
+        once judged and stored (a bad one raises: the link is dropped)."""
+        msg = cast(Feedback | Vote, decode_as(payload, Feedback, Vote,
+                                              limits=self.node.config.limits))
+        if msg.origin != self.node.peer_id:
+            return encode(ErrorReply(code="bad_request", message="not about our image"))
+        if isinstance(msg, Vote) and msg.voter != peer_id:
+            raise RemoteProtocolError("a vote must come on its voter's own link")
         async with self.intake:  # never judged while our offers are still being recorded
-            await self.node.offload(self.desk.take_feedback, fb, peer_id)  # bad: link dropped
+            if isinstance(msg, Vote):
+                await self.node.offload(self.desk.take_vote, msg)
+            else:
+                await self.node.offload(self.desk.take_feedback, msg, peer_id)
         self._notify()
         return encode(OfferReply(wanted=()))
+
+    async def _send_vote(self, origin: str, data: bytes) -> bool | None:
+        """One vote to its origin: True acknowledged, False refused, None unreachable."""
+        try:
+            raw = await self.node.transport.request(origin, REPORT_PROTOCOL, data)
+            reply = decode_as(raw, OfferReply, ErrorReply, limits=self.node.config.limits)
+        except TransportError:
+            return None
+        except RemoteProtocolError as exc:
+            await self.node.drop_link(origin, f"bad vote reply: {exc}")
+            return False
+        if isinstance(reply, ErrorReply):
+            event(log, logging.WARNING, "vote_refused", peer=origin, code=reply.code,
+                  message=reply.message)
+            return False
+        return True
 
     # -- gossip ----------------------------------------------------------------------------
 
@@ -238,3 +286,13 @@ class Receiver:
                 continue
             if taken is not None:
                 self._notify()
+
+
+def _drain(channel: trio.MemoryReceiveChannel[T]) -> list[T]:
+    """What is waiting in `channel` now, without waiting."""
+    out: list[T] = []
+    while True:
+        try:
+            out.append(channel.receive_nowait())
+        except trio.WouldBlock:
+            return out

@@ -3,8 +3,8 @@ injected (as hivemind's `traverse`).
 
 Rule: every decision (vote once, duplicate, loop, next peer, hop limit, deadline, report) is
 `peerdata.round.RelayCore`'s; this module only performs its actions: vote through `vote`, offer
-the state to a peer through `forward` (given up at the action's deadline, trio's clock), send
-the report through `report`.
+the states to a peer through `forward` (all states going to one peer in one call, given up at
+the earliest of their deadlines, trio's clock), send each report through `report`.
 """
 
 from __future__ import annotations
@@ -26,8 +26,8 @@ VoteFn = Callable[[Sequence[OfferItem]], Awaitable[Sequence[tuple[bool, float]]]
 """My OoD verdict (novel, score) per image (the images are in the store by now)."""
 CandidatesFn = Callable[[], Sequence[str]]
 """Peers connected now."""
-ForwardFn = Callable[[str, OfferItem], Awaitable[bool]]
-"""Pass the state to a peer (offer, or relay if it holds the image); True if it took it."""
+ForwardFn = Callable[[str, Sequence[OfferItem]], Awaitable[bool]]
+"""Pass states to a peer in one offer; True if it took them."""
 ReportFn = Callable[[OfferItem], Awaitable[None]]
 """Publish the final state as signed Feedback to the origin."""
 
@@ -69,7 +69,8 @@ class RelayDesk:
         return self.core.seen(to_state(item))
 
     async def handle(self, items: Sequence[OfferItem]) -> list[HopResult]:
-        """Vote on a batch of arriving states at once, then pass each on (concurrently)."""
+        """Vote on a batch of arriving states at once, then pass them on: the states going to
+        one peer (one origin's round follows one path) leave in one offer."""
         states = [to_state(i) for i in items]
         outcomes, actions = self.core.arrive(states)
         results: dict[int, HopResult] = {}
@@ -88,24 +89,44 @@ class RelayDesk:
                 if isinstance(action, Report):
                     nursery.start_soon(self._report, to_item(action.state, _like(items, action)))
             assert not to_vote or isinstance(actions[0], NeedVote)
-            for i, (novel, _score) in zip(to_vote, verdicts, strict=True):
-                step = self.core.voted(states[i], novel, self._candidates(), trio.current_time())
-                nursery.start_soon(self._pass_on, i, items[i], bool(novel), step, results)
+            peers, now = self._candidates(), trio.current_time()
+            steps: dict[int, Action | None] = {}
+            novel: dict[int, bool] = {}
+            for i, (verdict, _score) in zip(to_vote, verdicts, strict=True):
+                novel[i] = bool(verdict)
+                steps[i] = self.core.voted(states[i], novel[i], peers, now)
+            self._dispatch(nursery, steps, items, novel, results)
         return [results[i] for i in range(len(items))]
 
-    async def _pass_on(self, i: int, item: OfferItem, novel: bool, step: Action | None,
+    def _dispatch(self, nursery: trio.Nursery, steps: dict[int, Action | None],
+                  items: Sequence[OfferItem], novel: dict[int, bool],
+                  results: dict[int, HopResult]) -> None:
+        """Start one offer per peer for the Forwards, and a report for each Report."""
+        groups: dict[str, dict[int, Forward]] = {}
+        for i, step in steps.items():
+            if isinstance(step, Forward):
+                groups.setdefault(step.peer, {})[i] = step
+            elif isinstance(step, Report):
+                results[i] = HopResult("reported", to_item(step.state, items[i]), novel[i])
+                nursery.start_soon(self._report, to_item(step.state, items[i]))
+        for peer, group in groups.items():
+            nursery.start_soon(self._pass_on, nursery, peer, group, items, novel, results)
+
+    async def _pass_on(self, nursery: trio.Nursery, peer: str, group: dict[int, Forward],
+                       items: Sequence[OfferItem], novel: dict[int, bool],
                        results: dict[int, HopResult]) -> None:
-        while isinstance(step, Forward):
-            ok = False
-            with trio.move_on_at(step.deadline):
-                ok = await self._forward(step.peer, to_item(step.state, item))
+        ok = False
+        with trio.move_on_at(min(f.deadline for f in group.values())):
+            ok = await self._forward(peer, [to_item(f.state, items[i])
+                                            for i, f in group.items()])
+        now = trio.current_time()
+        steps: dict[int, Action | None] = {}
+        for i, step in group.items():
             if ok:
-                results[i] = HopResult("relayed", to_item(replace(step.state,
-                                       hops=step.state.hops - 1), item), novel, step.peer)
-            step = self.core.forward_done(step.state.key, ok, trio.current_time())
-        if isinstance(step, Report):
-            results[i] = HopResult("reported", to_item(step.state, item), novel)
-            await self._report(to_item(step.state, item))
+                results[i] = HopResult("relayed", to_item(replace(
+                    step.state, hops=step.state.hops - 1), items[i]), novel[i], peer)
+            steps[i] = self.core.forward_done(step.state.key, ok, now)
+        self._dispatch(nursery, steps, items, novel, results)
 
 
 def _like(items: Sequence[OfferItem], action: Report) -> OfferItem:

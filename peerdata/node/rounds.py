@@ -26,7 +26,7 @@ import trio
 
 from peerdata.errors import PeerdataError
 from peerdata.ml.privacy import PrivacyFilter
-from peerdata.node.feedback import OriginDesk, RoundView
+from peerdata.node.feedback import OriginDesk, RoundView, vote_window_s
 from peerdata.node.ingest import INBOX, Incoming, load_npz
 from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost, LearnerStats, LearnResult
@@ -41,6 +41,8 @@ from peerdata.wire.replay import ReplayGuard
 log = logging.getLogger("peerdata.node.rounds")
 
 __all__ = ["RoundService", "RoundStart"]
+
+DRAIN_S = 10.0  # a graceful stop waits at most this long for votes to reach their origins
 
 
 def _evaluate(host: LearnerHost, x: np.ndarray, y: np.ndarray, domains: np.ndarray | None
@@ -57,7 +59,7 @@ class RoundService:
         self.node, self.store, self.cfg = node, node.store, node.config.round
         self.host = host  # read by federation for its seed; stepped only by `learner`
         self.learner = LearnerTask(host, ml_offload)
-        self.guard = ReplayGuard(window_s=max(300.0, 4 * self.cfg.vote_deadline_s))
+        self.guard = ReplayGuard(window_s=vote_window_s(self.cfg.vote_deadline_s))
         self.desk = OriginDesk(node.peer_id, node.store, self.guard, self.cfg.vote_deadline_s,
                                node.wall_time, is_member)
         self.receiver = Receiver(node, self.learner, self.desk, self._notify)
@@ -75,7 +77,6 @@ class RoundService:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.learner.run)
             await self.observer.reconcile()
-            self.node.rounds = self
             await nursery.start(self.receiver.run)
             await nursery.start(self.origin.run)
             if self.cfg.interval_s > 0:
@@ -84,6 +85,13 @@ class RoundService:
                 self.observer.inbox_dir.mkdir(mode=0o700, exist_ok=True)
                 nursery.start_soon(self.observer.watch_inbox, self.cfg.inbox_poll_s)
             task_status.started()
+
+    async def drain(self, timeout_s: float = DRAIN_S) -> int:
+        """Before a graceful stop (SIGTERM, `stop`): deliver the votes still waiting; what is
+        left after `timeout_s` stays in the store's outbox for the next run. Returns that."""
+        left = await self.receiver.delivery.drain(timeout_s)
+        event(log, logging.INFO, "drained", votes_left=left)
+        return left
 
     def _notify(self) -> None:
         self.origin.changed.set()
@@ -191,6 +199,10 @@ class RoundService:
         assert stats is not None  # set when the learner task started
         out.update(ranker_trained=stats.ranker_fits, learner=asdict(stats),
                    relay=dict(self.relay.counts), origin=dict(self.desk.counts),
-                   round_counts={**self.observer.counts, **self.receiver.counts},
-                   policy=self.origin.policy)
+                   round_counts={**self.observer.counts, **self.receiver.counts,
+                                 **self.receiver.delivery.counts},
+                   policy=self.origin.policy,
+                   clock_offsets_s={p: round(o, 3)
+                                    for p, o in self.guard.clock_offsets().items()},
+                   privacy=self.origin.privacy.statistics().as_dict())
         return out

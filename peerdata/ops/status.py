@@ -63,14 +63,7 @@ def live_fields(node: Node) -> dict[str, Any]:
     counts = getattr(node.transport, "connection_counts", None)  # libp2p's own, where present
     if counts is not None:
         out["libp2p_connections"] = counts()
-    rounds = node.rounds
-    guard = getattr(rounds, "guard", None)
-    if guard is not None and hasattr(guard, "clock_offsets"):
-        out["clock_offsets_s"] = {p: round(o, 3) for p, o in guard.clock_offsets().items()}
-    privacy = getattr(rounds, "privacy", None) or getattr(getattr(rounds, "origin", None),
-                                                          "privacy", None)
-    if privacy is not None:
-        out["privacy"] = privacy.statistics().as_dict()
+    # (the round service's clock offsets and privacy counters come with its status fields)
     return out
 
 

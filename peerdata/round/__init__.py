@@ -22,6 +22,7 @@ from peerdata.round.relay import (
     after_vote,
     candidate_order,
     first_peers,
+    path_order,
 )
 from peerdata.round.simulator import RoundResult, Simulator, TraceEntry
 
@@ -44,4 +45,5 @@ __all__ = [
     "candidate_order",
     "everyone",
     "first_peers",
+    "path_order",
 ]

@@ -11,13 +11,18 @@ Rule (signatures and freshness are checked before, by the driver; the core gets 
   first valid Feedback on an image wins, a copy from the same reporter is a harmless duplicate;
 - at the deadline (`finish`), an image's Feedback is cross-checked against the listed voters'
   own Votes: where all arrived and the count disagrees, the signed Votes win; an image without
-  Feedback gets the utility its counted Votes imply (recovery).
+  Feedback gets the utility its counted Votes imply (recovery);
+- with a `Reputation` (lying members), every member's vote seen on gossip is evidence about its
+  voter (`witness_vote`), and at the deadline an image whose voters' signed Votes all arrived
+  gets the reputation-weighted utility instead (`source` "weighted"; see round/reputation.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from peerdata.round.reputation import Reputation
 
 Key = tuple[bytes, int]  # (cid, round_id)
 Membership = Callable[[str], bool]
@@ -75,7 +80,8 @@ class Verdict:
 class Utility:
     """An image's final utility as `finish` decided it.
 
-    source: `feedback`, `corrected` (feedback disagreed with the signed votes) or `recovered`.
+    source: `feedback`, `corrected` (feedback disagreed with the signed votes), `recovered`, or
+    `weighted` (the reputation-weighted share of the signed votes differed from the count).
     """
 
     cid: bytes
@@ -101,6 +107,7 @@ class OriginCore:
     me: str
     deadline_s: float
     is_member: Membership = everyone
+    reputation: Reputation | None = None
     _started: dict[int, float] = field(default_factory=dict)
     _images: dict[Key, _Image] = field(default_factory=dict)
     _finished: set[int] = field(default_factory=set)
@@ -151,7 +158,18 @@ class OriginCore:
             image.late.add(vote.voter)
             return Verdict("late", "after the round's deadline: kept, not counted")
         image.votes[vote.voter] = vote
+        if self.reputation is not None:
+            self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel)
         return Verdict("accepted")
+
+    def witness_vote(self, vote: VoteFact) -> bool:
+        """A verified vote on another origin's image (gossip; our own votes too): evidence for
+        the reputation only. Returns whether it was taken (a reputation is kept, the voter is
+        a member)."""
+        if self.reputation is None or not self.is_member(vote.voter):
+            return False
+        self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel)
+        return True
 
     def take_feedback(self, fb: FeedbackFact, link_peer: str | None) -> Verdict:
         """A verified Feedback arrived on the link of `link_peer` (None: replayed from our own
@@ -225,7 +243,22 @@ class OriginCore:
                 novel = sum(votes[v].novel for v in voters)
                 out.append(Utility(cid, rid, novel / len(voters), voters, novel, "recovered",
                                    self.me))
+        if self.reputation is not None:
+            self.reputation.settle(round_id)
+            out = [self._weighted(u) for u in out]
         return out, mismatched
+
+    def _weighted(self, u: Utility) -> Utility:
+        """`u` with the reputation-weighted share of its voters' signed votes, where all
+        arrived (a feedback's count cannot be weighted without them)."""
+        votes = self._images[(u.cid, u.round_id)].votes
+        if self.reputation is None or not u.voters or not set(u.voters) <= set(votes):
+            return u
+        weighted = self.reputation.utility({v: votes[v].novel for v in u.voters})
+        if weighted is None or abs(weighted - u.utility) < 1e-12:
+            return u
+        return replace(u, utility=weighted,
+                       source="corrected" if u.source == "corrected" else "weighted")
 
     def finished(self, round_id: int) -> bool:
         return round_id in self._finished
@@ -234,3 +267,8 @@ class OriginCore:
         """voter -> novel, for the votes that count on this image."""
         image = self._images.get((cid, round_id))
         return {} if image is None else {v: f.novel for v, f in image.votes.items()}
+
+    def has_vote(self, cid: bytes, round_id: int, voter: str) -> bool:
+        """Whether `voter`'s vote on the image is held already (counted or late)."""
+        image = self._images.get((cid, round_id))
+        return image is not None and (voter in image.votes or voter in image.late)

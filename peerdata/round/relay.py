@@ -4,8 +4,15 @@ Rule: one image's vote state (origin, cid, round) is voted on at most once per r
 arrival votes and passes the state on; a later arrival of the same state is a duplicate. The
 state never goes to a peer in `voters` or to the origin, and it ends in exactly one `Report`,
 made by whoever cannot pass it on: no candidate left, `max_hops` reached, `deadline_s` spent
-trying, or the state came back to a voter (a loop). Candidates are tried in an order hashed
-from the image's cid and the peer (different images take different paths).
+trying, or the state came back to a voter (a loop).
+
+Batches and bounded chains: every image an origin shares in a round follows one path, the
+(origin, round)'s own permutation of the peers (`path_order`: a hash of origin, round and
+peer). So the origin makes one offer per round to its first peer (`first_peers`), and each
+voter passes the whole batch on in one offer to its next peer; different origins and rounds
+take different paths, which spreads the load. A state travels at most `max_hops` hops, the
+origin's offer being the first, so a chain holds at most `max_hops` voters: a *sample* of the
+fleet, whatever its size, and relay and vote traffic per robot is O(max_hops), not O(fleet).
 
 Events in: `arrive`, `voted`, `forward_done`. Actions out: `NeedVote`, `Forward`, `Report`.
 Time is an argument; the driver (daemon or simulator) performs the actions.
@@ -71,11 +78,18 @@ class Report:
 Action = NeedVote | Forward | Report
 
 
+def path_order(origin: str, round_id: int, peers: Sequence[str]) -> list[str]:
+    """The path of `origin`'s images of `round_id` through `peers`: a permutation of the peers
+    (without the origin) that is the same at every robot and differs per origin and round."""
+    head = f"{origin}\x00{round_id}\x00".encode()
+    return sorted(dict.fromkeys(p for p in peers if p != origin),
+                  key=lambda p: hashlib.sha256(head + p.encode()).digest())
+
+
 def candidate_order(state: VoteState, peers: Sequence[str], me: str) -> list[str]:
-    """Peers that may vote next, in an order that differs per image (spreads the load)."""
-    allowed = [p for p in peers if p != me and p != state.origin and p not in state.voters]
-    return sorted(dict.fromkeys(allowed),
-                  key=lambda p: hashlib.sha256(state.cid + p.encode()).digest())
+    """Peers that may vote next: the state's path (`path_order`) without me and its voters."""
+    return [p for p in path_order(state.origin, state.round_id, peers)
+            if p != me and p not in state.voters]
 
 
 def after_vote(state: VoteState, me: str, novel: bool) -> VoteState:
@@ -138,7 +152,7 @@ class RelayCore:
         """My verdict on `state`; `peers` are those connected now. The first pass-on step."""
         self.counts["voted"] += 1
         mine = after_vote(state, self.me, novel)
-        if mine.hops + 1 > self.max_hops:
+        if mine.hops + 1 >= self.max_hops:  # it came `hops + 1` hops (the offer is the first)
             return self._report(mine)
         passing = _Passing(mine, candidate_order(mine, peers, self.me), now + self.deadline_s)
         self._passing[mine.key] = passing
@@ -181,10 +195,10 @@ class RelayCore:
         return Report(state)
 
 
-def first_peers(count: int, peers: Sequence[str], round_id: int) -> list[list[str]]:
-    """For each of an origin's `count` images of a round, the peers to offer it to, in order:
-    its first peer (spread over `peers`, sorted, rotating with the round), then the rest."""
-    ordered = sorted(peers)
-    if not ordered:
-        return [[] for _ in range(count)]
-    return [[ordered[(i + round_id) % len(ordered)], *ordered] for i in range(count)]
+def first_peers(count: int, peers: Sequence[str], round_id: int, origin: str
+                ) -> list[list[str]]:
+    """For each of `origin`'s `count` images of a round, the peers to offer it to, in order:
+    the round's path (`path_order`), the same for every image, so the batch goes out in one
+    offer (to the next peer on the path if the first one fails)."""
+    order = path_order(origin, round_id, peers)
+    return [list(order) for _ in range(count)]

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from peerdata.round.origin import FeedbackFact, Membership, OriginCore, Utility, VoteFact, everyone
 from peerdata.round.relay import Forward, NeedVote, RelayCore, Report, VoteState, first_peers
+from peerdata.round.reputation import Reputation
 
 VoteFn = Callable[[str, Sequence[VoteState]], Sequence[bool]]
 """Robot `name`'s verdict (novel?) on arriving states; it also keeps the labelled images."""
@@ -57,10 +58,15 @@ class Simulator:
     """Robots `names` (all connected) running rounds through their cores."""
 
     def __init__(self, names: Sequence[str], *, max_hops: int = 8, deadline_s: float = 30.0,
-                 seed: int = 0, is_member: Membership = everyone) -> None:
+                 seed: int = 0, is_member: Membership = everyone,
+                 reputation: bool = False) -> None:
+        """`reputation`: every origin keeps a `Reputation` fed by every vote (as gossip
+        delivers them all) and weights its utilities by it."""
         self.names = list(names)
         self.relays = {n: RelayCore(n, max_hops, deadline_s) for n in self.names}
-        self.origins = {n: OriginCore(n, deadline_s, is_member) for n in self.names}
+        self.origins = {n: OriginCore(n, deadline_s, is_member,
+                                      Reputation() if reputation else None)
+                        for n in self.names}
         self.rng = random.Random(seed)
         self.gone: set[str] = set()
         self.round_id = 0
@@ -79,7 +85,7 @@ class Simulator:
             self.origins[origin].start_round(rid, 0.0)
             peers = self._peers_of(origin)
             by_peer: dict[str, list[VoteState]] = {}
-            for cid, order in zip(cids, first_peers(len(cids), peers, rid), strict=True):
+            for cid, order in zip(cids, first_peers(len(cids), peers, rid, origin), strict=True):
                 first = next((p for p in order if p not in self.gone), None)
                 if first is None:
                     continue
@@ -107,6 +113,9 @@ class Simulator:
         me = msg.to
         if msg.kind == "vote" and msg.vote is not None:
             self.origins[me].take_vote(msg.vote, 0.0)
+            for other in self.names:  # the vote's gossip reaches every robot
+                if other != me and other not in self.gone:
+                    self.origins[other].witness_vote(msg.vote)
             return []
         if msg.kind == "feedback" and msg.feedback is not None:
             self.origins[me].take_feedback(msg.feedback, msg.sender)

@@ -2,8 +2,7 @@
 
 Rule: no I/O. The `Simulator` decides who votes on what and each image's utility, exactly as
 the daemon's cores do; this module only feeds it `RobotLearner` steps. Received images join a
-robot's fine-tune in one canonical order (by sender, in robot order, then the sender's
-selection order), never in delivery order.
+robot's fine-tune in content-ID order (as in the daemon), never in delivery order.
 """
 
 from __future__ import annotations
@@ -18,6 +17,7 @@ from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.round import Simulator, VoteState
 from peerdata.sharing.feedback import Feedback
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
+from peerdata.sharing.liars import lie
 
 PrivacyHook = Callable[[np.ndarray], np.ndarray | None]
 """Filters one outgoing image: returns the image to send (possibly altered), or None to drop it."""
@@ -71,43 +71,42 @@ class InProcessFleet:
     """Robots' learners in one process, rounds run by the core's `Simulator`."""
 
     def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
-                 max_hops: int = 8) -> None:
+                 max_hops: int = 8, liars: Mapping[str, str] | None = None,
+                 reputation: bool = False) -> None:
+        """`liars`: robot -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight
+        votes by the voters' reputation."""
         self.learners = learners
         self.names = list(learners)
-        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed)
+        self.liars = dict(liars or {})
+        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed,
+                                   reputation=reputation)
 
     def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
                 ) -> dict[str, tuple[Feedback, ...]]:
         """Offer each sender's candidates through the simulator: peers vote and keep them
         (canonical order); returns each sender's feedback, one per candidate, in order."""
-        where: dict[tuple[str, bytes], tuple[int, int, ShareCandidate]] = {}
+        where: dict[tuple[str, bytes], ShareCandidate] = {}
         offers: dict[str, list[bytes]] = {}
-        for s, name in enumerate(self.names):
+        for name in self.names:
             cids: list[bytes] = []
-            for pos, c in enumerate(selected.get(name, ())):
+            for c in selected.get(name, ()):
                 cid = image_cid(c.image)
                 while cid in cids:  # the same pixels twice: still two shares, as selected
                     cid = hashlib.sha256(cid).digest()
                 cids.append(cid)
-                where[(name, cid)] = (s, pos, c)
+                where[(name, cid)] = c
             offers[name] = cids
         kept: dict[str, list[tuple[bytes, ShareCandidate]]] = {n: [] for n in self.names}
-        verdicts: dict[tuple[str, str], np.ndarray] = {}
 
         def vote(me: str, states: Sequence[VoteState]) -> list[bool]:
-            # A robot judges a sender's whole batch at once, whichever part arrives first: an
-            # MC-dropout verdict depends on the batch it is drawn with, and must not depend on
-            # the order or grouping in which images travel.
-            out = []
-            for st in states:
-                found = where[(st.origin, st.cid)]
-                if (me, st.origin) not in verdicts:
-                    batch = selected[st.origin]
-                    verdicts[(me, st.origin)] = np.asarray(self.learners[me].vote(
-                        np.stack([c.image for c in batch])).novel, bool)
-                kept[me].append((st.cid, found[2]))
-                out.append(bool(verdicts[(me, st.origin)][found[1]]))
-            return out
+            # The images as they arrive, like the daemon: a verdict is the image's alone
+            # (`OodDetector.vote`), whatever it travels with. A liar (--liars) inverts or
+            # fixes its verdicts as `lie` says.
+            got = [where[(st.origin, st.cid)] for st in states]
+            kept[me].extend((st.cid, c) for st, c in zip(states, got, strict=True))
+            verdict = self.learners[me].vote(np.stack([c.image for c in got]))
+            novel = [bool(v) for v in verdict.novel]
+            return [lie(self.liars[me], n) for n in novel] if me in self.liars else novel
 
         result = self.simulator.run_round(offers, vote)
         for name, learner in self.learners.items():
@@ -122,7 +121,7 @@ class InProcessFleet:
             decided = {u.cid: u for u in result.utilities.get(name, [])}
             out = []
             for cid in offers[name]:
-                c = where[(name, cid)][2]
+                c = where[(name, cid)]
                 u = decided.get(cid)
                 out.append(Feedback(name, c.image_id, 0.0 if u is None else u.utility,
                                     () if u is None else u.voters))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import io
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -63,6 +63,11 @@ class LearnerConfig:
     # gu only: choose the budget to cover the embedding space of the wanted images (greedy
     # facility location), not just the top predicted utilities, which can all be alike.
     diverse: bool = True
+    # gu, diverse, trained ranker: the covering choice keeps at least this share of the summed
+    # predicted utility of the top budget (coverage decides only among near-equally wanted).
+    cover_keep: float = 0.99
+    # own training images (a seeded sample) the kNN vote compares with; 0 = calibration images
+    detector_reference: int = 2000
 
     @classmethod
     def of_scenario(cls, scenario: Scenario) -> LearnerConfig:
@@ -119,20 +124,37 @@ class RobotLearner:
 
     # -- local data -----------------------------------------------------------------------
 
-    def bootstrap(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> None:
-        """Train from scratch on the first local images; hold some out to calibrate the detector."""
+    def bootstrap(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray, *,
+                  pool: bool = False) -> None:
+        """Train from scratch on the first local images; hold some out to calibrate the detector.
+
+        `pool`: the images past the calibration set also form the pool the next selection
+        ranks (a robot that bootstraps on the first images it observed).
+        """
         n_cal = self.config.calibration_images
         if len(images) < n_cal + 10:
             raise DataError(f"{self.name}: bootstrap needs more than {n_cal + 10} images")
         self.calibration_images = images[:n_cal].copy()
-        self._add_local(images[n_cal:], labels[n_cal:], domains[n_cal:])
-        self.pending = np.zeros(0, np.int64)
+        added = self._add_local(images[n_cal:], labels[n_cal:], domains[n_cal:])
+        self.pending = added if pool else np.zeros(0, np.int64)
         labelled = self.local_labels != UNLABELLED
         self.model.train(
             self.local_images[labelled], self.local_labels[labelled],
             epochs=self.config.vision.epochs, seed=self.seed,
         )
-        self.detector.fit(self.model, self.calibration_images)
+        self.fit_detector()
+
+    def detector_reference(self) -> np.ndarray | None:
+        """The own training images the OoD vote compares with (a seeded sample), if any."""
+        n = self.config.detector_reference
+        if n <= 0 or not len(self.local_images):
+            return None
+        rng = np.random.default_rng([self.seed, len(self.local_images), 2])
+        return self.local_images[rng.permutation(len(self.local_images))[:n]]
+
+    def fit_detector(self) -> None:
+        """Recalibrate the OoD vote for the current model (after every training)."""
+        self.detector.fit(self.model, self.calibration_images, self.detector_reference())
 
     def _add_local(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> np.ndarray:
         if not (len(images) == len(labels) == len(domains)):
@@ -176,7 +198,8 @@ class RobotLearner:
         if policy == "gu":
             floor = self.config.min_utility if self.ranker.trained else 0.0
             if self.config.diverse:
-                order = select_covering(predicted, prediction.embedding, limit, floor)
+                keep = self.config.cover_keep if self.ranker.trained else 0.0
+                order = select_covering(predicted, prediction.embedding, limit, floor, keep)
             else:
                 order = np.argsort(-predicted, kind="stable")[:limit]
                 order = order[predicted[order] >= floor]
@@ -203,6 +226,19 @@ class RobotLearner:
             )
             for i in order
         ]
+
+    def accuracies(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray
+                   ) -> dict[str, float]:
+        """Accuracy on each domain's images (predicted domain by domain) and on all (`all`)."""
+        out: dict[str, float] = {}
+        correct = 0
+        for d in dict.fromkeys(domains.tolist()):
+            mask = domains == d
+            hits = int((self.model.predict(images[mask]).labels == labels[mask]).sum())
+            out[str(d)] = hits / int(mask.sum())
+            correct += hits
+        out["all"] = correct / len(labels) if len(labels) else float("nan")
+        return out
 
     def vote(self, images: np.ndarray) -> OodVote:
         """Would these images be novel to me? (My OoD detector's verdict.)"""
@@ -236,8 +272,12 @@ class RobotLearner:
             return None
         return self.ranker.fit(self.features(self.feedback_ids), self.feedback_utilities)
 
-    def fine_tune(self) -> float:
-        """Fine-tune the vision model on local plus received images; recalibrate the detector."""
+    def fine_tune(self, *, keep_pool: bool = False) -> float:
+        """Fine-tune the vision model on local plus received images; recalibrate the detector.
+
+        The pool of new images is spent, unless `keep_pool` (a driver that observes between a
+        selection and the fine-tune: what it observed is still to be ranked).
+        """
         labelled = self.local_labels != UNLABELLED
         images = np.concatenate([self.local_images[labelled], self.received_images])
         labels = np.concatenate([self.local_labels[labelled], self.received_labels])
@@ -250,9 +290,39 @@ class RobotLearner:
             samples_per_epoch=self.config.vision.fine_tune_samples,
             learning_rate=self.config.vision.fine_tune_learning_rate,
         )
-        self.detector.fit(self.model, self.calibration_images)
-        self.pending = np.zeros(0, np.int64)
+        self.fit_detector()
+        if not keep_pool:
+            self.pending = np.zeros(0, np.int64)
         return loss
+
+    # -- for a driver that observes and ranks at its own pace (the daemon) ----------------
+
+    def add_to_pool(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> None:
+        """Add new local images to the pool the next selection ranks, after those already
+        waiting in it (`observe` starts a new pool instead)."""
+        self.pending = np.concatenate([self.pending, self._add_local(images, labels, domains)])
+
+    def spend_pool(self) -> None:
+        """Empty the pool: its images were ranked (they stay local training data)."""
+        self.pending = np.zeros(0, np.int64)
+
+    def weights(self) -> dict[str, torch.Tensor]:
+        """A copy of the vision model's weights (what federation exchanges)."""
+        return {k: v.detach().clone() for k, v in self.model.net.state_dict().items()}
+
+    def load_weights(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Replace the vision model's weights; recalibrate the OoD detector on them.
+
+        Raises:
+            DataError: `state` does not fit this model's architecture.
+        """
+        try:
+            self.model.net.load_state_dict(dict(state))
+        except (RuntimeError, KeyError) as exc:
+            raise DataError(f"federated model does not fit the vision model: {exc}") from None
+        self.model.net.eval()
+        if len(self.calibration_images):
+            self.fit_detector()
 
     # -- checkpoints -----------------------------------------------------------------------
 
@@ -297,5 +367,5 @@ class RobotLearner:
         ) as exc:
             raise DataError(f"not a robot learner checkpoint: {exc}") from None
         if len(learner.calibration_images):
-            learner.detector.fit(learner.model, learner.calibration_images)
+            learner.fit_detector()
         return learner

@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Literal, Self
 
 from peerdata.errors import StoreError
+from peerdata.store.outbox import Outbox
 
 CID_BYTES = 32
 SampleSource = Literal["local", "received"]
@@ -215,7 +216,7 @@ class RoundRecord:
             check_finite(name, getattr(self, name))
 
 
-class Store(ABC):
+class Store(Outbox, ABC):
     """A node's durable memory: image blobs plus everything it learned about them.
 
     Implementations are safe to call from several threads (e.g. via `trio.to_thread.run_sync`);

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+from collections.abc import Sequence
 
 from peerdata.errors import StoreError
 from peerdata.store.base import (
@@ -28,6 +29,7 @@ from peerdata.store.base import (
     content_id,
     merge_provenance,
 )
+from peerdata.store.outbox import OutboxRecord
 
 _Utility = tuple[float, int, int]  # utility, voters, novel_votes
 
@@ -48,6 +50,7 @@ class MemoryStore(Store):
         self._peers: dict[str, PeerRecord] = {}
         self._rounds: dict[int, RoundRecord] = {}
         self._meta: dict[str, str] = {}
+        self._outbox: dict[tuple[str, bytes], OutboxRecord] = {}
 
     def _check_open(self) -> None:
         if self._closed:
@@ -317,3 +320,21 @@ class MemoryStore(Store):
         with self._lock:
             self._check_open()
             self._meta[key] = value
+
+    # -- outbox --------------------------------------------------------------------------------
+    def put_outbox(self, records: Sequence[OutboxRecord]) -> None:
+        with self._lock:
+            self._check_open()
+            for r in records:
+                self._outbox[(r.kind, r.key)] = r
+
+    def list_outbox(self, kind: str | None = None) -> list[OutboxRecord]:
+        with self._lock:
+            self._check_open()
+            return sorted((r for r in self._outbox.values() if kind in (None, r.kind)),
+                          key=lambda r: (r.created_at, r.kind, r.key))
+
+    def remove_outbox(self, kind: str, keys: Sequence[bytes]) -> int:
+        with self._lock:
+            self._check_open()
+            return sum(self._outbox.pop((kind, k), None) is not None for k in keys)

@@ -133,7 +133,21 @@ _V2: Migration = (
     "CREATE INDEX blobs_by_sender ON blobs (received_from)",
 )
 
-MIGRATIONS: tuple[Migration, ...] = (_V1, _V2)
+# V3: the outbox (`store.outbox`): messages kept until their peer acknowledged them.
+_V3: Migration = (
+    """
+    CREATE TABLE outbox (
+        kind TEXT NOT NULL,
+        key BLOB NOT NULL,
+        peer TEXT NOT NULL,
+        data BLOB NOT NULL,
+        created_at REAL NOT NULL,
+        PRIMARY KEY (kind, key)
+    ) WITHOUT ROWID
+    """,
+)
+
+MIGRATIONS: tuple[Migration, ...] = (_V1, _V2, _V3)
 SCHEMA_VERSION = len(MIGRATIONS)
 
 

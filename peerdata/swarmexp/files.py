@@ -8,13 +8,13 @@ labels) and `domain` (ground-truth dataset names).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import tomlkit
 
 from peerdata.datasets import LabelledImages
 from peerdata.experiment.data import ExperimentData
@@ -26,20 +26,9 @@ _DATA_KEYS = ("bootstrap_images", "images_per_round", "calibration_images", "eva
 _SHARING_KEYS = ("budget", "detector", "ood_tpr", "min_utility")
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    if isinstance(value, tuple | list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    raise TypeError(f"no TOML form for {value!r}")
-
-
-def _table(values: Mapping[str, Any]) -> list[str]:
-    return [f"{json.dumps(k)} = {_toml(v)}" for k, v in values.items()]
+def _plain(value: Any) -> Any:
+    """Tuples as TOML arrays (tomlkit writes lists)."""
+    return [_plain(v) for v in value] if isinstance(value, tuple | list) else value
 
 
 def write_scenario(scenario: Scenario, path: Path) -> Path:
@@ -48,18 +37,24 @@ def write_scenario(scenario: Scenario, path: Path) -> Path:
     The daemons load their learner settings (vision, ranker, detector) from it.
     """
     fields = {f.name for f in dataclasses.fields(scenario)}
-    top = {k: getattr(scenario, k) for k in ("name", "description", "datasets", "rounds",
-                                              "seeds", "policies")}
-    lines = _table(top)
-    lines += ["", "[data]", *_table({k: getattr(scenario, k) for k in _DATA_KEYS})]
-    lines += ["", "[sharing]",
-              *_table({k: getattr(scenario, k) for k in _SHARING_KEYS if k in fields})]
-    lines += ["", "[vision]", *_table(dataclasses.asdict(scenario.vision))]
-    lines += ["", "[ranker]", *_table(dataclasses.asdict(scenario.ranker))]
+    doc = tomlkit.document()
+    for key in ("name", "description", "datasets", "rounds", "seeds", "policies"):
+        doc[key] = _plain(getattr(scenario, key))
+    sections: dict[str, Mapping[str, Any]] = {
+        "data": {k: getattr(scenario, k) for k in _DATA_KEYS},
+        "sharing": {k: getattr(scenario, k) for k in _SHARING_KEYS if k in fields},
+        "vision": dataclasses.asdict(scenario.vision),
+        "ranker": dataclasses.asdict(scenario.ranker),
+    }
+    for name, values in sections.items():
+        doc[name] = {k: _plain(v) for k, v in values.items()}
+    robots = tomlkit.aot()
     for robot in scenario.robots:
-        mix = ", ".join(f"{json.dumps(d)} = {share!r}" for d, share in robot.mix)
-        lines += ["", "[[robots]]", f"name = {json.dumps(robot.name)}", f"mix = {{ {mix} }}"]
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        mix = tomlkit.inline_table()
+        mix.update(dict(robot.mix))
+        robots.append(tomlkit.table().add("name", robot.name).add("mix", mix))
+    doc["robots"] = robots
+    path.write_text(tomlkit.dumps(doc), encoding="utf-8")
     return path
 
 

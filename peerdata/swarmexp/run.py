@@ -43,6 +43,7 @@ class SwarmPlan:
     driver: DriverSettings = DriverSettings()
     ready_timeout_s: float = 120.0
     netem: str | None = None  # emulated links (testing/netem.py), e.g. "delay 50ms loss 2%"
+    gossip_votes: bool = False  # each daemon's round.gossip_votes (votes also on gossip)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.scenario.policies if p not in POLICIES]
@@ -58,10 +59,17 @@ class SwarmPlan:
 
 
 def node_settings(
-    scenario: Scenario, scenario_file: Path, seed: int, vote_timeout_s: float, index: int, /
+    scenario: Scenario, scenario_file: Path, seed: int, vote_timeout_s: float,
+    gossip_votes: bool, index: int, /
 ) -> Settings:
-    """Robot `index`'s config.toml: manual rounds, the scenario's budget, model and seed."""
+    """Robot `index`'s config.toml: manual rounds, the scenario's budget, model and seed.
+
+    The privacy filter runs but keeps what it finds: `peerdata experiment` shares the public
+    datasets' images unaltered, and the swarm must share the very same pixels (its text
+    detector takes some KMNIST glyphs for text and would blur them).
+    """
     return {
+        "privacy": {"face_action": "keep", "plate_action": "keep"},
         "round": {
             "interval_s": 0.0,
             "budget_fraction": scenario.budget,
@@ -69,6 +77,7 @@ def node_settings(
             "vote_deadline_s": vote_timeout_s,
             "scenario": str(scenario_file),
             "learner_seed": run_seed(seed, index),
+            "gossip_votes": gossip_votes,
         }
     }
 
@@ -96,7 +105,7 @@ def run_swarm_experiment(
         files = write_robot_files(s, data, work / "data" / f"seed-{seed}")
         scenario_file = write_scenario(s, work / "data" / "scenario.toml")
         settings = functools.partial(node_settings, s, scenario_file.resolve(), seed,
-                                     plan.driver.vote_timeout_s)
+                                     plan.driver.vote_timeout_s, plan.gossip_votes)
         for policy in s.policies:
             home = work / f"{policy}-{seed}"  # short: control socket paths are limited
             with open_swarm(len(s.robots), home, ready_timeout_s=plan.ready_timeout_s,

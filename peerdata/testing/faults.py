@@ -5,7 +5,9 @@ offered and what arrived.
 
 Rule: the plan is a pure function of (seed, robots, rounds, timing), so a run can be repeated;
 each fault runs on its own thread, holding its robot's lock (a robot is never killed while
-frozen, or restarted twice), and everything is healed and restarted before the check.
+frozen, or restarted twice); a fault whose robot is down or busy is redrawn (seeded) onto a
+free present robot, so every planned fault is applied unless none is free until the run's end;
+everything is healed and restarted before the check.
 Partitions need emulated links (`netem`); without them each is recorded as skipped.
 """
 
@@ -18,15 +20,17 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 from peerdata.errors import PeerdataError
+from peerdata.testing import faultrounds
 from peerdata.testing.storecheck import HomeCheck, check_home
 from peerdata.testing.swarm import Swarm, kill_robot, open_swarm, stop_robot, write_images
 
 RELINK_TIMEOUT_S = 30.0
+REDRAW_POLL_S = 0.2  # a fault whose robot is down or busy looks for a free one this often
 
 
 @dataclass(frozen=True)
@@ -73,11 +77,14 @@ class FaultReport:
     plan: FaultPlan
     applied: dict[str, int] = field(default_factory=dict)
     skipped: dict[str, int] = field(default_factory=dict)
+    redrawn: dict[str, int] = field(default_factory=dict)  # applied to another robot
     relink_s: list[float] = field(default_factory=list)  # restart ready -> linked to all live
     relink_timeouts: int = 0
     offered: int = 0  # images a live sender offered and its live receiver wanted
     arrived: int = 0
     send_failures: int = 0  # offers refused because one end was down
+    command_failures: dict[str, int] = field(default_factory=dict)  # gu: a robot was hit
+    rounds: faultrounds.RoundLedger | None = None  # gu: votes and utilities
     homes: list[HomeCheck] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
@@ -94,6 +101,7 @@ class FaultReport:
         relink = sorted(self.relink_s)
         return {
             "seed": self.plan.seed, "applied": self.applied, "skipped": self.skipped,
+            "redrawn": self.redrawn,
             "churn_leaves": sum(len(c) for c in self.plan.churn),
             "relink_s_max": relink[-1] if relink else None,
             "relink_s_p50": relink[len(relink) // 2] if relink else None,
@@ -101,7 +109,11 @@ class FaultReport:
             "arrived": self.arrived, "lost_records": self.lost_records,
             "send_failures": self.send_failures, "corrupt_records": self.corrupt_records,
             "homes": [h.to_json() for h in self.homes], "notes": self.notes,
-            "ok": self.corrupt_records == 0 and self.lost_records == 0,
+            "command_failures": self.command_failures,
+            "rounds": None if self.rounds is None else self.rounds.to_json(),
+            "lost_votes": None if self.rounds is None else self.rounds.lost_votes,
+            "ok": self.corrupt_records == 0 and self.lost_records == 0
+            and (self.rounds is None or self.rounds.lost_votes == 0),
             "plan": [asdict(f) for f in self.plan.faults],
         }
 
@@ -144,12 +156,33 @@ class _Fleet:
                 self.report.relink_timeouts += 1
 
 
-def _apply(fleet: _Fleet, fault: Fault, t0: float) -> None:
+def _take(fleet: _Fleet, fault: Fault, rng: random.Random, until: float) -> int | None:
+    """The fault's robot, locked; if it is down or busy with another fault, another present
+    robot drawn with `rng` (waiting for one to be free until `until`); None if none was."""
+    if fault.robot in fleet.present() and fleet.locks[fault.robot].acquire(blocking=False):
+        return fault.robot
+    while time.monotonic() < until:
+        candidates = sorted(fleet.present())
+        rng.shuffle(candidates)
+        for i in candidates:
+            if fleet.locks[i].acquire(blocking=False):
+                if i in fleet.present():
+                    return i
+                fleet.locks[i].release()
+        time.sleep(REDRAW_POLL_S)
+    return None
+
+
+def _apply(fleet: _Fleet, fault: Fault, t0: float, rng: random.Random, until: float) -> None:
     time.sleep(max(0.0, t0 + fault.at_s - time.monotonic()))
-    lock = fleet.locks[fault.robot]
-    if fault.robot not in fleet.present() or not lock.acquire(blocking=False):
-        fleet.count(fleet.report.skipped, fault.kind)  # already down or busy with a fault
+    index = _take(fleet, fault, rng, until)
+    if index is None:
+        fleet.count(fleet.report.skipped, fault.kind)  # nobody free until the run's end
         return
+    if index != fault.robot:
+        fleet.count(fleet.report.redrawn, fault.kind)
+    fault = replace(fault, robot=index)
+    lock = fleet.locks[index]
     try:
         robot = fleet.swarm.robots[fault.robot]
         netem = fleet.swarm.netem
@@ -202,22 +235,31 @@ def _share_round(fleet: _Fleet, round_no: int, images: int,
 
 
 def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: int = 1,
-               round_s: float = 20.0, netem: str | None = None,
+               round_s: float = 20.0, netem: str | None = None, work: str = "send",
                progress: Callable[[str], None] = lambda _m: None,
                **counts: Any) -> FaultReport:
     """Run the seeded plan over a fleet of `robots` daemons under `out`; check every home.
 
+    `work`: what the robots do meanwhile: `send` (all-to-all offers of `images` images per
+    pair) or `gu` (GU sharing rounds, `faultrounds.py`; then the vote/utility ledger).
     `counts` go to `plan_faults` (kills, freezes, partitions, churn).
     """
+    if work not in ("send", "gu"):
+        raise PeerdataError(f"unknown fault-run work {work!r} (send or gu)")
     plan = plan_faults(seed, robots, rounds, round_s, **counts)
     report = FaultReport(plan)
     ledger: dict[int, set[str]] = {i: set() for i in range(robots)}
-    with open_swarm(robots, out, netem=netem) as swarm:
+    settings = faultrounds.round_settings() if work == "gu" else None
+    with open_swarm(robots, out, netem=netem, settings=settings) as swarm:
         swarm.wait_peers(robots - 1, 60.0)
+        if work == "gu":
+            faultrounds.bootstrap(swarm, out)
         fleet = _Fleet(swarm, report)
         t0 = time.monotonic()
-        threads = [threading.Thread(target=_apply, args=(fleet, f, t0), daemon=True)
-                   for f in plan.faults]
+        until = t0 + rounds * round_s
+        threads = [threading.Thread(target=_apply, daemon=True, args=(
+            fleet, f, t0, random.Random(f"{seed}/{k}"), until))
+            for k, f in enumerate(plan.faults)]
         for t in threads:
             t.start()
         for r in range(rounds):
@@ -226,7 +268,11 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
                 fleet.mark(i, True)
                 stop_robot(swarm.robots[i])
                 fleet.count(report.applied, "churn_leave")
-            _share_round(fleet, r, images, ledger)
+            if work == "gu":
+                faultrounds.gu_round(swarm, sorted(fleet.present()), r, out,
+                                     lambda cmd: fleet.count(report.command_failures, cmd))
+            else:
+                _share_round(fleet, r, images, ledger)
             progress(f"round {r + 1}: {len(left)} robots away, {report.send_failures} "
                      f"offers refused so far")
             time.sleep(max(0.0, t0 + (r + 1) * round_s - time.monotonic()))
@@ -237,14 +283,20 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
                     fleet.locks[i].release()
         for t in threads:
             t.join()
-        for r in swarm.robots:  # anything a failed restart left down comes back now
-            if r.process.poll() is not None:
-                fleet.restart(r.index)
+        for robot in swarm.robots:  # anything a failed restart left down comes back now
+            if robot.process.poll() is not None:
+                fleet.restart(robot.index)
         swarm.wait_peers(robots - 1, 60.0)
         for i in range(robots):  # what was wanted before a crash is fetched after it
             with contextlib.suppress(PeerdataError):
                 swarm.call(i, "wait", {"images_received": len(ledger[i]), "timeout_s": 30.0},
                            timeout_s=35.0)
+        if work == "gu":  # the last rounds end at their deadline; votes left are delivered
+            time.sleep(faultrounds.DEADLINE_S + 2.0)
+            faultrounds.wait_delivered([swarm.home(i) for i in range(robots)], 60.0)
+        ids = [(r.peer_id, swarm.home(r.index)) for r in swarm.robots]
+    if work == "gu":
+        report.rounds = faultrounds.round_ledger(ids)
     for i in range(robots):
         home = swarm.home(i)
         report.homes.append(check_home(home))

@@ -22,7 +22,8 @@ import msgpack
 from peerdata.errors import LocalProtocolError, RemoteProtocolError
 from peerdata.identity import Identity, verify
 from peerdata.wire.codec import pack, to_wire
-from peerdata.wire.messages import SIGNATURE_BYTES, Message, Record, _fail, _peer_id, field_hints
+from peerdata.wire.fields import SIGNATURE_BYTES, Record, _fail, _peer_id, field_hints
+from peerdata.wire.messages import Message
 from peerdata.wire.signing import SIGNING_DOMAIN
 from peerdata.wire.versions import MODEL_PROTOCOL, PROTOCOL_VERSION
 
@@ -212,4 +213,9 @@ def decode_model_update(data: bytes, max_bytes: int) -> ModelUpdate:
     except LocalProtocolError as exc:
         raise RemoteProtocolError(f"invalid ModelUpdate: {exc}") from None
     assert isinstance(msg, ModelUpdate)
+    # Canonical form, as `codec.decode` checks for every other message (PROTOCOL.md section 3):
+    # one encoding per update, so a signed update cannot travel in several byte forms.
+    if encode_model_update(msg) != data:
+        raise RemoteProtocolError("invalid ModelUpdate: not in canonical encoding "
+                                  "(re-encoding it gives other bytes)")
     return msg

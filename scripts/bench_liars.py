@@ -1,0 +1,144 @@
+#!/usr/bin/env python
+"""Benchmark lying fleet members: GU rare precision of the honest robots, with and without
+liars, with and without vote reputation (issue #10's target: a drop of at most 5 points at
+round 5 on paper-3 with 20% liars, in each lie mode).
+
+Every configuration starts from the same bootstrapped robots and streams (one checkpoint per
+seed) and runs the `gu` policy through the in-process round core. Liars are a seeded choice of
+robots (`peerdata.sharing.liars.pick_liars`: 20% of three robots is one); the figure is the mean
+over the honest robots that hold rare data, compared with the same robots in the liar-free run
+with the same reputation setting. Prints a table; the last stdout line is one JSON object.
+
+Usage:
+    python scripts/bench_liars.py [--scenario paper-3] [--rounds 5] [--liars 0.2]
+        [--lie invert,always-novel,never-novel] [--liar-seeds 0] [--seed 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+
+from peerdata.datasets import resolve_data_dir
+from peerdata.experiment.data import build_experiment_data, load_domains
+from peerdata.experiment.metrics import sharing_stats
+from peerdata.experiment.runner import bootstrap_checkpoints, learner_config
+from peerdata.scenario import Scenario, load_scenario
+from peerdata.sharing import InProcessFleet, RobotLearner
+from peerdata.sharing.liars import LIE_MODES, pick_liars
+
+TARGET_DROP_POINTS = 5.0
+
+
+def run_config(scenario: Scenario, data: Any, checkpoints: dict[str, bytes], seed: int,
+               liars: dict[str, str], reputation: bool) -> dict[str, Any]:
+    """`gu` rounds with these liars; per robot, rare precision per round; final weights."""
+    config = learner_config(scenario)
+    learners = {n: RobotLearner.restore(cp, config) for n, cp in checkpoints.items()}
+    fleet = InProcessFleet(learners, seed=seed, liars=liars, reputation=reputation)
+    novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
+    precision: dict[str, list[float]] = {n: [] for n in learners}
+    for r in range(scenario.rounds):
+        batches = {n: data.streams[n].rounds[r] for n in learners}
+        outcome = fleet.run_round(batches, policy="gu", budget=scenario.budget,
+                                  novel_domains=novel)
+        for n, learner in learners.items():
+            stats = sharing_stats(learner, batches[n].domains, outcome.shared[n], novel[n])
+            precision[n].append(stats["rare_precision"])
+    weights = {}
+    for n, core in fleet.simulator.origins.items():
+        if core.reputation is not None and n not in liars:
+            weights = {p: round(w, 3) for p, w in core.reputation.weights().items()}
+            break
+    return {"precision": precision, "weights": weights}
+
+
+def honest_final(run: dict[str, Any], robots: Sequence[str]) -> float:
+    """Mean final-round rare precision over `robots` (NaN-free; NaN if none shared)."""
+    values = [run["precision"][r][-1] for r in robots if run["precision"][r][-1] == run[
+        "precision"][r][-1]]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenario", default="paper-3")
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--liars", type=float, default=0.2, help="share of lying robots")
+    ap.add_argument("--lie", default=",".join(LIE_MODES), help="comma list of lie modes")
+    ap.add_argument("--liar-seeds", default="0", help="comma list: seeds choosing the liars")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reputation", choices=("both", "on", "off"), default="both",
+                    help="run with vote reputation, without, or both (default)")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    modes = [m.strip() for m in args.lie.split(",") if m.strip()]
+    bad = [m for m in modes if m not in LIE_MODES]
+    if bad:
+        ap.error(f"unknown lie mode {bad[0]!r}; known: {', '.join(LIE_MODES)}")
+    started = time.perf_counter()
+    s = load_scenario(args.scenario).with_overrides(rounds=args.rounds, policies=("gu",))
+    names = [r.name for r in s.robots]
+    rare = [n for n in names if s.novel_domains(n)]
+    data = build_experiment_data(s, load_domains(s, resolve_data_dir(None)), args.seed)
+    checkpoints = bootstrap_checkpoints(s, data, args.seed)
+    print(f"bootstrapped {len(names)} robots in {time.perf_counter() - started:.0f} s",
+          file=sys.stderr)
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.reputation]
+    clean = {rep: run_config(s, data, checkpoints, args.seed, {}, rep) for rep in settings}
+    rows: list[dict[str, Any]] = []
+    for liar_seed in [int(x) for x in args.liar_seeds.split(",")]:
+        chosen = pick_liars(names, args.liars, liar_seed)
+        honest = [n for n in rare if n not in chosen]
+        for mode in modes:
+            for rep in settings:
+                run = run_config(s, data, checkpoints, args.seed,
+                                 dict.fromkeys(chosen, mode), rep)
+                base = honest_final(clean[rep], honest)
+                got = honest_final(run, honest)
+                rows.append({"liars": list(chosen), "lie": mode, "reputation": rep,
+                             "honest_rare_robots": honest,
+                             "gu_rare_precision_no_liars": round(base, 4),
+                             "gu_rare_precision": round(got, 4),
+                             "drop_points": round(100 * (base - got), 2),
+                             "weights": run["weights"]})
+                print(f"liars {chosen} {mode} reputation={rep}: {got:.3f} vs {base:.3f}",
+                      file=sys.stderr)
+    print(f"{'liars':8} {'lie':13} {'reputation':10} {'no_liars':>9} {'liars':>7} "
+          f"{'drop_pts':>8}  weights (an honest robot's view)")
+    for r in rows:
+        print(f"{','.join(r['liars']):8} {r['lie']:13} {r['reputation']!s:10} "
+              f"{r['gu_rare_precision_no_liars']:9.3f} {r['gu_rare_precision']:7.3f} "
+              f"{r['drop_points']:8.2f}  {r['weights']}")
+    with_rep = [r for r in rows if r["reputation"]]
+    without = [r for r in rows if not r["reputation"]]
+    summary = {
+        "scenario": s.name, "rounds": s.rounds, "seed": args.seed, "liar_share": args.liars,
+        "fleet": len(names),
+        "gu_rare_precision_no_liars": {
+            ("reputation" if rep else "no_reputation"): round(honest_final(run, rare), 4)
+            for rep, run in clean.items()},
+        "runs": [{k: v for k, v in r.items() if k != "weights"} for r in rows],
+        "max_drop_points_with_reputation": max(
+            (r["drop_points"] for r in with_rep), default=None),
+        "max_drop_points_without_reputation": max(
+            (r["drop_points"] for r in without), default=None),
+        "target_drop_points": TARGET_DROP_POINTS,
+        "target_met": bool(with_rep) and all(
+            r["drop_points"] <= TARGET_DROP_POINTS for r in with_rep),
+        "wall_s": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(summary))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

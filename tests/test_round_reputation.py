@@ -1,0 +1,142 @@
+"""Vote reputation in the round core: lying members lose their weight, honest ones keep theirs."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+
+import pytest
+
+from peerdata.errors import ConfigError
+from peerdata.round import OriginCore, Simulator, VoteFact
+from peerdata.round.reputation import Reputation
+from peerdata.sharing.liars import LIE_MODES, lie, pick_liars
+
+
+def _cid(*parts: object) -> bytes:
+    return hashlib.sha256(repr(parts).encode()).digest()
+
+
+def _truth(names: list[str], images: int, seed: int) -> dict[bytes, bool]:
+    """Which of each origin's images every peer finds novel (the honest verdict)."""
+    rng = random.Random(seed)
+    return {_cid(o, i): rng.random() < 0.4 for o in names for i in range(images)}
+
+
+def _run(names: list[str], liars: dict[str, str], reputation: bool, images: int = 30,
+         rounds: int = 1) -> tuple[Simulator, dict[bytes, bool], list[dict[bytes, float]]]:
+    truth = _truth(names, images * rounds, seed=1)
+    sim = Simulator(names, seed=3, reputation=reputation)
+
+    def vote(me: str, states):  # type: ignore[no-untyped-def]
+        return [lie(liars[me], truth[st.cid]) if me in liars else truth[st.cid]
+                for st in states]
+
+    per_round = []
+    for r in range(rounds):
+        offers = {o: [_cid(o, r * images + i) for i in range(images)] for o in names}
+        result = sim.run_round(offers, vote)
+        per_round.append({u.cid: u.utility for us in result.utilities.values() for u in us})
+    return sim, truth, per_round
+
+
+@pytest.mark.parametrize("mode", LIE_MODES)
+def test_one_liar_of_three_loses_its_weight_and_utilities_follow_the_honest(mode: str) -> None:
+    names = ["A", "B", "C"]
+    sim, truth, rounds = _run(names, {"B": mode}, reputation=True, rounds=2)
+    for observer in ("A", "C"):
+        rep = sim.origins[observer].reputation
+        assert rep is not None
+        assert rep.weight("B") < 0.25 < 0.75 < min(rep.weight("A"), rep.weight("C"))
+    # A's and C's images: the honest voter's verdict wins wherever the liar disagrees
+    last = rounds[-1]
+    for cid, utility in last.items():
+        if cid in {_cid("B", i) for i in range(60)}:
+            continue  # B's own images are voted on by A and C only
+        assert abs(utility - float(truth[cid])) < 0.2
+
+
+def test_without_reputation_an_inverting_liar_flattens_every_utility() -> None:
+    _, truth, rounds = _run(["A", "B", "C"], {"B": "invert"}, reputation=False)
+    a_images = [c for c in rounds[0] if c in {_cid("A", i) for i in range(30)}]
+    assert a_images and all(rounds[0][c] == 0.5 for c in a_images)  # honest C vs lying B
+
+
+def test_honest_fleet_keeps_exact_utilities_with_reputation() -> None:
+    _, truth, rounds = _run(["A", "B", "C", "D"], {}, reputation=True)
+    assert rounds[0] and all(u == float(truth[c]) for c, u in rounds[0].items())
+
+
+def test_colluding_minority_is_found_in_a_larger_fleet() -> None:
+    names = [f"R{i}" for i in range(10)]
+    liars = dict.fromkeys(["R2", "R7"], "invert")
+    sim, truth, rounds = _run(names, liars, reputation=True, images=10)
+    rep = sim.origins["R0"].reputation
+    assert rep is not None
+    assert max(rep.weight(p) for p in liars) == 0.0
+    assert min(rep.weight(p) for p in names if p not in liars) > 0.5
+    assert all(abs(u - float(truth[c])) < 1e-9 for c, u in rounds[0].items())
+
+
+def test_a_pair_alone_cannot_be_told_apart_but_witnessed_votes_can() -> None:
+    """Two voters that disagree on every image: no one can say who lies (both stay at the
+    prior's side of chance); a third voter's votes on the same images settle it."""
+    rep = Reputation()
+    for i in range(20):
+        rep.observe(_cid(i), 1, "X", True)
+        rep.observe(_cid(i), 1, "Y", False)
+    rep.settle(1)
+    assert rep.weight("X") == rep.weight("Y")
+    for i in range(20):
+        rep.observe(_cid("b", i), 2, "X", True)
+        rep.observe(_cid("b", i), 2, "Y", False)
+        rep.observe(_cid("b", i), 2, "Z", True)
+    rep.settle(2)
+    assert rep.weight("Y") == 0.0 < rep.weight("X")
+
+
+def test_newcomer_counts_half_and_weightless_voters_fall_back_to_the_plain_share() -> None:
+    rep = Reputation()
+    assert rep.weight("new") == pytest.approx(0.5)
+    assert rep.utility({}) is None
+    assert rep.utility({"new": True, "other": False}) == pytest.approx(0.5)
+    for i in range(40):  # one voter always contradicted by two others
+        rep.observe(_cid(i), 1, "L", True)
+        rep.observe(_cid(i), 1, "H1", False)
+        rep.observe(_cid(i), 1, "H2", False)
+    rep.settle(1)
+    assert rep.utility({"L": True, "H1": False}) == 0.0
+    assert rep.utility({"L": True}) == 1.0  # nobody else: no one to prefer
+
+
+def test_origin_core_witnesses_only_members_and_weights_only_complete_vote_sets() -> None:
+    core = OriginCore("O", 30.0, is_member=lambda p: p != "stranger", reputation=Reputation())
+    assert not core.witness_vote(VoteFact(_cid(0), 1, "stranger", True))
+    assert core.witness_vote(VoteFact(_cid(0), 1, "A", True))
+    plain = OriginCore("O", 30.0)
+    assert not plain.witness_vote(VoteFact(_cid(0), 1, "A", True))  # no reputation kept
+    core.start_round(1, 0.0)
+    for i in range(30):  # others' images: L always contradicts A and B
+        for voter, novel in (("A", i % 2 == 0), ("B", i % 2 == 0), ("L", i % 2 == 1)):
+            core.witness_vote(VoteFact(_cid("x", i), 1, voter, novel))
+    mine = _cid("mine")
+    core.shared(mine, 1)
+    for voter, novel in (("A", True), ("L", False)):
+        assert core.take_vote(VoteFact(mine, 1, voter, novel), 0.0).outcome == "accepted"
+    utilities, mismatched = core.finish(1)
+    assert mismatched == 0
+    (u,) = utilities
+    assert (u.source, u.utility, u.novel_votes) == ("weighted", 1.0, 1)
+
+
+def test_lie_modes_and_liar_choice() -> None:
+    assert [lie(m, True) for m in LIE_MODES] == [False, True, False]
+    assert [lie(m, False) for m in LIE_MODES] == [True, True, False]
+    with pytest.raises(ConfigError):
+        lie("sometimes", True)
+    assert pick_liars(["A", "B", "C"], 0.0, 0) == ()
+    assert len(pick_liars(["A", "B", "C"], 0.2, 0)) == 1  # nearest non-zero share
+    assert len(pick_liars([f"R{i}" for i in range(10)], 0.2, 4)) == 2
+    assert pick_liars("ABCDE", 0.4, 9) == pick_liars("ABCDE", 0.4, 9)
+    with pytest.raises(ConfigError):
+        pick_liars(["A"], 1.0, 0)

@@ -115,13 +115,3 @@ def test_mc_dropout_samples_the_head() -> None:
     assert np.allclose(samples.sum(axis=2), 1.0, atol=1e-5)
     assert samples.std(axis=0).max() > 1e-3  # dropout masks differ between samples
     assert np.array_equal(samples, model.sample_probabilities(x, samples=6, seed=1))
-
-
-def test_an_images_trunk_output_does_not_depend_on_its_batch() -> None:
-    x = np.random.default_rng(4).integers(0, 255, (17, 128, 128, 3)).astype(np.uint8)
-    together = FrozenTrunk(backbone_spec("efficientnet-lite0"), fine_tune_last_block=False)
-    alone = FrozenTrunk(backbone_spec("efficientnet-lite0"), fine_tune_last_block=False)
-    batch = together(x, lambda b: as_tensor(b, together.spec))
-    order = [5, 0, 16, 11, 3, 1, 2, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15]
-    singles = torch.cat([alone(x[i:i + 1], lambda b: as_tensor(b, alone.spec)) for i in order])
-    assert torch.equal(batch[order], singles)  # bit for bit: a daemon and a batch agree

@@ -254,13 +254,8 @@ class FrozenTrunk:
         self.misses += len(missing)
         for s in range(0, len(missing), self.batch_size):
             idx = missing[s:s + self.batch_size]
-            x = normalised(images[idx])
             with torch.no_grad():
-                # one image at a time: a conv's float result depends on the batch it runs in
-                # (~1e-5), so batching would make an image's features depend on which images
-                # it arrived with, and a daemon (frames one by one) and an in-process run (big
-                # batches) would train on different numbers (measured: no slower on CPU).
-                out = [self.net(x[j:j + 1], stop=self.stop)[0] for j in range(len(idx))]
+                out = self.net(normalised(images[idx]), stop=self.stop)
             for i, row in zip(idx, out, strict=True):
                 found[i] = row.clone()
             self._store([keys[i] for i in idx], [found[i] for i in idx])

@@ -76,6 +76,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--liar-seeds", default="0", help="comma list: seeds choosing the liars")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--reputation", choices=("both", "on", "off"), default="both",
+                    help="run with vote reputation, without, or both (default)")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     modes = [m.strip() for m in args.lie.split(",") if m.strip()]
@@ -90,13 +92,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     checkpoints = bootstrap_checkpoints(s, data, args.seed)
     print(f"bootstrapped {len(names)} robots in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
-    clean = {rep: run_config(s, data, checkpoints, args.seed, {}, rep) for rep in (False, True)}
+    settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.reputation]
+    clean = {rep: run_config(s, data, checkpoints, args.seed, {}, rep) for rep in settings}
     rows: list[dict[str, Any]] = []
     for liar_seed in [int(x) for x in args.liar_seeds.split(",")]:
         chosen = pick_liars(names, args.liars, liar_seed)
         honest = [n for n in rare if n not in chosen]
         for mode in modes:
-            for rep in (False, True):
+            for rep in settings:
                 run = run_config(s, data, checkpoints, args.seed,
                                  dict.fromkeys(chosen, mode), rep)
                 base = honest_final(clean[rep], honest)
@@ -116,18 +119,21 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{r['gu_rare_precision_no_liars']:9.3f} {r['gu_rare_precision']:7.3f} "
               f"{r['drop_points']:8.2f}  {r['weights']}")
     with_rep = [r for r in rows if r["reputation"]]
+    without = [r for r in rows if not r["reputation"]]
     summary = {
         "scenario": s.name, "rounds": s.rounds, "seed": args.seed, "liar_share": args.liars,
         "fleet": len(names),
         "gu_rare_precision_no_liars": {
-            "reputation": round(honest_final(clean[True], rare), 4),
-            "no_reputation": round(honest_final(clean[False], rare), 4)},
+            ("reputation" if rep else "no_reputation"): round(honest_final(run, rare), 4)
+            for rep, run in clean.items()},
         "runs": [{k: v for k, v in r.items() if k != "weights"} for r in rows],
-        "max_drop_points_with_reputation": max(r["drop_points"] for r in with_rep),
+        "max_drop_points_with_reputation": max(
+            (r["drop_points"] for r in with_rep), default=None),
         "max_drop_points_without_reputation": max(
-            r["drop_points"] for r in rows if not r["reputation"]),
+            (r["drop_points"] for r in without), default=None),
         "target_drop_points": TARGET_DROP_POINTS,
-        "target_met": all(r["drop_points"] <= TARGET_DROP_POINTS for r in with_rep),
+        "target_met": bool(with_rep) and all(
+            r["drop_points"] <= TARGET_DROP_POINTS for r in with_rep),
         "wall_s": round(time.perf_counter() - started, 1),
     }
     print(json.dumps(summary))

@@ -2,7 +2,9 @@
 """Benchmark the privacy filter on the annotated photos in $PEERDATA_DATA_DIR, one table per set.
 
 Sets: faces/ (22 photos, 4 without a face), faces_street/ (214 indoor and street photos, 1,069
-faces, many small), plates/ (112 car photos, Brazil, EU, US), and 2,000 MNIST test digits.
+faces, many small), plates/ (112 car photos, Brazil, EU, US; also shrunk to fit 640x480, where
+plates are small), and 2,000 MNIST test digits. The default CenterFace is the int8 file
+scripts/setup builds; the float model is scored beside it.
 A face or plate counts as found when >= 90% of its annotated box lies under redacted pixels.
 Face sizes are the annotated box width. faces_street/ is also scored on its two halves (even
 and odd positions in name order): nothing here was tuned on either, and both should agree.
@@ -89,6 +91,8 @@ def load_set(folder: Path) -> list[Photo]:
 def build_detectors(cfg: PrivacyConfig, models_dir: Path | None) -> dict[str, RegionDetector]:
     detectors: dict[str, RegionDetector] = {
         "centerface": CenterFaceDetector(score=cfg.centerface_score, min_px=cfg.min_face_px),
+        "centerface_float": CenterFaceDetector(score=cfg.centerface_score,
+                                               min_px=cfg.min_face_px, int8=False),
         "haar_frontal": haar_frontal_faces(cfg.min_face_px),
         "haar_profile": haar_profile_faces(cfg.min_face_px),
         "text_plate": TextPlateDetector(),
@@ -194,6 +198,19 @@ def frames_640x480(photos: list[Photo]) -> list[np.ndarray]:
     return frames
 
 
+def fit_640x480(photo: Photo) -> Photo:
+    """The photo shrunk (never enlarged) to fit into 640x480, its boxes with it."""
+    h, w = photo.pixels.shape[:2]
+    f = min(FRAME_SIZE[0] / w, FRAME_SIZE[1] / h, 1.0)
+    pixels = cv2.resize(photo.pixels, (round(w * f), round(h * f)), interpolation=cv2.INTER_AREA)
+
+    def scaled(b: Box) -> Box:
+        return Box(int(b.x * f), int(b.y * f), max(1, round(b.w * f)), max(1, round(b.h * f)))
+
+    return Photo(photo.name, pixels, tuple(map(scaled, photo.targets)),
+                 tuple(map(scaled, photo.ignore)), photo.group)
+
+
 def timed_in_turn(filters: dict[str, PrivacyFilter], frames: list[np.ndarray],
                   ) -> dict[str, tuple[float, float]]:
     """Frames per second (wall, CPU) for each filter, frame by frame in turn."""
@@ -238,6 +255,7 @@ def main() -> None:
     detectors = build_detectors(cfg, args.models_dir)
     has_yunet = "yunet" in detectors
     face_configs = [("default (centerface + text_plate)", DEFAULT),
+                    ("float centerface + text_plate", ("centerface_float", "text_plate")),
                     ("haar_frontal+haar_profile", ("haar_frontal", "haar_profile", "text_plate"))]
     if has_yunet:
         face_configs += [("yunet alone", ("yunet",)),
@@ -260,6 +278,10 @@ def main() -> None:
                       ("haar_plate (the old default)", ("haar_plate",))], cfg.margin,
                      ["recall_all", "recall_br", "recall_eu", "recall_us"])
 
+    plates_640 = run_set("plates/ fitted into 640x480", [fit_640x480(p) for p in plate_photos],
+                         detectors, [("default (text_plate)", ("text_plate",))], cfg.margin,
+                         ["recall_all", "recall_br", "recall_eu", "recall_us"])
+
     default_filter = PrivacyFilter.from_config(cfg)
     mnist = mnist_blurred_fraction(data, default_filter)
     print(f"\nMNIST, first 2,000 test digits: blurred area {mnist}")
@@ -268,7 +290,7 @@ def main() -> None:
     timed: dict[str, PrivacyFilter] = {"default": default_filter}
     if has_yunet:
         timed["yunet alone"] = PrivacyFilter([detectors["yunet"]], {Kind.FACE: Action.BLUR})
-    for n in ("centerface", "text_plate"):
+    for n in ("centerface", "centerface_float", "text_plate"):
         timed[f"{n} alone"] = PrivacyFilter([detectors[n]], {detectors[n].kind: Action.BLUR})
     speed = timed_in_turn(timed, frames)
     print(f"\nframes per second at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, one thread, {len(frames)} "
@@ -287,11 +309,19 @@ def main() -> None:
         "street_face_recall_15_24_halves": [round(d_street["recall_15_24_half_a"], 4),
                                             round(d_street["recall_15_24_half_b"], 4)],
         "plate_recall": round(d_plate["recall_all"], 4),
+        "plate_recall_640x480": round(plates_640["default (text_plate)"]["recall_all"], 4),
         "plate_recall_haar": round(plates["haar_plate (the old default)"]["recall_all"], 4),
         "blurred_fraction_no_face_photos": round(d_face["blurred_fraction_no_target"], 4),
         "mnist_blurred_fraction": None if mnist is None else round(mnist, 5),
         "fps_640x480_1core": round(speed["default"][0], 2),
         "fps_640x480_1core_cpu_time": round(speed["default"][1], 2),
+        "fps_640x480_1core_float_centerface_alone": round(speed["centerface_float alone"][0], 2),
+        "fps_640x480_1core_centerface_alone": round(speed["centerface alone"][0], 2),
+        "fps_640x480_1core_text_plate_alone": round(speed["text_plate alone"][0], 2),
+        "street_face_recall_ge24_float": round(
+            street["float centerface + text_plate"]["recall_ge24"], 4),
+        "street_face_recall_15_24_float": round(
+            street["float centerface + text_plate"]["recall_15_24"], 4),
         "face_recall": round(d_face["recall_all"], 4),
         "face_recall_voc": round(d_face["recall_voc"], 4),
         "overblur_fraction": round(d_face["overblur_fraction"], 4),

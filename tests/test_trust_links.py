@@ -157,7 +157,7 @@ def test_a_reset_stream_leaves_no_unread_bytes_in_the_muxer() -> None:
     leave alone a stream whose reset did not finish: libp2p still owns its slot)."""
     from types import SimpleNamespace
 
-    from peerdata.net.libp2p_transport import _discard_unread
+    from peerdata.net.inbound import _discard_unread
 
     conn = SimpleNamespace(stream_buffers={7: bytearray(256 * 1024), 9: bytearray(b"x")},
                            streams={7: object(), 9: object()}, stream_events={7: 1, 9: 2})

@@ -12,7 +12,8 @@ import pytest
 from peerdata.errors import RemoteProtocolError
 from peerdata.wire import Feedback, Vote, decode, encode, verify_feedback, verify_vote
 from peerdata.wire import versions as v
-from peerdata.wire.messages import MESSAGE_TYPES, RECORD_TYPES, field_hints, type_name
+from peerdata.wire.fields import field_hints, type_name
+from peerdata.wire.messages import MESSAGE_TYPES, RECORD_TYPES
 
 ROOT = Path(__file__).resolve().parent.parent
 VECTORS = ROOT / "proto" / "vectors"

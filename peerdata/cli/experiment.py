@@ -55,6 +55,14 @@ ProgressOption = Annotated[
     bool, typer.Option("--progress/--no-progress", help="progress bar on stderr")
 ]
 
+# lying members (issue #10; owner: trust): scripts/bench_liars.py measures the honest robots
+LiarsOption = Annotated[float, typer.Option(
+    "--liars", help="share of robots whose OoD votes lie (seeded choice; 0.2 of 3 robots is 1)")]
+LieOption = Annotated[str, typer.Option(
+    "--lie", help="how liars vote: invert, always-novel or never-novel")]
+ReputationOption = Annotated[bool, typer.Option(
+    "--reputation/--no-reputation", help="weight votes by each voter's reputation")]
+
 # federated-learning hook: `--mode federated` hands over to peerdata.cli.federated
 ModeOption = Annotated[
     str,
@@ -90,6 +98,9 @@ def experiment_command(
     fmt: Format = FORMAT_OPTION,
     mode: ModeOption = "sharing",
     strategy: StrategyOption = None,
+    liars: LiarsOption = 0.0,
+    lie: LieOption = "invert",
+    reputation: ReputationOption = False,
 ) -> None:
     """Run a scenario's policies side by side (see `peerdata experiment --help`)."""
     if mode == "federated":  # --- federated-learning hook (owner: peerdata/federated) ---
@@ -146,7 +157,13 @@ def experiment_command(
     if threads < 1:
         raise ConfigError("--threads must be >= 1")
     check_output_dir(out, force)
-    plan = ExperimentPlan(spec, resolve_data_dir(data_dir))
+    from peerdata.sharing.liars import LIE_MODES, pick_liars
+
+    if lie not in LIE_MODES:
+        raise ConfigError(f"--lie must be one of {', '.join(LIE_MODES)}, got {lie!r}")
+    pick_liars([r.name for r in spec.robots], liars, 0)  # --liars in [0, 1), else ConfigError
+    plan = ExperimentPlan(spec, resolve_data_dir(data_dir), liars=liars, lie=lie,
+                          reputation=reputation)
     torch.set_num_threads(threads)
 
     from tqdm import tqdm
@@ -202,6 +219,9 @@ HELP = "\n\n".join(
         "  peerdata experiment --scenario paper-3 --policies gu,random,oracle --seeds 0,1,2 "
         "--out results/paper-3 --data-dir ~/data",
         "  peerdata experiment --scenario my-fleet.toml --budget 0.05 --format json --out /tmp/r",
+        "  peerdata experiment --scenario paper-3 --policies gu --rounds 5 --liars 0.2 "
+        "--lie invert --reputation --out /tmp/liars   (lying members; honest robots' figure: "
+        "scripts/bench_liars.py)",
     ]
 )
 

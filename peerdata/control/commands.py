@@ -131,10 +131,11 @@ async def send(node: Node, args: dict[str, Any], privacy: Any = None) -> dict[st
 
 async def wait(node: Node, args: dict[str, Any], control: str,
                federation: Federation | None = None) -> dict[str, Any]:
-    """Block until every given threshold holds (peers, images_received, federation_rounds),
-    or time out."""
+    """Block until every given threshold holds (peers, images_received, samples_received,
+    federation_rounds), or time out."""
     peers = _arg(args, "peers", int)
     received = _arg(args, "images_received", int)
+    stored = _arg(args, "samples_received", int)
     fed_rounds = _arg(args, "federation_rounds", int)
     timeout = _arg(args, "timeout_s", float, 30.0)
     if not 0 < timeout <= MAX_WAIT_S:
@@ -143,6 +144,7 @@ async def wait(node: Node, args: dict[str, Any], control: str,
     def done(s: NodeStats) -> bool:
         return ((peers is None or s.peers_connected >= peers)
                 and (received is None or s.share.images_verified >= received)
+                and (stored is None or s.samples_received >= stored)
                 and (fed_rounds is None or (federation is not None
                                             and federation.statistics().rounds >= fed_rounds)))
 
@@ -151,7 +153,8 @@ async def wait(node: Node, args: dict[str, Any], control: str,
     s = await node.statistics()
     raise ControlError(
         f"not reached within {timeout} s: peers {s.peers_connected}/{peers}, "
-        f"images verified {s.share.images_verified}/{received}"
+        f"images verified {s.share.images_verified}/{received}, "
+        f"samples received {s.samples_received}/{stored}"
     )
 
 

@@ -30,6 +30,7 @@ from peerdata.experiment.value import final_aurocs, histogram_series, value_summ
 from peerdata.ml.vision import VisionModel
 from peerdata.scenario import POLICIES, Scenario
 from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
+from peerdata.sharing.liars import pick_liars
 
 Progress = Callable[[str], None]
 AUROC_IMAGES = 500  # per side, per (robot, foreign dataset) pair
@@ -41,6 +42,17 @@ class ExperimentPlan:
 
     scenario: Scenario
     data_dir: Path | None = None
+    # lying members (issue #10): this share of robots (seeded choice per run seed) lies in
+    # `lie` mode; `reputation`: origins weight votes by the voters' reputation
+    liars: float = 0.0
+    lie: str = "invert"
+    reputation: bool = False
+
+    def fleet_options(self, seed: int) -> dict[str, Any]:
+        """`InProcessFleet` keywords for run seed `seed` (liars and reputation)."""
+        names = [r.name for r in self.scenario.robots]
+        return {"liars": dict.fromkeys(pick_liars(names, self.liars, seed), self.lie),
+                "reputation": self.reputation}
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.scenario.policies if p not in POLICIES]
@@ -80,12 +92,13 @@ def bootstrap_checkpoints(
 
 
 def restore_fleet(
-    scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int
+    scenario: Scenario, checkpoints: Mapping[str, bytes], seed: int, **fleet_options: Any
 ) -> InProcessFleet:
-    """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`)."""
+    """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`;
+    `fleet_options`: `InProcessFleet`'s liars and reputation)."""
     config = learner_config(scenario)
     learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
-    return InProcessFleet(learners, seed=seed)
+    return InProcessFleet(learners, seed=seed, **fleet_options)
 
 
 def run_policy_rounds(
@@ -96,11 +109,12 @@ def run_policy_rounds(
     tick: Progress,
     seed: int,
     on_round: Callable[[int, RoundOutcome], None] | None = None,
+    fleet_options: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """One policy's rounds from the bootstrapped `checkpoints`; the runner's per-robot records.
 
     `on_round(r, outcome)` sees each round's outcome (what was shared, the feedback)."""
-    fleet = restore_fleet(scenario, checkpoints, seed)
+    fleet = restore_fleet(scenario, checkpoints, seed, **(fleet_options or {}))
     learners = fleet.learners
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
     per_robot: dict[str, dict[str, list[Any]]] = {
@@ -146,6 +160,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
     domains = load_domains(s, plan.data_dir)
     runs: dict[str, list[dict[str, Any]]] = {p: [] for p in s.policies}
     aurocs: list[dict[str, Any]] = []
+    liars: dict[int, list[str]] = {}
     notes: Mapping[str, str] = {}
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
@@ -165,8 +180,14 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         )
         tick(f"seed {seed} bootstrap")
         for policy in s.policies:
-            runs[policy].append(run_policy_rounds(s, data, checkpoints, policy, tick, seed))
+            runs[policy].append(run_policy_rounds(s, data, checkpoints, policy, tick, seed,
+                                                  fleet_options=plan.fleet_options(seed)))
+        if plan.liars:
+            liars[seed] = sorted(plan.fleet_options(seed)["liars"])
     results = aggregate(s, runs, aurocs)
+    if plan.liars:
+        results["liars"] = {"share": plan.liars, "lie": plan.lie, "by_seed": liars,
+                            "reputation": plan.reputation}
     results["data_notes"] = dict(notes)
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
     return results

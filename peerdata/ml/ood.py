@@ -9,7 +9,8 @@ information over MC-dropout samples), `energy` (negative free energy of the logi
 (distance to the k-th nearest in-distribution embedding) and `mahalanobis` (distance to the
 nearest class mean under a shared covariance); `backbone_knn` and `backbone_mahalanobis` do the
 same on the backbone's features (`VisionModel.features`: a pretrained backbone's frozen ImageNet
-features), the detectors that work best with a pretrained backbone.
+features), the detectors that work best with a pretrained backbone; they live in
+`peerdata.ml.ood_backbone` and are built by name here like every other.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ class OodDetector(Protocol):
 
     name: str
 
-    def fit(self, model: VisionModel, in_dist_images: np.ndarray) -> None: ...
+    def fit(
+        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+    ) -> None: ...
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray: ...
 
@@ -221,52 +224,6 @@ class MahalanobisDetector(_CalibratedDetector):
         return dist.min(dim=1).values.float().numpy()
 
 
-class BackboneKnnDetector(KnnDetector):
-    """Deep k-NN on the backbone's features (`VisionModel.features`): for a pretrained backbone
-    these are its frozen ImageNet features, which no local training can collapse."""
-
-    name = "backbone_knn"
-
-    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        self.reference = _unit(model.features(in_dist_images))
-        return self._kth(self.reference, skip_self=True)
-
-    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        if self.reference is None:
-            raise DataError("backbone_knn detector used before fit()")
-        return self._kth(_unit(model.features(images)), skip_self=False)
-
-
-class BackboneMahalanobisDetector(MahalanobisDetector):
-    """Mahalanobis distance on the backbone's features to the nearest predicted-class mean; the
-    ridge is scaled by the covariance's mean variance (features of a pretrained backbone have
-    far more dimensions than a robot has calibration images)."""
-
-    name = "backbone_mahalanobis"
-
-    def __init__(self, tpr: float = DEFAULT_TPR, ridge: float = 1e-1) -> None:
-        super().__init__(tpr, ridge)
-
-    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        emb = model.features(in_dist_images).double()
-        labels = torch.from_numpy(model.predict(in_dist_images).labels)
-        classes = labels.unique()
-        self.means = torch.stack([emb[labels == c].mean(0) for c in classes])
-        centred = emb - self.means[torch.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(emb)
-        scale = float(cov.diagonal().mean()) or 1.0
-        cov += self.ridge * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
-        self.precision = torch.linalg.inv(cov)
-        return self.score(model, in_dist_images)
-
-    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        if self.means is None or self.precision is None:
-            raise DataError("backbone_mahalanobis detector used before fit()")
-        diff = model.features(images).double()[:, None, :] - self.means[None, :, :]
-        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
-        return dist.min(dim=1).values.float().numpy()
-
-
 class CombinedDetector(_CalibratedDetector):
     """A calibrated vote of several detectors: the mean of their standardized scores.
 
@@ -309,13 +266,13 @@ class CombinedDetector(_CalibratedDetector):
         return self._standardized(np.stack([p.score(model, images) for p in self.parts]))
 
 
+BACKBONE_DETECTORS: tuple[str, ...] = ("backbone_knn", "backbone_mahalanobis")  # ood_backbone
 SINGLE_DETECTORS: tuple[str, ...] = (
     "mc_dropout",
     "energy",
     "knn",
     "mahalanobis",
-    "backbone_knn",
-    "backbone_mahalanobis",
+    *BACKBONE_DETECTORS,
 )
 COMBINED = "combined"  # the default combination, see `COMBINED_PARTS`
 COMBINED_PARTS: tuple[str, ...] = ("mc_dropout", "knn")
@@ -337,10 +294,10 @@ def build_detector(name: str, tpr: float = DEFAULT_TPR, seed: int = 0) -> _Calib
         return KnnDetector(tpr)
     if name == "mahalanobis":
         return MahalanobisDetector(tpr)
-    if name == "backbone_knn":
-        return BackboneKnnDetector(tpr)
-    if name == "backbone_mahalanobis":
-        return BackboneMahalanobisDetector(tpr)
+    if name in BACKBONE_DETECTORS:
+        from peerdata.ml.ood_backbone import build_backbone_detector  # imports this module
+
+        return build_backbone_detector(name, tpr)
     raise ConfigError(f"unknown OoD detector {name!r}; known: {', '.join(DETECTORS)}")
 
 

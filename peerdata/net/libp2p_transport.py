@@ -3,11 +3,8 @@
 Rule: every libp2p exception stops here. Callers see TransportError (the peer is unreachable,
 slow, or vanished), RemoteProtocolError (the peer sent something invalid) or
 LocalProtocolError (we tried to send something invalid), and every network wait is bounded by
-a timeout from NetConfig. One peer holds at most `limits.max_streams_per_peer` inbound request
-streams and `limits.max_buffered_bytes_per_peer` request bytes at once; more are reset at once,
-with whatever the muxer buffered for them, and a peer refused twice its stream limit at once
-loses its link (libp2p's own resource manager counts streams for all peers together, so one
-peer could exhaust it for everyone: docs/trust.md).
+a timeout from NetConfig. Inbound request streams are served within per-peer limits by
+`peerdata.net.inbound`.
 """
 
 from __future__ import annotations
@@ -21,7 +18,6 @@ from typing import Any
 import trio
 from libp2p.abc import IHost, INetConn, INetStream, INetwork, INotifee
 from libp2p.custom_types import TProtocol
-from libp2p.exceptions import BaseLibp2pError
 from libp2p.peer.id import ID
 from libp2p.peer.peerinfo import info_from_p2p_addr
 from multiaddr import Multiaddr
@@ -31,13 +27,12 @@ from peerdata.errors import LocalProtocolError, RemoteProtocolError, TransportEr
 from peerdata.net.framing import (
     HEADER_BYTES,
     FrameEOF,
-    decode_header,
     encode_header,
-    read_exactly,
     read_frame,
 )
 from peerdata.net.gossip import Gossip, open_gossip
 from peerdata.net.host import build_host, key_pair_from_seed, run_host
+from peerdata.net.inbound import LINK_ERRORS, InboundServer, reset_stream, write_frame
 from peerdata.net.stats import PeerLedger
 from peerdata.net.transport import (
     GossipMessage,
@@ -49,12 +44,7 @@ from peerdata.net.transport import (
 
 logger = logging.getLogger("peerdata.net")
 
-# Below this size header and payload go out in one write (one yamux frame, one Noise
-# message); above it the copy costs more than the extra write.
-COALESCE_BYTES = 64 * 1024
 MAX_DISCOVERED = 64  # mDNS finds queued for the node; more are dropped (re-announced later)
-# Errors that mean "this stream or link is gone"; anything else from libp2p is a bug there.
-_LINK_ERRORS = (BaseLibp2pError, trio.BrokenResourceError, trio.ClosedResourceError, OSError)
 
 
 class Libp2pTransport:
@@ -69,10 +59,7 @@ class Libp2pTransport:
         self._limits = limits
         self._peer_id = host.get_id().to_base58()
         gossip.on_receive = self._count_gossip
-        self._streams: dict[str, int] = {}  # per peer: inbound request streams open now
-        self._buffered: dict[str, int] = {}  # per peer: request bytes held now
-        self._refused: dict[tuple[str, str], int] = {}  # per peer and limit: refusals so far
-        self._burst: dict[str, int] = {}  # per peer: refusals since it last had no stream open
+        self._inbound = InboundServer(ledger, net, limits, self.disconnect)
         self._token = trio.lowlevel.current_trio_token()
         self._discovered_send, self._discovered = trio.open_memory_channel[str](MAX_DISCOVERED)
 
@@ -167,7 +154,7 @@ class Libp2pTransport:
         """Serve `protocol` with `handler`; each request arrives on its own stream."""
 
         async def on_stream(stream: INetStream) -> None:
-            await self._serve_stream(protocol, handler, stream)
+            await self._inbound.serve(protocol, handler, stream)
 
         self._host.set_stream_handler(TProtocol(protocol), on_stream)
 
@@ -187,34 +174,34 @@ class Libp2pTransport:
         try:
             with trio.fail_after(timeout):
                 stream = await self._host.new_stream(pid, [TProtocol(protocol)])
-                await self._write_frame(peer_id, stream, header, payload, protocol)
+                await write_frame(self._ledger, peer_id, stream, header, payload, protocol)
                 response = await read_frame(stream.read, self._limits.max_message_bytes)
                 self._ledger.received(peer_id, HEADER_BYTES + len(response), protocol)
                 await stream.close()
                 return response
         except trio.TooSlowError:
             self._ledger.error(peer_id)
-            await _reset(stream)
+            await reset_stream(stream)
             raise TransportError(
                 f"{protocol} request to {peer_id}: no response within {timeout} s"
             ) from None
         except FrameEOF as exc:
             self._ledger.error(peer_id)
-            await _reset(stream)
+            await reset_stream(stream)
             raise TransportError(f"{protocol} request to {peer_id}: {exc}") from None
         except RemoteProtocolError as exc:
             self._ledger.error(peer_id)
-            await _reset(stream)
+            await reset_stream(stream)
             logger.warning("peer %s: bad %s response: %s", peer_id, protocol, exc)
             raise
-        except _LINK_ERRORS as exc:
+        except LINK_ERRORS as exc:
             self._ledger.error(peer_id)
-            await _reset(stream)
+            await reset_stream(stream)
             raise TransportError(
                 f"{protocol} request to {peer_id} failed: {type(exc).__name__}: {exc}"
             ) from exc
         except BaseException:
-            await _reset(stream)  # cancelled (or a bug): do not leave the stream half-open
+            await reset_stream(stream)  # cancelled (or a bug): do not leave the stream half-open
             raise
 
     async def publish(self, topic: str, data: bytes) -> None:
@@ -241,87 +228,6 @@ class Libp2pTransport:
     def statistics(self) -> TransportStats:
         """A frozen snapshot of per-peer counters."""
         return self._ledger.snapshot(self._peer_id, self.listen_addrs())
-
-    async def _refuse(self, peer_id: str, protocol: str, limit: str, why: str,
-                      stream: INetStream) -> None:
-        """Reset a stream that exceeds a per-peer limit; log the first and every 100th of each
-        limit (a flood must not flood the log too). A peer refused twice its stream limit
-        while it still holds streams is flooding: its link is closed, which frees everything
-        the muxer holds for it at once (a well-behaved peer never gets near)."""
-        key = (peer_id, limit)
-        n = self._refused[key] = self._refused.get(key, 0) + 1
-        burst = self._burst[peer_id] = self._burst.get(peer_id, 0) + 1
-        self._ledger.error(peer_id)
-        if n == 1 or n % 100 == 0:
-            logger.warning("peer %s: %s stream refused (%d so far): %s", peer_id, protocol, n,
-                           why)
-        await _reset(stream)
-        if burst == 2 * self._limits.max_streams_per_peer:
-            logger.warning("peer %s: link closed: %d streams refused at once (flood)",
-                           peer_id, burst)
-            await self.disconnect(peer_id)
-
-    async def _serve_stream(self, protocol: str, handler: RequestHandler,
-                            stream: INetStream) -> None:
-        peer_id = stream.muxed_conn.peer_id.to_base58()
-        limits = self._limits
-        if self._streams.get(peer_id, 0) >= limits.max_streams_per_peer:
-            await self._refuse(peer_id, protocol, "streams", "more than limits."
-                               f"max_streams_per_peer={limits.max_streams_per_peer} open at "
-                               "once", stream)
-            return
-        self._streams[peer_id] = self._streams.get(peer_id, 0) + 1
-        held = 0
-        try:
-            with trio.fail_after(self._net.request_timeout_s):
-                length = decode_header(await read_exactly(stream.read, HEADER_BYTES),
-                                       limits.max_message_bytes)
-                if self._buffered.get(peer_id, 0) + length > limits.max_buffered_bytes_per_peer:
-                    await self._refuse(peer_id, protocol, "bytes", f"{length} more bytes would "
-                                       "exceed limits.max_buffered_bytes_per_peer="
-                                       f"{limits.max_buffered_bytes_per_peer}", stream)
-                    return
-                held = length
-                self._buffered[peer_id] = self._buffered.get(peer_id, 0) + held
-                request = await read_exactly(stream.read, length)
-                self._ledger.received(peer_id, HEADER_BYTES + len(request), protocol)
-                response = await handler(peer_id, request)
-                header = encode_header(len(response), self._limits.max_message_bytes)
-                await self._write_frame(peer_id, stream, header, response, protocol)
-                await stream.close()
-        except RemoteProtocolError as exc:
-            self._ledger.error(peer_id)
-            logger.warning("peer %s: %s request refused: %s", peer_id, protocol, exc)
-            await _reset(stream)
-        except trio.TooSlowError:
-            self._ledger.error(peer_id)
-            logger.warning("peer %s: %s request not completed within %s s", peer_id, protocol,
-                           self._net.request_timeout_s)
-            await _reset(stream)
-        except _LINK_ERRORS as exc:
-            self._ledger.error(peer_id)
-            logger.info("peer %s: %s stream failed: %s: %s", peer_id, protocol,
-                        type(exc).__name__, exc)
-            await _reset(stream)
-        except Exception:
-            # A bug in our own handler must not take the listener (or libp2p) down with it.
-            self._ledger.error(peer_id)
-            logger.exception("handler for %s failed on a request from %s", protocol, peer_id)
-            await _reset(stream)
-        finally:
-            _release(self._streams, peer_id, 1)
-            _release(self._buffered, peer_id, held)
-            if peer_id not in self._streams:
-                self._burst.pop(peer_id, None)
-
-    async def _write_frame(self, peer_id: str, stream: INetStream, header: bytes,
-                           payload: bytes, protocol: str) -> None:
-        if len(payload) <= COALESCE_BYTES:
-            await stream.write(header + payload)
-        else:
-            await stream.write(header)
-            await stream.write(payload)
-        self._ledger.sent(peer_id, len(header) + len(payload), protocol)
 
     def _count_gossip(self, message: GossipMessage) -> None:
         self._ledger.received(message.sender, len(message.data), message.topic)
@@ -360,49 +266,11 @@ class _LinkNotifee(INotifee):
         return None
 
 
-def _release(counts: dict[str, int], peer_id: str, n: int) -> None:
-    left = counts.get(peer_id, 0) - n
-    if left > 0:
-        counts[peer_id] = left
-    else:
-        counts.pop(peer_id, None)
-
-
 def _parse_peer_id(peer_id: str) -> ID:
     try:
         return ID.from_base58(peer_id)
     except Exception:
         raise LocalProtocolError(f"{peer_id!r} is not a base58 peer ID") from None
-
-
-async def _reset(stream: INetStream | None) -> None:
-    if stream is None:
-        return
-    with trio.move_on_after(1.0) as scope:
-        scope.shield = True  # runs while the caller is being cancelled
-        try:
-            await stream.reset()
-        except Exception:
-            logger.debug("stream reset failed", exc_info=True)
-    _discard_unread(stream)
-
-
-def _discard_unread(stream: INetStream) -> None:
-    """Drop what the muxer still holds for a stream we reset.
-
-    py-libp2p 0.8.1's yamux keeps a reset stream's unread bytes, and appends whatever the peer
-    sent before it saw our RST, until a sweeper reclaims it 60-90 s later: a peer opening many
-    streams we refuse made us hold up to its 256 KiB window for each. After a reset nobody can
-    read them; without the entry, late frames for the stream are read and dropped.
-    """
-    muxed = getattr(stream, "muxed_stream", None)
-    if not getattr(muxed, "_backlog_slot_released", False):
-        return  # the reset did not finish: leave the entry to libp2p (it owns a slot)
-    conn, sid = getattr(muxed, "conn", None), getattr(muxed, "stream_id", None)
-    for table in ("stream_buffers", "streams", "stream_events"):
-        entries = getattr(conn, table, None)
-        if isinstance(entries, dict):
-            entries.pop(sid, None)
 
 
 @asynccontextmanager

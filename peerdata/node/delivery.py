@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from typing import cast
 
 import trio
 
@@ -86,7 +87,8 @@ class VoteDelivery:
             task_status.started()
             while True:
                 self._wake = trio.Event()
-                waiting: list[OutboxRecord] = await self._offload(self.store.list_outbox, KIND)
+                waiting = cast(list[OutboxRecord],
+                               await self._offload(self.store.list_outbox, KIND))
                 if not waiting and not self._busy:
                     self._empty.set()
                 by_origin: dict[str, list[OutboxRecord]] = {}

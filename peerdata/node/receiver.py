@@ -245,7 +245,8 @@ class Receiver:
     async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /peerdata/report/1.0.0: Feedback or a Vote on one of our images, acknowledged
         once judged and stored (a bad one raises: the link is dropped)."""
-        msg = decode_as(payload, Feedback, Vote, limits=self.node.config.limits)
+        msg = cast(Feedback | Vote, decode_as(payload, Feedback, Vote,
+                                              limits=self.node.config.limits))
         if msg.origin != self.node.peer_id:
             return encode(ErrorReply(code="bad_request", message="not about our image"))
         if isinstance(msg, Vote) and msg.voter != peer_id:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any, cast
 
 import trio
@@ -27,7 +26,17 @@ from peerdata.config import NodeConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError, StoreError, TransportError
 from peerdata.net.transport import Transport
 from peerdata.node.logs import event
+from peerdata.node.quota import over_quota
 from peerdata.node.resend import PendingSends
+from peerdata.node.transfer import (
+    FetchJob,
+    HeldState,
+    ReceivedImage,
+    ShareStats,
+    batches,
+    check_reply,
+    media_type_of,
+)
 from peerdata.store import NotFoundError, Sample, Store
 from peerdata.wire.codec import decode_as, encode
 from peerdata.wire.messages import (
@@ -39,7 +48,6 @@ from peerdata.wire.messages import (
     OfferItem,
     OfferReply,
     RelayState,
-    verify_item,
 )
 from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
 
@@ -50,105 +58,6 @@ FETCH_WORKERS = 4  # fetches in flight at once
 FETCH_ATTEMPTS = 3  # a fetch that fails in transit is retried, after net.reconnect_* back-off
 OFFERED_PER_PEER = 100_000  # cids a peer may fetch from us; the oldest offers expire first
 INBOX_SIZE = 256  # received-image notices for the round logic; full = counted and dropped
-# Room left in a fetch reply for the envelope and per-item fields beside the image bytes.
-_ITEM_OVERHEAD = 256
-
-
-@dataclass(frozen=True)
-class ReceivedImage:
-    """A verified image now in the store (what the round logic reads from the inbox)."""
-
-    cid: bytes
-    sender: str
-    origin: str
-    label: int | None
-    media_type: str
-    nbytes: int
-    round_id: int
-    item: OfferItem  # the vote state that travelled with the offer
-
-
-@dataclass(frozen=True)
-class HeldState:
-    """Vote state for an image we already hold (an offer of it, or /relay): it applies as if
-    the image had just arrived (proto/PROTOCOL.md section 5, step 3)."""
-
-    sender: str
-    item: OfferItem
-
-
-@dataclass(frozen=True)
-class FetchJob:
-    """Images a peer offered that we lack, waiting for the fetcher."""
-
-    peer_id: str
-    round_id: int
-    items: tuple[OfferItem, ...]
-    attempt: int = 0  # transfers of this job that failed in transit so far
-
-
-@dataclass(frozen=True)
-class ShareStats:
-    """Counters of the share service."""
-
-    offers_sent: int
-    offers_received: int
-    images_sent: int
-    bytes_sent: int
-    images_received: int
-    images_verified: int
-    images_rejected: int
-    bytes_received: int
-    fetch_failures: int
-    inbox_dropped: int
-
-
-def media_type_of(data: bytes) -> str:
-    """Sniff an image's media type from its first bytes ("application/octet-stream" if unknown)."""
-    if data.startswith(b"\x89PNG\r\n\x1a\n"):
-        return "image/png"
-    if data.startswith(b"\xff\xd8\xff"):
-        return "image/jpeg"
-    return "application/octet-stream"
-
-
-def batches(items: tuple[OfferItem, ...], max_bytes: int, max_items: int
-            ) -> list[tuple[OfferItem, ...]]:
-    """Split offered items into fetch requests whose replies fit one message."""
-    out: list[tuple[OfferItem, ...]] = []
-    current: list[OfferItem] = []
-    size = 0
-    for item in items:
-        cost = item.size + _ITEM_OVERHEAD
-        if current and (size + cost > max_bytes or len(current) >= max_items):
-            out.append(tuple(current))
-            current, size = [], 0
-        current.append(item)
-        size += cost
-    if current:
-        out.append(tuple(current))
-    return out
-
-
-def check_reply(requested: dict[bytes, OfferItem], reply: ImageData, max_image_bytes: int
-                ) -> None:
-    """Judge a fetch reply: only requested cids, within size, each hashing to its cid.
-
-    Raises:
-        RemoteProtocolError: any item is unrequested, oversized, or fails its SHA-256.
-    """
-    for item in reply.items:
-        offered = requested.get(item.cid)
-        if offered is None:
-            raise RemoteProtocolError(f"reply holds unrequested image {item.cid.hex()[:16]}")
-        if len(item.data) > max_image_bytes:
-            raise RemoteProtocolError(
-                f"image {item.cid.hex()[:16]} is {len(item.data)} bytes (limit {max_image_bytes})"
-            )
-        if len(item.data) != offered.size:
-            raise RemoteProtocolError(
-                f"image {item.cid.hex()[:16]} is {len(item.data)} bytes, offered as {offered.size}")
-        verify_item(item)
 
 
 class ShareService:
@@ -337,23 +246,9 @@ class ShareService:
 
     def _over_quota(self, peer_id: str, incoming: int) -> str:
         """(worker thread) Why storing `incoming` more bytes from `peer_id` is refused ("" if
-        it fits): the peer's quota, the store's, or the free-space floor (`[trust]`)."""
-        trust = self._config.trust
-        pending_peer = self._pending_bytes.get(peer_id, 0)
-        pending_all = sum(self._pending_bytes.values())
-        peer_total = self._store.stored_bytes(peer_id) + pending_peer + incoming
-        if peer_total > trust.max_peer_bytes:
-            return (f"storage quota: {peer_total} bytes from this peer would exceed "
-                    f"trust.max_peer_bytes={trust.max_peer_bytes}")
-        total = self._store.stored_bytes() + pending_all + incoming
-        if total > trust.max_store_bytes:
-            return (f"storage quota: {total} bytes stored would exceed "
-                    f"trust.max_store_bytes={trust.max_store_bytes}")
-        free = self._store.free_bytes()
-        if free is not None and free - pending_all - incoming < trust.min_free_bytes:
-            return (f"disk nearly full: {free} bytes free, floor "
-                    f"trust.min_free_bytes={trust.min_free_bytes}")
-        return ""
+        it fits): `node.quota.over_quota` with what is pending now."""
+        return over_quota(self._store, self._config.trust, peer_id, self._pending_bytes,
+                          incoming)
 
     def _post_held(self, notice: HeldState) -> None:
         try:

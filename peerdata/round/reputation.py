@@ -1,19 +1,22 @@
-"""Per-peer reputation: how far a member's votes agree with what the rest of the fleet says.
+"""Per-peer reputation: how far a member's votes agree with what the rest of the fleet says,
+beyond what chance would give.
 
 Rule (pure, no I/O; the origin core calls it): a vote is evidence about its voter only through
 the other voters on the same image. At a round's deadline (`settle`), each voter's vote on each
-image is compared with the verdict of the *other* voters on that image, each weighted by the
-odds of its agreement so far; the comparison counts as much as those others weigh together
-(relative to the most trusted voter, at most 1), so disagreeing with a distrusted peer costs
-nearly nothing. This round's agreement is solved by a few fixed-point passes, then added to the
-decayed history. A peer's weight is how much better than chance it agrees,
-`2 * agreement - 1`, clipped to [0, 1]: a peer that inverts its votes, or votes at random,
-weighs nothing; a newcomer starts from a prior worth `prior_votes` votes.
+image is compared with the verdict of the *other* voters on that image (their weighted share of
+novel votes); the comparison counts as much as those others weigh together (relative to the
+most trusted voter, at most 1), so disagreeing with a distrusted peer costs nearly nothing.
+This round's comparisons are solved by a few fixed-point passes, then added to the decayed
+history. A peer's weight is its chance-corrected agreement (Cohen's kappa), clipped to [0, 1]:
+a peer that inverts its votes weighs nothing, and so does one whose vote carries no
+information (always "novel", always "familiar", or random), however often it happens to agree;
+a newcomer starts from a prior worth `prior_votes` votes (kappa 0.5, half weight).
 An image's utility is the weighted share of novel votes among its counted voters.
 
 Votes on any image of the fleet count as evidence (they all travel by gossip), not only votes on
 our own images: with three robots the two voters on our image cannot tell which of them lies,
-but their votes on everyone else's images can.
+but their votes on everyone else's images can. Limit: novelty is relative to what each robot
+has seen, so an honest robot alone in knowing a domain agrees less, and weighs less, for it.
 """
 
 from __future__ import annotations
@@ -22,6 +25,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 Key = tuple[bytes, int]  # (cid, round_id)
+# Evidence about one voter: weighted count of comparisons, of its novel votes, of the others'
+# novel verdicts, and of agreements (all decayed together).
+_N, _VOTE, _VERDICT, _AGREE = range(4)
 
 
 @dataclass
@@ -29,35 +35,32 @@ class Reputation:
     """Every voter's standing, from the votes seen (see the module rule).
 
     Args:
-        prior_agreement: a newcomer's assumed agreement (0.75: half weight).
-        prior_votes: how many votes that prior is worth.
+        prior_votes: how many comparisons a newcomer's prior (kappa 0.5) is worth.
         decay: how much of the history each settled round keeps (recent behaviour dominates).
         passes: fixed-point passes per settled round.
     """
 
-    prior_agreement: float = 0.75
     prior_votes: float = 4.0
     decay: float = 0.9
     passes: int = 5
-    _agree: dict[str, float] = field(default_factory=dict)
-    _seen: dict[str, float] = field(default_factory=dict)
+    _history: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     _open: dict[Key, dict[str, bool]] = field(default_factory=dict)
 
     def observe(self, cid: bytes, round_id: int, voter: str, novel: bool) -> None:
         """A verified member's vote (any origin's image); its first vote per image counts."""
         self._open.setdefault((cid, round_id), {}).setdefault(voter, bool(novel))
 
-    def agreement(self, peer: str) -> float:
-        """The peer's agreement with the fleet, in [0, 1] (the prior for a newcomer)."""
-        return self._score(peer, self._agree, self._seen)
+    def kappa(self, peer: str) -> float:
+        """The peer's chance-corrected agreement with the fleet, in [-1, 1]."""
+        return _kappa(self._with_prior(self._history.get(peer)))
 
     def weight(self, peer: str) -> float:
         """How much the peer's vote counts, in [0, 1]."""
-        return _weight(self.agreement(peer))
+        return max(0.0, self.kappa(peer))
 
     def weights(self) -> dict[str, float]:
         """Every known voter's weight (for logs, GossipSub's application score, reports)."""
-        return {p: self.weight(p) for p in sorted(self._seen)}
+        return {p: self.weight(p) for p in sorted(self._history)}
 
     def utility(self, votes: Mapping[str, bool]) -> float | None:
         """The weighted share of novel votes (None without votes); when every voter weighs
@@ -74,46 +77,56 @@ class Reputation:
         images = [v for (_, rid), v in self._open.items() if rid == round_id and len(v) > 1]
         for key in [k for k in self._open if k[1] == round_id]:
             del self._open[key]
-        agree: dict[str, float] = {}
-        seen: dict[str, float] = {}
+        voters = {p for image in images for p in image}
+        fresh: dict[str, tuple[float, float, float, float]] = {}
         for _ in range(self.passes):
-            total_agree = {p: self._agree.get(p, 0.0) + agree.get(p, 0.0)
-                           for p in {*self._agree, *agree}}
-            total_seen = {p: self._seen.get(p, 0.0) + seen.get(p, 0.0)
-                          for p in {*self._seen, *seen}}
-            # the passes weigh the others by the odds of their agreement, not by the clipped
-            # weight: when every peer starts near chance (one liar of three) the clipped
-            # weights all vanish and the passes could not tell anyone apart
-            w = {p: _odds(self._score(p, total_agree, total_seen))
-                 for image in images for p in image}
-            agree, seen = _compare(images, w)
-        for p in {*self._seen, *seen}:
-            self._agree[p] = self.decay * self._agree.get(p, 0.0) + agree.get(p, 0.0)
-            self._seen[p] = self.decay * self._seen.get(p, 0.0) + seen.get(p, 0.0)
+            # the passes weigh the others by the odds of their chance-corrected agreement, not
+            # by the clipped weight: when every peer starts near chance (one liar of three)
+            # the clipped weights all vanish and the passes could not tell anyone apart
+            w = {p: _odds(self._kappa_with(p, fresh.get(p))) for p in voters}
+            fresh = _compare(images, w)
+        for p in {*self._history, *fresh}:
+            old = self._history.get(p, (0.0, 0.0, 0.0, 0.0))
+            new = fresh.get(p, (0.0, 0.0, 0.0, 0.0))
+            self._history[p] = tuple(  # type: ignore[assignment]
+                self.decay * o + n for o, n in zip(old, new, strict=True))
 
-    def _score(self, peer: str, agree: Mapping[str, float], seen: Mapping[str, float]) -> float:
-        return ((agree.get(peer, 0.0) + self.prior_agreement * self.prior_votes)
-                / (seen.get(peer, 0.0) + self.prior_votes))
+    def _kappa_with(self, peer: str, fresh: tuple[float, float, float, float] | None) -> float:
+        old = self._history.get(peer, (0.0, 0.0, 0.0, 0.0))
+        new = fresh or (0.0, 0.0, 0.0, 0.0)
+        return _kappa(self._with_prior(tuple(o + n for o, n in zip(old, new, strict=True))))
+
+    def _with_prior(self, counts: tuple[float, ...] | None) -> tuple[float, float, float, float]:
+        n, vote, verdict, agree = counts or (0.0, 0.0, 0.0, 0.0)
+        k = self.prior_votes  # half novel, half familiar, agreeing 3 times in 4: kappa 0.5
+        return n + k, vote + k / 2, verdict + k / 2, agree + 0.75 * k
 
 
-def _odds(agreement: float) -> float:
-    a = min(agreement, 0.99)
+def _kappa(counts: tuple[float, float, float, float]) -> float:
+    n, vote, verdict, agree = counts
+    if n <= 0.0:
+        return 0.0
+    observed = agree / n
+    p_vote, p_verdict = vote / n, verdict / n
+    expected = p_vote * p_verdict + (1.0 - p_vote) * (1.0 - p_verdict)
+    if expected >= 1.0 - 1e-9:
+        return 0.0  # everyone says the same thing: agreement says nothing
+    return max(-1.0, min(1.0, (observed - expected) / (1.0 - expected)))
+
+
+def _odds(kappa: float) -> float:
+    a = min(0.99, (1.0 + kappa) / 2.0)
     return a / (1.0 - a)
 
 
-def _weight(agreement: float) -> float:
-    return min(1.0, max(0.0, 2.0 * agreement - 1.0))
-
-
 def _compare(images: list[dict[str, bool]], weights: Mapping[str, float]
-             ) -> tuple[dict[str, float], dict[str, float]]:
-    """Each voter's agreement with the weighted verdict of the other voters, per image,
+             ) -> dict[str, tuple[float, float, float, float]]:
+    """Each voter's comparisons with the weighted verdict of the other voters, per image,
     counted as much as those others weigh together (relative to the most trusted voter, so the
     passes cannot all shrink to nothing; at most 1)."""
     top = max(weights.values(), default=0.0)
     w = {p: x / top if top > 0 else 1.0 for p, x in weights.items()}
-    agree: dict[str, float] = {}
-    seen: dict[str, float] = {}
+    out: dict[str, list[float]] = {}
     for votes in images:
         mass_all = sum(w[p] for p in votes)
         novel_all = sum(w[p] for p, n in votes.items() if n)
@@ -122,7 +135,10 @@ def _compare(images: list[dict[str, bool]], weights: Mapping[str, float]
             if mass <= 1e-9:
                 continue
             verdict = (novel_all - (w[p] if novel else 0.0)) / mass
-            confidence = min(1.0, mass)
-            agree[p] = agree.get(p, 0.0) + confidence * (verdict if novel else 1.0 - verdict)
-            seen[p] = seen.get(p, 0.0) + confidence
-    return agree, seen
+            c = min(1.0, mass)
+            acc = out.setdefault(p, [0.0, 0.0, 0.0, 0.0])
+            acc[_N] += c
+            acc[_VOTE] += c * novel
+            acc[_VERDICT] += c * verdict
+            acc[_AGREE] += c * (verdict if novel else 1.0 - verdict)
+    return {p: (a[0], a[1], a[2], a[3]) for p, a in out.items()}

@@ -283,9 +283,9 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
                     fleet.locks[i].release()
         for t in threads:
             t.join()
-        for r in swarm.robots:  # anything a failed restart left down comes back now
-            if r.process.poll() is not None:
-                fleet.restart(r.index)
+        for robot in swarm.robots:  # anything a failed restart left down comes back now
+            if robot.process.poll() is not None:
+                fleet.restart(robot.index)
         swarm.wait_peers(robots - 1, 60.0)
         for i in range(robots):  # what was wanted before a crash is fetched after it
             with contextlib.suppress(PeerdataError):

@@ -6,10 +6,9 @@ Rule: this package never imports trio, torch or libp2p; proto/PROTOCOL.md is its
 from __future__ import annotations
 
 from peerdata.wire.codec import decode, decode_as, encode
+from peerdata.wire.fields import CID_BYTES, ERROR_CODES
 from peerdata.wire.framing import FrameDecoder, frame
 from peerdata.wire.messages import (
-    CID_BYTES,
-    ERROR_CODES,
     MESSAGE_TYPES,
     ErrorReply,
     Feedback,

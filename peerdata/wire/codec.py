@@ -22,7 +22,8 @@ import msgpack
 
 from peerdata.config import LimitsConfig
 from peerdata.errors import LocalProtocolError, RemoteProtocolError
-from peerdata.wire.messages import MESSAGES_BY_TAG, Message, Record, field_hints
+from peerdata.wire.fields import field_hints
+from peerdata.wire.messages import MESSAGES_BY_TAG, Message, Record
 from peerdata.wire.versions import PROTOCOL_VERSION
 
 HEADER_BYTES = 2

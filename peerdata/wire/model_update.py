@@ -22,7 +22,8 @@ import msgpack
 from peerdata.errors import LocalProtocolError, RemoteProtocolError
 from peerdata.identity import Identity, verify
 from peerdata.wire.codec import pack, to_wire
-from peerdata.wire.messages import SIGNATURE_BYTES, Message, Record, _fail, _peer_id, field_hints
+from peerdata.wire.fields import SIGNATURE_BYTES, Record, _fail, _peer_id, field_hints
+from peerdata.wire.messages import Message
 from peerdata.wire.signing import SIGNING_DOMAIN
 from peerdata.wire.versions import MODEL_PROTOCOL, PROTOCOL_VERSION
 

@@ -15,16 +15,8 @@ import os
 
 from peerdata.identity import Identity, verify
 from peerdata.wire.codec import pack, to_wire
-from peerdata.wire.messages import (
-    NONCE_BYTES,
-    SIGNATURE_BYTES,
-    Feedback,
-    MemberCert,
-    Message,
-    Revocations,
-    Vote,
-    field_hints,
-)
+from peerdata.wire.fields import NONCE_BYTES, SIGNATURE_BYTES, field_hints
+from peerdata.wire.messages import Feedback, MemberCert, Message, Revocations, Vote
 from peerdata.wire.versions import PROTOCOL_VERSION
 
 SIGNING_DOMAIN = b"peerdata-sig\x00"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Protocol
 
@@ -30,29 +31,29 @@ HAAR_SCALE_FACTOR = 1.1
 HAAR_MIN_NEIGHBORS = 3
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class Frame:
-    """One image prepared once for every detector."""
+    """One image prepared once for every detector; the grey version only when one asks."""
 
     bgr: np.ndarray  # uint8 (H, W, 3)
-    gray: np.ndarray  # uint8 (H, W), histogram-equalised for the Haar cascades
 
     @classmethod
     def from_pixels(cls, img: np.ndarray) -> Frame:
         """Build from grayscale (H, W) or BGR (H, W, 3) uint8 pixels."""
-        if img.ndim == 2:
-            gray, bgr = img, cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-        else:
-            gray, bgr = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY), img
-        return cls(bgr=bgr, gray=cv2.equalizeHist(gray))
+        return cls(bgr=cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else img)
+
+    @cached_property
+    def gray(self) -> np.ndarray:
+        """uint8 (H, W), histogram-equalised, for the Haar cascades (the DNNs never need it)."""
+        return cv2.equalizeHist(cv2.cvtColor(self.bgr, cv2.COLOR_BGR2GRAY))
 
     @property
     def width(self) -> int:
-        return int(self.gray.shape[1])
+        return int(self.bgr.shape[1])
 
     @property
     def height(self) -> int:
-        return int(self.gray.shape[0])
+        return int(self.bgr.shape[0])
 
 
 class RegionDetector(Protocol):

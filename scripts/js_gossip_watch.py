@@ -51,6 +51,7 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
     work = args.out or Path(tempfile.mkdtemp(prefix="js-gossip-"))
+    work.mkdir(parents=True, exist_ok=True)
     scenario = tiny_scenario(work / "tiny.toml", args.rounds)
     out = work / "swarm"
     swarm = subprocess.Popen(

@@ -92,8 +92,9 @@ def test_daemons_federate_asynchronously_through_a_buffer(tmp_path: Path) -> Non
         for r in swarm.robots[1:]:
             swarm.call(r.index, "wait", {"federation_rounds": 2, "timeout_s": 60.0},
                        timeout_s=65.0)
-        fed = federation(swarm)
-    server, robots = fed[0], fed[1:]
+        # the robots first, then the server: versions only grow, so none can be read ahead
+        robots = [swarm.call(r.index, "status")["federation"] for r in swarm.robots[1:]]
+        server = swarm.call(0, "status")["federation"]
     assert server["version"] >= 2 and server["bytes_received"] > 0
     assert server["rejected"] == 0  # no update was too stale or invalid
     for robot in robots:

@@ -28,23 +28,28 @@ class BackboneKnnDetector(KnnDetector):
     these are its frozen ImageNet features, which no local training can collapse.
 
     With a frozen pretrained trunk the reference is every own image the robot has: the held-out
-    calibration images plus its `pool` (training images, labelled or not; the most recent ones
-    first when there are more than `max_reference`). That is valid because training never
+    calibration images plus its `reference_images` (its training images, labelled or not; the
+    last `max_reference` of them at most). That is valid because training never
     touches these features, so a pool image is as unseen to them as a held-out one, and the
     threshold comes from leave-one-out distances over the whole reference. A larger reference
     covers a mixed robot's rare domain far better than ~100 calibration images (the pool
     raised pacs-4's worst (robot, foreign domain) AUROC from ~0.80 to ~0.86 offline). For a
-    backbone trained from scratch the features are the trained embedding and the pool is
-    ignored.
+    backbone trained from scratch the features are the trained embedding, which its training
+    images would flatter: they are ignored.
     """
 
     name = "backbone_knn"
     max_reference = 4096  # bounds the k-NN cost of a daemon whose pool keeps growing
 
     def fit(
-        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+        self,
+        model: VisionModel,
+        in_dist_images: np.ndarray,
+        reference_images: np.ndarray | None = None,
     ) -> None:
-        """Calibrate on `in_dist_images` plus, for a frozen pretrained trunk, the `pool`."""
+        """Calibrate on `in_dist_images` plus, for a frozen pretrained trunk, the robot's
+        `reference_images` (leave-one-out over both)."""
+        pool = reference_images
         if pool is not None and len(pool) and model.trunk is not None:
             keep = max(self.max_reference - len(in_dist_images), 0)
             in_dist_images = np.concatenate([in_dist_images, pool[len(pool) - keep:]])

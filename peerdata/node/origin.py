@@ -25,6 +25,7 @@ from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost
 from peerdata.node.logs import event
 from peerdata.node.node import Node
+from peerdata.node.receiver import offer_retrying
 from peerdata.round import first_peers
 from peerdata.sharing.learner import UNLABELLED
 from peerdata.store import RoundRecord, Sample
@@ -235,7 +236,7 @@ class OriginService:
     async def _offer_first(self, peer: str, items: list[OfferItem], round_id: int,
                            results: dict[str, bool]) -> None:
         try:
-            results[peer] = await self.node.share.offer_items(peer, items, round_id) is not None
+            results[peer] = await offer_retrying(self.node, peer, items, round_id) is not None
         except (TransportError, RemoteProtocolError) as exc:
             event(log, logging.WARNING, "offer_failed", peer=peer, images=len(items),
                   error=str(exc)[:200])

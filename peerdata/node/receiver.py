@@ -41,6 +41,29 @@ GOSSIP_RATE_PER_S = 8.0  # below the ~10 msg/s per peer that gossip peers tolera
 GOSSIP_QUEUE = 1024  # waiting gossip; full = dropped and counted (votes are an audit trail)
 ARRIVALS = 1024
 REPORT_ATTEMPTS = 3
+OFFER_ATTEMPTS = 3  # a hand-off that fails in transit (a stream not opened under load) is retried
+
+
+async def offer_retrying(node: Node, peer: str, items: Sequence[OfferItem], round_id: int
+                         ) -> tuple[bytes, ...] | None:
+    """`ShareService.offer_items`, tried again with back-off while it fails in transit
+    (TransportError), OFFER_ATTEMPTS times in all: a relay chain or a first offer must not end
+    at a peer that is there but slow to answer. A repeated offer is harmless (the peer already
+    holds or fetches the image, and its relay core takes a state once).
+
+    Raises:
+        TransportError: every attempt failed. RemoteProtocolError: the peer's answer was bad
+        (not retried).
+    """
+    net = node.config.net
+    for attempt in range(OFFER_ATTEMPTS - 1):
+        try:
+            return await node.share.offer_items(peer, list(items), round_id)
+        except TransportError as exc:
+            event(log, logging.INFO, "offer_retry", peer=peer, attempt=attempt + 1,
+                  error=str(exc)[:200])
+            await trio.sleep(min(net.reconnect_initial_s * 2 ** attempt, net.reconnect_max_s))
+    return await node.share.offer_items(peer, list(items), round_id)
 
 
 class Receiver:
@@ -180,7 +203,7 @@ class Receiver:
             by_round.setdefault(state.origin_round, []).append(replace(state, size=size))
         try:
             for round_id, items in by_round.items():
-                if await self.node.share.offer_items(peer, items, round_id) is None:
+                if await offer_retrying(self.node, peer, items, round_id) is None:
                     return False
         except (TransportError, RemoteProtocolError) as exc:
             event(log, logging.INFO, "relay_failed", peer=peer, images=len(states),

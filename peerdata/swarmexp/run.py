@@ -99,6 +99,7 @@ def run_swarm_experiment(
     notes: dict[str, str] = {}
     max_diff: float | None = None
     differing: list[list[Any]] = []  # [seed, policy, robot, round] shared other images
+    references: list[dict[str, Any]] = []  # per seed: the in-process accuracy series
     for seed in s.seeds:
         data = build_experiment_data(s, domains, seed)
         notes = dict(data.notes)
@@ -122,6 +123,9 @@ def run_swarm_experiment(
         if diff is not None:
             max_diff = diff if max_diff is None else max(max_diff, diff)
         differing += [[seed, *d] for d in differ]
+        references.append({p: {name: [a["all"] for a in rec["accuracy"]]
+                               for name, rec in ref["per_robot"].items()}
+                           for p, ref in reference.items()})
         tick(f"seed {seed} in-process reference")
     results = aggregate(s, {p: [r.per_robot for r in rs] for p, rs in runs.items()}, [])
     results["data_notes"] = notes
@@ -132,6 +136,8 @@ def run_swarm_experiment(
     results["summary"]["swarm_vs_inprocess_max_accuracy_diff"] = max_diff
     results["summary"]["swarm_vs_inprocess_same_shares"] = not differing
     results["swarm_vs_inprocess_differing_shares"] = differing
+    # per seed, policy and robot: the in-process accuracy (all domains) of round 0, 1, ...
+    results["inprocess_reference_accuracy"] = references
     results["summary"]["seconds"] = round(time.perf_counter() - started, 1)
     return results
 

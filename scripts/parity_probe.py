@@ -32,7 +32,7 @@ from peerdata.node.learning import CHECKPOINT, LearnerHost
 from peerdata.scenario import load_scenario
 from peerdata.sharing import RobotLearner, image_cid
 from peerdata.swarmexp.files import write_robot_files, write_scenario
-from peerdata.swarmexp.run import node_settings
+from peerdata.swarmexp.run import SwarmPlan, node_settings
 from peerdata.testing.swarm import open_swarm
 
 _ARRAYS = ("local_images", "local_labels", "received_images", "received_labels",
@@ -118,7 +118,8 @@ def main() -> None:
         inproc.append({n: digest(lr) for n, lr in fleet.learners.items()})
 
     # real daemons
-    settings = lambda i: node_settings(s, scenario_file, args.seed, 120.0, i)  # noqa: E731
+    settings = lambda i: node_settings(s, scenario_file, args.seed, 120.0,  # noqa: E731
+                                       SwarmPlan(s).gossip_votes, i)
     pool = ThreadPoolExecutor(len(names))
     with open_swarm(len(names), args.out / "swarm", ready_timeout_s=300,
                     settings=settings) as swarm:

@@ -5,34 +5,20 @@ by its origin (the outbox delivers what the stop or the kill left); no store is 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from test_round_swarm import each, start, write_feed
+from test_round_swarm import each, fleet  # noqa: F401 (fleet: a fixture)
 
 from peerdata.control.client import call
-from peerdata.testing.faultrounds import round_ledger, wait_delivered
+from peerdata.testing.faultrounds import round_ledger, wait_delivered, write_feed
 from peerdata.testing.swarm import Robot, kill_robot, start_robot, stop_robot
 
 pytestmark = [pytest.mark.swarm, pytest.mark.slow]
 MIXES = [{"bars": 32, "spots": 8}, {"bars": 32, "rings": 8}, {"bars": 32, "spots": 8}]
 
 
-@pytest.fixture
-def fleet(tmp_path: Path) -> Iterator[list[Robot]]:
-    robots: list[Robot] = []
-    try:
-        robots.append(start(0, tmp_path / "robot-0", ()))
-        for i in (1, 2):
-            robots.append(start(i, tmp_path / f"robot-{i}", robots[0].listen_addrs[:1]))
-        yield robots
-    finally:
-        for r in robots:
-            stop_robot(r)
-
-
-def test_sigterm_and_sigkill_mid_round_lose_no_vote(fleet: list[Robot], tmp_path: Path) -> None:
+def test_sigterm_and_sigkill_mid_round_lose_no_vote(fleet: list[Robot], tmp_path: Path) -> None:  # noqa: F811
     robots = fleet
     each(robots, "wait", {"peers": 2, "timeout_s": 60})
     boot = [write_feed(tmp_path / f"boot-{i}.npz", {"bars": 60}, 100 + i) for i in range(3)]

@@ -13,31 +13,18 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from peerdata.control.client import call
-from peerdata.datasets.synthetic import generate
 from peerdata.node.home import init_home
+from peerdata.testing.faultrounds import write_feed
 from peerdata.testing.swarm import LOOPBACK, Robot, edit_config, kill_robot, start_robot, stop_robot
 
 DEADLINE_S = 10.0
 SETTINGS = {"round": {"interval_s": 0.0, "vote_deadline_s": DEADLINE_S, "budget_fraction": 0.25,
                       "calibration_images": 20, "vision_width": 2, "vision_epochs": 1,
                       "scenario": "synthetic-3"}}
-OFFSET = {"bars": 0, "rings": 10, "spots": 20}
 MIXES = [{"bars": 40}, {"bars": 32, "rings": 8}, {"bars": 32, "spots": 8}]
-
-
-def write_feed(path: Path, mix: dict[str, int], seed: int) -> Path:
-    xs, ys, ds = [], [], []
-    for k, (family, n) in enumerate(sorted(mix.items())):
-        data = generate(family, n, seed * 10 + k)
-        xs.append(data.images)
-        ys.append(data.labels + OFFSET[family])
-        ds.append(np.full(n, f"synthetic-{family}"))
-    np.savez(path, x=np.concatenate(xs), y=np.concatenate(ys), domain=np.concatenate(ds))
-    return path
 
 
 def cli(home: Path, *args: str) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from peerdata.federated.tensors import BlobOptions, blobs_from_state, state_from
 from peerdata.federated.validate import EarlyUpdate, Expectation, UpdateValidator
 from peerdata.ml.aggregate import (
     ClientUpdate,
-    FedAvg,
+    MultiTier,
     MultiTierConfig,
     StateDict,
     TierPlan,
@@ -121,8 +121,7 @@ async def multitier_round(
         Expectation(round_id, round_id, frozenset({"update"}), limit))
     members = [ClientUpdate(me, seed, local.num_samples)]
     members += [ClientUpdate(u.peer, u.state, u.num_samples) for u in lows]
-    group_model = FedAvg().aggregate(members)
-    group_samples = sum(u.num_samples for u in members)
+    group_model, group_samples = MultiTier.group_model(members)
     received = sum(u.wire_bytes for u in lows)
     included = tuple(sorted(u.peer for u in lows))
     missing = set(followers) - set(included)
@@ -134,7 +133,7 @@ async def multitier_round(
             Expectation(round_id, peer.version, frozenset({"update"}), limit))
         step_two = [ClientUpdate(me, group_model, group_samples)]
         step_two += [ClientUpdate(g.peer, g.state, g.num_samples) for g in groups]
-        new_state = FedAvg().aggregate(step_two)
+        new_state = MultiTier.global_model(step_two)
         payload = peer.encode_update(round_id, "global", new_state, None, base=None,
                                      base_version=peer.version + 1, options=dense)
         new_state = state_from_blobs(blobs_from_state(new_state, dense), peer.global_state)

@@ -108,8 +108,19 @@ class MultiTier:
     config: MultiTierConfig = MultiTierConfig()
     name: str = "multitier"
 
+    @staticmethod
+    def group_model(members: Sequence[ClientUpdate]) -> tuple[StateDict, int]:
+        """Step 1, at a top-tier peer: FedAvg over its group's models, and their sample count."""
+        return FedAvg().aggregate(members), sum(u.num_samples for u in members)
+
+    @staticmethod
+    def global_model(groups: Sequence[ClientUpdate]) -> StateDict:
+        """Step 2, at the aggregator: FedAvg across the groups' models."""
+        return FedAvg().aggregate(groups)
+
     def aggregate_two_step(self, updates: Sequence[ClientUpdate], plan: TierPlan) -> TwoStepResult:
-        """Step 1: FedAvg inside each top-tier group. Step 2: FedAvg across the groups.
+        """Both steps in one place (the in-process experiment); the daemons play them across
+        the network (`peerdata.federated.tiers`) with the same two functions.
 
         A group whose members all missed the round is left out of step 2.
         """
@@ -118,16 +129,14 @@ class MultiTier:
         unknown = sorted(set(by_peer) - set(plan.top) - set(plan.leader))
         if unknown:
             raise AggregationError(f"multi-tier: updates from peers not in the plan: {unknown}")
-        fedavg = FedAvg()
         models: dict[str, StateDict] = {}
         samples: dict[str, int] = {}
         for top_peer in plan.top:
             members = [by_peer[p] for p in plan.group(top_peer) if p in by_peer]
             if members:
-                models[top_peer] = fedavg.aggregate(members)
-                samples[top_peer] = sum(u.num_samples for u in members)
+                models[top_peer], samples[top_peer] = self.group_model(members)
         step_two = [ClientUpdate(t, models[t], samples[t]) for t in models]
-        return TwoStepResult(models, samples, fedavg.aggregate(step_two))
+        return TwoStepResult(models, samples, self.global_model(step_two))
 
     def aggregate(self, updates: Sequence[ClientUpdate]) -> StateDict:
         """Without a plan every update is its own group: plain FedAvg."""

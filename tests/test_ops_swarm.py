@@ -28,6 +28,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from peerdata.control.client import call
 from peerdata.datasets.synthetic import generate
 from peerdata.node.home import init_home
+from peerdata.testing.daemons import cli_json
 from peerdata.testing.swarm import (
     LOOPBACK,
     Robot,
@@ -54,14 +55,6 @@ def write_feed(path: Path, count: int, seed: int) -> Path:
     data = generate("bars", count, seed)
     np.savez(path, x=data.images, y=data.labels, domain=np.full(count, "synthetic-bars"))
     return path
-
-
-def cli(home: Path, *args: str) -> dict[str, Any]:
-    out = subprocess.run(
-        [sys.executable, "-c", "from peerdata.cli.main import main; main()", *args,
-         "--home", str(home), "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def until(condition: Any, timeout_s: float, what: str) -> Any:
@@ -143,7 +136,7 @@ def test_metrics_match_status_on_a_three_robot_swarm(swarm: Any) -> None:
     robots, _, _ = swarm
     for i, r in enumerate(robots):
         # the CLI's JSON for robot 0; the same control command the CLI calls for the others
-        status = cli(r.home, "status") if i == 0 else call(r.home, "status")
+        status = cli_json(r.home, "status") if i == 0 else call(r.home, "status")
         url = status["metrics_url"]
         assert url.startswith("http://127.0.0.1:") and url.endswith("/metrics")
         m = scrape(url)
@@ -251,7 +244,7 @@ def test_dashboard_in_headless_chromium_shows_peers_and_the_blurred_face(
 
 def test_doctor_on_a_running_robot(swarm: Any) -> None:
     robots, _, _ = swarm
-    report = cli(robots[1].home, "doctor", "--min-free-bytes", "1")  # exit 0 or this raises
+    report = cli_json(robots[1].home, "doctor", "--min-free-bytes", "1")  # exit 0 or this raises
     by_name = {c["name"]: c for c in report["checks"]}
     assert report["ok"] and by_name["peers"]["status"] == "ok"
     assert "linked (daemon)" in by_name["peers"]["message"]

@@ -5,10 +5,7 @@ restarted, has its learner, round counter, samples and votes back, uncorrupted."
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +14,7 @@ import pytest
 
 from peerdata.control.client import call
 from peerdata.node.home import init_home
+from peerdata.testing.daemons import cli_json
 from peerdata.testing.faultrounds import write_feed
 from peerdata.testing.swarm import LOOPBACK, Robot, edit_config, kill_robot, start_robot, stop_robot
 
@@ -25,15 +23,6 @@ SETTINGS = {"round": {"interval_s": 0.0, "vote_deadline_s": DEADLINE_S, "budget_
                       "calibration_images": 20, "vision_width": 2, "vision_epochs": 1,
                       "scenario": "synthetic-3"}}
 MIXES = [{"bars": 40}, {"bars": 32, "rings": 8}, {"bars": 32, "spots": 8}]
-
-
-def cli(home: Path, *args: str) -> dict[str, Any]:
-    """Run `peerdata ARGS --home HOME --format json`; the last stdout line is the answer."""
-    out = subprocess.run(
-        [sys.executable, "-c", "from peerdata.cli.main import main; main()", *args,
-         "--home", str(home), "--format", "json"],
-        capture_output=True, text=True, timeout=120, check=True)
-    return dict(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
 def start(index: int, home: Path, bootstrap: tuple[str, ...]) -> Robot:
@@ -81,16 +70,16 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
         learned = each(robots, "learn")
         assert all(x["ranker_loss"] is not None for x in learned)
     for r in robots:  # through the CLI's JSON
-        rounds = cli(r.home, "rounds")["rounds"]
+        rounds = cli_json(r.home, "rounds")["rounds"]
         assert [x["round_id"] for x in rounds] == [1, 2]
         assert all(x["feedback_received"] == 10 and x["complete"] for x in rounds)
-        status = cli(r.home, "status")
+        status = cli_json(r.home, "status")
         assert status["ranker_trained"] == 2 and status["feedback_received"] >= 20
         assert status["rounds_completed"] == 2
         assert status["samples"]["received"] == 40
-        shared = cli(r.home, "shared", "--round", "2")["shared"]
+        shared = cli_json(r.home, "shared", "--round", "2")["shared"]
         assert len(shared) == 10 and all(s["utility"] is not None for s in shared)
-        assert any(v["cast"] for v in cli(r.home, "votes")["votes"])
+        assert any(v["cast"] for v in cli_json(r.home, "votes")["votes"])
 
     # round 3: robot 2 dies (SIGKILL) right after its offers went out
     feeds = [write_feed(tmp_path / f"r3-{i}.npz", MIXES[i], 30 + i) for i in range(3)]
@@ -115,7 +104,7 @@ def test_three_daemons_two_rounds_then_sigkill_mid_round(fleet: list[Robot],
     with sqlite3.connect(db) as conn:
         assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     # the restarted robot still works: one more round end to end, started from the CLI
-    starts = [cli(r.home, "round", "now", "--policy", "gu") for r in robots]
+    starts = [cli_json(r.home, "round", "now", "--policy", "gu") for r in robots]
     w = call(robots[2].home, "wait_round", {"round_id": starts[2]["round_id"], "timeout_s": 120},
              timeout_s=130)
     assert w["round_id"] == 4 and (w["complete"] or w["finished_at"] is not None)

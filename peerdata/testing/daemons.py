@@ -191,3 +191,13 @@ def edit_config(home: Path, settings: Settings) -> None:
         for key, value in values.items():
             table[key] = list(value) if isinstance(value, tuple) else value  # type: ignore[index]
     path.write_text(tomlkit.dumps(doc), encoding="utf-8")
+
+
+def cli_json(home: Path, *args: str, timeout_s: float = 120.0) -> dict[str, Any]:
+    """Run `peerdata ARGS --home HOME --format json` as a user would; the last stdout line is
+    the answer (a non-zero exit raises CalledProcessError)."""
+    out = subprocess.run(
+        [sys.executable, "-c", "from peerdata.cli.main import main; main()", *args,
+         "--home", str(home), "--format", "json"],
+        capture_output=True, text=True, timeout=timeout_s, check=True)
+    return dict(json.loads(out.stdout.strip().splitlines()[-1]))

@@ -3,7 +3,8 @@
 Rule: these detectors read only the backbone's features, which for a pretrained backbone are its
 frozen ImageNet features: no local training changes them. They are calibrated exactly like the
 detectors of `peerdata.ml.ood` (the `tpr` quantile of in-distribution scores) and built by name
-through `peerdata.ml.ood.build_detector` (`backbone_knn`, `backbone_mahalanobis`).
+through `peerdata.ml.ood.build_detector` (`backbone_knn`, `backbone_mahalanobis`). `backbone_knn`
+also learns from the images peers sent, when it is given them (`peer_images`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,7 @@ class BackboneKnnDetector(KnnDetector):
             keep = max(self.max_reference - len(in_dist_images), 0)
             in_dist_images = np.concatenate([in_dist_images, pool[len(pool) - keep:]])
         super().fit(model, in_dist_images)
+        self._peers = None  # the fitted score keeps no images
 
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
         self.reference = _unit(model.features(in_dist_images))

@@ -26,7 +26,7 @@ from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.node.daemon import Daemon
 from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.node import thread_offload
-from peerdata.store import MemoryStore, Sample, content_id
+from peerdata.store import Sample, SqliteStore, content_id
 from peerdata.testing.memory_network import MemoryNetwork
 
 
@@ -259,10 +259,9 @@ async def test_node_answers_while_it_learns() -> None:
 
 
 async def test_restart_gives_the_learner_what_the_checkpoint_missed(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, tmp_path: Path,
 ) -> None:
-    with trio.fail_after(120):
-        store = MemoryStore()
+    with trio.fail_after(120), SqliteStore.open(tmp_path / "home") as store:
         img = generate("rings", 2, 3).images
         local, theirs = encode_png(img[0]), encode_png(img[1])
         garbage = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # hashes fine, decodes to nothing

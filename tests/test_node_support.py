@@ -11,7 +11,7 @@ from pathlib import Path
 
 from peerdata.config import LimitsConfig, NetConfig, NodeConfig, TrustConfig
 from peerdata.identity import Identity
-from peerdata.node.node import Node, inline_offload, open_node
+from peerdata.node.node import Node, Offload, inline_offload, open_node
 from peerdata.store import Provenance, Sample, SqliteStore, Store
 from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
 
@@ -44,7 +44,8 @@ async def start_node(stack: AsyncExitStack, network: MemoryNetwork, name: str,
                      bootstrap: tuple[str, ...] = (), store: Store | None = None,
                      identity: Identity | None = None, net: NetConfig | None = None,
                      limits: LimitsConfig | None = None,
-                     trust: TrustConfig | None = None) -> Started:
+                     trust: TrustConfig | None = None, offload: Offload = inline_offload
+                     ) -> Started:
     """Open a node on `network` for the lifetime of `stack`."""
     identity = identity or Identity.generate()
     store = store or temp_store(stack)
@@ -54,7 +55,7 @@ async def start_node(stack: AsyncExitStack, network: MemoryNetwork, name: str,
     transport = await stack.enter_async_context(network.open_transport(identity.peer_id))
     node = await stack.enter_async_context(open_node(
         NOWHERE, config, identity=identity, store=store, transport=transport,
-        wall_clock=lambda: 1_700_000_000.0, offload=inline_offload))
+        wall_clock=lambda: 1_700_000_000.0, offload=offload))
     return Started(node, store, identity)
 
 

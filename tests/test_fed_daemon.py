@@ -43,7 +43,7 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, index: int,
     service = RoundService(node, host, PrivacyFilter.from_config(PrivacyConfig()),
                            ml_offload=inline_offload)
     await node.start_service(service.run)
-    await service.observe(mixed({"bars": 30, "rings": 20}, seed=index), bootstrap=True,
+    await service.observer.observe(mixed({"bars": 30, "rings": 20}, seed=index), bootstrap=True,
                           seed=index)
     return service
 

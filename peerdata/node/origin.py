@@ -143,14 +143,7 @@ class OriginService:
             prepared, selected, dropped, over = await self.learner.call(
                 self._prepare, policy, novel, round_id)
             peers = sorted(self.node.transport.connected_peers())
-            sizes = dict(prepared)
-            todo = {cid: order for (cid, _), order
-                    in zip(prepared, first_peers(len(prepared), peers, round_id,
-                                                 self.node.peer_id), strict=True)}
-            offered: dict[str, int] = {}
-            tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
-            async with self._intake:
-                await self._offer_all(todo, tried, sizes, offered, round_id)
+            offered = await self._offer_all(dict(prepared), peers, round_id)
         shared = sum(offered.values())
         start = RoundStart(round_id, policy, selected, shared, dropped, over,
                            await self._bytes_shared(round_id), offered)
@@ -163,43 +156,48 @@ class OriginService:
         self._notify()
         return start
 
-    async def _offer_all(self, todo: dict[bytes, list[str]], tried: dict[bytes, set[str]],
-                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int
-                         ) -> None:
-        """Offer each image to its first peer; a peer that fails is replaced by the next."""
+    async def _offer_all(self, sizes: dict[bytes, int], peers: list[str], round_id: int
+                         ) -> dict[str, int]:
+        """Offer each image (cid -> size) to its first of `peers`; a peer that fails is
+        replaced by the next. Returns how many images each peer took."""
         me = self.node.peer_id
-        while todo:
-            by_peer: dict[str, list[bytes]] = {}
-            unoffered = []
-            for cid, order in list(todo.items()):
-                nxt = next((p for p in order if p not in tried[cid]), None)
-                if nxt is None:
-                    del todo[cid]
-                    unoffered.append(offer_key(cid, round_id))
-                else:
-                    by_peer.setdefault(nxt, []).append(cid)
-            if unoffered:  # no peer took them: not shared, and not pending any more
-                await self.node.offload(self.store.remove_outbox, OFFER, unoffered)
-                event(log, logging.WARNING, "not_offered", round_id=round_id,
-                      images=len(unoffered))
-            if not by_peer:
-                break
-            results: dict[str, bool] = {}
-            async with trio.open_nursery() as nursery:
+        todo = dict(zip(sizes, first_peers(len(sizes), peers, round_id, me), strict=True))
+        tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
+        offered: dict[str, int] = {}
+        async with self._intake:
+            while todo:
+                by_peer: dict[str, list[bytes]] = {}
+                unoffered = []
+                for cid, order in list(todo.items()):
+                    nxt = next((p for p in order if p not in tried[cid]), None)
+                    if nxt is None:
+                        del todo[cid]
+                        unoffered.append(offer_key(cid, round_id))
+                    else:
+                        by_peer.setdefault(nxt, []).append(cid)
+                if unoffered:  # no peer took them: not shared, and not pending any more
+                    await self.node.offload(self.store.remove_outbox, OFFER, unoffered)
+                    event(log, logging.WARNING, "not_offered", round_id=round_id,
+                          images=len(unoffered))
+                if not by_peer:
+                    break
+                results: dict[str, bool] = {}
+                async with trio.open_nursery() as nursery:
+                    for peer, cids in by_peer.items():
+                        items = [OfferItem(cid=c, size=sizes[c],
+                                           has_label=c not in self._unlabelled, origin=me,
+                                           origin_round=round_id, novel_votes=0, voters=(),
+                                           hops=0) for c in cids]
+                        nursery.start_soon(self._offer_first, peer, items, round_id, results)
                 for peer, cids in by_peer.items():
-                    items = [OfferItem(cid=c, size=sizes[c], has_label=c not in self._unlabelled,
-                                       origin=me,
-                                       origin_round=round_id, novel_votes=0, voters=(),
-                                       hops=0) for c in cids]
-                    nursery.start_soon(self._offer_first, peer, items, round_id, results)
-            for peer, cids in by_peer.items():
-                for c in cids:
-                    tried[c].add(peer)
-                if results.get(peer):
-                    await self.node.offload(self._record_offered, cids, round_id, peer, sizes)
-                    offered[peer] = offered.get(peer, 0) + len(cids)
                     for c in cids:
-                        del todo[c]
+                        tried[c].add(peer)
+                    if results.get(peer):
+                        await self.node.offload(self._record_offered, cids, round_id, peer, sizes)
+                        offered[peer] = offered.get(peer, 0) + len(cids)
+                        for c in cids:
+                            del todo[c]
+        return offered
 
     def _record_offered(self, cids: list[bytes], round_id: int, peer: str,
                         sizes: dict[bytes, int]) -> None:
@@ -220,12 +218,8 @@ class OriginService:
                 cid = bytes.fromhex(info["cid"])
                 sizes[cid], labelled[cid] = int(info["size"]), bool(info["label"])
             self._unlabelled.update(c for c, has in labelled.items() if not has)
-            peers = sorted(self.node.transport.connected_peers())
-            todo = {cid: order for cid, order in zip(
-                sizes, first_peers(len(sizes), peers, round_id, self.node.peer_id), strict=True)}
-            offered: dict[str, int] = {}
-            async with self._intake:
-                await self._offer_all(todo, {c: set() for c in todo}, sizes, offered, round_id)
+            offered = await self._offer_all(
+                sizes, sorted(self.node.transport.connected_peers()), round_id)
             event(log, logging.INFO, "offers_resumed", round_id=round_id,
                   offered=sum(offered.values()), pending=len(recs))
 

@@ -86,6 +86,12 @@ class OriginDesk:
             return {p: {"weight": round(rep.weight(p), 4), "kappa": round(rep.kappa(p), 4),
                         "evidence": round(history[p][0], 2)} for p in sorted(history)}
 
+    def gossip_score(self, peer: str) -> float:
+        """The peer's score for GossipSub (net/gossip.py): its kappa once there is evidence
+        about it, else 0 (neutral). Read without the lock: cheap, called on the event loop."""
+        rep = self.core.reputation
+        return 0.0 if rep is None or not rep.knows(peer) else rep.kappa(peer)
+
     def witness(self, vote: Vote) -> bool:
         """A vote on another origin's image (gossip, or one of our own): evidence for the
         reputation if its signature holds and it is fresh (the replay guard); never raises.

@@ -62,6 +62,8 @@ class RoundService:
         self.guard = ReplayGuard(window_s=vote_window_s(self.cfg.vote_deadline_s))
         self.desk = OriginDesk(node.peer_id, node.store, self.guard, self.cfg.vote_deadline_s,
                                node.wall_time, is_member, node.config.trust.reputation)
+        if self.desk.core.reputation is not None:  # GossipSub's application score
+            node.transport.set_gossip_score(self.desk.gossip_score)
         self.receiver = Receiver(node, self.learner, self.desk, self._notify)
         self.relay = self.receiver.relay
         self.observer = Observer(node, self.learner, self._notify,

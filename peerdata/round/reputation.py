@@ -93,6 +93,10 @@ class Reputation:
                 taken += 1
         return taken
 
+    def knows(self, peer: str) -> bool:
+        """Whether any settled evidence about the peer exists."""
+        return peer in self._history
+
     def kappa(self, peer: str) -> float:
         """The peer's chance-corrected agreement with the fleet, in [-1, 1]."""
         return _kappa(self._with_prior(self._history.get(peer)))

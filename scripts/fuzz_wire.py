@@ -34,6 +34,7 @@ from peerdata.errors import RemoteProtocolError
 from peerdata.wire import decode, encode
 from peerdata.wire.model_update import (
     MODEL_UPDATE_TAG,
+    ModelUpdate,
     TensorBlob,
     decode_model_update,
     encode_model_update,
@@ -179,19 +180,28 @@ def mutate(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return bytes(b)
 
 
+def decode_any(data: bytes) -> Any:
+    """Decode with the boundary the envelope's tag belongs to (ModelUpdate or the rest)."""
+    if len(data) > 1 and data[1] == MODEL_UPDATE_TAG:
+        return decode_model_update(data, MODEL_MAX_BYTES)
+    return decode(data)
+
+
+def encode_any(msg: Any) -> bytes:
+    return encode_model_update(msg) if isinstance(msg, ModelUpdate) else encode(msg)
+
+
 def judge(data: bytes) -> tuple[str, float]:
     """('refused' | 'accepted' | 'noncanonical' | 'crash:<type>', seconds)."""
-    model = len(data) > 1 and data[1] == MODEL_UPDATE_TAG  # /peerdata/model/: its own decoder
     t0 = time.perf_counter()
     try:
-        msg: Any = decode_model_update(data, MODEL_MAX_BYTES) if model else decode(data)
+        msg = decode_any(data)
     except RemoteProtocolError:
         return "refused", time.perf_counter() - t0
     except Exception as exc:  # the oracle: nothing else may leave the boundary
         return f"crash:{type(exc).__name__}", time.perf_counter() - t0
     dt = time.perf_counter() - t0
-    again = encode_model_update(msg) if model else encode(msg)
-    return ("accepted" if again == data else "noncanonical"), dt
+    return ("accepted" if encode_any(msg) == data else "noncanonical"), dt
 
 
 def run(n: int, seed: int) -> dict[str, Any]:

@@ -61,7 +61,9 @@ class RoundService:
         self.learner = LearnerTask(host, ml_offload)
         self.guard = ReplayGuard(window_s=vote_window_s(self.cfg.vote_deadline_s))
         self.desk = OriginDesk(node.peer_id, node.store, self.guard, self.cfg.vote_deadline_s,
-                               node.wall_time, is_member)
+                               node.wall_time, is_member, node.config.trust.reputation)
+        if self.desk.core.reputation is not None:  # GossipSub's application score
+            node.transport.set_gossip_score(self.desk.gossip_score)
         self.receiver = Receiver(node, self.learner, self.desk, self._notify)
         self.relay = self.receiver.relay
         self.observer = Observer(node, self.learner, self._notify,
@@ -177,7 +179,7 @@ class RoundService:
                    relay=dict(self.relay.counts), origin=dict(self.desk.counts),
                    round_counts={**self.observer.counts, **self.receiver.counts,
                                  **self.receiver.delivery.counts},
-                   policy=self.origin.policy,
+                   policy=self.origin.policy, reputation=await self.node.offload(desk.weights),
                    clock_offsets_s={p: round(o, 3)
                                     for p, o in self.guard.clock_offsets().items()},
                    privacy=self.origin.privacy.statistics().as_dict())

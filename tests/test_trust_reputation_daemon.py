@@ -37,7 +37,8 @@ THRESHOLD = 30.0  # about half the shared images are "novel" by it
 class TruthHost(LearnerHost):
     """An honest member whose verdict is a fixed function of the pixels (test-only): the tiny
     learners of tests vote too close to chance for any voter to stand out, and what is tested
-    here is the daemon's reputation, not the learner. Everything else is the real learner."""
+    here is the daemon's reputation, not the learner. Everything else (bootstrap, selection,
+    keeping what arrives) is the real learner."""
 
     def vote(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         means = images.reshape(len(images), -1).mean(axis=1)

@@ -23,6 +23,9 @@ from round_support import (
     tiny_learner,
 )
 
+from peerdata.control.commands import make_dispatch
+from peerdata.control.protocol import ControlRequest
+from peerdata.node.daemon import Daemon
 from peerdata.node.feedback import REPUTATION_KEY, OriginDesk
 from peerdata.node.learning import LearnerHost
 from peerdata.store import SqliteStore, Store
@@ -37,12 +40,12 @@ THRESHOLD = 30.0  # about half the shared images are "novel" by it
 class TruthHost(LearnerHost):
     """An honest member whose verdict is a fixed function of the pixels (test-only): the tiny
     learners of tests vote too close to chance for any voter to stand out, and what is tested
-    here is the daemon's reputation, not the learner. Everything else is the real learner."""
+    here is the daemon's reputation, not the learner. Everything else (bootstrap, selection,
+    keeping what arrives) is the real learner."""
 
     def vote(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, score = super().vote(images)
         means = images.reshape(len(images), -1).mean(axis=1)
-        return means > THRESHOLD, score
+        return means > THRESHOLD, means / 255.0
 
 
 class LiarHost(TruthHost):
@@ -106,6 +109,15 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
                     assert shared.utility is not None and abs(shared.utility - h) < 0.1
             assert disputed > 0
             before = robots[0].service.desk.weights()
+            # operators see it: `peerdata peers` (vote weight) and `status` (reputation)
+            r0 = robots[0]
+            dispatch = make_dispatch(r0.node, "/x/control.sock", lambda: None,
+                                     services=Daemon(r0.node, rounds=r0.service))
+            peers = await dispatch(ControlRequest(1, "peers", {}))
+            shown = {p["peer_id"]: p["vote_weight"] for p in peers["peers"]}
+            assert shown == {p: before[p]["weight"] for p in (honest[1], liar)}
+            status = await dispatch(ControlRequest(2, "status", {}))
+            assert status["reputation"] == before
     store0.close()
     # a restart: the desk reads the reputation back from the store
     reopened = SqliteStore.open(tmp_path / "r0")

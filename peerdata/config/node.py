@@ -67,6 +67,7 @@ def validate(cfg: NodeConfig) -> None:
         (cfg.round.max_bytes_per_round > 0, "round.max_bytes_per_round must be > 0"),
         (cfg.round.vote_deadline_s > 0, "round.vote_deadline_s must be > 0"),
         (cfg.round.max_hops >= 1, "round.max_hops must be >= 1"),
+        (cfg.round.chains >= 1, "round.chains must be >= 1"),
         (cfg.round.policy in ROUND_POLICIES, f"round.policy must be one of {ROUND_POLICIES}"),
         (bool(cfg.round.scenario), "round.scenario must name a scenario"),
         (min(cfg.round.vision_width, cfg.round.vision_epochs, cfg.round.calibration_images,

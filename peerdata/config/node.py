@@ -54,6 +54,12 @@ def validate(cfg: NodeConfig) -> None:
         (0 < cfg.net.reconnect_initial_s <= cfg.net.reconnect_max_s,
          "net.reconnect_initial_s must be > 0 and <= net.reconnect_max_s"),
         (cfg.net.gossip_heartbeat_s > 0, "net.gossip_heartbeat_s must be > 0"),
+        (not cfg.net.rendezvous or (cfg.net.rendezvous.startswith("/")
+                                    and "/p2p/" in cfg.net.rendezvous),
+         "net.rendezvous must be empty or a multiaddr ending in /p2p/PEER_ID"),
+        (0 < len(cfg.net.rendezvous_namespace) <= 256,
+         "net.rendezvous_namespace must have 1 to 256 characters"),
+        (cfg.net.rendezvous_refresh_s > 0, "net.rendezvous_refresh_s must be > 0"),
         (cfg.limits.max_message_bytes > 0, "limits.max_message_bytes must be > 0"),
         (0 < cfg.limits.max_image_bytes <= cfg.limits.max_message_bytes,
          "limits.max_image_bytes must be > 0 and <= limits.max_message_bytes"),

@@ -27,6 +27,10 @@ reconnect_initial_s = {d.net.reconnect_initial_s}   # first back-off after a fai
 reconnect_max_s = {d.net.reconnect_max_s}       # back-off ceiling
 gossip_heartbeat_s = {d.net.gossip_heartbeat_s}
 mdns = {str(d.net.mdns).lower()}                  # find robots on this LAN by mDNS, no bootstrap
+rendezvous = "{d.net.rendezvous}"   # a rendezvous point's .../p2p/ID: robots on other networks
+rendezvous_serve = {str(d.net.rendezvous_serve).lower()}   # be a rendezvous point for the fleet
+rendezvous_namespace = "{d.net.rendezvous_namespace}"
+rendezvous_refresh_s = {d.net.rendezvous_refresh_s}   # re-register, ask for new robots this often
 
 [limits]                          # what a peer may send us; larger is refused
 max_message_bytes = {d.limits.max_message_bytes}

@@ -20,6 +20,12 @@ class NetConfig:
     reconnect_max_s: float = 30.0
     gossip_heartbeat_s: float = 1.0
     mdns: bool = False  # find peers on the local network by mDNS (no bootstrap needed)
+    # Fleets across networks: register at a rendezvous point (a multiaddr ending in /p2p/ID)
+    # and dial the other robots registered there; rendezvous_serve makes this node a point.
+    rendezvous: str = ""
+    rendezvous_serve: bool = False
+    rendezvous_namespace: str = "peerdata"
+    rendezvous_refresh_s: float = 30.0
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,7 @@ peak memory (VmHWM). The last line is one JSON object with every row and
 
     .venv/bin/python scripts/bench_swarm_scaling.py --sizes 5,20
     sudo .venv/bin/python scripts/bench_swarm_scaling.py --sizes 5,20 --netem "delay 50ms loss 2%"
+    .venv/bin/python scripts/bench_swarm_scaling.py --sizes 20 --round chains=1 --round max_hops=8
 
 Needs the datasets in $PEERDATA_DATA_DIR.
 """
@@ -76,13 +77,14 @@ def feedback_counts(home: Path) -> tuple[int, int, int, list[float]]:
 
 
 def measure(size: int, rounds: int, budget: float, work: Path, netem: str | None,
-            vote_deadline_s: float, gossip_votes: bool = False) -> dict[str, Any]:
+            vote_deadline_s: float, gossip_votes: bool = False,
+            round_settings: tuple[tuple[str, Any], ...] = ()) -> dict[str, Any]:
     """One swarm run; its per-round figures (means over robots and rounds)."""
     load_before = os.getloadavg()[0]
     s = fleet(size, rounds, budget)
     folder = work / f"n{size}-{budget}"
     plan = SwarmPlan(s, resolve_data_dir(None), DriverSettings(vote_timeout_s=vote_deadline_s),
-                     netem=netem, gossip_votes=gossip_votes)
+                     netem=netem, gossip_votes=gossip_votes, round_settings=round_settings)
     results = run_swarm_experiment(plan, folder,
                                    lambda msg: print(f"  n={size}: {msg}", file=sys.stderr))
     run = results["swarm"]["gu"][0]
@@ -95,6 +97,7 @@ def measure(size: int, rounds: int, budget: float, work: Path, netem: str | None
     memory = json.loads((folder / "gu-0" / "memory.json").read_text())["peak_rss_mib"]
     return {
         "robots": size, "budget": budget, "netem": netem or "", "rounds": run["rounds_completed"],
+        "round_settings": dict(round_settings),
         "round_s_mean": round(statistics.fmean(run["round_seconds"]), 2),
         "round_s": run["round_seconds"],
         "images_shared": shared, "images_with_feedback": fed,
@@ -125,11 +128,15 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="keep homes and data here")
     parser.add_argument("--gossip-votes", action="store_true",
                         help="daemons also publish every vote on gossip (round.gossip_votes)")
+    parser.add_argument("--round", action="append", default=[], metavar="KEY=VALUE",
+                        help="a [round] setting for every daemon, e.g. --round chains=1 "
+                             "--round max_hops=8 (the single chain of earlier versions)")
     args = parser.parse_args()
+    round_settings = tuple((k, json.loads(v)) for k, v in (kv.split("=", 1) for kv in args.round))
     work = args.out or Path(tempfile.mkdtemp(prefix="bench-swarm-"))
     sizes = [int(x) for x in args.sizes.split(",")]
     rows = [measure(n, args.rounds, args.budget, work, args.netem, args.vote_deadline,
-                    args.gossip_votes) for n in sizes]
+                    args.gossip_votes, round_settings) for n in sizes]
     cols = ["robots", "rounds", "round_s_mean", "feedback_ratio", "offer_bytes_per_round_per_robot",
             "bytes_sent_per_round_per_robot", "vote_latency_p50_s", "vote_latency_p99_s",
             "peak_rss_mib_mean", "load_1m"]

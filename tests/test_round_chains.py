@@ -28,13 +28,13 @@ async def test_daemons_run_three_chains_per_image_as_the_simulator_does(
                                  rounds=round_config(max_hops=HOPS, chains=CHAINS))
             ids = [r.node.peer_id for r in robots]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 40, 30 + i), bootstrap=True, seed=i)
-                await r.service.observe(mixed({"bars": 12, "spots": 4}, 60 + i))
-            starts = [await r.service.round_now("random") for r in robots]
+                await r.service.observer.observe(images("bars", 40, 30 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(mixed({"bars": 12, "spots": 4}, 60 + i))
+            starts = [await r.service.origin.round_now("random") for r in robots]
             rid = starts[0].round_id
             assert all(s.shared > 0 for s in starts)
             for r in robots:
-                view = await r.service.wait_round(rid, 60)
+                view = await r.service.origin.wait_round(rid, 60)
                 assert view.complete and view.finished_at is None  # every chain reported
             offers: dict[str, list[bytes]] = {}
             for r in robots:

@@ -36,17 +36,17 @@ async def test_daemon_and_simulator_take_the_same_actions(
             robots = await fleet(stack, MemoryNetwork(), 3)
             ids = [r.node.peer_id for r in robots]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 30 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 30 + i), bootstrap=True, seed=i)
             for k, policy in enumerate(("gu", "random", "oracle")):
                 for i, r in enumerate(robots):
-                    await r.service.observe(mixed(MIXES[i], 40 + 10 * k + i))
-                starts = [await r.service.round_now(
+                    await r.service.observer.observe(mixed(MIXES[i], 40 + 10 * k + i))
+                starts = [await r.service.origin.round_now(
                     policy, NOVEL[i] if policy == "oracle" else None)
                     for i, r in enumerate(robots)]
                 rid = starts[0].round_id
                 assert all(s.round_id == rid and s.shared > 0 for s in starts)
                 for r in robots:
-                    assert (await r.service.wait_round(rid, 60)).complete
+                    assert (await r.service.origin.wait_round(rid, 60)).complete
                 # the events: what each origin offered, and each voter's own recorded verdicts
                 offers = {r.node.peer_id: _offer_order(r, rid, sorted(set(ids) - {r.node.peer_id}))
                           for r in robots}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -222,6 +222,10 @@ class Libp2pTransport:
     def set_gossip_validator(self, topic: str, validator: GossipValidator) -> None:
         """Reject messages on `topic` before delivery and before they are forwarded."""
         self._gossip.set_validator(topic, validator)
+
+    def set_gossip_score(self, score: Callable[[str], float]) -> None:
+        """Feed GossipSub's application score (net/gossip.py: what it does with it)."""
+        self._gossip.set_peer_score(score)
 
     def connection_counts(self) -> dict[str, int]:
         """py-libp2p's own connection counters (Swarm.get_metrics: total, inbound, outbound)."""

@@ -6,11 +6,18 @@ recorded is acknowledged and not counted, replay guard); every round rule after 
 `peerdata.round.OriginCore`'s, and what it accepts is written to the store. A verdict of
 `rejected` raises RemoteProtocolError with the reason (the caller logs it with the sender's peer
 ID); `ignored` is logged, never punished. Blocking (store): called through the node's offload.
+
+Reputation (`[trust] reputation`): the core's `Reputation` sees every verified member vote the
+desk meets: votes on our images as they are counted, and every other vote (another origin's
+image on gossip, and our own votes) through `witness`; it settles at each of our deadlines and
+its history is written to the store's meta record `reputation` (JSON), read back at start-up.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -19,12 +26,15 @@ from peerdata.errors import RemoteProtocolError, SignatureError
 from peerdata.node.delivery import OFFER, pending_round
 from peerdata.node.logs import event
 from peerdata.round import FeedbackFact, Membership, OriginCore, VoteFact, everyone
+from peerdata.round.reputation import Reputation
 from peerdata.store import FeedbackRecord, Store, VoteRecord
 from peerdata.wire.messages import Feedback, Vote
 from peerdata.wire.replay import ReplayGuard
 from peerdata.wire.signing import verify_feedback, verify_vote
 
 log = logging.getLogger("peerdata.node.feedback")
+
+REPUTATION_KEY = "reputation"  # the store's meta record holding the reputation's history
 
 
 @dataclass(frozen=True)
@@ -55,11 +65,49 @@ class OriginDesk:
     """Judges Feedback and Votes about our own shared images (see the module rule)."""
 
     def __init__(self, me: str, store: Store, guard: ReplayGuard, deadline_s: float,
-                 wall_clock: Callable[[], float], is_member: Membership = everyone) -> None:
+                 wall_clock: Callable[[], float], is_member: Membership = everyone,
+                 reputation: bool = False) -> None:
         self.me, self.store, self.guard = me, store, guard
         self.wall_clock = wall_clock
-        self.core = OriginCore(me, deadline_s, is_member)
+        rep = Reputation() if reputation else None
+        if rep is not None:
+            _load_reputation(store, rep)
+        self.core = OriginCore(me, deadline_s, is_member, rep)
         self._loaded: set[int] = set()
+        self._lock = threading.Lock()  # the core's reputation, between offload threads
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        """Each voter the reputation knows: weight, kappa and evidence (comparisons, decayed);
+        empty without a reputation."""
+        rep = self.core.reputation
+        if rep is None:
+            return {}
+        with self._lock:
+            history = rep.history()
+            return {p: {"weight": round(rep.weight(p), 4), "kappa": round(rep.kappa(p), 4),
+                        "evidence": round(history[p][0], 2)} for p in sorted(history)}
+
+    def gossip_score(self, peer: str) -> float:
+        """The peer's score for GossipSub (net/gossip.py): its kappa once there is evidence
+        about it, else 0 (neutral). Read without the lock: cheap, called on the event loop."""
+        rep = self.core.reputation
+        return 0.0 if rep is None or not rep.knows(peer) else rep.kappa(peer)
+
+    def witness(self, vote: Vote) -> bool:
+        """A vote on another origin's image (gossip, or one of our own): evidence for the
+        reputation if its signature holds and it is fresh (the replay guard); never raises.
+        Returns whether the reputation took it."""
+        if self.core.reputation is None or vote.origin == self.me:
+            return False
+        now = self.wall_clock()
+        try:
+            verify_vote(vote)
+            self.guard.check(vote.voter, vote.nonce, vote.timestamp, now)
+        except (SignatureError, RemoteProtocolError):
+            return False
+        with self._lock:
+            return self.core.witness_vote(
+                VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -141,6 +189,7 @@ class OriginDesk:
             RemoteProtocolError: bad signature, replay, or a vote the core does not count.
         """
         if vote.origin != self.me:
+            self.witness(vote)
             return None
         now = self.wall_clock()
         self._sync(vote.round_id)
@@ -159,8 +208,9 @@ class OriginDesk:
             self.core.counts["votes_rejected"] += 1
             raise
         self._sync(vote.round_id)
-        verdict = self.core.take_vote(
-            VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
+        with self._lock:
+            verdict = self.core.take_vote(
+                VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
         if verdict.outcome in ("rejected", "ignored"):
             raise RemoteProtocolError(verdict.reason)
         if not verdict.keep:
@@ -172,20 +222,27 @@ class OriginDesk:
 
     def finish(self, round_id: int) -> tuple[int, int]:
         """After the deadline: store each image's final utility as the core decides it (from
-        feedback, corrected from the signed votes, or recovered from them). Returns (recovered,
-        mismatched)."""
+        feedback, corrected from the signed votes, recovered from them, or weighted by the
+        voters' reputation). Returns (recovered, mismatched)."""
         self._sync(round_id)
-        utilities, mismatched = self.core.finish(round_id)
         now = self.wall_clock()
-        recovered = 0
+        rep = self.core.reputation
+        with self._lock:
+            utilities, mismatched = self.core.finish(round_id, now)
+            history = None if rep is None else rep.history()
+        if history is not None:
+            _save_reputation(self.store, history)
+        recovered = weighted = 0
         for u in utilities:
             if u.source == "feedback":
                 continue  # stored when it arrived
+            fb = self.core.utility(u.cid, round_id)
             if u.source == "corrected":
-                fb = self.core.utility(u.cid, round_id)
                 event(log, logging.WARNING, "feedback_mismatch", peer=u.reporter,
                       cid=u.cid.hex()[:16], reported=None if fb is None else
                       round(fb * len(u.voters)), signed=u.novel_votes)
+            elif u.source == "weighted" and fb is not None:
+                weighted += 1  # its feedback is stored; only the utility changes
             else:
                 recovered += 1
                 self.store.add_feedback(FeedbackRecord(u.cid, round_id, self.me, u.utility,
@@ -193,6 +250,9 @@ class OriginDesk:
             self.store.set_utility(u.cid, u.utility, len(u.voters), u.novel_votes)
         if recovered:
             event(log, logging.INFO, "utility_recovered", round_id=round_id, images=recovered)
+        if history is not None and rep is not None:
+            event(log, logging.INFO, "reputation", round_id=round_id, weighted=weighted,
+                  weights=",".join(f"{p[-8:]}={rep.weight(p):.2f}" for p in sorted(history)))
         return recovered, mismatched
 
     def view(self, round_id: int) -> RoundView | None:
@@ -218,3 +278,25 @@ class OriginDesk:
             accuracy=rec.accuracy, ranker_trained=rec.ranker_trained,
             complete=len(utilities) == len(shared) and all(
                 reported[c] >= n or c in recovered for c, n in chains.items()))
+
+
+def _load_reputation(store: Store, rep: Reputation) -> None:
+    """The history kept by an earlier run (none, or unreadable: start afresh, with a warning)."""
+    raw = store.get_meta(REPUTATION_KEY)
+    if raw is None:
+        return
+    try:
+        peers = json.loads(raw)["peers"]
+        if not isinstance(peers, dict):
+            raise TypeError("peers is not an object")
+    except (ValueError, TypeError, KeyError) as exc:
+        event(log, logging.WARNING, "reputation_unreadable", error=str(exc)[:200],
+              action="starting from the prior")
+        return
+    rep.load(peers)
+
+
+def _save_reputation(store: Store, history: dict[str, tuple[float, float, float, float]]
+                     ) -> None:
+    store.set_meta(REPUTATION_KEY, json.dumps(
+        {"version": 1, "peers": {p: list(c) for p, c in history.items()}}, sort_keys=True))

@@ -340,7 +340,7 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
 
     Missing pieces come from `home`: the identity from `home/node.key`, a SqliteStore in
     `home`, a libp2p transport listening on `config.net.listen`. Pieces passed in are used as
-    they are (tests pass MemoryStore and MemoryNetwork transports) and are not closed here.
+    they are (tests pass MemoryNetwork transports) and are not closed here.
     `offload` runs blocking store/hash work (default: worker threads, THREADS at once).
 
     Raises:

@@ -184,16 +184,16 @@ class OriginCore:
             return Verdict("late", "after the round's deadline: kept, not counted")
         image.votes[vote.voter] = vote
         if self.reputation is not None:
-            self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel)
+            self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel, now)
         return Verdict("accepted")
 
-    def witness_vote(self, vote: VoteFact) -> bool:
+    def witness_vote(self, vote: VoteFact, now: float = 0.0) -> bool:
         """A verified vote on another origin's image (gossip; our own votes too): evidence for
         the reputation only. Returns whether it was taken (a reputation is kept, the voter is
         a member)."""
         if self.reputation is None or not self.is_member(vote.voter):
             return False
-        self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel)
+        self.reputation.observe(vote.cid, vote.round_id, vote.voter, vote.novel, now)
         return True
 
     def take_feedback(self, fb: FeedbackFact, link_peer: str | None) -> Verdict:
@@ -261,9 +261,12 @@ class OriginCore:
         got = self.standing(cid, round_id)
         return None if got is None else got[0]
 
-    def finish(self, round_id: int) -> tuple[list[Utility], int]:
+    def finish(self, round_id: int, now: float | None = None) -> tuple[list[Utility], int]:
         """The deadline passed: every image's final utility (feedback, corrected from signed
-        votes, or recovered from them), and how many feedbacks disagreed with the votes."""
+        votes, or recovered from them), and how many feedbacks disagreed with the votes.
+        `now` (the daemon, whose origins number rounds independently): the reputation settles
+        our images of the round and every other image first voted on a deadline ago; None
+        (lockstep rounds, the simulator): every vote of the round number."""
         self._finished.add(round_id)
         out: list[Utility] = []
         mismatched = 0
@@ -281,7 +284,11 @@ class OriginCore:
                 out.append(Utility(cid, rid, novel / len(voters), voters, novel, "recovered",
                                    self.me))
         if self.reputation is not None:
-            self.reputation.settle(round_id)
+            if now is None:
+                self.reputation.settle(round_id)
+            else:
+                self.reputation.settle_images([*(k for k in self._images if k[1] == round_id),
+                                               *self.reputation.ripe(now - self.deadline_s)])
             out = [self._weighted(u) for u in out]
         return out, mismatched
 

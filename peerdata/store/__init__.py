@@ -1,7 +1,7 @@
 """The node's durable memory: image blobs and what it learned about them.
 
 Rule: nothing above this package touches SQLite or the blob directory directly; it goes
-through the `Store` interface (SqliteStore in a node, MemoryStore in fast tests).
+through the `Store` interface (implemented by SqliteStore).
 """
 
 from peerdata.store.base import (
@@ -19,13 +19,11 @@ from peerdata.store.base import (
     content_id,
     may_leave,
 )
-from peerdata.store.memory import MemoryStore
 from peerdata.store.sqlite import SqliteStore
 
 __all__ = [
     "PROVENANCES",
     "FeedbackRecord",
-    "MemoryStore",
     "NotFoundError",
     "PeerRecord",
     "Provenance",

@@ -221,10 +221,11 @@ class Node:
 
     async def run_discovery(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:
-        """Dial the peers the transport discovers on the LAN (mDNS, `net.mdns`)."""
+        """Dial the peers the transport discovers: on the LAN (mDNS, `net.mdns`) or at a
+        rendezvous point (`net.rendezvous`)."""
         discovered = getattr(self.transport, "discovered", None)
         task_status.started()
-        if discovered is None or not self.config.net.mdns:
+        if discovered is None or not (self.config.net.mdns or self.config.net.rendezvous):
             return
         async for addr in discovered():
             event(log, logging.INFO, "peer_discovered", addr=addr)

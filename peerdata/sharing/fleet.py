@@ -53,15 +53,14 @@ class InProcessFleet:
     """Robots' learners in one process, rounds run by the core's `Simulator`."""
 
     def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
-                 max_hops: int = 8, liars: Mapping[str, str] | None = None,
-                 reputation: bool = False) -> None:
-        """`liars`: robot -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight
-        votes by the voters' reputation."""
+                 liars: Mapping[str, str] | None = None, reputation: bool = False) -> None:
+        """Chains as the daemon's defaults (`round.max_hops`, `round.chains`); `liars`: robot
+        -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight votes by the
+        voters' reputation."""
         self.learners = learners
         self.names = list(learners)
         self.liars = dict(liars or {})
-        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed,
-                                   reputation=reputation)
+        self.simulator = Simulator(self.names, seed=seed, reputation=reputation)
 
     def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
                 ) -> dict[str, tuple[Feedback, ...]]:

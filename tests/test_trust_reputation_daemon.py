@@ -23,9 +23,12 @@ from round_support import (
     tiny_learner,
 )
 
+from peerdata.control.commands import make_dispatch
+from peerdata.control.protocol import ControlRequest
+from peerdata.node.daemon import Daemon
 from peerdata.node.feedback import REPUTATION_KEY, OriginDesk
 from peerdata.node.learning import LearnerHost
-from peerdata.store import MemoryStore, SqliteStore, Store
+from peerdata.store import SqliteStore, Store
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.replay import ReplayGuard
 
@@ -37,12 +40,12 @@ THRESHOLD = 30.0  # about half the shared images are "novel" by it
 class TruthHost(LearnerHost):
     """An honest member whose verdict is a fixed function of the pixels (test-only): the tiny
     learners of tests vote too close to chance for any voter to stand out, and what is tested
-    here is the daemon's reputation, not the learner. Everything else is the real learner."""
+    here is the daemon's reputation, not the learner. Everything else (bootstrap, selection,
+    keeping what arrives) is the real learner."""
 
     def vote(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        _, score = super().vote(images)
         means = images.reshape(len(images), -1).mean(axis=1)
-        return means > THRESHOLD, score
+        return means > THRESHOLD, means / 255.0
 
 
 class LiarHost(TruthHost):
@@ -77,13 +80,13 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
             me0, liar = robots[0].node.peer_id, robots[2].node.peer_id
             honest = [r.node.peer_id for r in robots[:2]]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
             for rnd in range(ROUNDS):
                 for i, r in enumerate(robots):
-                    await r.service.observe(mixed(MIXES[i], 10 * rnd + i))
-                starts = [await r.service.round_now("gu") for r in robots]
+                    await r.service.observer.observe(mixed(MIXES[i], 10 * rnd + i))
+                starts = [await r.service.origin.round_now("gu") for r in robots]
                 for r, s in zip(robots, starts, strict=True):
-                    assert (await r.service.wait_round(s.round_id, 120)).complete
+                    assert (await r.service.origin.wait_round(s.round_id, 120)).complete
                     await r.node.wait_until(lambda _s, r=r, rid=s.round_id: (
                         rec := r.store.get_round(rid)) is not None and rec.finished_at is not None)
             for r in robots[:2]:  # the honest desks: the liar weighs (almost) nothing
@@ -106,6 +109,15 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
                     assert shared.utility is not None and abs(shared.utility - h) < 0.1
             assert disputed > 0
             before = robots[0].service.desk.weights()
+            # operators see it: `peerdata peers` (vote weight) and `status` (reputation)
+            r0 = robots[0]
+            dispatch = make_dispatch(r0.node, "/x/control.sock", lambda: None,
+                                     services=Daemon(r0.node, rounds=r0.service))
+            peers = await dispatch(ControlRequest(1, "peers", {}))
+            shown = {p["peer_id"]: p["vote_weight"] for p in peers["peers"]}
+            assert shown == {p: before[p]["weight"] for p in (honest[1], liar)}
+            status = await dispatch(ControlRequest(2, "status", {}))
+            assert status["reputation"] == before
     store0.close()
     # a restart: the desk reads the reputation back from the store
     reopened = SqliteStore.open(tmp_path / "r0")
@@ -119,15 +131,15 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
 
 
 def test_unreadable_record_starts_from_the_prior_and_the_switch_turns_it_off(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:
-    store = MemoryStore()
-    store.set_meta(REPUTATION_KEY, '{"peers": [1, 2]')
-    desk = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=True)
-    assert desk.weights() == {} and desk.core.reputation is not None
-    assert "reputation_unreadable" in caplog.text
-    store.set_meta(REPUTATION_KEY, '{"version": 1, "peers": {"p": [8.0, 4.0, 4.0, 7.0]}}')
-    assert OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH,
-                      reputation=True).weights()["p"]["weight"] > 0.5
-    off = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=False)
-    assert off.core.reputation is None and off.weights() == {}
+    with SqliteStore.open(tmp_path / "home") as store:
+        store.set_meta(REPUTATION_KEY, '{"peers": [1, 2]')
+        desk = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=True)
+        assert desk.weights() == {} and desk.core.reputation is not None
+        assert "reputation_unreadable" in caplog.text
+        store.set_meta(REPUTATION_KEY, '{"version": 1, "peers": {"p": [8.0, 4.0, 4.0, 7.0]}}')
+        assert OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH,
+                          reputation=True).weights()["p"]["weight"] > 0.5
+        off = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=False)
+        assert off.core.reputation is None and off.weights() == {}

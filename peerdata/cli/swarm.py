@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.errors import ConfigError
+from peerdata.exit_codes import ExitCode
 
 HELP = """Run a local fleet of N real daemons that share images all-to-all, or, with --scenario,
 the paper's experiment as real processes (one daemon per robot).

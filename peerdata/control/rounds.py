@@ -20,9 +20,6 @@ from peerdata.node.node import Node
 from peerdata.node.rounds import RoundService
 from peerdata.sharing import POLICIES
 
-ROUND_COMMANDS = ("observe", "round_now", "wait_round", "learn", "evaluate", "rounds", "shared",
-                  "votes")
-
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value

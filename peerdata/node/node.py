@@ -219,11 +219,6 @@ class Node:
 
         return guarded
 
-    async def run_dialer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                         ) -> None:
-        """One `keep_connected` task per known peer (`peers.Dialer`)."""
-        await self.dialer.run(task_status=task_status)
-
     async def run_discovery(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:
         """Dial the peers the transport discovers: on the LAN (mDNS, `net.mdns`) or at a
@@ -256,7 +251,7 @@ class Node:
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         t.set_handler(MEMBER_PROTOCOL, self._guard(MEMBER_PROTOCOL, self.members.handle_member))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.gossip.run,
-                        self.members.run, self.run_dialer, self.run_discovery):
+                        self.members.run, self.dialer.run, self.run_discovery):
             await self._nursery.start(service)
         await self._nursery.start(run_peer_saver, self.book, self.store, self.offload,
                                   self._wall_clock)

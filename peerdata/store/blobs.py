@@ -101,10 +101,6 @@ class BlobDirectory:
             raise StoreError(f"blob {path} is corrupt: its bytes do not match its content ID")
         return data
 
-    def contains(self, cid: bytes) -> bool:
-        """Whether a file exists for `cid` (its bytes are not checked)."""
-        return self.path_for(cid).is_file()
-
     def remove_stale_temp_files(self) -> int:
         """Delete temp files left by writers that died mid-write; return how many."""
         removed = 0

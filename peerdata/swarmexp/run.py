@@ -83,11 +83,6 @@ def node_settings(
     }
 
 
-def bootstrap_args(scenario: Scenario, seed: int, index: int, /) -> dict[str, Any]:
-    """Extra `observe` arguments of the bootstrap (none: the seed is in config.toml)."""
-    return {}
-
-
 def run_swarm_experiment(
     plan: SwarmPlan, work: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -121,7 +116,6 @@ def run_swarm_experiment(
                 runs[policy].append(run_policy(
                     s, files, policy,
                     lambda i, cmd, args, t: swarm.call(i, cmd, args, timeout_s=t),
-                    bootstrap_args=functools.partial(bootstrap_args, s, seed),
                     settings=plan.driver, progress=tick,
                 ))
         reference = inprocess_reference(s, data, seed, s.policies)

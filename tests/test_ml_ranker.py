@@ -14,7 +14,6 @@ from peerdata.ml.ranker import (
     RankerConfig,
     feature_dim,
     ranker_features,
-    select_class_balanced,
     select_covering,
 )
 from peerdata.ml.vision import Prediction
@@ -143,25 +142,3 @@ def test_covering_never_loses_more_utility_than_allowed(seed: int, limit: int, k
     eligible = np.sort(utilities[utilities >= 0.2])[::-1]
     assert len(chosen) == len(set(chosen.tolist())) == min(limit, len(eligible))
     assert utilities[chosen].sum() >= keep * eligible[:limit].sum() - 1e-9
-
-
-def test_class_balanced_selection_spreads_over_wanted_classes_only() -> None:
-    rng = np.random.default_rng(0)
-    # wanted: class 1 rated highest (20 rows), classes 2 and 3 a little lower (10 each);
-    # unwanted: class 0 (40 rows), rated far below
-    classes = np.repeat([1, 2, 3, 0], [20, 10, 10, 40])
-    utilities = np.concatenate([rng.uniform(0.95, 1.0, 20), rng.uniform(0.8, 0.9, 20),
-                                rng.uniform(0.0, 0.3, 40)])
-    top = np.argsort(-utilities)[:12]
-    assert set(classes[top]) == {1}  # the top-12 by utility: all one class
-    chosen = select_class_balanced(utilities, classes, 12, min_utility=0.15, share=0.5)
-    assert len(chosen) == 12 == len(set(chosen.tolist()))
-    assert np.bincount(classes[chosen], minlength=4).tolist() == [0, 4, 4, 4]
-    # within a class, the best rows first
-    ones = chosen[classes[chosen] == 1]
-    assert np.all(utilities[ones] >= np.sort(utilities[classes == 1])[-4])
-    # fewer candidates than the limit: all of them, by utility; nothing below min_utility
-    few = select_class_balanced(utilities[:5], classes[:5], 12, min_utility=0.15)
-    assert few.tolist() == np.argsort(-utilities[:5]).tolist()
-    with pytest.raises(DataError, match="classes"):
-        select_class_balanced(utilities, classes[:3], 12)

@@ -204,35 +204,3 @@ def select_covering(
         total += weight[j]
         covered = np.maximum(covered, similarity[:, j])
     return by_utility[np.asarray(chosen, np.int64)]
-
-
-def select_class_balanced(
-    utilities: np.ndarray,
-    classes: np.ndarray,
-    limit: int,
-    min_utility: float = 0.0,
-    share: float = 0.5,
-) -> np.ndarray:
-    """Pick up to `limit` wanted rows spread evenly over (predicted) classes.
-
-    Wanted: utility >= `min_utility` and >= `share` x the `limit`-th highest utility. Among
-    those, classes take turns (each class's rows by utility; classes ordered by their best
-    row), so a budget is not spent on the one or two kinds of wanted image the ranker rates
-    highest. Returns indices into the rows, in the order chosen.
-    """
-    if len(utilities) != len(classes):
-        raise DataError(f"{len(utilities)} utilities but {len(classes)} classes")
-    candidates = np.flatnonzero(utilities >= min_utility)
-    by_utility = candidates[np.argsort(-utilities[candidates], kind="stable")]
-    if limit <= 0 or len(by_utility) <= limit:
-        return by_utility[: max(limit, 0)]
-    wanted = by_utility[utilities[by_utility] >= share * utilities[by_utility[limit - 1]]]
-    queues: dict[int, list[int]] = {}
-    for i in wanted:  # by utility, so each queue and the queues' order are by utility too
-        queues.setdefault(int(classes[i]), []).append(int(i))
-    chosen: list[int] = []
-    depth = 0
-    while len(chosen) < limit:
-        chosen += [q[depth] for q in queues.values() if depth < len(q)][: limit - len(chosen)]
-        depth += 1
-    return np.asarray(chosen, np.int64)

@@ -26,7 +26,6 @@ from peerdata.ml.ranker import (
     RankerConfig,
     feature_dim,
     ranker_features,
-    select_class_balanced,
     select_covering,
 )
 from peerdata.ml.vision import VisionConfig, VisionModel
@@ -67,7 +66,6 @@ class LearnerConfig:
     # gu, diverse, trained ranker: the covering choice keeps at least this share of the summed
     # predicted utility of the top budget (coverage decides only among near-equally wanted).
     cover_keep: float = 0.99
-    balance_share: float = 0.0
     # own training images (a seeded sample) the kNN vote compares with; 0 = calibration images
     detector_reference: int = 2000
 
@@ -199,11 +197,7 @@ class RobotLearner:
         predicted = self.ranker.predict(ranker_features(prediction)) if len(ids) else np.zeros(0)
         if policy == "gu":
             floor = self.config.min_utility if self.ranker.trained else 0.0
-            if self.config.balance_share > 0 and self.ranker.trained:
-                order = select_class_balanced(
-                    predicted, prediction.labels, limit, floor, self.config.balance_share
-                )
-            elif self.config.diverse:
+            if self.config.diverse:
                 keep = self.config.cover_keep if self.ranker.trained else 0.0
                 order = select_covering(predicted, prediction.embedding, limit, floor, keep)
             else:

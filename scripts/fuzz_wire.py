@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""Fuzz the wire decoder (`peerdata.wire.decode`, the receive boundary) and print one table and
-ONE JSON line: {"inputs", "crashes", "noncanonical_accepted", "slowest_ms", ...}.
+"""Fuzz the wire decoders (`peerdata.wire.decode`, the receive boundary, and
+`decode_model_update` for envelopes with the ModelUpdate tag) and print one table and ONE JSON
+line: {"inputs", "crashes", "noncanonical_accepted", "slowest_ms", ...}.
 
 Rule: every input is judged by one oracle. Anything but a Message or RemoteProtocolError from
-`decode` is a crash; an accepted input whose bytes differ from `encode(decoded)` is a
+the decoder is a crash; an accepted input whose bytes differ from its re-encoding is a
 non-canonical encoding accepted (PROTOCOL.md section 3 allows exactly one encoding per message).
 
 Inputs, seeded and reproducible (`--seed`):
@@ -31,15 +32,25 @@ import msgpack
 
 from peerdata.errors import RemoteProtocolError
 from peerdata.wire import decode, encode
+from peerdata.wire.model_update import (
+    MODEL_UPDATE_TAG,
+    ModelUpdate,
+    TensorBlob,
+    decode_model_update,
+    encode_model_update,
+    sign_model_update,
+)
 
 VECTORS_DIR = Path(__file__).resolve().parent.parent / "proto" / "vectors"
+MODEL_MAX_BYTES = 1 << 20  # the fuzzed updates are tiny; the real limit is a config value
 DEVIATIONS = ("reorder_keys", "wide_int", "float32", "float_as_int", "wide_str", "wide_bin",
               "wide_array", "wide_map")
 
 
 def load_vectors() -> list[bytes]:
     """The golden envelopes, in file order, plus a signed Vote whose floats are integral (so
-    that "float written as an int" has something to deviate on)."""
+    that "float written as an int" has something to deviate on) and two signed ModelUpdates
+    (dense and top-k tensors; decoded by `decode_model_update`, their own boundary)."""
     from peerdata.identity import Identity
     from peerdata.wire import sign_vote
 
@@ -47,8 +58,19 @@ def load_vectors() -> list[bytes]:
     origin = Identity.from_private_bytes(b"\x05" * 32).peer_id
     vote = sign_vote(test_key, origin=origin, cid=b"\x07" * 32, round_id=2, novel=True,
                      score=2.0, timestamp=1_750_000_000.0)
+    dense = TensorBlob(name="fc.weight", dtype="float32", shape=(2, 3), encoding="dense",
+                       data=bytes(range(24)), indices=b"")
+    topk = TensorBlob(name="fc.bias", dtype="float16", shape=(8,), encoding="topk",
+                      data=b"\x00\x3c\x00\xbc", indices=(1).to_bytes(4, "little")
+                      + (6).to_bytes(4, "little"))
+    updates = [sign_model_update(test_key, round_id=3, base_version=2, kind=kind,
+                                 is_delta=delta, num_samples=40, label_counts=(30, 10),
+                                 tag="t", tensors=tensors)
+               for kind, delta, tensors in (("update", False, (dense,)),
+                                            ("gossip", True, (dense, topk)))]
     return [bytes.fromhex(p.read_text(encoding="ascii").strip())
-            for p in sorted(VECTORS_DIR.glob("*.hex"))] + [encode(vote)]
+            for p in sorted(VECTORS_DIR.glob("*.hex"))] + [encode(vote)] + [
+                encode_model_update(u) for u in updates]
 
 
 class Writer:
@@ -158,17 +180,28 @@ def mutate(data: bytes, rng: random.Random, pool: list[bytes]) -> bytes:
     return bytes(b)
 
 
+def decode_any(data: bytes) -> Any:
+    """Decode with the boundary the envelope's tag belongs to (ModelUpdate or the rest)."""
+    if len(data) > 1 and data[1] == MODEL_UPDATE_TAG:
+        return decode_model_update(data, MODEL_MAX_BYTES)
+    return decode(data)
+
+
+def encode_any(msg: Any) -> bytes:
+    return encode_model_update(msg) if isinstance(msg, ModelUpdate) else encode(msg)
+
+
 def judge(data: bytes) -> tuple[str, float]:
     """('refused' | 'accepted' | 'noncanonical' | 'crash:<type>', seconds)."""
     t0 = time.perf_counter()
     try:
-        msg = decode(data)
+        msg = decode_any(data)
     except RemoteProtocolError:
         return "refused", time.perf_counter() - t0
     except Exception as exc:  # the oracle: nothing else may leave the boundary
         return f"crash:{type(exc).__name__}", time.perf_counter() - t0
     dt = time.perf_counter() - t0
-    return ("accepted" if encode(msg) == data else "noncanonical"), dt
+    return ("accepted" if encode_any(msg) == data else "noncanonical"), dt
 
 
 def run(n: int, seed: int) -> dict[str, Any]:
@@ -179,7 +212,7 @@ def run(n: int, seed: int) -> dict[str, Any]:
     counts: dict[str, int] = {}
     crashes: list[str] = []
     slowest = 0.0
-    structured_accepted = 0
+    structured_accepted = model_inputs = 0
     for i in range(n):
         if i < len(variants):
             data, structured = variants[i], True
@@ -188,6 +221,7 @@ def run(n: int, seed: int) -> dict[str, Any]:
             for _ in range(rng.randrange(1, 4)):
                 data = mutate(data, rng, pool)
             structured = False
+        model_inputs += len(data) > 1 and data[1] == MODEL_UPDATE_TAG
         verdict, dt = judge(data)
         slowest = max(slowest, dt)
         kind = verdict.split(":")[0]
@@ -201,6 +235,7 @@ def run(n: int, seed: int) -> dict[str, Any]:
             "slowest_ms": round(slowest * 1000, 3), "refused": counts.get("refused", 0),
             "accepted_canonical": counts.get("accepted", 0),
             "structured_variants": min(len(variants), n), "seed": seed,
+            "model_update_inputs": model_inputs,
             "crash_examples": crashes}
 
 
@@ -214,6 +249,7 @@ def main(argv: list[str] | None = None) -> int:
     result["wall_s"] = round(time.perf_counter() - t0, 2)
     rows = [("inputs", result["inputs"]), ("structured non-canonical variants",
                                            result["structured_variants"]),
+            ("ModelUpdate inputs", result["model_update_inputs"]),
             ("refused", result["refused"]), ("accepted (canonical)",
                                              result["accepted_canonical"]),
             ("non-canonical accepted", result["noncanonical_accepted"]),

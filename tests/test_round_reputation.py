@@ -140,3 +140,50 @@ def test_lie_modes_and_liar_choice() -> None:
     assert pick_liars("ABCDE", 0.4, 9) == pick_liars("ABCDE", 0.4, 9)
     with pytest.raises(ConfigError):
         pick_liars(["A"], 1.0, 0)
+
+
+def test_daemon_clock_settles_own_images_now_and_witnessed_ones_a_deadline_later() -> None:
+    """With a clock (the daemon), round ids of other origins do not line up with ours: their
+    images settle once their first vote is a deadline old, ours at our deadline."""
+    core = OriginCore("O", 30.0, reputation=Reputation())
+    core.start_round(1, 0.0)
+    core.shared(_cid("own"), 1)
+    for voter, novel in (("A", True), ("B", True), ("L", False)):
+        assert core.take_vote(VoteFact(_cid("own"), 1, voter, novel), 5.0).outcome == "accepted"
+        core.witness_vote(VoteFact(_cid("other"), 7, voter, novel), 20.0)
+    rep = core.reputation
+    assert rep is not None
+    core.finish(1, now=30.0)  # ours settled; the witnessed image is 10 s old: still open
+    settled_once = rep.history()["L"][0]
+    assert settled_once > 0 and rep.ripe(30.0) == [(_cid("other"), 7)]
+    core.start_round(2, 30.0)
+    core.finish(2, now=60.0)  # now it is a deadline old: settled too
+    assert rep.ripe(1e9) == [] and rep.history()["L"][0] > 0.9 * settled_once + 0.5
+    assert rep.weight("L") < rep.weight("A")
+
+
+def test_history_round_trips_and_garbage_is_skipped() -> None:
+    rep = Reputation()
+    for r in range(3):
+        for i in range(10):
+            for voter, novel in (("A", i % 2 == 0), ("B", i % 2 == 0), ("L", i % 2 == 1)):
+                rep.observe(_cid(r, i), r, voter, novel)
+        rep.settle(r)
+    fresh = Reputation()
+    assert fresh.load(rep.history()) == 3
+    assert {p: fresh.weight(p) for p in "ABL"} == {p: rep.weight(p) for p in "ABL"}
+    bad = {"x": [1.0, 2.0, 0.0, 0.0], "y": [float("nan")] * 4, "z": "abcd", "w": [1, 2],
+           "v": [-1.0, 0.0, 0.0, 0.0]}
+    assert Reputation().load(bad) == 0  # vote > n, nan, not numbers, too short, negative
+
+
+def test_open_images_and_peers_are_bounded() -> None:
+    rep = Reputation(max_open=5, max_peers=3)
+    for i in range(8):
+        rep.observe(_cid(i), 0, "A", True, at=float(i))
+    assert len(rep.ripe(1e9)) == 5 and rep.ripe(2.5) == []  # the three oldest dropped
+    for i in range(4):
+        for p in "ABCDE":
+            rep.observe(_cid("x", i), 1, p, p != "E" or i % 2 == 0)
+    rep.settle(1)
+    assert len(rep.history()) == 3

@@ -12,8 +12,11 @@ from peerdata.control.client import call
 
 HELP = """List the peers of a running node, with link age and traffic.
 
-Columns: peer ID, name, address, connected, connection age, bytes in/out, and how long ago
-the last message arrived. `--all` includes peers known but not connected now.
+Columns: peer ID, name, address, connected, connection age, bytes in/out, how long ago the
+last message arrived, and the weight its votes carry (0-1, from its reputation: how far its
+votes agree with the fleet's beyond chance; "-" before any evidence or with
+`[trust] reputation = false`). `--all` includes peers known but not connected now.
+`peerdata status --format json | jq .reputation` shows every voter, connected or not.
 
 Examples:
 
@@ -49,11 +52,13 @@ def peers(
         return
     table(
         f"peers of {result.get('peer_id')}",
-        ["peer ID", "name", "address", "connected", "age", "bytes in", "bytes out", "last msg"],
+        ["peer ID", "name", "address", "connected", "age", "bytes in", "bytes out", "last msg",
+         "vote weight"],
         [
             (p["peer_id"], p.get("name") or "", p.get("address") or "",
              "yes" if p.get("connected") else "no", _age(p.get("connection_age_s")),
-             p.get("bytes_in", 0), p.get("bytes_out", 0), _age(p.get("last_message_age_s")))
+             p.get("bytes_in", 0), p.get("bytes_out", 0), _age(p.get("last_message_age_s")),
+             "-" if p.get("vote_weight") is None else f"{p['vote_weight']:.2f}")
             for p in rows
         ],
     )

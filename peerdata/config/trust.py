@@ -19,6 +19,10 @@ class TrustConfig:
     max_store_bytes: int = 16 * GiB  # all blobs together; offers beyond it are refused
     max_peer_bytes: int = 2 * GiB  # blobs received from one peer
     min_free_bytes: int = 256 * MiB  # free disk kept under the store; offers refused below it
+    # Weight each voter by its reputation (round/reputation.py): a lying member's votes stop
+    # counting. Harmless without evidence (every voter starts at the same weight, so the
+    # weighted share is the plain one); in a fleet of three it needs round.gossip_votes.
+    reputation: bool = True
 
     def __post_init__(self) -> None:
         if self.membership not in MEMBERSHIP_MODES:

@@ -211,7 +211,12 @@ def make_dispatch(node: Node, control: str, stop: Callable[[], None],
                 result["federation"] = federation_result(federation.statistics())
             return result
         if req.cmd == "peers":
-            return peers_result(await node.statistics())
+            result = peers_result(await node.statistics())
+            if rounds is not None:  # each peer's vote weight (reputation; None: unknown)
+                weights = await node.offload(rounds.desk.weights)
+                for p in result["peers"]:
+                    p["vote_weight"] = weights.get(p["peer_id"], {}).get("weight")
+            return result
         if req.cmd == "send":
             return await send(node, req.args, privacy)
         if req.cmd == "wait":

@@ -2,6 +2,13 @@
 
 Rule: gossip is best effort. We refuse to publish what receivers would silently drop (over
 MAX_GOSSIP_BYTES), but we never promise delivery: callers batch and re-send.
+
+Peer score (py-libp2p 0.8.1's `ScoreParams`; what it applies is in docs/trust.md): a forwarder's
+invalid messages (P4) and an application score set by the node (P6, `Gossip.set_peer_score`:
+the vote reputation's kappa) are the only components used. A peer with more than
+-PUBLISH_THRESHOLD recent invalid messages has its messages dropped unvalidated; a peer whose
+whole score is under GRAYLIST_THRESHOLD (kappa < -0.5: it inverts its votes; or five recent
+invalid messages) gets nothing we publish or forward, and its GRAFTs are refused.
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ from libp2p.pubsub.gossipsub import GossipSub
 from libp2p.pubsub.pb import rpc_pb2
 from libp2p.pubsub.pubsub import Pubsub
 from libp2p.pubsub.rpc_queue import DefaultMaxMessageSize
+from libp2p.pubsub.score import ScoreParams, TopicScoreParams
 from libp2p.tools.anyio_service import background_trio_service
 
 from peerdata.config import NetConfig
@@ -39,6 +47,41 @@ assert MAX_GOSSIP_BYTES < DefaultMaxMessageSize  # receivers' limit on one pubsu
 # topic. Our peers are authenticated members of one fleet and a sharing round produces bursts
 # of votes well above that, so the guard is raised, not removed: a runaway peer is still capped.
 MAX_MESSAGES_PER_TOPIC_PER_S = 1000.0
+
+# Peer score (module rule). Invalid messages: -1 each, decayed 2% per heartbeat (half-life
+# ~35 heartbeats), at most -100. Application score: 10 x the node's score (kappa, in [-1, 1]).
+INVALID_MESSAGE_WEIGHT, INVALID_MESSAGE_CAP, INVALID_MESSAGE_DECAY = 1.0, 100.0, 0.98
+APP_SCORE_WEIGHT = 10.0
+# 0.8.1 compares the publish and gossip thresholds with the topic score alone (P1-P4 and
+# behaviour penalties; the application score is left out for a single topic) and the graylist
+# threshold with the whole score, so the graylist is not below the other two here.
+GOSSIP_THRESHOLD = -5.0
+PUBLISH_THRESHOLD = -10.0
+GRAYLIST_THRESHOLD = -5.0
+
+
+def score_params(app_score: Callable[[ID], float]) -> ScoreParams:
+    """py-libp2p's score parameters for a fleet (module rule)."""
+    return ScoreParams(
+        p4_invalid_messages=TopicScoreParams(weight=INVALID_MESSAGE_WEIGHT,
+                                             cap=INVALID_MESSAGE_CAP,
+                                             decay=INVALID_MESSAGE_DECAY),
+        p6_appl_slack_weight=APP_SCORE_WEIGHT,
+        app_specific_score_fn=app_score,
+        publish_threshold=PUBLISH_THRESHOLD,
+        gossip_threshold=GOSSIP_THRESHOLD,
+        graylist_threshold=GRAYLIST_THRESHOLD,
+    )
+
+
+class _AppScore:
+    """The node's score of a peer (set late: the reputation exists after the transport)."""
+
+    def __init__(self) -> None:
+        self.fn: Callable[[str], float] = lambda _peer: 0.0
+
+    def __call__(self, peer: ID) -> float:
+        return max(-1.0, min(1.0, float(self.fn(peer.to_base58()))))
 
 
 class _GuardedPubsub(Pubsub):
@@ -84,9 +127,11 @@ class _GuardedPubsub(Pubsub):
 class Gossip:
     """Publish/subscribe over one GossipSub router; create with `open_gossip`."""
 
-    def __init__(self, pubsub: Pubsub, nursery: trio.Nursery) -> None:
+    def __init__(self, pubsub: Pubsub, nursery: trio.Nursery,
+                 app_score: _AppScore | None = None) -> None:
         self._pubsub = pubsub
         self._nursery = nursery
+        self._app_score = app_score or _AppScore()
         self._subscribers: dict[str, list[trio.MemorySendChannel[GossipMessage]]] = {}
         self._registering: set[trio.Event] = set()
         self.on_receive: Callable[[GossipMessage], None] = lambda _msg: None
@@ -113,6 +158,16 @@ class Gossip:
             self._registering.add(registered)
             self._nursery.start_soon(self._forward, topic, registered)
         return receive
+
+    def set_peer_score(self, score: Callable[[str], float]) -> None:
+        """The application's score of a peer (its peer ID -> [-1, 1]; 0 = neutral); see the
+        module rule for what GossipSub does with it. Called on the event loop, often: cheap."""
+        self._app_score.fn = score
+
+    def peer_score(self, peer_id: str, topic: str) -> float:
+        """GossipSub's whole score of a peer on a topic (as its graylist sees it)."""
+        scorer = getattr(self._pubsub.router, "scorer", None)
+        return 0.0 if scorer is None else float(scorer.score(ID.from_base58(peer_id), [topic]))
 
     def set_validator(self, topic: str, validator: GossipValidator) -> None:
         """Accept or reject each message on `topic` before it is delivered or forwarded.
@@ -178,6 +233,7 @@ async def open_gossip(host: IHost, net: NetConfig) -> AsyncIterator[Gossip]:
         heartbeat_interval=net.gossip_heartbeat_s,  # type: ignore[arg-type]
         heartbeat_initial_delay=min(0.1, net.gossip_heartbeat_s),
         max_messages_per_topic_per_second=MAX_MESSAGES_PER_TOPIC_PER_S,
+        score_params=score_params(app_score := _AppScore()),
     )
     pubsub = _GuardedPubsub(host, router)  # strict signing (default): sender IDs are verified
     async with AsyncExitStack() as stack:
@@ -186,6 +242,6 @@ async def open_gossip(host: IHost, net: NetConfig) -> AsyncIterator[Gossip]:
         await pubsub.wait_until_ready()
         nursery = await stack.enter_async_context(trio.open_nursery())
         try:
-            yield Gossip(pubsub, nursery)
+            yield Gossip(pubsub, nursery, app_score)
         finally:
             nursery.cancel_scope.cancel()

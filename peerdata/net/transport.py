@@ -119,6 +119,11 @@ class Transport(Protocol):
         """Check every message on `topic` before it is delivered or forwarded."""
         ...
 
+    def set_gossip_score(self, score: Callable[[str], float]) -> None:
+        """The node's score of each peer (peer ID -> [-1, 1], 0 neutral) for the gossip
+        layer's peer scoring, where it has one (net/gossip.py)."""
+        ...
+
     def peer_events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """Links coming up and going down (bounded; unread events are dropped, not queued)."""
         ...

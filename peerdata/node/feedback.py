@@ -6,11 +6,19 @@ recorded is acknowledged and not counted, replay guard); every round rule after 
 `peerdata.round.OriginCore`'s, and what it accepts is written to the store. A verdict of
 `rejected` raises RemoteProtocolError with the reason (the caller logs it with the sender's peer
 ID); `ignored` is logged, never punished. Blocking (store): called through the node's offload.
+
+Reputation (`[trust] reputation`): the core's `Reputation` sees every verified member vote the
+desk meets: votes on our images as they are counted, and every other vote (another origin's
+image on gossip, and our own votes) through `witness`; it settles at each of our deadlines and
+its history is written to the store's meta record `reputation` (JSON), read back at start-up.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -18,12 +26,15 @@ from peerdata.errors import RemoteProtocolError, SignatureError
 from peerdata.node.delivery import OFFER, pending_round
 from peerdata.node.logs import event
 from peerdata.round import FeedbackFact, Membership, OriginCore, VoteFact, everyone
+from peerdata.round.reputation import Reputation
 from peerdata.store import FeedbackRecord, Store, VoteRecord
 from peerdata.wire.messages import Feedback, Vote
 from peerdata.wire.replay import ReplayGuard
 from peerdata.wire.signing import verify_feedback, verify_vote
 
 log = logging.getLogger("peerdata.node.feedback")
+
+REPUTATION_KEY = "reputation"  # the store's meta record holding the reputation's history
 
 
 @dataclass(frozen=True)
@@ -42,7 +53,7 @@ class RoundView:
     mean_utility: float | None
     accuracy: float | None
     ranker_trained: bool
-    complete: bool
+    complete: bool  # every image has a utility and every chain it went out on reported
 
 
 def vote_window_s(deadline_s: float) -> float:
@@ -54,11 +65,49 @@ class OriginDesk:
     """Judges Feedback and Votes about our own shared images (see the module rule)."""
 
     def __init__(self, me: str, store: Store, guard: ReplayGuard, deadline_s: float,
-                 wall_clock: Callable[[], float], is_member: Membership = everyone) -> None:
+                 wall_clock: Callable[[], float], is_member: Membership = everyone,
+                 reputation: bool = False) -> None:
         self.me, self.store, self.guard = me, store, guard
         self.wall_clock = wall_clock
-        self.core = OriginCore(me, deadline_s, is_member)
+        rep = Reputation() if reputation else None
+        if rep is not None:
+            _load_reputation(store, rep)
+        self.core = OriginCore(me, deadline_s, is_member, rep)
         self._loaded: set[int] = set()
+        self._lock = threading.Lock()  # the core's reputation, between offload threads
+
+    def weights(self) -> dict[str, dict[str, float]]:
+        """Each voter the reputation knows: weight, kappa and evidence (comparisons, decayed);
+        empty without a reputation."""
+        rep = self.core.reputation
+        if rep is None:
+            return {}
+        with self._lock:
+            history = rep.history()
+            return {p: {"weight": round(rep.weight(p), 4), "kappa": round(rep.kappa(p), 4),
+                        "evidence": round(history[p][0], 2)} for p in sorted(history)}
+
+    def gossip_score(self, peer: str) -> float:
+        """The peer's score for GossipSub (net/gossip.py): its kappa once there is evidence
+        about it, else 0 (neutral). Read without the lock: cheap, called on the event loop."""
+        rep = self.core.reputation
+        return 0.0 if rep is None or not rep.knows(peer) else rep.kappa(peer)
+
+    def witness(self, vote: Vote) -> bool:
+        """A vote on another origin's image (gossip, or one of our own): evidence for the
+        reputation if its signature holds and it is fresh (the replay guard); never raises.
+        Returns whether the reputation took it."""
+        if self.core.reputation is None or vote.origin == self.me:
+            return False
+        now = self.wall_clock()
+        try:
+            verify_vote(vote)
+            self.guard.check(vote.voter, vote.nonce, vote.timestamp, now)
+        except (SignatureError, RemoteProtocolError):
+            return False
+        with self._lock:
+            return self.core.witness_vote(
+                VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
 
     @property
     def counts(self) -> dict[str, int]:
@@ -71,8 +120,8 @@ class OriginDesk:
         rec = store.get_round(round_id)
         if rec is not None:
             core.start_round(round_id, rec.started_at)
-        for r in store.list_shared(round_id):
-            core.shared(r.cid, round_id)
+        for r in store.list_shared(round_id):  # one row per chain: its head took our offer
+            core.shared(r.cid, round_id, r.peer_id)
         for p in store.list_outbox(OFFER):  # selected, on its way out (or after a restart)
             cid, rid = pending_round(p)
             if rid == round_id:
@@ -104,7 +153,8 @@ class OriginDesk:
             self.core.counts["feedback_rejected"] += 1
             raise RemoteProtocolError(f"feedback signature: {exc}") from None
         self._sync(fb.round_id)
-        if link_peer == fb.reporter == self.core.feedback_reporter(fb.cid, fb.round_id):
+        fact = FeedbackFact(fb.cid, fb.round_id, fb.reporter, fb.voters, fb.novel_votes)
+        if link_peer == fb.reporter == self.core.feedback_reporter(fact):
             # a retransmission (our ack was lost) or a replay of one we hold: harmless
             self.core.counts["feedback_duplicate"] += 1
             event(log, logging.INFO, "feedback_duplicate", peer=fb.reporter,
@@ -115,7 +165,6 @@ class OriginDesk:
         except RemoteProtocolError:
             self.core.counts["feedback_rejected"] += 1
             raise
-        fact = FeedbackFact(fb.cid, fb.round_id, fb.reporter, fb.voters, fb.novel_votes)
         verdict = self.core.take_feedback(fact, link_peer)
         if verdict.outcome == "rejected":
             raise RemoteProtocolError(f"feedback refused: {verdict.reason}")
@@ -127,7 +176,9 @@ class OriginDesk:
                                 utility=fb.utility, voters=fb.voters,
                                 novel_votes=fb.novel_votes, received_at=now)
         self.store.add_feedback(record)
-        self.store.set_utility(fb.cid, fb.utility, len(fb.voters), fb.novel_votes)
+        standing = self.core.standing(fb.cid, fb.round_id)  # over the image's chains so far
+        assert standing is not None
+        self.store.set_utility(fb.cid, *standing)
         return record
 
     def take_vote(self, vote: Vote) -> VoteRecord | None:
@@ -138,6 +189,7 @@ class OriginDesk:
             RemoteProtocolError: bad signature, replay, or a vote the core does not count.
         """
         if vote.origin != self.me:
+            self.witness(vote)
             return None
         now = self.wall_clock()
         self._sync(vote.round_id)
@@ -156,8 +208,9 @@ class OriginDesk:
             self.core.counts["votes_rejected"] += 1
             raise
         self._sync(vote.round_id)
-        verdict = self.core.take_vote(
-            VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
+        with self._lock:
+            verdict = self.core.take_vote(
+                VoteFact(vote.cid, vote.round_id, vote.voter, vote.novel, vote.score), now)
         if verdict.outcome in ("rejected", "ignored"):
             raise RemoteProtocolError(verdict.reason)
         if not verdict.keep:
@@ -169,20 +222,27 @@ class OriginDesk:
 
     def finish(self, round_id: int) -> tuple[int, int]:
         """After the deadline: store each image's final utility as the core decides it (from
-        feedback, corrected from the signed votes, or recovered from them). Returns (recovered,
-        mismatched)."""
+        feedback, corrected from the signed votes, recovered from them, or weighted by the
+        voters' reputation). Returns (recovered, mismatched)."""
         self._sync(round_id)
-        utilities, mismatched = self.core.finish(round_id)
         now = self.wall_clock()
-        recovered = 0
+        rep = self.core.reputation
+        with self._lock:
+            utilities, mismatched = self.core.finish(round_id, now)
+            history = None if rep is None else rep.history()
+        if history is not None:
+            _save_reputation(self.store, history)
+        recovered = weighted = 0
         for u in utilities:
             if u.source == "feedback":
                 continue  # stored when it arrived
+            fb = self.core.utility(u.cid, round_id)
             if u.source == "corrected":
-                fb = self.core.utility(u.cid, round_id)
                 event(log, logging.WARNING, "feedback_mismatch", peer=u.reporter,
                       cid=u.cid.hex()[:16], reported=None if fb is None else
                       round(fb * len(u.voters)), signed=u.novel_votes)
+            elif u.source == "weighted" and fb is not None:
+                weighted += 1  # its feedback is stored; only the utility changes
             else:
                 recovered += 1
                 self.store.add_feedback(FeedbackRecord(u.cid, round_id, self.me, u.utility,
@@ -190,6 +250,9 @@ class OriginDesk:
             self.store.set_utility(u.cid, u.utility, len(u.voters), u.novel_votes)
         if recovered:
             event(log, logging.INFO, "utility_recovered", round_id=round_id, images=recovered)
+        if history is not None and rep is not None:
+            event(log, logging.INFO, "reputation", round_id=round_id, weighted=weighted,
+                  weights=",".join(f"{p[-8:]}={rep.weight(p):.2f}" for p in sorted(history)))
         return recovered, mismatched
 
     def view(self, round_id: int) -> RoundView | None:
@@ -197,8 +260,12 @@ class OriginDesk:
         rec = self.store.get_round(round_id)
         if rec is None:
             return None
-        shared = {r.cid: r for r in self.store.list_shared(round_id)}
+        rows = self.store.list_shared(round_id)
+        shared = {r.cid: r for r in rows}
         feedback = self.store.list_feedback(round_id)
+        chains = Counter(r.cid for r in rows)  # one shared row per chain
+        reported = Counter(f.cid for f in feedback if f.reporter != self.me)
+        recovered = {f.cid for f in feedback if f.reporter == self.me}
         votes = [v for v in self.store.list_votes(round_id=round_id)
                  if v.origin == self.me and v.voter != self.me]
         utilities = [r.utility for r in shared.values() if r.utility is not None]
@@ -206,8 +273,30 @@ class OriginDesk:
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),
             votes_received=sum(not v.late for v in votes), late_votes=sum(v.late for v in votes),
-            feedback_received=len({f.cid for f in feedback if f.reporter != self.me}),
-            recovered=len({f.cid for f in feedback if f.reporter == self.me}),
+            feedback_received=len(reported), recovered=len(recovered),
             mean_utility=sum(utilities) / len(utilities) if utilities else None,
             accuracy=rec.accuracy, ranker_trained=rec.ranker_trained,
-            complete=len(utilities) == len(shared))
+            complete=len(utilities) == len(shared) and all(
+                reported[c] >= n or c in recovered for c, n in chains.items()))
+
+
+def _load_reputation(store: Store, rep: Reputation) -> None:
+    """The history kept by an earlier run (none, or unreadable: start afresh, with a warning)."""
+    raw = store.get_meta(REPUTATION_KEY)
+    if raw is None:
+        return
+    try:
+        peers = json.loads(raw)["peers"]
+        if not isinstance(peers, dict):
+            raise TypeError("peers is not an object")
+    except (ValueError, TypeError, KeyError) as exc:
+        event(log, logging.WARNING, "reputation_unreadable", error=str(exc)[:200],
+              action="starting from the prior")
+        return
+    rep.load(peers)
+
+
+def _save_reputation(store: Store, history: dict[str, tuple[float, float, float, float]]
+                     ) -> None:
+    store.set_meta(REPUTATION_KEY, json.dumps(
+        {"version": 1, "peers": {p: list(c) for p, c in history.items()}}, sort_keys=True))

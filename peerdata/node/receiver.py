@@ -184,6 +184,8 @@ class Receiver:
             store.put_outbox(vote_records(signed, now))  # durable before anything leaves
             for r in records:
                 store.add_vote(r)
+            for vote, _data in signed:  # our own votes: evidence for the reputation
+                self.desk.witness(vote)
 
         await self.node.offload(keep)
         self.delivery.kick()

@@ -17,11 +17,18 @@ Votes on any image of the fleet count as evidence (they all travel by gossip), n
 our own images: with three robots the two voters on our image cannot tell which of them lies,
 but their votes on everyone else's images can. Limit: novelty is relative to what each robot
 has seen, so an honest robot alone in knowing a domain agrees less, and weighs less, for it.
+
+What is settled when: the simulator's robots run rounds in lockstep, so a round's deadline
+settles every vote of that round number (`settle`); a daemon's origins number their rounds
+independently, so at each of its deadlines it settles its own images of the round and every
+other image whose first vote is at least one deadline old (`settle_images`, `ripe`). The
+history is plain numbers (`history`, `load`) so the daemon keeps it across restarts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import math
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 Key = tuple[bytes, int]  # (cid, round_id)
@@ -43,12 +50,52 @@ class Reputation:
     prior_votes: float = 4.0
     decay: float = 0.9
     passes: int = 5
+    max_open: int = 20_000  # images awaiting their deadline; the oldest are dropped beyond it
+    max_peers: int = 4_096  # voters remembered; the least-evidenced are forgotten beyond it
     _history: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
     _open: dict[Key, dict[str, bool]] = field(default_factory=dict)
+    _seen_at: dict[Key, float] = field(default_factory=dict)
 
-    def observe(self, cid: bytes, round_id: int, voter: str, novel: bool) -> None:
-        """A verified member's vote (any origin's image); its first vote per image counts."""
-        self._open.setdefault((cid, round_id), {}).setdefault(voter, bool(novel))
+    def observe(self, cid: bytes, round_id: int, voter: str, novel: bool,
+                at: float = 0.0) -> None:
+        """A verified member's vote (any origin's image) seen at time `at`; its first vote per
+        image counts."""
+        key = (cid, round_id)
+        if key not in self._open and len(self._open) >= self.max_open:
+            oldest = next(iter(self._open))
+            del self._open[oldest]
+            self._seen_at.pop(oldest, None)
+        self._open.setdefault(key, {}).setdefault(voter, bool(novel))
+        self._seen_at.setdefault(key, at)
+
+    def ripe(self, before: float) -> list[Key]:
+        """The open images whose first vote was seen at or before `before`."""
+        return [k for k, t in self._seen_at.items() if t <= before]
+
+    def history(self) -> dict[str, tuple[float, float, float, float]]:
+        """Every voter's decayed evidence (to keep across restarts; `load` takes it back)."""
+        return dict(self._history)
+
+    def load(self, history: Mapping[str, Iterable[float]]) -> int:
+        """Take back a `history` (e.g. read from the store); entries that are not four finite
+        non-negative numbers with agreements <= comparisons are skipped. Returns how many."""
+        taken = 0
+        for peer, counts in history.items():
+            try:
+                n, vote, verdict, agree = (float(x) for x in counts)
+            except (TypeError, ValueError):
+                continue
+            values = (n, vote, verdict, agree)  # sums of decayed floats: tiny rounding kept
+            if (isinstance(peer, str) and all(math.isfinite(x) and x >= -1e-6 for x in values)
+                    and max(vote, verdict, agree) <= n + 1e-6):
+                self._history[peer] = (max(0.0, n), max(0.0, vote), max(0.0, verdict),
+                                       max(0.0, agree))
+                taken += 1
+        return taken
+
+    def knows(self, peer: str) -> bool:
+        """Whether any settled evidence about the peer exists."""
+        return peer in self._history
 
     def kappa(self, peer: str) -> float:
         """The peer's chance-corrected agreement with the fleet, in [-1, 1]."""
@@ -73,10 +120,18 @@ class Reputation:
         return sum(self.weight(v) * n for v, n in votes.items()) / mass
 
     def settle(self, round_id: int) -> None:
-        """The round's deadline passed: judge its votes and fold them into the history."""
-        images = [v for (_, rid), v in self._open.items() if rid == round_id and len(v) > 1]
-        for key in [k for k in self._open if k[1] == round_id]:
-            del self._open[key]
+        """The round's deadline passed (lockstep rounds): judge every vote of that round
+        number and fold them into the history."""
+        self.settle_images([k for k in self._open if k[1] == round_id])
+
+    def settle_images(self, keys: Iterable[Key]) -> None:
+        """These images' votes are all in: judge them and fold them into the history."""
+        images = []
+        for key in dict.fromkeys(keys):
+            votes = self._open.pop(key, None)
+            self._seen_at.pop(key, None)
+            if votes is not None and len(votes) > 1:
+                images.append(votes)
         voters = {p for image in images for p in image}
         fresh: dict[str, tuple[float, float, float, float]] = {}
         for _ in range(self.passes):
@@ -90,6 +145,9 @@ class Reputation:
             new = fresh.get(p, (0.0, 0.0, 0.0, 0.0))
             self._history[p] = tuple(  # type: ignore[assignment]
                 self.decay * o + n for o, n in zip(old, new, strict=True))
+        if len(self._history) > self.max_peers:
+            keep = sorted(self._history, key=lambda p: self._history[p][_N])[-self.max_peers:]
+            self._history = {p: self._history[p] for p in sorted(keep)}
 
     def _kappa_with(self, peer: str, fresh: tuple[float, float, float, float] | None) -> float:
         old = self._history.get(peer, (0.0, 0.0, 0.0, 0.0))

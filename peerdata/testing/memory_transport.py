@@ -188,6 +188,10 @@ class MemoryTransport:
         """Reject messages on `topic` before delivery and forwarding."""
         self._validators[topic] = validator
 
+    def set_gossip_score(self, score: Callable[[str], float]) -> None:
+        """Kept for inspection only: the memory network has no peer scoring."""
+        self.gossip_score = score
+
     def statistics(self) -> TransportStats:
         """A frozen snapshot of per-peer counters."""
         return self.ledger.snapshot(self._peer_id, self.listen_addrs())

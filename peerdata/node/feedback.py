@@ -176,6 +176,7 @@ class OriginDesk:
                                 novel_votes=fb.novel_votes, received_at=now)
         self.store.add_feedback(record)
         self.store.set_utility(fb.cid, fb.utility, len(fb.voters), fb.novel_votes)
+        self._reweigh(fb.cid, fb.round_id)
         return record
 
     def take_vote(self, vote: Vote) -> VoteRecord | None:
@@ -215,7 +216,22 @@ class OriginDesk:
         record = VoteRecord(cid=vote.cid, origin=vote.origin, voter=vote.voter,
                             round_id=vote.round_id, novel=vote.novel, score=vote.score,
                             received_at=now, late=verdict.outcome == "late")
-        return record if self.store.add_vote(record) else None
+        if not self.store.add_vote(record):
+            return None
+        self._reweigh(vote.cid, vote.round_id)
+        return record
+
+    def _reweigh(self, cid: bytes, round_id: int) -> None:
+        """With a reputation, as soon as the image's Feedback and all its listed voters' Votes
+        are in: store the utility weighted by the reputation settled so far, so a learner
+        that reads utilities before the deadline (`wait_round`, then `learn`) gets it; the
+        deadline (`finish`) stores the final one."""
+        if self.core.reputation is None:
+            return
+        with self._lock:
+            u = self.core.provisional(cid, round_id)
+        if u is not None:
+            self.store.set_utility(cid, u.utility, len(u.voters), u.novel_votes)
 
     def finish(self, round_id: int) -> tuple[int, int]:
         """After the deadline: store each image's final utility as the core decides it (from
@@ -262,6 +278,11 @@ class OriginDesk:
         votes = [v for v in self.store.list_votes(round_id=round_id)
                  if v.origin == self.me and v.voter != self.me]
         utilities = [r.utility for r in shared.values() if r.utility is not None]
+        waiting = 0  # with a reputation: feedback in, some listed voter's Vote not yet
+        if self.core.reputation is not None and rec.finished_at is None:
+            by_cid = {f.cid: f for f in feedback if f.reporter != self.me}
+            waiting = sum(cid in by_cid and not set(by_cid[cid].voters) <= set(
+                self.core.counted_votes(cid, round_id)) for cid in shared)
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),
@@ -270,7 +291,7 @@ class OriginDesk:
             recovered=len({f.cid for f in feedback if f.reporter == self.me}),
             mean_utility=sum(utilities) / len(utilities) if utilities else None,
             accuracy=rec.accuracy, ranker_trained=rec.ranker_trained,
-            complete=len(utilities) == len(shared))
+            complete=len(utilities) == len(shared) and not waiting)
 
 
 def _load_reputation(store: Store, rep: Reputation) -> None:

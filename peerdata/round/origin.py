@@ -255,6 +255,22 @@ class OriginCore:
             out = [self._weighted(u) for u in out]
         return out, mismatched
 
+    def provisional(self, cid: bytes, round_id: int) -> Utility | None:
+        """Before the deadline, with a reputation: the image's utility as `finish` would weigh
+        it with the reputation settled so far, once its Feedback and every listed voter's
+        Vote are in (else None). Lets a learner that reads utilities before the deadline see
+        weighted ones; `finish` still decides the final value."""
+        image = self._images.get((cid, round_id))
+        if self.reputation is None or image is None or image.feedback is None:
+            return None
+        fb, votes = image.feedback, image.votes
+        if fb.reporter == self.me or not fb.voters or not set(fb.voters) <= set(votes):
+            return None
+        novel = sum(votes[v].novel for v in fb.voters)
+        return self._weighted(Utility(cid, round_id, novel / len(fb.voters), fb.voters, novel,
+                                      "feedback" if novel == fb.novel_votes else "corrected",
+                                      fb.reporter))
+
     def _weighted(self, u: Utility) -> Utility:
         """`u` with the reputation-weighted share of its voters' signed votes, where all
         arrived (a feedback's count cannot be weighted without them)."""

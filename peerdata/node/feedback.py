@@ -278,11 +278,16 @@ class OriginDesk:
         votes = [v for v in self.store.list_votes(round_id=round_id)
                  if v.origin == self.me and v.voter != self.me]
         utilities = [r.utility for r in shared.values() if r.utility is not None]
-        waiting = 0  # with a reputation: feedback in, some listed voter's Vote not yet
-        if self.core.reputation is not None and rec.finished_at is None:
+        # with a reputation that weighs this image's voters unequally: its feedback is in but
+        # not yet every listed voter's Vote, so its weighted utility is still to come
+        waiting = 0
+        rep = self.core.reputation
+        if rep is not None and rec.finished_at is None:
             by_cid = {f.cid: f for f in feedback if f.reporter != self.me}
-            waiting = sum(cid in by_cid and not set(by_cid[cid].voters) <= set(
-                self.core.counted_votes(cid, round_id)) for cid in shared)
+            waiting = sum(
+                cid in by_cid and len({round(rep.weight(v), 9) for v in by_cid[cid].voters}) > 1
+                and not set(by_cid[cid].voters) <= set(self.core.counted_votes(cid, round_id))
+                for cid in shared)
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),

@@ -7,8 +7,22 @@ import os
 from pathlib import Path
 
 
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or a new entry in `directory` durable.
+
+    Raises:
+        OSError: the directory could not be opened or synced.
+    """
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
 def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
-    """Write `data` to `path` through a temporary file beside it (fsynced, then renamed).
+    """Write `data` to `path` through a temporary file beside it (fsynced, renamed, and the
+    rename made durable).
 
     Raises:
         OSError: the file could not be written; `path` is then unchanged.
@@ -21,6 +35,7 @@ def replace_file(path: Path, data: bytes, *, mode: int = 0o600) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+        fsync_dir(path.parent)
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()

@@ -31,6 +31,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 )
 
 from peerdata.errors import IdentityError, RemoteProtocolError, SignatureError
+from peerdata.files import fsync_dir
 
 KEY_FILE = "node.key"
 SIGNATURE_BYTES = 64
@@ -237,23 +238,11 @@ def create_identity(home: Path) -> Identity:
             os.link(tmp, path)  # fails if a key appeared meanwhile, unlike rename
         except FileExistsError:
             return load_identity(home)
-        _fsync_dir(home)
+        with contextlib.suppress(OSError):  # some platforms cannot sync a directory
+            fsync_dir(home)
     except OSError as exc:
         raise IdentityError(f"{path}: cannot create key file: {exc.strerror}") from None
     finally:
         with contextlib.suppress(OSError):
             tmp.unlink()
     return identity
-
-
-def _fsync_dir(directory: Path) -> None:
-    try:
-        fd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return  # some platforms cannot open directories; the rename is still atomic
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import torch
 import trio
+from test_node_support import temp_store
 
 from peerdata.config import NetConfig, NodeConfig, PrivacyConfig, RoundConfig
 from peerdata.datasets.synthetic import generate
@@ -21,7 +22,7 @@ from peerdata.node.learning import LearnerHost
 from peerdata.node.node import Node, Offload, inline_offload, open_node
 from peerdata.node.rounds import RoundService
 from peerdata.sharing import LearnerConfig
-from peerdata.store import MemoryStore, Store
+from peerdata.store import Store
 from peerdata.testing.memory_network import MemoryNetwork
 
 torch.set_num_threads(1)  # 2 shared cores: threads only contend
@@ -77,7 +78,7 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, name: str, 
                       ml_offload: Offload = inline_offload) -> Robot:
     """A node plus its round service, on `network`, for the lifetime of `stack`."""
     identity = identity or Identity.generate()
-    store = store or MemoryStore()
+    store = store or temp_store(stack)
     config = NodeConfig(name=name, net=NetConfig(bootstrap=bootstrap), limits=network.limits,
                         round=rounds or round_config())
     transport = await stack.enter_async_context(network.open_transport(identity.peer_id))

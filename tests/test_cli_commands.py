@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.main import _register_all, app
+from peerdata.exit_codes import ExitCode
 
 _register_all()
 runner = CliRunner()

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.main import app
+from peerdata.exit_codes import ExitCode
 
 
 @pytest.mark.parametrize("columns", ["20", "40", "80"])

@@ -129,27 +129,6 @@ def test_gu_round_delivers_feedback_and_retrains(bootstrapped: dict[str, bytes])
     assert len(learners["A"].pending) == 0
 
 
-def test_privacy_hook_can_alter_and_drop(bootstrapped: dict[str, bytes]) -> None:
-    learners = _restore(bootstrapped)
-    batches = {"A": _batch({"bars": 100}, 40), "B": _batch({"bars": 100}, 41)}
-    seen: list[int] = []
-
-    def drop_every_other(image: np.ndarray) -> np.ndarray | None:
-        seen.append(1)
-        return None if len(seen) % 2 else np.zeros_like(image)
-
-    outcome = InProcessFleet(learners).run_round(
-        batches,
-        policy="random",
-        budget=0.2,
-        privacy=drop_every_other,
-    )
-    assert len(seen) == 40
-    assert sum(len(s) for s in outcome.shared.values()) == 20
-    assert all(not c.image.any() for s in outcome.shared.values() for c in s)
-    assert not learners["A"].received_images[-10:].any()
-
-
 def test_relay_visits_every_peer_once(bootstrapped: dict[str, bytes]) -> None:
     learners = _restore(bootstrapped)
     third = RobotLearner("C", CONFIG, seed=7)

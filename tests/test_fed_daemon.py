@@ -10,6 +10,7 @@ import torch
 import trio
 import trio.testing
 from round_support import EPOCH, NOWHERE, addr_of, mixed, round_config, tiny_learner
+from test_node_support import temp_store
 
 from peerdata.config import FederationConfig, NetConfig, NodeConfig, PrivacyConfig
 from peerdata.control.commands import make_dispatch
@@ -21,7 +22,6 @@ from peerdata.node.federation import start_node_federation
 from peerdata.node.learning import LearnerHost
 from peerdata.node.node import inline_offload, open_node
 from peerdata.node.rounds import RoundService
-from peerdata.store import MemoryStore
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.versions import MODEL_PROTOCOL
 
@@ -37,13 +37,13 @@ async def start_robot(stack: AsyncExitStack, network: MemoryNetwork, index: int,
                         limits=network.limits, round=round_config(), federation=federation)
     transport = await stack.enter_async_context(network.open_transport(identity.peer_id))
     node = await stack.enter_async_context(open_node(
-        NOWHERE, config, identity=identity, store=MemoryStore(), transport=transport,
+        NOWHERE, config, identity=identity, store=temp_store(stack), transport=transport,
         wall_clock=lambda: EPOCH + trio.current_time(), offload=inline_offload))
     host = LearnerHost(config.name, tiny_learner(), index, checkpoint)
     service = RoundService(node, host, PrivacyFilter.from_config(PrivacyConfig()),
                            ml_offload=inline_offload)
     await node.start_service(service.run)
-    await service.observe(mixed({"bars": 30, "rings": 20}, seed=index), bootstrap=True,
+    await service.observer.observe(mixed({"bars": 30, "rings": 20}, seed=index), bootstrap=True,
                           seed=index)
     return service
 

@@ -9,6 +9,7 @@ import pytest
 import torch
 import trio
 import trio.testing
+from test_node_support import temp_store
 
 from peerdata.config import FederationConfig, NodeConfig
 from peerdata.errors import PeerdataError
@@ -16,7 +17,6 @@ from peerdata.federated import LocalModel
 from peerdata.federated.service import Federation, start_federation
 from peerdata.identity import Identity
 from peerdata.node.node import Node, inline_offload, open_node
-from peerdata.store import MemoryStore
 from peerdata.testing.memory_network import MemoryNetwork
 
 NOWHERE = Path("/nonexistent-peerdata-home")
@@ -28,7 +28,7 @@ async def open_robot(stack: AsyncExitStack, network: MemoryNetwork, index: int,
     transport = await stack.enter_async_context(network.open_transport(identity.peer_id))
     config = NodeConfig(name=f"robot{index}", limits=network.limits, federation=federation)
     return await stack.enter_async_context(open_node(
-        NOWHERE, config, identity=identity, store=MemoryStore(), transport=transport,
+        NOWHERE, config, identity=identity, store=temp_store(stack), transport=transport,
         wall_clock=lambda: 1_700_000_000.0 + trio.current_time(), offload=inline_offload))
 
 

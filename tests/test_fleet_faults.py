@@ -8,7 +8,8 @@ from pathlib import Path
 from peerdata.config import load_config
 from peerdata.node.home import init_home
 from peerdata.node.learning import CHECKPOINT, LearnerHost, learner_config_for
-from peerdata.store import Sample, SqliteStore
+from peerdata.store import FeedbackRecord, Sample, SqliteStore
+from peerdata.testing.faultrounds import round_ledger
 from peerdata.testing.faults import plan_faults
 from peerdata.testing.storecheck import check_home
 
@@ -78,3 +79,24 @@ def test_a_fault_on_a_down_or_busy_robot_is_redrawn_onto_a_free_one() -> None:
     assert _take(fleet, fault, random.Random(0), time.monotonic() + 0.3) is None
     fleet.locks[2].release()
     assert _take(fleet, Fault(0.0, "kill9", 2, 1.0), random.Random(0), 0.0) == 2
+
+
+def test_round_ledger_counts_chains_rare_precision_and_duplicate_feedback(tmp_path: Path
+                                                                          ) -> None:
+    """One origin's store: two images, each out on two chains; one bars, one rings."""
+    me, heads = "origin", ("h1", "h2")
+    with SqliteStore.open(tmp_path) as store:
+        cids = []
+        for k, domain in enumerate(("synthetic-bars", "synthetic-rings")):
+            cid = store.put_blob(bytes([k]) * 64)
+            store.add_sample(Sample(cid, "local", 1, None, domain, None, None, None, 1, 0.0))
+            for head in heads:
+                store.record_shared(cid, 1, head, 64, 0.0)
+            cids.append(cid)
+        for head in heads:  # bars: one Feedback per chain, as it should be
+            store.add_feedback(FeedbackRecord(cids[0], 1, head, 0.0, (head,), 0, 1.0))
+        for reporter in ("h1", "x1", "x2"):  # rings: three Feedbacks for two chains
+            store.add_feedback(FeedbackRecord(cids[1], 1, reporter, 1.0, (reporter,), 1, 1.0))
+    led = round_ledger([(me, tmp_path)])
+    assert (led.images_shared, led.images_with_feedback, led.feedback_duplicates) == (2, 2, 1)
+    assert led.rare_shared == 1 and led.rare_precision == 0.5

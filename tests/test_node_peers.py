@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import socket
 from contextlib import AsyncExitStack
+from pathlib import Path
 
 import pytest
 import trio
@@ -25,7 +26,7 @@ from peerdata.node.peers import (
     next_delay,
     split_hello_addrs,
 )
-from peerdata.store import MemoryStore
+from peerdata.store import SqliteStore
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.codec import encode
 from peerdata.wire.messages import MAX_LISTEN_ADDRS, Hello
@@ -219,28 +220,28 @@ async def test_hello_flood_of_dead_peers_leaves_no_dialer_running(
 
 
 async def test_saved_peers_are_redialled_after_both_restart(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, tmp_path: Path,
 ) -> None:
     """No bootstrap configured on either side: the store alone brings the link back."""
     with trio.fail_after(600):
         network = MemoryNetwork()
         ida, idb = Identity.generate(), Identity.generate()
-        sa, sb = MemoryStore(), MemoryStore()
-        async with AsyncExitStack() as life:
-            a = await start_node(life, network, "a", identity=ida, store=sa)
-            await start_node(life, network, "b", identity=idb, store=sb,
-                             bootstrap=(addr_of(ida.peer_id),))
-            await a.node.wait_until(lambda s: s.peers_connected == 1)
-            await trio.testing.wait_all_tasks_blocked()  # both savers wrote
-            assert [p.address for p in sa.list_peers()] == [addr_of(idb.peer_id)]
-            assert [p.address for p in sb.list_peers()] == [addr_of(ida.peer_id)]
-            network.kill(ida.peer_id)
-            network.kill(idb.peer_id)
-        async with AsyncExitStack() as life:
-            b = await start_node(life, network, "b", identity=idb, store=sb)  # no bootstrap
-            a = await start_node(life, network, "a", identity=ida, store=sa)
-            for n in (a, b):
-                await n.node.wait_until(lambda s: s.peers_connected == 1)
+        with SqliteStore.open(tmp_path / "a") as sa, SqliteStore.open(tmp_path / "b") as sb:
+            async with AsyncExitStack() as life:
+                a = await start_node(life, network, "a", identity=ida, store=sa)
+                await start_node(life, network, "b", identity=idb, store=sb,
+                                 bootstrap=(addr_of(ida.peer_id),))
+                await a.node.wait_until(lambda s: s.peers_connected == 1)
+                await trio.testing.wait_all_tasks_blocked()  # both savers wrote
+                assert [p.address for p in sa.list_peers()] == [addr_of(idb.peer_id)]
+                assert [p.address for p in sb.list_peers()] == [addr_of(ida.peer_id)]
+                network.kill(ida.peer_id)
+                network.kill(idb.peer_id)
+            async with AsyncExitStack() as life:
+                b = await start_node(life, network, "b", identity=idb, store=sb)  # no bootstrap
+                a = await start_node(life, network, "a", identity=ida, store=sa)
+                for n in (a, b):
+                    await n.node.wait_until(lambda s: s.peers_connected == 1)
 
 
 def test_reuse_ports_takes_the_previous_port_when_free() -> None:

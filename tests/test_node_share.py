@@ -5,7 +5,10 @@ nothing of what it sent reaches the store."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from contextlib import AsyncExitStack
+from pathlib import Path
+from typing import Any
 
 import pytest
 import trio
@@ -16,6 +19,7 @@ from peerdata.config import LimitsConfig
 from peerdata.errors import TransportError
 from peerdata.identity import Identity
 from peerdata.node.share import batches, media_type_of
+from peerdata.store import Sample, SqliteStore
 from peerdata.testing.memory_network import MemoryNetwork, MemoryTransport
 from peerdata.wire.codec import encode
 from peerdata.wire.messages import ImageData, ImageItem, ImageOffer, OfferItem, content_id
@@ -89,6 +93,50 @@ async def test_receiver_fetches_only_missing_images(
             assert (await a.node.statistics()).share.images_sent == 2
             # offering again moves nothing
             assert await a.node.share.offer(b.node.peer_id, cids) == ()
+
+
+class ReadWatch(SqliteStore):
+    """A store that notes each sample or blob read made outside the node's offload."""
+
+    offloaded = False
+    on_loop: list[str]
+
+    def get_sample(self, cid: bytes) -> Sample | None:
+        if not self.offloaded:
+            self.on_loop.append("get_sample")
+        return super().get_sample(cid)
+
+    def get_blob(self, cid: bytes) -> bytes:
+        if not self.offloaded:
+            self.on_loop.append("get_blob")
+        return super().get_blob(cid)
+
+
+async def test_an_offer_reads_the_store_only_through_the_offload(
+    autojump_clock: trio.testing.MockClock, tmp_path: Path,
+) -> None:
+    """The daemon's offload is a worker thread: a read outside it would block the event loop."""
+    with trio.fail_after(60):
+        async with AsyncExitStack() as stack:
+            store = stack.enter_context(ReadWatch.open(tmp_path / "a"))
+            store.on_loop = []
+
+            async def offload(fn: Callable[..., Any], *args: Any) -> Any:
+                store.offloaded = True
+                try:
+                    return fn(*args)
+                finally:
+                    store.offloaded = False
+
+            network = MemoryNetwork()
+            a = await start_node(stack, network, "a", store=store, offload=offload)
+            b = await start_node(stack, network, "b", bootstrap=(addr_of(a.node.peer_id),))
+            await b.node.wait_until(lambda s: s.peers_connected == 1)
+            cids = [add_local(store, png(i)) for i in range(2)]
+            store.on_loop.clear()
+            assert set(await a.node.share.offer(b.node.peer_id, cids)) == set(cids)
+            await b.node.wait_until(lambda s: s.share.images_verified == 2)
+            assert store.on_loop == []
 
 
 async def test_fetch_of_images_never_offered_is_not_served(

@@ -12,7 +12,7 @@ import typer
 from typer.testing import CliRunner
 
 from peerdata.cli import privacy
-from peerdata.cli.exit_codes import ExitCode
+from peerdata.exit_codes import ExitCode
 from peerdata.ml.privacy import dnn
 
 skimage_data = pytest.importorskip("skimage.data", reason="scikit-image (dev extra) has astronaut")

@@ -21,7 +21,8 @@ from peerdata.round import (
     Simulator,
     VoteFact,
     VoteState,
-    first_peers,
+    chain_paths,
+    path_order,
 )
 
 ME = "origin"
@@ -63,13 +64,35 @@ def test_relay_hop_limit_loops_and_own_images() -> None:
     assert core.arrive([VoteState("b", CID, 1)]) == (["own"], [])
 
 
-def test_first_peers_one_path_per_origin_and_round() -> None:
+def test_chain_paths_cut_the_round_path_into_disjoint_blocks() -> None:
     peers = ["c", "a", "b", ME]
-    [one, two, three] = first_peers(3, peers, 1, ME)
-    assert one == two == three and sorted(one) == ["a", "b", "c"]  # one offer: the batch
-    firsts = {first_peers(1, peers, r, ME)[0][0] for r in range(1, 30)}
+    [one] = chain_paths(ME, 1, peers, 8, 3)  # a small fleet: one chain through every peer
+    assert one == path_order(ME, 1, peers) and sorted(one) == ["a", "b", "c"]
+    firsts = {chain_paths(ME, r, peers, 8, 3)[0][0] for r in range(1, 30)}
     assert firsts == {"a", "b", "c"}  # the first peer changes with the round
-    assert first_peers(2, [], 1, ME) == [[], []]
+    assert chain_paths(ME, 1, [], 2, 3) == []
+    fleet = [f"p{i}" for i in range(19)]
+    blocks = chain_paths(ME, 4, fleet, 2, 3)
+    assert [len(b) for b in blocks] == [2, 2, 2]  # 3 chains of 2: a sample of 6 voters
+    assert sum(blocks, []) == path_order(ME, 4, fleet)[:6]
+    assert [len(b) for b in chain_paths(ME, 4, fleet[:4], 2, 3)] == [2, 2]
+
+
+def test_relay_passes_on_within_its_chain_and_counts_crossings() -> None:
+    fleet = [f"p{i}" for i in range(9)]
+    blocks = chain_paths(ME, 1, fleet, 3, 3)
+    head, second, third = blocks[1]
+    core = RelayCore(head, max_hops=3, deadline_s=5.0)
+    st0 = VoteState(ME, CID, 1)
+    core.arrive([st0])
+    step = core.voted(st0, True, [p for p in fleet if p != head] + [ME], now=0.0)
+    assert isinstance(step, Forward) and step.peer == second  # the next of its own chain
+    step = core.forward_done(st0.key, False, now=1.0)
+    assert isinstance(step, Forward) and step.peer == third
+    assert isinstance(core.forward_done(st0.key, False, now=1.0), Report)  # chain exhausted
+    # the same image from another chain (views differed): not voted on again, counted
+    other = VoteState(ME, CID, 1, 0, (blocks[0][0],), 1)
+    assert core.arrive([other]) == (["crossed"], []) and core.counts["crossed"] == 1
 
 
 def test_feedback_must_come_on_the_reporters_link_from_members() -> None:
@@ -141,10 +164,75 @@ def test_simulator_every_peer_votes_once_whatever_the_delivery_order() -> None:
 
 def test_simulator_hop_limit_bounds_the_chain() -> None:
     names = list("abcdef")
-    sim = Simulator(names, max_hops=2)
+    sim = Simulator(names, max_hops=2, chains=1)
     result = sim.run_round({"a": [CID]}, lambda me, sts: [True] * len(sts))
     [u] = result.utilities["a"]
     assert len(u.voters) == 2 and u.source == "feedback"  # the offer, then one relay: 2 hops
+
+
+def test_simulator_parallel_chains_sample_disjoint_voters() -> None:
+    names = [f"r{i:02d}" for i in range(20)]
+    cids = [bytes([i]) * 32 for i in range(1, 6)]
+    verdicts = {(r, c): (i + j) % 3 == 0 for i, r in enumerate(names) for j, c in enumerate(cids)}
+    sim = Simulator(names, max_hops=2, chains=3, seed=5)
+    result = sim.run_round({n: cids for n in names},
+                           lambda me, sts: [verdicts[(me, s.cid)] for s in sts])
+    reports = [e for e in result.trace if e.kind == "report"]
+    assert len(reports) == 20 * 5 * 3  # every chain of every image reports
+    assert all(len(e.voters) == 2 for e in reports)
+    for origin, us in result.utilities.items():
+        assert len(us) == 5
+        for u in us:
+            assert u.source == "feedback" and len(set(u.voters)) == 6 and origin not in u.voters
+            assert u.novel_votes == sum(verdicts[(v, u.cid)] for v in u.voters)
+            assert sorted(u.voters) == sorted(sum(chain_paths(origin, 1, names, 2, 3), []))
+
+
+def test_simulator_three_robots_one_chain_as_before() -> None:
+    """paper-3: the default chains (2 hops x 3) are one chain through both peers, the same
+    trace and utilities as a single 8-hop chain."""
+    names = list("abc")
+    offers = {n: [bytes([i]) * 32 for i in range(1, 7)] for n in names}
+    verdicts = _votes(4)
+    runs = []
+    for sim in (Simulator(names, seed=2), Simulator(names, max_hops=8, chains=1, seed=2)):
+        result = sim.run_round(offers, lambda me, sts: [verdicts[(me, s.cid)] for s in sts])
+        runs.append((result.trace, result.utilities))
+    assert runs[0] == runs[1]
+
+
+def test_origin_takes_one_feedback_per_chain_and_merges_them() -> None:
+    core = origin()
+    for head in ("a", "c", "e"):
+        core.shared(CID, 1, head)
+    first = FeedbackFact(CID, 1, "b", ("a", "b"), 1)
+    assert core.take_feedback(first, "b").outcome == "accepted"
+    assert core.take_feedback(first, "b").outcome == "duplicate"
+    assert core.take_feedback(FeedbackFact(CID, 1, "x", ("a", "x"), 2), "x").outcome == "ignored"
+    overlap = FeedbackFact(CID, 1, "d", ("c", "b", "d"), 0)  # b is counted in chain a
+    assert core.take_feedback(overlap, "d").outcome == "ignored"
+    assert core.take_feedback(FeedbackFact(CID, 1, "d", ("c", "d"), 2), "d").outcome == "accepted"
+    assert core.standing(CID, 1) == (0.75, 4, 3) and core.utility(CID, 1) == 0.75
+    # chain e never reports: its voters' signed votes are added at the deadline
+    for voter, novel in (("a", True), ("b", False), ("e", False), ("f", True)):
+        core.take_vote(VoteFact(CID, 1, voter, novel), 101.0)
+    [u], mismatched = core.finish(1)
+    assert (u.source, u.voters, u.novel_votes, mismatched) == (
+        "recovered", ("a", "b", "c", "d", "e", "f"), 4, 0)
+
+
+def test_origin_cross_checks_each_chain_and_caps_chains_at_those_started() -> None:
+    core = origin()
+    core.shared(CID, 1, "a")
+    core.shared(CID, 1, "c")
+    core.take_feedback(FeedbackFact(CID, 1, "b", ("a", "b"), 0), "b")  # a lie: both novel
+    core.take_feedback(FeedbackFact(CID, 1, "d", ("c", "d"), 1), "d")
+    extra = FeedbackFact(CID, 1, "e", ("e",), 1)  # a third chain we never started
+    assert core.take_feedback(extra, "e").outcome == "ignored"
+    for voter, novel in (("a", True), ("b", True), ("c", False), ("d", True)):
+        core.take_vote(VoteFact(CID, 1, voter, novel), 101.0)
+    [u], mismatched = core.finish(1)
+    assert (u.source, u.utility, u.novel_votes, mismatched) == ("corrected", 0.75, 3, 1)
 
 
 # -- properties -----------------------------------------------------------------------------

@@ -26,7 +26,7 @@ from peerdata.ml.privacy.imageformat import encode_png
 from peerdata.node.daemon import Daemon
 from peerdata.node.learning import LearnerHost, LearnResult, Observation
 from peerdata.node.node import thread_offload
-from peerdata.store import MemoryStore, Sample, content_id
+from peerdata.store import Sample, SqliteStore, content_id
 from peerdata.testing.memory_network import MemoryNetwork
 
 
@@ -56,9 +56,10 @@ async def test_observe_from_api_and_inbox_folder(
                                   rounds=round_config(inbox_poll_s=1.0))
             img = generate("bars", 3, 1).images
             png = encode_png(img[0])
-            cid = await r.service.observe_one(png, 3, "bars")
+            cid = await r.service.observer.observe_one(png, 3, "bars")
             assert cid == content_id(png)
-            assert await r.service.observe_one(img[0], 3, None) == cid  # same pixels, same PNG
+            same = await r.service.observer.observe_one(img[0], 3, None)
+            assert same == cid  # same pixels, same PNG
             assert r.store.count_samples("local") == 1
             sample = r.store.get_sample(cid)
             assert sample is not None and sample.label == 3 and sample.domain == "bars"
@@ -79,7 +80,7 @@ async def test_observe_from_api_and_inbox_folder(
             assert r.service.host.statistics().local_images == 3
             assert sorted(r.service.host.learner.local_labels.tolist()) == [-1, 3, 4]
             with pytest.raises(DataError):
-                await r.service.observe_one(b"\x89PNG\r\n\x1a\nbroken", None, None)
+                await r.service.observer.observe_one(b"\x89PNG\r\n\x1a\nbroken", None, None)
 
 
 async def test_budgets_and_privacy_are_enforced(autojump_clock: trio.testing.MockClock) -> None:
@@ -88,9 +89,9 @@ async def test_budgets_and_privacy_are_enforced(autojump_clock: trio.testing.Moc
             net = MemoryNetwork()
             robots = await fleet(stack, net, 2, rounds=round_config(max_images_per_round=4))
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 80 + i), bootstrap=True, seed=i)
-                await r.service.observe(mixed({"bars": 40}, 3 + i))
-            start = await robots[0].service.round_now("all")
+                await r.service.observer.observe(images("bars", 60, 80 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(mixed({"bars": 40}, 3 + i))
+            start = await robots[0].service.origin.round_now("all")
             assert start.selected == 40 and start.shared == 4 and start.over_budget == 36
             nbytes = {s.nbytes for s in robots[0].store.list_shared(start.round_id)}
             byte_cap = round_config(max_bytes_per_round=2 * max(nbytes) + 1)
@@ -98,12 +99,12 @@ async def test_budgets_and_privacy_are_enforced(autojump_clock: trio.testing.Moc
                                    bootstrap=(f"/memory/{robots[0].node.peer_id}/p2p/"
                                               f"{robots[0].node.peer_id}",))
             await r2.node.wait_until(lambda s: s.peers_connected >= 1)
-            await r2.service.observe(images("bars", 60, 90), bootstrap=True, seed=5)
-            await r2.service.observe(mixed({"bars": 40}, 9))
-            start = await r2.service.round_now("all")
+            await r2.service.observer.observe(images("bars", 60, 90), bootstrap=True, seed=5)
+            await r2.service.observer.observe(mixed({"bars": 40}, 9))
+            start = await r2.service.origin.round_now("all")
             assert start.shared <= 2 and start.bytes_sent <= byte_cap.max_bytes_per_round
             # per-peer bytes are recorded once the receiver fetched
-            view = await robots[0].service.wait_round(1, 60)
+            view = await robots[0].service.origin.wait_round(1, 60)
             assert view.complete
             traffic = {p.peer_id: p for p in robots[0].store.list_peers()}
             assert traffic[robots[1].node.peer_id].bytes_out >= view.bytes_sent
@@ -119,17 +120,17 @@ async def test_privacy_filter_is_the_only_way_out(
             a, b = await fleet(stack, net, 2)
             robots = [a, b]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 40 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 40 + i), bootstrap=True, seed=i)
             a.service.origin.privacy = faces(action)
-            await a.service.observe(mixed({"bars": 20, "rings": 20}, 2))
-            start = await a.service.round_now("gu")
+            await a.service.observer.observe(mixed({"bars": 20, "rings": 20}, 2))
+            start = await a.service.origin.round_now("gu")
             assert start.selected == 10
             if action is Action.DROP:
                 assert start.shared == 0 and start.dropped_by_privacy == 10
                 assert b.store.count_samples("received") == 0
                 return
             assert start.shared == 10 and start.dropped_by_privacy == 0
-            view = await a.service.wait_round(start.round_id, 60)
+            view = await a.service.origin.wait_round(start.round_id, 60)
             assert view.complete
             local_cids = set(a.service.host.local_cids)
             for s in a.store.list_shared(start.round_id):
@@ -214,8 +215,8 @@ async def test_rounds_run_on_the_schedule(autojump_clock: trio.testing.MockClock
         async with AsyncExitStack() as stack:
             a, b = await fleet(stack, MemoryNetwork(), 2, rounds=round_config(interval_s=30.0))
             for i, r in enumerate((a, b)):
-                await r.service.observe(images("bars", 60, 60 + i), bootstrap=True, seed=i)
-                await r.service.observe(mixed({"bars": 20}, 7 + i))
+                await r.service.observer.observe(images("bars", 60, 60 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(mixed({"bars": 20}, 7 + i))
             # the schedule learns, then shares; the next scheduled learn retrains the ranker
             await a.node.wait_until(lambda _s: a.store.last_round_id() >= 2)
             assert a.store.get_round(1) is not None
@@ -259,10 +260,9 @@ async def test_node_answers_while_it_learns() -> None:
 
 
 async def test_restart_gives_the_learner_what_the_checkpoint_missed(
-    autojump_clock: trio.testing.MockClock,
+    autojump_clock: trio.testing.MockClock, tmp_path: Path,
 ) -> None:
-    with trio.fail_after(120):
-        store = MemoryStore()
+    with trio.fail_after(120), SqliteStore.open(tmp_path / "home") as store:
         img = generate("rings", 2, 3).images
         local, theirs = encode_png(img[0]), encode_png(img[1])
         garbage = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40  # hashes fine, decodes to nothing

@@ -11,7 +11,7 @@ import trio
 import trio.testing
 from round_support import Robot, fleet, images, mixed
 
-from peerdata.round import Simulator, VoteState, first_peers
+from peerdata.round import Simulator, VoteState, chain_paths
 from peerdata.testing.memory_network import MemoryNetwork
 
 MIXES = [{"bars": 32, "spots": 8}, {"bars": 32, "rings": 8}, {"bars": 32, "spots": 8}]
@@ -19,14 +19,13 @@ NOVEL = [["spots"], ["rings"], ["spots"]]  # the oracle's ground truth: novel to
 
 
 def _offer_order(r: Robot, rid: int, peers: list[str]) -> list[bytes]:
-    """The origin's offers in an order `first_peers` maps onto the first peers it used."""
+    """The origin's offers, checking it offered every image to the core's chain heads."""
     by_peer: dict[str, list[bytes]] = {}
     for s in r.store.list_shared(rid):
         by_peer.setdefault(s.peer_id, []).append(s.cid)
-    n = sum(len(v) for v in by_peer.values())
-    order = [by_peer[first[0]].pop() for first in first_peers(n, peers, rid, r.node.peer_id)]
-    assert not any(by_peer.values())  # the daemon used exactly the core's first peers
-    return order
+    heads = [block[0] for block in chain_paths(r.node.peer_id, rid, peers, 8, 3)]
+    assert len(heads) == 1 and list(by_peer) == heads  # three robots: one chain, as before
+    return by_peer[heads[0]]
 
 
 async def test_daemon_and_simulator_take_the_same_actions(
@@ -37,17 +36,17 @@ async def test_daemon_and_simulator_take_the_same_actions(
             robots = await fleet(stack, MemoryNetwork(), 3)
             ids = [r.node.peer_id for r in robots]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 30 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 30 + i), bootstrap=True, seed=i)
             for k, policy in enumerate(("gu", "random", "oracle")):
                 for i, r in enumerate(robots):
-                    await r.service.observe(mixed(MIXES[i], 40 + 10 * k + i))
-                starts = [await r.service.round_now(
+                    await r.service.observer.observe(mixed(MIXES[i], 40 + 10 * k + i))
+                starts = [await r.service.origin.round_now(
                     policy, NOVEL[i] if policy == "oracle" else None)
                     for i, r in enumerate(robots)]
                 rid = starts[0].round_id
                 assert all(s.round_id == rid and s.shared > 0 for s in starts)
                 for r in robots:
-                    assert (await r.service.wait_round(rid, 60)).complete
+                    assert (await r.service.origin.wait_round(rid, 60)).complete
                 # the events: what each origin offered, and each voter's own recorded verdicts
                 offers = {r.node.peer_id: _offer_order(r, rid, sorted(set(ids) - {r.node.peer_id}))
                           for r in robots}

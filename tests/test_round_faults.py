@@ -31,14 +31,14 @@ def logged(caplog: pytest.LogCaptureFixture, name: str) -> list[str]:
 
 async def _round(robots: list[Robot], seed: int) -> list[int]:
     for i, r in enumerate(robots):
-        await r.service.observe(mixed({"bars": 30, "rings": 10}, seed + i))
-    return [(await r.service.round_now("gu")).round_id for r in robots]
+        await r.service.observer.observe(mixed({"bars": 30, "rings": 10}, seed + i))
+    return [(await r.service.origin.round_now("gu")).round_id for r in robots]
 
 
 async def _bootstrapped(stack: AsyncExitStack, network: MemoryNetwork, n: int) -> list[Robot]:
     robots = await fleet(stack, network, n, rounds=round_config(vote_deadline_s=DEADLINE))
     for i, r in enumerate(robots):
-        await r.service.observe(images("bars", 60, 70 + i), bootstrap=True, seed=i)
+        await r.service.observer.observe(images("bars", 60, 70 + i), bootstrap=True, seed=i)
     return robots
 
 
@@ -55,7 +55,7 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
                 network.open_transport(mallory.peer_id))
             await m.connect(addr_of(a.node.peer_id))
             rid, _ = await _round([a, b], 1)
-            view = await a.service.wait_round(rid, 60)
+            view = await a.service.origin.wait_round(rid, 60)
             assert view.complete and view.feedback_received == view.shared > 0
             shared = [s.cid for s in a.store.list_shared(rid)]
             utilities = {s.cid: s.utility for s in a.store.list_shared(rid)}
@@ -127,7 +127,7 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
             # cross-check at the deadline: b's feedback agrees with b's own signed votes, and
             # mallory's ignored feedback is not judged at all
             assert logged(caplog, "feedback_mismatch") == []
-            finished = await a.service.wait_round(rid, 1)
+            finished = await a.service.origin.wait_round(rid, 1)
             other = trio.current_time()
             late_voter = Identity.generate()
             lv: MemoryTransport = await stack.enter_async_context(
@@ -140,7 +140,7 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
                 v.voter == late_voter.peer_id for v in a.store.list_votes()))
             [late] = [v for v in a.store.list_votes() if v.voter == late_voter.peer_id]
             assert late.late
-            after = await a.service.wait_round(rid, 1)
+            after = await a.service.origin.wait_round(rid, 1)
             assert after.late_votes == 1 and after.votes_received == finished.votes_received
             # nothing else changed: every honest utility is still there
             for s in a.store.list_shared(rid):
@@ -156,12 +156,12 @@ async def test_peer_vanishing_mid_round(autojump_clock: trio.testing.MockClock) 
             rids = await _round(robots, 5)
             network.kill(robots[2].node.peer_id)  # gone before it could vote or pass anything on
             for r, rid in zip(robots[:2], rids[:2], strict=True):
-                view = await r.service.wait_round(rid, DEADLINE * 3)
+                view = await r.service.origin.wait_round(rid, DEADLINE * 3)
                 assert view.complete or view.finished_at is not None
                 shared = r.store.list_shared(rid)
                 assert len(shared) == view.shared > 0  # nothing recorded was lost
             # the two survivors go on: a full round between them completes
             rids = await _round(robots[:2], 9)
             for r, rid in zip(robots[:2], rids, strict=True):
-                view = await r.service.wait_round(rid, DEADLINE * 3)
+                view = await r.service.origin.wait_round(rid, DEADLINE * 3)
                 assert view.complete and view.feedback_received == view.shared

@@ -63,7 +63,7 @@ async def test_daemon_with_pretrained_backbone_shares_camera_jpegs(
                     lambda _s, r=robot: r.service.host.statistics().bootstrapped)
             assert a.store.count_samples("local") == 28
             assert a.service.host.learner.local_images.shape[1:] == (96, 96, 3)
-            start = await a.service.round_now("gu")
+            start = await a.service.origin.round_now("gu")
             assert start.shared > 0
             shared = a.store.list_shared(start.round_id)
             await b.node.wait_until(

@@ -21,15 +21,15 @@ async def test_two_rounds_feedback_reaches_every_sender(
         async with AsyncExitStack() as stack:
             robots = await fleet(stack, MemoryNetwork(), 3)
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
             for rnd in range(2):
                 for i, r in enumerate(robots):
-                    added, dups = await r.service.observe(mixed(MIXES[i], 10 * rnd + i))
+                    added, dups = await r.service.observer.observe(mixed(MIXES[i], 10 * rnd + i))
                     assert (added, dups) == (60, 0)
-                starts = [await r.service.round_now("gu") for r in robots]
+                starts = [await r.service.origin.round_now("gu") for r in robots]
                 assert all(s.shared == 15 and s.dropped_by_privacy == 0 for s in starts)
                 for r, s in zip(robots, starts, strict=True):
-                    view = await r.service.wait_round(s.round_id, 60)
+                    view = await r.service.origin.wait_round(s.round_id, 60)
                     assert view.complete and view.feedback_received == s.shared
                     assert view.recovered == 0
                     for rec in r.store.list_feedback(s.round_id):

@@ -64,10 +64,10 @@ class Fakes:
 
 def test_candidates_exclude_voters_origin_and_me() -> None:
     item = state(voters=(PEERS[0], PEERS[1]))
-    order = candidate_order(to_state(item), [*PEERS, ORIGIN, PEERS[2]], PEERS[2])
+    order = candidate_order(to_state(item), [*PEERS, ORIGIN, PEERS[2]], PEERS[2], 8)
     assert sorted(order) == sorted(PEERS[3:])
     # one origin's images of a round share one path (they travel as one batch) ...
-    orders = {tuple(candidate_order(to_state(state(cid=c)), PEERS, "me")) for c in range(20)}
+    orders = {tuple(candidate_order(to_state(state(cid=c)), PEERS, "me", 8)) for c in range(20)}
     assert len(orders) == 1
     # ... and different origins' rounds take different paths (the load spreads)
     paths = {tuple(path_order(o, r, PEERS)) for o in ("x", "y", "z") for r in range(1, 8)}

@@ -19,7 +19,6 @@ def test_store_blobs_fan_out_layout(tmp_path: Path) -> None:
     assert cid == content_id(b"pixels")
     assert blobs.path_for(cid) == tmp_path / "blobs" / name[:2] / name
     assert blobs.path_for(cid).read_bytes() == b"pixels"
-    assert blobs.contains(cid)
     assert blobs.read(cid) == b"pixels"
 
 
@@ -46,7 +45,7 @@ def test_store_blobs_missing_is_not_found(tmp_path: Path) -> None:
     blobs = BlobDirectory(tmp_path)
     with pytest.raises(NotFoundError):
         blobs.read(content_id(b"never"))
-    assert not blobs.contains(content_id(b"never"))
+    assert not blobs.path_for(content_id(b"never")).exists()
 
 
 def test_store_blobs_stale_temp_files_are_removed_live_ones_kept(tmp_path: Path) -> None:

@@ -1,4 +1,4 @@
-"""The Store contract: every implementation must pass this one suite."""
+"""The Store contract, on the one implementation (SqliteStore)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ import pytest
 from peerdata.errors import StoreError
 from peerdata.store import (
     FeedbackRecord,
-    MemoryStore,
     NotFoundError,
     PeerRecord,
     RoundRecord,
@@ -25,12 +24,9 @@ from peerdata.store import (
 )
 
 
-@pytest.fixture(params=["sqlite", "memory"])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
-    opened: Store = (
-        SqliteStore.open(tmp_path / "home") if request.param == "sqlite" else MemoryStore()
-    )
-    with opened:
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    with SqliteStore.open(tmp_path / "home") as opened:
         yield opened
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from peerdata.cli.exit_codes import ExitCode
+from peerdata.exit_codes import ExitCode
 from peerdata.store import SqliteStore
 from peerdata.testing.swarm import Swarm, kill_robot, open_swarm, share_all, write_images
 

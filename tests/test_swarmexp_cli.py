@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-from peerdata.cli.exit_codes import ExitCode
+from peerdata.exit_codes import ExitCode
 from peerdata.scenario import Scenario, load_scenario
 from peerdata.sharing import budget_count
 from peerdata.swarmexp.files import write_scenario

@@ -21,7 +21,6 @@ from peerdata.scenario import Scenario, load_scenario
 from peerdata.swarmexp.compare import compare
 from peerdata.swarmexp.driver import run_policy, sharing_record, vote_latency
 from peerdata.swarmexp.files import write_robot_files
-from peerdata.swarmexp.run import bootstrap_args
 
 
 def tiny() -> Scenario:
@@ -60,8 +59,7 @@ def test_driver_reproduces_the_in_process_runner(tmp_path: Path) -> None:
     data = build_experiment_data(s, load_domains(s, None), s.seeds[0])
     files = write_robot_files(s, data, tmp_path)
     for policy in s.policies:
-        run = run_policy(s, files, policy, InProcessRobots(s, s.seeds[0]),
-                         bootstrap_args=lambda i: bootstrap_args(s, s.seeds[0], i))
+        run = run_policy(s, files, policy, InProcessRobots(s, s.seeds[0]))
         assert run.rounds_completed == s.rounds
         runs[policy] = [run.per_robot]
         for name, rec in run.per_robot.items():

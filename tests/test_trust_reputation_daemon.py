@@ -29,7 +29,7 @@ from peerdata.node.daemon import Daemon
 from peerdata.node.feedback import REPUTATION_KEY, OriginDesk
 from peerdata.node.learning import LearnerHost
 from peerdata.node.rounds import RoundStart
-from peerdata.store import MemoryStore, SqliteStore, Store
+from peerdata.store import SqliteStore, Store
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.replay import ReplayGuard
 
@@ -101,13 +101,13 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
             me0, liar = robots[0].node.peer_id, robots[2].node.peer_id
             honest = [r.node.peer_id for r in robots[:2]]
             for i, r in enumerate(robots):
-                await r.service.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
+                await r.service.observer.observe(images("bars", 60, 50 + i), bootstrap=True, seed=i)
             for rnd in range(ROUNDS):
                 for i, r in enumerate(robots):
-                    await r.service.observe(mixed(MIXES[i], 10 * rnd + i))
-                starts = [await r.service.round_now("gu") for r in robots]
+                    await r.service.observer.observe(mixed(MIXES[i], 10 * rnd + i))
+                starts = [await r.service.origin.round_now("gu") for r in robots]
                 for r, s in zip(robots, starts, strict=True):
-                    assert (await r.service.wait_round(s.round_id, 120)).complete
+                    assert (await r.service.origin.wait_round(s.round_id, 120)).complete
                 if rnd == ROUNDS - 1:  # before the deadline, as a learner reading them now
                     assert _disputed_follow_honest(robots, starts, liar) > 0
                 for r, s in zip(robots, starts, strict=True):
@@ -142,15 +142,15 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
 
 
 def test_unreadable_record_starts_from_the_prior_and_the_switch_turns_it_off(
-    caplog: pytest.LogCaptureFixture,
+    caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:
-    store = MemoryStore()
-    store.set_meta(REPUTATION_KEY, '{"peers": [1, 2]')
-    desk = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=True)
-    assert desk.weights() == {} and desk.core.reputation is not None
-    assert "reputation_unreadable" in caplog.text
-    store.set_meta(REPUTATION_KEY, '{"version": 1, "peers": {"p": [8.0, 4.0, 4.0, 7.0]}}')
-    assert OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH,
-                      reputation=True).weights()["p"]["weight"] > 0.5
-    off = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=False)
-    assert off.core.reputation is None and off.weights() == {}
+    with SqliteStore.open(tmp_path / "home") as store:
+        store.set_meta(REPUTATION_KEY, '{"peers": [1, 2]')
+        desk = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=True)
+        assert desk.weights() == {} and desk.core.reputation is not None
+        assert "reputation_unreadable" in caplog.text
+        store.set_meta(REPUTATION_KEY, '{"version": 1, "peers": {"p": [8.0, 4.0, 4.0, 7.0]}}')
+        assert OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH,
+                          reputation=True).weights()["p"]["weight"] > 0.5
+        off = OriginDesk("me", store, ReplayGuard(), 20.0, lambda: EPOCH, reputation=False)
+        assert off.core.reputation is None and off.weights() == {}

@@ -24,7 +24,7 @@ from peerdata.errors import DataError, StoreError, TransportError
 from peerdata.net.libp2p_transport import open_libp2p_transport
 from peerdata.node.home import check_home, init_home
 from peerdata.node.ingest import to_pixels
-from peerdata.store import MemoryStore, Provenance, SqliteStore
+from peerdata.store import Provenance, SqliteStore
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.codec import decode, encode
 from peerdata.wire.messages import (
@@ -39,12 +39,10 @@ from peerdata.wire.messages import (
 from peerdata.wire.versions import FETCH_PROTOCOL, SHARE_PROTOCOL
 
 
-class FullDisk(MemoryStore):
+class FullDisk(SqliteStore):
     """A store whose disk is full from `full` on: every blob write fails as SqliteStore's do."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self.full = False
+    full = False
 
     def put_blob(self, data: bytes, provenance: Provenance = "local",
                  received_from: str | None = None) -> bytes:
@@ -60,12 +58,12 @@ def _item(data: bytes, origin: str, size: int | None = None) -> OfferItem:
 
 
 async def test_a_store_failure_ends_the_fetch_job_not_the_node(
-    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
+    autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture, tmp_path: Path,
 ) -> None:
     with trio.fail_after(60):
         async with AsyncExitStack() as stack:
             network = MemoryNetwork()
-            disk = FullDisk()
+            disk = stack.enter_context(FullDisk.open(tmp_path / "b"))
             a = await start_node(stack, network, "a")
             b = await start_node(stack, network, "b", store=disk,
                                  bootstrap=(addr_of(a.node.peer_id),))

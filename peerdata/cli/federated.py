@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import shlex
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -34,6 +35,12 @@ def _seeds(value: str) -> tuple[int, ...]:
         return tuple(int(v) for v in _names(value, "seeds"))
     except ValueError:
         raise ConfigError(f"--seeds: cannot parse {value!r}") from None
+
+
+def _reporter(enabled: bool, prefix: str = "") -> Callable[[str], None]:
+    """Progress lines to stderr (or nowhere)."""
+    return (lambda m: print(prefix + m, file=sys.stderr, flush=True)) if enabled else (
+        lambda _m: None)
 
 
 def run_federated(
@@ -81,14 +88,10 @@ def run_federated(
         raise ConfigError(f"dataset {dataset!r} has no train split to give the robots")
     torch.set_num_threads(threads)
 
-    def report(message: str) -> None:
-        if progress:
-            print(message, file=sys.stderr, flush=True)
-
     per_seed: list[dict[str, Any]] = []
     for seed in _seeds(seeds):
         cfg = dataclasses.replace(base, seed=seed)
-        results = run_experiment(splits.train, splits.test, cfg, progress=report)
+        results = run_experiment(splits.train, splits.test, cfg, progress=_reporter(progress))
         per_seed.append({"seed": seed, "summary": summarize(results),
                          "robots": {f"{r.strategy}{'_attacked' if r.attacked else ''}":
                                     list(r.robot_accuracies) for r in results}})
@@ -204,11 +207,7 @@ def run_combined_mode(
         spec = spec.with_overrides(**changes)
     torch.set_num_threads(threads)
 
-    def report(message: str) -> None:
-        if progress:
-            print(message, file=sys.stderr, flush=True)
-
-    results = run_combined(spec, resolve_data_dir(data_dir), progress=report)
+    results = run_combined(spec, resolve_data_dir(data_dir), progress=_reporter(progress))
     summary: dict[str, object] = {"scenario": spec.name, "mode": "combined",
                                   **results["summary"]}
     if out is not None:
@@ -269,10 +268,7 @@ def run_swarm_federation(
         raise ConfigError(f"dataset {dataset!r} has no train split to give the robots")
     torch.set_num_threads(1)
 
-    def say(message: str) -> None:
-        if progress:
-            print(f"swarm: {message}", file=sys.stderr, flush=True)
-
+    say = _reporter(progress, "swarm: ")
     fleet = build_fleet(splits.train, splits.test, cfg)
     jobs = [RobotJob(i, robots, cfg, strategy, r.images, r.labels)
             for i, r in enumerate(fleet.robots)]

@@ -13,7 +13,6 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.errors import (
     ConfigError,
     ControlError,
@@ -23,6 +22,7 @@ from peerdata.errors import (
     StoreError,
     TransportError,
 )
+from peerdata.exit_codes import ExitCode
 
 
 class Format(StrEnum):

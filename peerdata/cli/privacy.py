@@ -8,10 +8,10 @@ from typing import Annotated, Any
 
 import typer
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.config import PrivacyConfig, load_config
 from peerdata.errors import ConfigError, DataError, PrivacyError
+from peerdata.exit_codes import ExitCode
 from peerdata.ml.privacy import (
     DroppedImage,
     DropReason,

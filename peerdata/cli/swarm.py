@@ -13,9 +13,9 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.exit_codes import ExitCode
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say, table
 from peerdata.errors import ConfigError
+from peerdata.exit_codes import ExitCode
 
 HELP = """Run a local fleet of N real daemons that share images all-to-all, or, with --scenario,
 the paper's experiment as real processes (one daemon per robot).
@@ -40,8 +40,10 @@ against its content ID, every sample's blob present, no temp files, the learner 
 loads) and the ledger of offered vs arrived images printed. With --fault-work gu the robots
 run GU sharing rounds instead of plain sends (small synthetic-3 learners: learn, observe,
 round_now each round), so the kills also hit learning, offering and voting; the ledger then
-adds votes cast vs recorded by their origins (lost_votes) and shared images vs those with a
-utility. Exit 0 when nothing is corrupt or lost, 1 otherwise.
+adds votes cast vs recorded by their origins (lost_votes), shared images vs those with a
+utility, and the GU rare precision. --fault-free runs the same seed's rounds with an empty
+plan: the reference to compare them with. Exit 0 when nothing is corrupt or lost, 1
+otherwise.
 
 With --scenario (e.g. paper-3): the same data streams, evaluation split and seeds as
 `peerdata experiment`; for each policy of --policy a fresh swarm, one daemon per robot (manual
@@ -64,6 +66,8 @@ Examples:
   sudo peerdata swarm --robots 10 --rounds 10 --faults 7 --netem "delay 20ms"
 
   peerdata swarm --robots 10 --rounds 10 --faults 7 --fault-work gu --format json
+
+  peerdata swarm --robots 10 --rounds 10 --faults 7 --fault-work gu --fault-free
 
   peerdata swarm --scenario paper-3 --policy gu,random,oracle --seed 0 --out /tmp/paper3-swarm
 
@@ -134,6 +138,9 @@ def swarm(
     fault_work: Annotated[str, typer.Option(
         "--fault-work", help="faults: what the robots do meanwhile: send (plain offers) or gu "
         "(GU sharing rounds, with the vote ledger)")] = "send",
+    fault_free: Annotated[bool, typer.Option(
+        "--fault-free", help="faults: the same rounds with an empty plan (no kill, freeze, "
+        "partition or churn): the reference run")] = False,
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Run a local swarm (see `peerdata swarm --help`)."""
@@ -154,7 +161,8 @@ def swarm(
                            (timeout_s or 600.0, vote_deadline_s), netem, gossip_votes, fmt)
             return
         if faults is not None:
-            _faults_mode(robots, rounds or 3, images, out, faults, netem, fault_work, fmt)
+            _faults_mode(robots, rounds or 3, images, out, faults, netem, fault_work, fmt,
+                         fault_free)
             return
         _fleet_mode(robots, rounds or 1, images, out, timeout_s or 60.0, netem, fmt)
     finally:
@@ -239,7 +247,7 @@ def _fleet_mode(robots: int, rounds: int, images: int, out: Path | None, timeout
 
 
 def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: int,
-                 netem: str | None, work: str, fmt: Format) -> None:
+                 netem: str | None, work: str, fmt: Format, fault_free: bool = False) -> None:
     from peerdata.testing.faults import run_faults
 
     if netem is not None:
@@ -251,8 +259,9 @@ def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: 
     if work not in ("send", "gu"):
         raise ConfigError(f"--fault-work must be send or gu, not {work!r}")
     out_dir = out if out is not None else Path(tempfile.mkdtemp(prefix="peerdata-faults-"))
+    empty = {"kills": 0, "freezes": 0, "partitions": 0, "churn": 0.0} if fault_free else {}
     report = run_faults(robots, out_dir, seed, rounds=rounds, images=images, netem=netem,
-                        work=work, progress=_progress)
+                        work=work, progress=_progress, **empty)
     summary = report.to_json()
     if fmt is Format.text:
         table(f"fleet-fault run, seed {seed}, {robots} robots, {rounds} rounds ({out_dir})",
@@ -271,7 +280,8 @@ def _faults_mode(robots: int, rounds: int, images: int, out: Path | None, seed: 
                 f"lost_votes {led.lost_votes} ({led.votes_pending} still in an outbox); "
                 f"images shared {led.images_shared}, with a utility {led.images_with_utility} "
                 f"({led.images_with_feedback} from feedback, {led.feedback_duplicates} with "
-                f"duplicate feedback); commands hit {summary['command_failures']}")
+                f"duplicate feedback); GU rare precision {led.rare_precision}; commands hit "
+                f"{summary['command_failures']}")
         for note in report.notes:
             say(f"note: {note}")
     emit_json({k: v for k, v in summary.items() if k != "plan"})

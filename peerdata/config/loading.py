@@ -7,30 +7,13 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
-from peerdata.config.federation import FederationConfig
 from peerdata.config.model import ModelConfig
 from peerdata.config.node import NodeConfig
-from peerdata.config.sections import (
-    LimitsConfig,
-    LogConfig,
-    MetricsConfig,
-    NetConfig,
-    PrivacyConfig,
-    RoundConfig,
-)
-from peerdata.config.trust import TrustConfig
 from peerdata.errors import ConfigError
 
-_SECTIONS: dict[str, type] = {
-    "net": NetConfig,
-    "limits": LimitsConfig,
-    "round": RoundConfig,
-    "privacy": PrivacyConfig,
-    "federation": FederationConfig,
-    "model": ModelConfig,
-    "log": LogConfig,
-    "metrics": MetricsConfig,
-    "trust": TrustConfig,
+# [section] -> its dataclass, as NodeConfig declares them (each field's default_factory)
+_SECTIONS: dict[str, Any] = {
+    f.name: f.default_factory for f in dataclasses.fields(NodeConfig) if f.name != "name"
 }
 
 

@@ -27,6 +27,10 @@ reconnect_initial_s = {d.net.reconnect_initial_s}   # first back-off after a fai
 reconnect_max_s = {d.net.reconnect_max_s}       # back-off ceiling
 gossip_heartbeat_s = {d.net.gossip_heartbeat_s}
 mdns = {str(d.net.mdns).lower()}                  # find robots on this LAN by mDNS, no bootstrap
+rendezvous = "{d.net.rendezvous}"   # a rendezvous point's .../p2p/ID: robots on other networks
+rendezvous_serve = {str(d.net.rendezvous_serve).lower()}   # be a rendezvous point for the fleet
+rendezvous_namespace = "{d.net.rendezvous_namespace}"
+rendezvous_refresh_s = {d.net.rendezvous_refresh_s}   # re-register, ask for new robots this often
 
 [limits]                          # what a peer may send us; larger is refused
 max_message_bytes = {d.limits.max_message_bytes}
@@ -41,7 +45,8 @@ budget_fraction = {d.round.budget_fraction}  # share at most this fraction of ne
 max_images_per_round = {d.round.max_images_per_round}
 max_bytes_per_round = {d.round.max_bytes_per_round}
 vote_deadline_s = {d.round.vote_deadline_s}  # votes later than this are recorded but not counted
-max_hops = {d.round.max_hops}  # at most this many voters (hops) per image: a sample of the fleet
+max_hops = {d.round.max_hops}  # voters (hops) per chain: an image's vote latency grows with it
+chains = {d.round.chains}    # parallel chains per image: a sample of chains * max_hops voters
 gossip_votes = {str(d.round.gossip_votes).lower()}  # votes also on gossip (O(fleet) traffic)
 policy = "{d.round.policy}"                 # gu (learned ranker) | random | oracle | all | none
 scenario = "{d.round.scenario}"       # model settings (vision, ranker, detector) from this scenario

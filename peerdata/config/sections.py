@@ -20,6 +20,12 @@ class NetConfig:
     reconnect_max_s: float = 30.0
     gossip_heartbeat_s: float = 1.0
     mdns: bool = False  # find peers on the local network by mDNS (no bootstrap needed)
+    # Fleets across networks: register at a rendezvous point (a multiaddr ending in /p2p/ID)
+    # and dial the other robots registered there; rendezvous_serve makes this node a point.
+    rendezvous: str = ""
+    rendezvous_serve: bool = False
+    rendezvous_namespace: str = "peerdata"
+    rendezvous_refresh_s: float = 30.0
 
 
 @dataclass(frozen=True)
@@ -44,7 +50,11 @@ class RoundConfig:
     max_images_per_round: int = 1000
     max_bytes_per_round: int = 64 * MiB
     vote_deadline_s: float = 30.0
-    max_hops: int = 8
+    # An image's votes: `chains` chains run in parallel over disjoint voters, each at most
+    # `max_hops` voters long (latency O(max_hops)); the sample is at most chains * max_hops
+    # voters (6: within 2x the bytes of a 5-robot fleet; see docs/swarm.md for the choice).
+    max_hops: int = 2
+    chains: int = 3
     # Also publish every Vote on gossip (a fleet-wide audit trail; O(fleet) traffic per robot).
     # Votes reach their origin directly in any case (acknowledged, kept until then).
     gossip_votes: bool = False

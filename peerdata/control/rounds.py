@@ -20,9 +20,6 @@ from peerdata.node.node import Node
 from peerdata.node.rounds import RoundService
 from peerdata.sharing import POLICIES
 
-ROUND_COMMANDS = ("observe", "round_now", "wait_round", "learn", "evaluate", "rounds", "shared",
-                  "votes")
-
 
 def _finite(value: float | None) -> float | None:
     return None if value is None or not math.isfinite(value) else value
@@ -41,8 +38,8 @@ async def observe(service: RoundService, node: Node, args: dict[str, Any]) -> di
     if not isinstance(bootstrap, bool):
         raise ControlError("argument 'bootstrap' must be true or false")
     seed = _arg(args, "seed", int)
-    added, dups = await service.observe_npz(_path(args, "npz"), bootstrap=bootstrap,
-                                                   seed=seed)
+    added, dups = await service.observer.observe_npz(_path(args, "npz"), bootstrap=bootstrap,
+                                                     seed=seed)
     return {"added": added, "duplicates": dups}
 
 
@@ -57,7 +54,7 @@ async def round_now(service: RoundService, node: Node, args: dict[str, Any]) -> 
         raise ControlError("argument 'novel_domains' must be a list of strings")
     if args.get("learn", False) is True:
         await service.learn()
-    start = await service.round_now(policy, novel)
+    start = await service.origin.round_now(policy, novel)
     return dataclasses.asdict(start)
 
 
@@ -75,7 +72,7 @@ async def wait_round(service: RoundService, node: Node, args: dict[str, Any]) ->
         raise ControlError("argument 'round_id' is required")
     if not 0 < timeout <= MAX_WAIT_S:
         raise ControlError(f"timeout_s must be in (0, {MAX_WAIT_S}]")
-    return _view(await service.wait_round(round_id, timeout))
+    return _view(await service.origin.wait_round(round_id, timeout))
 
 
 async def learn(service: RoundService, node: Node, args: dict[str, Any]) -> dict[str, Any]:

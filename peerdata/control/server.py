@@ -38,12 +38,8 @@ MAX_SOCKET_PATH = 107
 
 
 def ensure_free(path: Path) -> None:
-    """Raise ControlError if a daemon is serving `path` now (a dead socket is removed)."""
-    _check_stale(path)
-
-
-def _check_stale(path: Path) -> None:
-    """Remove a dead socket left by a crashed daemon; refuse a live one or a non-socket."""
+    """Remove a dead socket left by a crashed daemon; refuse (ControlError) one a daemon is
+    serving now, and (ConfigError) a path that is not a socket."""
     try:
         st = path.lstat()
     except FileNotFoundError:
@@ -68,7 +64,7 @@ async def _bind_private(path: Path) -> trio.socket.SocketType:
         raise ConfigError(
             f"control socket path {path} is longer than {MAX_SOCKET_PATH} bytes; use a shorter home"
         )
-    _check_stale(path)
+    ensure_free(path)
     sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
     # umask, not chmod-after-bind alone: no instant exists where the socket is group-reachable.
     old = os.umask(0o177)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from peerdata.federated.experiment import FederatedExperimentConfig, Fleet
-from peerdata.federated.local import accuracy, new_state, train_from
+from peerdata.federated.local import accuracy, local_seed, new_state, train_from
 from peerdata.ml.aggregate import ClientUpdate, FedAvg, StateDict
 from peerdata.ml.aggregate.fedbuff import FedBuff
 
@@ -58,7 +58,7 @@ class _Sim:
         data = self.fleet.robots[i]
         return train_from(self.cfg.vision, start, data.images, data.labels,
                           epochs=self.cfg.local_epochs, training=self.cfg.training,
-                          seed=self.cfg.seed * 100_003 + step * 101 + i)
+                          seed=local_seed(self.cfg.seed, step, i))
 
     def accuracy(self, state: StateDict) -> float:
         test = self.fleet.test

@@ -18,7 +18,7 @@ import torch
 from peerdata.datasets.images import LabelledImages
 from peerdata.errors import ConfigError
 from peerdata.federated.exchange import elect_aggregator
-from peerdata.federated.local import LocalTraining, accuracy, new_state, train_from
+from peerdata.federated.local import LocalTraining, accuracy, local_seed, new_state, train_from
 from peerdata.federated.partition import SplitSpec, label_histogram, split_indices
 from peerdata.federated.tensors import BlobOptions
 from peerdata.federated.traffic import (
@@ -162,7 +162,7 @@ class _Run:
         prox = FedProx(self.cfg.fedprox_mu) if self.strategy == "fedprox" else None
         return train_from(self.cfg.vision, start, data.images, data.labels, epochs=epochs,
                           training=self.cfg.training, prox=prox,
-                          seed=self.cfg.seed * 100_003 + round_id * 101 + index)
+                          seed=local_seed(self.cfg.seed, round_id, index))
 
     def _poison(self, local: StateDict, round_id: int) -> StateDict:
         g, scale = self.global_state, self.cfg.attack_scale

@@ -34,6 +34,12 @@ def new_state(config: VisionConfig, seed: int) -> StateDict:
         return {k: v.clone() for k, v in VisionNet(config).state_dict().items()}
 
 
+def local_seed(seed: int, step: int, index: int) -> int:
+    """Robot `index`'s training seed at `step` of run `seed` (in process, in modelled time and
+    in the real-process swarm alike)."""
+    return seed * 100_003 + step * 101 + index
+
+
 def train_from(
     config: VisionConfig, start: Mapping[str, torch.Tensor], images: np.ndarray,
     labels: np.ndarray, *, epochs: int, training: LocalTraining, seed: int,

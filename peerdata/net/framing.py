@@ -2,9 +2,8 @@
 
 Rule: a declared length above the limit is refused *before* a single payload byte is read,
 and a stream that ends inside a frame is a protocol error, never a short message. Both raise
-RemoteProtocolError here, the one place frame bytes from a peer are judged. The byte layout is
-the one `peerdata.wire.framing` defines (and `proto/PROTOCOL.md` documents); this module is its
-async, copy-avoiding reader for live streams.
+RemoteProtocolError here, the one place frame bytes from a peer are judged (the layout is
+documented in `proto/PROTOCOL.md`). The reader is async and copy-avoiding, for live streams.
 """
 
 from __future__ import annotations
@@ -13,12 +12,10 @@ import struct
 from collections.abc import Awaitable, Callable
 
 from peerdata.errors import LocalProtocolError, RemoteProtocolError
-from peerdata.wire.framing import LENGTH_BYTES, MAX_FRAME_LIMIT
 
 HEADER = struct.Struct(">I")
-HEADER_BYTES = LENGTH_BYTES
-MAX_FRAME_BYTES = MAX_FRAME_LIMIT  # what the 4-byte header can express
-assert HEADER.size == LENGTH_BYTES
+HEADER_BYTES = HEADER.size
+MAX_FRAME_BYTES = 2**32 - 1  # what the 4-byte header can express
 # Upper bound on one read() call: large enough that a 20 MB frame takes few calls, small
 # enough that a stream cannot make us allocate more than this ahead of its data.
 READ_CHUNK = 1024 * 1024

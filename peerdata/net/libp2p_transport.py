@@ -33,6 +33,7 @@ from peerdata.net.framing import (
 from peerdata.net.gossip import Gossip, open_gossip
 from peerdata.net.host import build_host, key_pair_from_seed, run_host
 from peerdata.net.inbound import LINK_ERRORS, InboundServer, reset_stream, write_frame
+from peerdata.net.rendezvous import run_rendezvous_client, serve_rendezvous
 from peerdata.net.stats import PeerLedger
 from peerdata.net.transport import (
     GossipMessage,
@@ -44,7 +45,7 @@ from peerdata.net.transport import (
 
 logger = logging.getLogger("peerdata.net")
 
-MAX_DISCOVERED = 64  # mDNS finds queued for the node; more are dropped (re-announced later)
+MAX_DISCOVERED = 64  # mDNS/rendezvous finds queued for the node; more are dropped (found again)
 
 
 class Libp2pTransport:
@@ -126,8 +127,9 @@ class Libp2pTransport:
                 logger.debug("disconnect from %s failed", peer_id, exc_info=True)
 
     def discovered(self) -> trio.MemoryReceiveChannel[str]:
-        """Dialable addresses (ending in /p2p/ID) of peers found by mDNS (`net.mdns`);
-        bounded: found peers beyond MAX_DISCOVERED unread are dropped."""
+        """Dialable addresses (ending in /p2p/ID) of peers found by mDNS (`net.mdns`) or at
+        a rendezvous point (`net.rendezvous`); bounded: found peers beyond MAX_DISCOVERED
+        unread are dropped."""
         return self._discovered
 
     def _on_discovered(self, info: Any) -> None:
@@ -300,14 +302,22 @@ async def open_libp2p_transport(private_key_bytes: bytes, net: NetConfig,
         transport = Libp2pTransport(host, gossip, ledger, net, limits)
         logger.info("listening as %s on %s", transport.peer_id,
                     ", ".join(transport.listen_addrs()))
-        if not net.mdns:
-            yield transport
-            return
-        from libp2p.discovery.events.peerDiscovery import peerDiscovery
+        if net.rendezvous_serve:
+            serve_rendezvous(host)
+        async with trio.open_nursery() as nursery:
+            if net.rendezvous:
+                nursery.start_soon(run_rendezvous_client, host, net,
+                                   transport._queue_discovered)
+            if not net.mdns:
+                yield transport
+                nursery.cancel_scope.cancel()
+                return
+            from libp2p.discovery.events.peerDiscovery import peerDiscovery
 
-        # libp2p's discovery events are one process-wide emitter: our handler leaves with us
-        peerDiscovery.register_peer_discovered_handler(transport._on_discovered)
-        try:
-            yield transport
-        finally:
-            peerDiscovery.unregister_peer_discovered_handler(transport._on_discovered)
+            # libp2p's discovery events are one process-wide emitter: our handler leaves with us
+            peerDiscovery.register_peer_discovered_handler(transport._on_discovered)
+            try:
+                yield transport
+            finally:
+                peerDiscovery.unregister_peer_discovered_handler(transport._on_discovered)
+                nursery.cancel_scope.cancel()

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -52,7 +53,7 @@ class RoundView:
     mean_utility: float | None
     accuracy: float | None
     ranker_trained: bool
-    complete: bool
+    complete: bool  # every image has a utility and every chain it went out on reported
 
 
 def vote_window_s(deadline_s: float) -> float:
@@ -119,8 +120,8 @@ class OriginDesk:
         rec = store.get_round(round_id)
         if rec is not None:
             core.start_round(round_id, rec.started_at)
-        for r in store.list_shared(round_id):
-            core.shared(r.cid, round_id)
+        for r in store.list_shared(round_id):  # one row per chain: its head took our offer
+            core.shared(r.cid, round_id, r.peer_id)
         for p in store.list_outbox(OFFER):  # selected, on its way out (or after a restart)
             cid, rid = pending_round(p)
             if rid == round_id:
@@ -152,7 +153,8 @@ class OriginDesk:
             self.core.counts["feedback_rejected"] += 1
             raise RemoteProtocolError(f"feedback signature: {exc}") from None
         self._sync(fb.round_id)
-        if link_peer == fb.reporter == self.core.feedback_reporter(fb.cid, fb.round_id):
+        fact = FeedbackFact(fb.cid, fb.round_id, fb.reporter, fb.voters, fb.novel_votes)
+        if link_peer == fb.reporter == self.core.feedback_reporter(fact):
             # a retransmission (our ack was lost) or a replay of one we hold: harmless
             self.core.counts["feedback_duplicate"] += 1
             event(log, logging.INFO, "feedback_duplicate", peer=fb.reporter,
@@ -163,7 +165,6 @@ class OriginDesk:
         except RemoteProtocolError:
             self.core.counts["feedback_rejected"] += 1
             raise
-        fact = FeedbackFact(fb.cid, fb.round_id, fb.reporter, fb.voters, fb.novel_votes)
         verdict = self.core.take_feedback(fact, link_peer)
         if verdict.outcome == "rejected":
             raise RemoteProtocolError(f"feedback refused: {verdict.reason}")
@@ -175,7 +176,9 @@ class OriginDesk:
                                 utility=fb.utility, voters=fb.voters,
                                 novel_votes=fb.novel_votes, received_at=now)
         self.store.add_feedback(record)
-        self.store.set_utility(fb.cid, fb.utility, len(fb.voters), fb.novel_votes)
+        standing = self.core.standing(fb.cid, fb.round_id)  # over the image's chains so far
+        assert standing is not None
+        self.store.set_utility(fb.cid, *standing)
         self._reweigh(fb.cid, fb.round_id)
         return record
 
@@ -273,8 +276,12 @@ class OriginDesk:
         rec = self.store.get_round(round_id)
         if rec is None:
             return None
-        shared = {r.cid: r for r in self.store.list_shared(round_id)}
+        rows = self.store.list_shared(round_id)
+        shared = {r.cid: r for r in rows}
         feedback = self.store.list_feedback(round_id)
+        chains = Counter(r.cid for r in rows)  # one shared row per chain
+        reported = Counter(f.cid for f in feedback if f.reporter != self.me)
+        recovered = {f.cid for f in feedback if f.reporter == self.me}
         votes = [v for v in self.store.list_votes(round_id=round_id)
                  if v.origin == self.me and v.voter != self.me]
         utilities = [r.utility for r in shared.values() if r.utility is not None]
@@ -283,20 +290,22 @@ class OriginDesk:
         waiting = 0
         rep = self.core.reputation
         if rep is not None and rec.finished_at is None:
-            by_cid = {f.cid: f for f in feedback if f.reporter != self.me}
-            waiting = sum(
-                cid in by_cid and len({round(rep.weight(v), 9) for v in by_cid[cid].voters}) > 1
-                and not set(by_cid[cid].voters) <= set(self.core.counted_votes(cid, round_id))
-                for cid in shared)
+            listed: dict[bytes, set[str]] = {}  # every chain's listed voters, per image
+            for f in feedback:
+                if f.reporter != self.me:
+                    listed.setdefault(f.cid, set()).update(f.voters)
+            waiting = sum(len({round(rep.weight(v), 9) for v in vs}) > 1
+                          and not vs <= set(self.core.counted_votes(cid, round_id))
+                          for cid, vs in listed.items())
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),
             votes_received=sum(not v.late for v in votes), late_votes=sum(v.late for v in votes),
-            feedback_received=len({f.cid for f in feedback if f.reporter != self.me}),
-            recovered=len({f.cid for f in feedback if f.reporter == self.me}),
+            feedback_received=len(reported), recovered=len(recovered),
             mean_utility=sum(utilities) / len(utilities) if utilities else None,
             accuracy=rec.accuracy, ranker_trained=rec.ranker_trained,
-            complete=len(utilities) == len(shared) and not waiting)
+            complete=len(utilities) == len(shared) and not waiting and all(
+                reported[c] >= n or c in recovered for c, n in chains.items()))
 
 
 def _load_reputation(store: Store, rep: Reputation) -> None:

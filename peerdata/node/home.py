@@ -121,9 +121,7 @@ def enforce_home_mode(home: Path, mode: int) -> None:
 def write_pid_file(home: Path, info: dict[str, object]) -> Path:
     """Write `home/node.pid`: the pid on the first line, readiness JSON on the second."""
     path = home / PID_FILE
-    tmp = home / f".{PID_FILE}.{os.getpid()}.tmp"
-    tmp.write_text(f"{os.getpid()}\n{json.dumps(info, sort_keys=True)}\n", encoding="utf-8")
-    os.replace(tmp, path)
+    replace_file(path, f"{os.getpid()}\n{json.dumps(info, sort_keys=True)}\n".encode())
     return path
 
 

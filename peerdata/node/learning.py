@@ -10,10 +10,8 @@ a torn checkpoint.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
@@ -24,6 +22,7 @@ import torch
 
 from peerdata.config import ModelConfig, RoundConfig
 from peerdata.errors import DataError
+from peerdata.files import replace_file
 from peerdata.ml.frames import ImageSpec
 from peerdata.scenario import load_scenario
 from peerdata.sharing import Feedback, LearnerConfig, RobotLearner
@@ -295,22 +294,7 @@ class LearnerHost:
         }
         header = json.dumps(meta).encode()
         body = _MAGIC + len(header).to_bytes(8, "big") + header + self.learner.checkpoint()
-        data = body + hashlib.sha256(body).digest()
-        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-            dir_fd = os.open(self.path.parent, os.O_RDONLY)
-            try:
-                os.fsync(dir_fd)
-            finally:
-                os.close(dir_fd)
-        finally:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
+        replace_file(self.path, body + hashlib.sha256(body).digest())
 
     @classmethod
     def load(cls, name: str, config: LearnerConfig, seed: int, path: Path) -> LearnerHost:

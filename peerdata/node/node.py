@@ -219,17 +219,13 @@ class Node:
 
         return guarded
 
-    async def run_dialer(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
-                         ) -> None:
-        """One `keep_connected` task per known peer (`peers.Dialer`)."""
-        await self.dialer.run(task_status=task_status)
-
     async def run_discovery(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                             ) -> None:
-        """Dial the peers the transport discovers on the LAN (mDNS, `net.mdns`)."""
+        """Dial the peers the transport discovers: on the LAN (mDNS, `net.mdns`) or at a
+        rendezvous point (`net.rendezvous`)."""
         discovered = getattr(self.transport, "discovered", None)
         task_status.started()
-        if discovered is None or not self.config.net.mdns:
+        if discovered is None or not (self.config.net.mdns or self.config.net.rendezvous):
             return
         async for addr in discovered():
             event(log, logging.INFO, "peer_discovered", addr=addr)
@@ -255,7 +251,7 @@ class Node:
         t.set_handler(RELAY_PROTOCOL, self._guard(RELAY_PROTOCOL, self.share.handle_relay))
         t.set_handler(MEMBER_PROTOCOL, self._guard(MEMBER_PROTOCOL, self.members.handle_member))
         for service in (self.run_link_watcher, self.share.run_fetcher, self.gossip.run,
-                        self.members.run, self.run_dialer, self.run_discovery):
+                        self.members.run, self.dialer.run, self.run_discovery):
             await self._nursery.start(service)
         await self._nursery.start(run_peer_saver, self.book, self.store, self.offload,
                                   self._wall_clock)
@@ -339,7 +335,7 @@ async def open_node(home: Path, config: NodeConfig, *, identity: Identity | None
 
     Missing pieces come from `home`: the identity from `home/node.key`, a SqliteStore in
     `home`, a libp2p transport listening on `config.net.listen`. Pieces passed in are used as
-    they are (tests pass MemoryStore and MemoryNetwork transports) and are not closed here.
+    they are (tests pass MemoryNetwork transports) and are not closed here.
     `offload` runs blocking store/hash work (default: worker threads, THREADS at once).
 
     Raises:

@@ -2,8 +2,9 @@
 its first peer, and at the deadline let the origin core decide every image's utility.
 
 Rule: the privacy filter is the only way a local image reaches an offer (`require_filtered`);
-which peer gets an image first is the round core's `first_peers` (one offer per round: the
-batch follows the round's path); every wait comes from `config.round`. Offers with
+which peers get an image first is the round core's `chain_paths` (one offer per chain and
+round: the batch goes to the head of each chain, the next peer of that chain if it fails);
+every wait comes from `config.round`. Offers with
 `round_id` 0 are plain `send`s, outside any round.
 """
 
@@ -26,7 +27,7 @@ from peerdata.node.learning import LearnerHost
 from peerdata.node.logs import event
 from peerdata.node.node import Node
 from peerdata.node.receiver import offer_retrying
-from peerdata.round import first_peers
+from peerdata.round import chain_paths
 from peerdata.sharing.learner import UNLABELLED
 from peerdata.store import RoundRecord, Sample
 from peerdata.store.outbox import OutboxRecord
@@ -144,14 +145,11 @@ class OriginService:
                 self._prepare, policy, novel, round_id)
             peers = sorted(self.node.transport.connected_peers())
             sizes = dict(prepared)
-            todo = {cid: order for (cid, _), order
-                    in zip(prepared, first_peers(len(prepared), peers, round_id,
-                                                 self.node.peer_id), strict=True)}
             offered: dict[str, int] = {}
-            tried: dict[bytes, set[str]] = {cid: set() for cid in todo}
             async with self._intake:
-                await self._offer_all(todo, tried, sizes, offered, round_id)
-        shared = sum(offered.values())
+                taken = await self._offer_all(self._chains(list(sizes), peers, round_id), sizes,
+                                              offered, round_id)
+        shared = len(taken)
         start = RoundStart(round_id, policy, selected, shared, dropped, over,
                            await self._bytes_shared(round_id), offered)
         event(log, logging.INFO, "round_started", round_id=round_id, policy=policy,
@@ -163,43 +161,58 @@ class OriginService:
         self._notify()
         return start
 
-    async def _offer_all(self, todo: dict[bytes, list[str]], tried: dict[bytes, set[str]],
-                         sizes: dict[bytes, int], offered: dict[str, int], round_id: int
-                         ) -> None:
-        """Offer each image to its first peer; a peer that fails is replaced by the next."""
+    def _chains(self, cids: Sequence[bytes], peers: Sequence[str], round_id: int
+                ) -> dict[tuple[bytes, int], list[str]]:
+        """(cid, chain) -> that chain's peers in order: every image on every chain."""
+        blocks = chain_paths(self.node.peer_id, round_id, peers, self.cfg.max_hops,
+                             self.cfg.chains)
+        return {(cid, k): block for cid in cids for k, block in enumerate(blocks)}
+
+    async def _offer_all(self, todo: dict[tuple[bytes, int], list[str]], sizes: dict[bytes, int],
+                         offered: dict[str, int], round_id: int) -> set[bytes]:
+        """Offer each image to the head of each chain; a peer that fails is replaced by the
+        next of its chain. An image no chain took is not shared (and not pending any more).
+        Returns the images some chain took."""
         me = self.node.peer_id
+        tried: dict[tuple[bytes, int], set[str]] = {key: set() for key in todo}
+        undecided = {cid for cid, _ in todo}  # neither taken by a chain nor out of chains
+        taken: set[bytes] = set()
         while todo:
-            by_peer: dict[str, list[bytes]] = {}
-            unoffered = []
-            for cid, order in list(todo.items()):
-                nxt = next((p for p in order if p not in tried[cid]), None)
+            by_peer: dict[str, list[tuple[bytes, int]]] = {}
+            for key, order in list(todo.items()):
+                nxt = next((p for p in order if p not in tried[key]), None)
                 if nxt is None:
-                    del todo[cid]
-                    unoffered.append(offer_key(cid, round_id))
+                    del todo[key]
                 else:
-                    by_peer.setdefault(nxt, []).append(cid)
-            if unoffered:  # no peer took them: not shared, and not pending any more
-                await self.node.offload(self.store.remove_outbox, OFFER, unoffered)
+                    by_peer.setdefault(nxt, []).append(key)
+            unoffered = undecided - {cid for cid, _ in todo}
+            if unoffered:  # no peer of any chain took them
+                undecided -= unoffered
+                await self.node.offload(self.store.remove_outbox, OFFER,
+                                        [offer_key(c, round_id) for c in unoffered])
                 event(log, logging.WARNING, "not_offered", round_id=round_id,
                       images=len(unoffered))
             if not by_peer:
                 break
             results: dict[str, bool] = {}
             async with trio.open_nursery() as nursery:
-                for peer, cids in by_peer.items():
+                for peer, keys in by_peer.items():
                     items = [OfferItem(cid=c, size=sizes[c], has_label=c not in self._unlabelled,
-                                       origin=me,
-                                       origin_round=round_id, novel_votes=0, voters=(),
-                                       hops=0) for c in cids]
+                                       origin=me, origin_round=round_id, novel_votes=0,
+                                       voters=(), hops=0) for c, _ in keys]
                     nursery.start_soon(self._offer_first, peer, items, round_id, results)
-            for peer, cids in by_peer.items():
-                for c in cids:
-                    tried[c].add(peer)
+            for peer, keys in by_peer.items():
+                for key in keys:
+                    tried[key].add(peer)
                 if results.get(peer):
+                    cids = [c for c, _ in keys]
                     await self.node.offload(self._record_offered, cids, round_id, peer, sizes)
                     offered[peer] = offered.get(peer, 0) + len(cids)
-                    for c in cids:
-                        del todo[c]
+                    undecided.difference_update(cids)
+                    taken.update(cids)
+                    for key in keys:
+                        del todo[key]
+        return taken
 
     def _record_offered(self, cids: list[bytes], round_id: int, peer: str,
                         sizes: dict[bytes, int]) -> None:
@@ -221,13 +234,12 @@ class OriginService:
                 sizes[cid], labelled[cid] = int(info["size"]), bool(info["label"])
             self._unlabelled.update(c for c, has in labelled.items() if not has)
             peers = sorted(self.node.transport.connected_peers())
-            todo = {cid: order for cid, order in zip(
-                sizes, first_peers(len(sizes), peers, round_id, self.node.peer_id), strict=True)}
             offered: dict[str, int] = {}
             async with self._intake:
-                await self._offer_all(todo, {c: set() for c in todo}, sizes, offered, round_id)
-            event(log, logging.INFO, "offers_resumed", round_id=round_id,
-                  offered=sum(offered.values()), pending=len(recs))
+                taken = await self._offer_all(self._chains(list(sizes), peers, round_id),
+                                              sizes, offered, round_id)
+            event(log, logging.INFO, "offers_resumed", round_id=round_id, offered=len(taken),
+                  pending=len(recs))
 
     async def _bytes_shared(self, round_id: int) -> int:
         shared = await self.node.offload(self.store.list_shared, round_id)

@@ -29,7 +29,7 @@ def over_quota(store: Store, trust: TrustConfig, peer_id: str, pending: Mapping[
         return (f"storage quota: {total} bytes stored would exceed "
                 f"trust.max_store_bytes={trust.max_store_bytes}")
     free = store.free_bytes()
-    if free is not None and free - pending_all - incoming < trust.min_free_bytes:
+    if free - pending_all - incoming < trust.min_free_bytes:
         return (f"disk nearly full: {free} bytes free, floor "
                 f"trust.min_free_bytes={trust.min_free_bytes}")
     return ""

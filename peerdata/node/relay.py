@@ -36,7 +36,7 @@ ReportFn = Callable[[OfferItem], Awaitable[None]]
 class HopResult:
     """What this robot did with one arriving vote state."""
 
-    outcome: str  # relayed | reported | duplicate | own
+    outcome: str  # relayed | reported | duplicate | crossed | own
     state: OfferItem  # after my vote (unchanged for duplicate/own/loop)
     novel: bool | None = None
     next_peer: str | None = None
@@ -75,11 +75,11 @@ class RelayDesk:
         outcomes, actions = self.core.arrive(states)
         results: dict[int, HopResult] = {}
         for i, outcome in enumerate(outcomes):
-            if outcome in ("own", "duplicate"):
+            if outcome in ("own", "duplicate", "crossed"):
                 results[i] = HopResult(outcome, items[i])
             elif outcome == "loop":
                 results[i] = HopResult("reported", items[i])
-            if outcome in ("duplicate", "loop"):
+            if outcome in ("duplicate", "crossed", "loop"):
                 event(log, logging.INFO, f"relay_{outcome}", origin=items[i].origin,
                       cid=items[i].cid.hex()[:16], voters=len(items[i].voters))
         to_vote = [i for i, o in enumerate(outcomes) if o == "vote"]

@@ -16,7 +16,7 @@ Origin:   OriginDesk judges Feedback/Votes; at the deadline the origin core deci
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,8 @@ import trio
 
 from peerdata.errors import PeerdataError
 from peerdata.ml.privacy import PrivacyFilter
-from peerdata.node.feedback import OriginDesk, RoundView, vote_window_s
-from peerdata.node.ingest import INBOX, Incoming, load_npz
+from peerdata.node.feedback import OriginDesk, vote_window_s
+from peerdata.node.ingest import INBOX, load_npz
 from peerdata.node.learner_task import LearnerTask
 from peerdata.node.learning import LearnerHost, LearnerStats, LearnResult
 from peerdata.node.logs import event
@@ -100,30 +100,6 @@ class RoundService:
         self.origin.changed = trio.Event()
         self.node.book.notify()
 
-    # -- what the control commands call ---------------------------------------------------
-
-    async def observe(self, incoming: Sequence[Incoming], *, bootstrap: bool = False,
-                      seed: int | None = None) -> tuple[int, int]:
-        return await self.observer.observe(incoming, bootstrap=bootstrap, seed=seed)
-
-    async def observe_one(self, image: Any, label: int | None, domain: str | None) -> bytes:
-        return await self.observer.observe_one(image, label, domain)
-
-    async def observe_npz(self, path: Path, *, bootstrap: bool, seed: int | None
-                          ) -> tuple[int, int]:
-        return await self.observer.observe_npz(path, bootstrap=bootstrap, seed=seed)
-
-    async def round_now(self, policy: str | None = None,
-                        novel_domains: Sequence[str] | None = None) -> RoundStart:
-        return await self.origin.round_now(policy, novel_domains)
-
-    async def wait_round(self, round_id: int, timeout_s: float) -> RoundView:
-        return await self.origin.wait_round(round_id, timeout_s)
-
-    @property
-    def policy(self) -> str:
-        return self.origin.policy
-
     # -- learning --------------------------------------------------------------------------
 
     async def learn(self) -> tuple[LearnResult, float | None]:
@@ -168,7 +144,7 @@ class RoundService:
         """What the schedule and `peerdata round now` do: learn from what is pending, then
         start a round with the configured policy."""
         await self.learn()
-        return await self.round_now(self.cfg.policy)
+        return await self.origin.round_now(self.cfg.policy)
 
     async def _schedule(self) -> None:
         while True:

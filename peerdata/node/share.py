@@ -17,7 +17,7 @@ Flow (sender A, receiver B):
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, cast
 
 import trio
@@ -103,16 +103,8 @@ class ShareService:
             RemoteProtocolError: it answered with something other than an OfferReply.
             LocalProtocolError: a cid is not a stored sample.
         """
-        items = []
-        own = self._transport.peer_id
-        for cid in dict.fromkeys(cids):
-            sample = self._store.get_sample(cid)
-            if sample is None:
-                raise LocalProtocolError(f"cannot offer {cid.hex()[:16]}: not a stored sample")
-            size = len(await self._run(self._store.get_blob, cid))
-            items.append(OfferItem(cid=cid, size=size, has_label=sample.label is not None,
-                                   origin=sample.origin or own, origin_round=round_id,
-                                   novel_votes=0, voters=(), hops=0))
+        items: list[OfferItem] = await self._run(self._new_items, list(dict.fromkeys(cids)),
+                                                 round_id)
         if round_id == 0:  # kept (and offered again) until the peer fetched them
             await self.sends.offering(peer_id, [i.cid for i in items])
         reply = await self.offer_items(peer_id, items, round_id)
@@ -120,6 +112,21 @@ class ShareService:
             held = set(reply)
             await self.sends.done(peer_id, [i.cid for i in items if i.cid not in held])
         return () if reply is None else reply
+
+    def _new_items(self, cids: list[bytes], round_id: int) -> list[OfferItem]:
+        """(worker thread) Offer items for stored samples, with no votes yet.
+
+        Raises LocalProtocolError: a cid is not a stored sample."""
+        items = []
+        for cid in cids:
+            sample = self._store.get_sample(cid)
+            if sample is None:
+                raise LocalProtocolError(f"cannot offer {cid.hex()[:16]}: not a stored sample")
+            items.append(OfferItem(cid=cid, size=len(self._store.get_blob(cid)),
+                                   has_label=sample.label is not None,
+                                   origin=sample.origin or self._transport.peer_id,
+                                   origin_round=round_id, novel_votes=0, voters=(), hops=0))
+        return items
 
     async def offer_items(self, peer_id: str, items: list[OfferItem], round_id: int
                           ) -> tuple[bytes, ...] | None:
@@ -294,15 +301,18 @@ class ShareService:
                       images=len(job.items), error=str(exc)[:300])
             finally:
                 keep = {i.cid for i in retry.items} if retry else set()
-                self._pending.difference_update(i.cid for i in job.items if i.cid not in keep)
-                done = sum(i.size for i in job.items if i.cid not in keep)
-                left = self._pending_bytes.get(job.peer_id, 0) - done
-                if left > 0:
-                    self._pending_bytes[job.peer_id] = left
-                else:
-                    self._pending_bytes.pop(job.peer_id, None)
+                self._release(job.peer_id, [i for i in job.items if i.cid not in keep])
             if retry is not None:
                 nursery.start_soon(self._retry_later, retry)
+
+    def _release(self, peer_id: str, items: Sequence[OfferItem]) -> None:
+        """Forget queued items: no longer pending, their bytes no longer held for `peer_id`."""
+        self._pending.difference_update(i.cid for i in items)
+        left = self._pending_bytes.get(peer_id, 0) - sum(i.size for i in items)
+        if left > 0:
+            self._pending_bytes[peer_id] = left
+        else:
+            self._pending_bytes.pop(peer_id, None)
 
     async def _retry_later(self, job: FetchJob) -> None:
         net = self._config.net
@@ -311,12 +321,7 @@ class ShareService:
         try:
             self._jobs_send.send_nowait(job)
         except trio.WouldBlock:
-            self._pending.difference_update(i.cid for i in job.items)
-            left = self._pending_bytes.get(job.peer_id, 0) - sum(i.size for i in job.items)
-            if left > 0:
-                self._pending_bytes[job.peer_id] = left
-            else:
-                self._pending_bytes.pop(job.peer_id, None)
+            self._release(job.peer_id, job.items)
             event(log, logging.WARNING, "fetch_given_up", peer=job.peer_id,
                   images=len(job.items), reason="fetch queue full")
 

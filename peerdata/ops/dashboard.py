@@ -14,7 +14,6 @@ import hashlib
 import hmac
 import html
 import json
-import os
 import secrets
 import sqlite3
 import time
@@ -26,6 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 import trio
 
 from peerdata.errors import ConfigError, PeerdataError
+from peerdata.files import replace_file
 from peerdata.ops.http import Reply
 
 TOKEN_FILE = "dashboard.token"
@@ -36,11 +36,7 @@ MAX_AUDIT = 500  # most recent images shown
 def write_token(home: Path) -> str:
     """A fresh random token in HOME/dashboard.token (0600, replaced atomically)."""
     token = secrets.token_urlsafe(24)
-    tmp = home / f".{TOKEN_FILE}.{os.getpid()}.tmp"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(token + "\n")
-    os.replace(tmp, home / TOKEN_FILE)
+    replace_file(home / TOKEN_FILE, f"{token}\n".encode())
     return token
 
 

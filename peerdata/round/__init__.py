@@ -21,7 +21,7 @@ from peerdata.round.relay import (
     VoteState,
     after_vote,
     candidate_order,
-    first_peers,
+    chain_paths,
     path_order,
 )
 from peerdata.round.simulator import RoundResult, Simulator, TraceEntry
@@ -43,7 +43,7 @@ __all__ = [
     "VoteState",
     "after_vote",
     "candidate_order",
+    "chain_paths",
     "everyone",
-    "first_peers",
     "path_order",
 ]

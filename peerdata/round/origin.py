@@ -7,11 +7,17 @@ Rule (signatures and freshness are checked before, by the driver; the core gets 
   deadline); a late vote is kept for the record, never counted;
 - a Feedback is valid only if it arrived on the reporter's own link, the reporter and every
   listed voter are members, the voters are distinct, and we are not among them; Feedback on an
-  image we did not share then is ignored (logged, not punished: it may follow a restart); the
-  first valid Feedback on an image wins, a copy from the same reporter is a harmless duplicate;
-- at the deadline (`finish`), an image's Feedback is cross-checked against the listed voters'
+  image we did not share then is ignored (logged, not punished: it may follow a restart);
+- chains (round/relay.py): an image goes out on one chain per peer that took our offer (its
+  *head*, given to `shared`; one chain when none is known yet); a Feedback belongs to the chain
+  of its first voter. The first valid Feedback of each chain wins, up to as many chains as we
+  started; a copy from the same reporter is a harmless duplicate; Feedback once every chain has
+  one, or listing a voter another chain's Feedback already counts, is ignored. The image's
+  utility is the novel share over the union of its chains' voters;
+- at the deadline (`finish`), each chain's Feedback is cross-checked against the listed voters'
   own Votes: where all arrived and the count disagrees, the signed Votes win; an image without
-  Feedback gets the utility its counted Votes imply (recovery);
+  Feedback gets the utility its counted Votes imply (recovery), and one with a chain that never
+  reported adds the counted Votes no Feedback lists;
 - with a `Reputation` (lying members), every member's vote seen on gossip is evidence about its
   voter (`witness_vote`), and at the deadline an image whose voters' signed Votes all arrived
   gets the reputation-weighted utility instead (`source` "weighted"; see round/reputation.py).
@@ -97,7 +103,23 @@ class Utility:
 class _Image:
     votes: dict[str, VoteFact] = field(default_factory=dict)  # counted, first per voter
     late: set[str] = field(default_factory=set)
-    feedback: FeedbackFact | None = None
+    heads: set[str] = field(default_factory=set)  # the chains we started (empty: one chain)
+    feedback: dict[str, FeedbackFact] = field(default_factory=dict)  # chain key -> the first
+
+    def chain(self, fb: FeedbackFact) -> str | None:
+        """The key of `fb`'s chain (its first voter), or None when every chain we started
+        already has its Feedback (at least one chain, also when the heads are unknown)."""
+        head = fb.voters[0] if fb.voters else fb.reporter
+        if head in self.feedback or len(self.feedback) < max(1, len(self.heads)):
+            return head
+        return None
+
+    def standing(self) -> tuple[tuple[str, ...], int] | None:
+        """(voters, novel votes) over every chain's accepted Feedback; None before any."""
+        if not self.feedback:
+            return None
+        voters = tuple(v for fb in self.feedback.values() for v in fb.voters)
+        return voters, sum(fb.novel_votes for fb in self.feedback.values())
 
 
 @dataclass
@@ -121,9 +143,12 @@ class OriginCore:
     def start_round(self, round_id: int, started_at: float) -> None:
         self._started.setdefault(round_id, started_at)
 
-    def shared(self, cid: bytes, round_id: int) -> None:
-        """We shared `cid` in `round_id` (an offer went out)."""
-        self._images.setdefault((cid, round_id), _Image())
+    def shared(self, cid: bytes, round_id: int, head: str | None = None) -> None:
+        """We shared `cid` in `round_id`: `head` took our offer and starts a chain (None: the
+        offer is on its way, or its head is unknown)."""
+        image = self._images.setdefault((cid, round_id), _Image())
+        if head is not None:
+            image.heads.add(head)
 
     def deadline(self, round_id: int) -> float | None:
         started = self._started.get(round_id)
@@ -193,11 +218,18 @@ class OriginCore:
                 return Verdict("rejected", "voters repeat, or include the origin")
             if not 0 <= fb.novel_votes <= len(fb.voters):
                 return Verdict("rejected", "more novel votes than voters")
-        if image.feedback is not None and image.feedback.reporter == fb.reporter:
+        key = image.chain(fb)
+        if key is None:
+            return Verdict("ignored", "every chain already has feedback (the first wins)")
+        first = image.feedback.get(key)
+        if first is not None and first.reporter == fb.reporter:
             return Verdict("duplicate", "already recorded; not counted again")
-        if image.feedback is not None:
-            return Verdict("ignored", "the image already has feedback (the first wins)")
-        image.feedback = fb
+        if first is not None:
+            return Verdict("ignored", "the chain already has feedback (the first wins)")
+        counted = {v for other in image.feedback.values() for v in other.voters}
+        if counted.intersection(fb.voters):
+            return Verdict("ignored", "lists a voter another chain's feedback already counts")
+        image.feedback[key] = fb
         return Verdict("accepted")
 
     def load_vote(self, vote: VoteFact, late: bool) -> None:
@@ -208,15 +240,26 @@ class OriginCore:
         else:
             image.votes.setdefault(vote.voter, vote)
 
-    def feedback_reporter(self, cid: bytes, round_id: int) -> str | None:
-        """Who reported the image's accepted feedback (None: none yet)."""
+    def feedback_reporter(self, fb: FeedbackFact) -> str | None:
+        """Who reported the accepted feedback of `fb`'s chain (None: none yet)."""
+        image = self._images.get((fb.cid, fb.round_id))
+        key = None if image is None else image.chain(fb)
+        first = None if image is None or key is None else image.feedback.get(key)
+        return None if first is None else first.reporter
+
+    def standing(self, cid: bytes, round_id: int) -> tuple[float, int, int] | None:
+        """(utility, voters, novel votes) over the image's chains' feedback so far, or None."""
         image = self._images.get((cid, round_id))
-        return None if image is None or image.feedback is None else image.feedback.reporter
+        got = None if image is None else image.standing()
+        if got is None:
+            return None
+        voters, novel = got
+        return novel / len(voters), len(voters), novel
 
     def utility(self, cid: bytes, round_id: int) -> float | None:
-        """The image's utility as it stands (its feedback's), or None."""
-        image = self._images.get((cid, round_id))
-        return None if image is None or image.feedback is None else image.feedback.utility
+        """The image's utility as it stands (its chains' feedback), or None."""
+        got = self.standing(cid, round_id)
+        return None if got is None else got[0]
 
     def finish(self, round_id: int, now: float | None = None) -> tuple[list[Utility], int]:
         """The deadline passed: every image's final utility (feedback, corrected from signed
@@ -230,17 +273,11 @@ class OriginCore:
         for (cid, rid), image in self._images.items():
             if rid != round_id:
                 continue
-            fb, votes = image.feedback, image.votes
-            if fb is not None:
-                if fb.reporter != self.me and set(fb.voters) <= set(votes):
-                    novel = sum(votes[v].novel for v in fb.voters)
-                    if novel != fb.novel_votes:
-                        mismatched += 1
-                        out.append(Utility(cid, rid, novel / len(fb.voters), fb.voters, novel,
-                                           "corrected", fb.reporter))
-                        continue
-                out.append(Utility(cid, rid, fb.utility, fb.voters, fb.novel_votes, "feedback",
-                                   fb.reporter))
+            votes = image.votes
+            if image.feedback:
+                u, wrong = self._from_feedback(image, cid, rid)
+                mismatched += wrong
+                out.append(u)
             elif votes:
                 voters = tuple(sorted(votes))
                 novel = sum(votes[v].novel for v in voters)
@@ -255,21 +292,43 @@ class OriginCore:
             out = [self._weighted(u) for u in out]
         return out, mismatched
 
+    def _from_feedback(self, image: _Image, cid: bytes, rid: int) -> tuple[Utility, int]:
+        """An image's utility from its chains' Feedback, each cross-checked against the
+        signed Votes; plus the counted Votes no Feedback lists when a chain never reported.
+        Returns it and how many chains' counts the signed Votes corrected."""
+        votes = image.votes
+        voters: list[str] = []
+        novel = wrong = 0
+        for fb in image.feedback.values():
+            count = fb.novel_votes
+            if fb.reporter != self.me and set(fb.voters) <= set(votes):
+                count = sum(votes[v].novel for v in fb.voters)
+                wrong += count != fb.novel_votes
+            voters.extend(fb.voters)
+            novel += count
+        source = "corrected" if wrong else "feedback"
+        if image.heads - set(image.feedback):  # a chain never reported: its signed votes
+            extra = sorted(set(votes) - set(voters))
+            voters.extend(extra)
+            novel += sum(votes[v].novel for v in extra)
+            source = source if wrong or not extra else "recovered"
+        reporter = next(iter(image.feedback.values())).reporter
+        return Utility(cid, rid, novel / len(voters), tuple(voters), novel, source,
+                       reporter), wrong
+
     def provisional(self, cid: bytes, round_id: int) -> Utility | None:
         """Before the deadline, with a reputation: the image's utility as `finish` would weigh
-        it with the reputation settled so far, once its Feedback and every listed voter's
-        Vote are in (else None). Lets a learner that reads utilities before the deadline see
-        weighted ones; `finish` still decides the final value."""
+        it with the reputation settled so far, once every chain's Feedback and every listed
+        voter's Vote are in (else None). Lets a learner that reads utilities before the
+        deadline see weighted ones; `finish` still decides the final value."""
         image = self._images.get((cid, round_id))
-        if self.reputation is None or image is None or image.feedback is None:
+        if self.reputation is None or image is None or not image.feedback or (
+                image.heads - set(image.feedback)):
             return None
-        fb, votes = image.feedback, image.votes
-        if fb.reporter == self.me or not fb.voters or not set(fb.voters) <= set(votes):
+        u, _ = self._from_feedback(image, cid, round_id)
+        if u.reporter == self.me or not set(u.voters) <= set(image.votes):
             return None
-        novel = sum(votes[v].novel for v in fb.voters)
-        return self._weighted(Utility(cid, round_id, novel / len(fb.voters), fb.voters, novel,
-                                      "feedback" if novel == fb.novel_votes else "corrected",
-                                      fb.reporter))
+        return self._weighted(u)
 
     def _weighted(self, u: Utility) -> Utility:
         """`u` with the reputation-weighted share of its voters' signed votes, where all

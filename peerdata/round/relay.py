@@ -6,13 +6,20 @@ state never goes to a peer in `voters` or to the origin, and it ends in exactly 
 made by whoever cannot pass it on: no candidate left, `max_hops` reached, `deadline_s` spent
 trying, or the state came back to a voter (a loop).
 
-Batches and bounded chains: every image an origin shares in a round follows one path, the
+Batches and parallel bounded chains: every image an origin shares in a round follows the
 (origin, round)'s own permutation of the peers (`path_order`: a hash of origin, round and
-peer). So the origin makes one offer per round to its first peer (`first_peers`), and each
-voter passes the whole batch on in one offer to its next peer; different origins and rounds
-take different paths, which spreads the load. A state travels at most `max_hops` hops, the
-origin's offer being the first, so a chain holds at most `max_hops` voters: a *sample* of the
-fleet, whatever its size, and relay and vote traffic per robot is O(max_hops), not O(fleet).
+peer), cut into blocks of `max_hops` peers; each block is one *chain* (`chain_paths`). The
+origin offers its round's batch to the head of each of its first `chains` blocks at once (one
+offer per chain), and each voter passes the whole batch on, in one offer, to the next peer of
+its own block: the chains run in parallel over disjoint voters, each at most `max_hops` hops
+(the origin's offer being the first), so an image's vote latency is O(max_hops) and its sample
+holds at most `chains * max_hops` voters, whatever the fleet's size; relay and vote traffic per
+robot is O(sample), not O(fleet). A fleet of at most `max_hops + 1` robots has one chain
+through every peer. Different origins and rounds take different paths, which spreads the load.
+A robot finds its block in its own view of the fleet (the peers it is connected to, and
+itself); where views differ (churn) a chain can reach a robot that voted on the image in
+another chain: that arrival is `crossed` and, like a duplicate, goes no further (the origin
+recovers that chain's votes at the deadline).
 
 Events in: `arrive`, `voted`, `forward_done`. Actions out: `NeedVote`, `Forward`, `Report`.
 Time is an argument; the driver (daemon or simulator) performs the actions.
@@ -86,10 +93,21 @@ def path_order(origin: str, round_id: int, peers: Sequence[str]) -> list[str]:
                   key=lambda p: hashlib.sha256(head + p.encode()).digest())
 
 
-def candidate_order(state: VoteState, peers: Sequence[str], me: str) -> list[str]:
-    """Peers that may vote next: the state's path (`path_order`) without me and its voters."""
-    return [p for p in path_order(state.origin, state.round_id, peers)
-            if p != me and p not in state.voters]
+def chain_paths(origin: str, round_id: int, peers: Sequence[str], hops: int, chains: int
+                ) -> list[list[str]]:
+    """The chains of `origin`'s round: its path (`path_order`) cut into blocks of `hops` peers,
+    the first `chains` of them. Each block is one chain's voters in order: the origin offers
+    to its first peer (then the next, if that one fails)."""
+    order = path_order(origin, round_id, peers)
+    return [order[i:i + hops] for i in range(0, min(len(order), hops * chains), hops)]
+
+
+def candidate_order(state: VoteState, peers: Sequence[str], me: str, hops: int) -> list[str]:
+    """Peers that may vote next: my chain (my block of `hops` peers on the state's path, as I
+    see the fleet: `peers` and me) without me and the state's voters."""
+    order = path_order(state.origin, state.round_id, [*peers, me])
+    start = order.index(me) // hops * hops if me in order else 0
+    return [p for p in order[start:start + hops] if p != me and p not in state.voters]
 
 
 def after_vote(state: VoteState, me: str, novel: bool) -> VoteState:
@@ -112,17 +130,19 @@ class RelayCore:
     me: str
     max_hops: int
     deadline_s: float
-    _seen: OrderedDict[Key, None] = field(default_factory=OrderedDict)
+    _seen: OrderedDict[Key, str] = field(default_factory=OrderedDict)  # -> its chain's head
     _passing: dict[Key, _Passing] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=lambda: {
-        "voted": 0, "relayed": 0, "reported": 0, "duplicates": 0, "loops": 0, "own": 0})
+        "voted": 0, "relayed": 0, "reported": 0, "duplicates": 0, "crossed": 0, "loops": 0,
+        "own": 0})
 
     def seen(self, state: VoteState) -> bool:
         return state.key in self._seen
 
     def arrive(self, states: Sequence[VoteState]) -> tuple[list[str], list[Action]]:
         """States arrived (a batch). Returns each one's outcome (`vote`, `own`, `duplicate`,
-        `loop`) and the actions: one `NeedVote` for the new ones, a `Report` per loop."""
+        `crossed` (I voted on the image in another chain), `loop`) and the actions: one
+        `NeedVote` for the new ones, a `Report` per loop."""
         outcomes: list[str] = []
         to_vote: list[VoteState] = []
         actions: list[Action] = []
@@ -136,10 +156,11 @@ class RelayCore:
                 outcomes.append("loop")
                 actions.append(Report(st))
             elif st.key in self._seen:
-                self.counts["duplicates"] += 1
-                outcomes.append("duplicate")
+                crossed = self._seen[st.key] != _head(st, self.me)
+                self.counts["crossed" if crossed else "duplicates"] += 1
+                outcomes.append("crossed" if crossed else "duplicate")
             else:
-                self._seen[st.key] = None  # before the vote: a concurrent copy is a duplicate
+                self._seen[st.key] = _head(st, self.me)  # before the vote: a copy is a duplicate
                 while len(self._seen) > SEEN_STATES:
                     self._seen.popitem(last=False)
                 outcomes.append("vote")
@@ -154,7 +175,8 @@ class RelayCore:
         mine = after_vote(state, self.me, novel)
         if mine.hops + 1 >= self.max_hops:  # it came `hops + 1` hops (the offer is the first)
             return self._report(mine)
-        passing = _Passing(mine, candidate_order(mine, peers, self.me), now + self.deadline_s)
+        passing = _Passing(mine, candidate_order(mine, peers, self.me, self.max_hops),
+                           now + self.deadline_s)
         self._passing[mine.key] = passing
         return self._next(passing, now)
 
@@ -195,10 +217,6 @@ class RelayCore:
         return Report(state)
 
 
-def first_peers(count: int, peers: Sequence[str], round_id: int, origin: str
-                ) -> list[list[str]]:
-    """For each of `origin`'s `count` images of a round, the peers to offer it to, in order:
-    the round's path (`path_order`), the same for every image, so the batch goes out in one
-    offer (to the next peer on the path if the first one fails)."""
-    order = path_order(origin, round_id, peers)
-    return [list(order) for _ in range(count)]
+def _head(state: VoteState, me: str) -> str:
+    """The first voter of the state's chain (me, when the origin offered it to me)."""
+    return state.voters[0] if state.voters else me

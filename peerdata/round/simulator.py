@@ -13,8 +13,9 @@ import random
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from peerdata.config import RoundConfig
 from peerdata.round.origin import FeedbackFact, Membership, OriginCore, Utility, VoteFact, everyone
-from peerdata.round.relay import Forward, NeedVote, RelayCore, Report, VoteState, first_peers
+from peerdata.round.relay import Forward, NeedVote, RelayCore, Report, VoteState, chain_paths
 from peerdata.round.reputation import Reputation
 
 VoteFn = Callable[[str, Sequence[VoteState]], Sequence[bool]]
@@ -57,12 +58,14 @@ class RoundResult:
 class Simulator:
     """Robots `names` (all connected) running rounds through their cores."""
 
-    def __init__(self, names: Sequence[str], *, max_hops: int = 8, deadline_s: float = 30.0,
-                 seed: int = 0, is_member: Membership = everyone,
-                 reputation: bool = False) -> None:
-        """`reputation`: every origin keeps a `Reputation` fed by every vote (as gossip
+    def __init__(self, names: Sequence[str], *, max_hops: int = RoundConfig.max_hops,
+                 chains: int = RoundConfig.chains, deadline_s: float = 30.0, seed: int = 0,
+                 is_member: Membership = everyone, reputation: bool = False) -> None:
+        """`max_hops`, `chains`: as `round.max_hops` and `round.chains` (the daemon's
+        defaults); `reputation`: every origin keeps a `Reputation` fed by every vote (as gossip
         delivers them all) and weights its utilities by it."""
         self.names = list(names)
+        self.max_hops, self.chains = max_hops, chains
         self.relays = {n: RelayCore(n, max_hops, deadline_s) for n in self.names}
         self.origins = {n: OriginCore(n, deadline_s, is_member,
                                       Reputation() if reputation else None)
@@ -85,13 +88,14 @@ class Simulator:
             self.origins[origin].start_round(rid, 0.0)
             peers = self._peers_of(origin)
             by_peer: dict[str, list[VoteState]] = {}
-            for cid, order in zip(cids, first_peers(len(cids), peers, rid, origin), strict=True):
-                first = next((p for p in order if p not in self.gone), None)
+            for block in chain_paths(origin, rid, peers, self.max_hops, self.chains):
+                first = next((p for p in block if p not in self.gone), None)
                 if first is None:
                     continue
-                self.origins[origin].shared(cid, rid)
-                trace.append(TraceEntry("offer", origin, cid, first))
-                by_peer.setdefault(first, []).append(VoteState(origin, cid, rid))
+                for cid in cids:  # the round's batch: one offer per chain
+                    self.origins[origin].shared(cid, rid, first)
+                    trace.append(TraceEntry("offer", origin, cid, first))
+                    by_peer.setdefault(first, []).append(VoteState(origin, cid, rid))
             queue.extend(_Msg(p, "offer", origin, states) for p, states in by_peer.items())
         while queue:
             msg = queue.pop(self.rng.randrange(len(queue)))

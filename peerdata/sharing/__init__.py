@@ -5,16 +5,7 @@ same cores over the network with the same `RobotLearner`.
 """
 
 from peerdata.sharing.feedback import Feedback
-from peerdata.sharing.fleet import (
-    Batch,
-    InProcessFleet,
-    PrivacyHook,
-    RoundOutcome,
-    apply_privacy,
-    identity_filter,
-    image_cid,
-    run_seed,
-)
+from peerdata.sharing.fleet import Batch, InProcessFleet, RoundOutcome, image_cid, run_seed
 from peerdata.sharing.learner import (
     POLICIES,
     LearnerConfig,
@@ -29,13 +20,10 @@ __all__ = [
     "Feedback",
     "InProcessFleet",
     "LearnerConfig",
-    "PrivacyHook",
     "RobotLearner",
     "RoundOutcome",
     "ShareCandidate",
-    "apply_privacy",
     "budget_count",
-    "identity_filter",
     "image_cid",
     "run_seed",
 ]

@@ -8,8 +8,8 @@ robot's fine-tune in content-ID order (as in the daemon), never in delivery orde
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -18,14 +18,6 @@ from peerdata.round import Simulator, VoteState
 from peerdata.sharing.feedback import Feedback
 from peerdata.sharing.learner import RobotLearner, ShareCandidate
 from peerdata.sharing.liars import lie
-
-PrivacyHook = Callable[[np.ndarray], np.ndarray | None]
-"""Filters one outgoing image: returns the image to send (possibly altered), or None to drop it."""
-
-
-def identity_filter(image: np.ndarray) -> np.ndarray | None:
-    """The privacy hook used until the real filter is plugged in: sends the image unchanged."""
-    return image
 
 
 def run_seed(seed: int, index: int) -> int:
@@ -57,29 +49,18 @@ class RoundOutcome:
     fine_tune_losses: Mapping[str, float]
 
 
-def apply_privacy(candidates: Sequence[ShareCandidate], hook: PrivacyHook) -> list[ShareCandidate]:
-    """Run every candidate through the privacy hook; dropped ones are not sent."""
-    out = []
-    for c in candidates:
-        image = hook(c.image)
-        if image is not None:
-            out.append(replace(c, image=image))
-    return out
-
-
 class InProcessFleet:
     """Robots' learners in one process, rounds run by the core's `Simulator`."""
 
     def __init__(self, learners: Mapping[str, RobotLearner], *, seed: int = 0,
-                 max_hops: int = 8, liars: Mapping[str, str] | None = None,
-                 reputation: bool = False) -> None:
-        """`liars`: robot -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight
-        votes by the voters' reputation."""
+                 liars: Mapping[str, str] | None = None, reputation: bool = False) -> None:
+        """Chains as the daemon's defaults (`round.max_hops`, `round.chains`); `liars`: robot
+        -> lie mode (`peerdata.sharing.liars`); `reputation`: origins weight votes by the
+        voters' reputation."""
         self.learners = learners
         self.names = list(learners)
         self.liars = dict(liars or {})
-        self.simulator = Simulator(self.names, max_hops=max_hops, seed=seed,
-                                   reputation=reputation)
+        self.simulator = Simulator(self.names, seed=seed, reputation=reputation)
 
     def deliver(self, selected: Mapping[str, Sequence[ShareCandidate]]
                 ) -> dict[str, tuple[Feedback, ...]]:
@@ -129,9 +110,11 @@ class InProcessFleet:
         return feedback
 
     def run_round(self, batches: Mapping[str, Batch], *, policy: str, budget: float,
-                  novel_domains: Mapping[str, frozenset[str]] | None = None,
-                  privacy: PrivacyHook = identity_filter) -> RoundOutcome:
-        """observe -> select -> privacy -> deliver (vote, relay, keep) -> feedback -> fine-tune.
+                  novel_domains: Mapping[str, frozenset[str]] | None = None) -> RoundOutcome:
+        """observe -> select -> deliver (vote, relay, keep) -> feedback -> fine-tune.
+
+        Images are shared as selected, unaltered (the public datasets' images; the swarm's
+        daemons run their privacy filter with face and plate action "keep" to match).
 
         All robots select before any delivery, and all votes use the models from before this
         round's fine-tune, so the order messages are delivered in does not change the outcome.
@@ -140,9 +123,9 @@ class InProcessFleet:
             b = batches[name]
             learner.observe(b.images, b.labels, b.domains)
         selected = {
-            name: apply_privacy(learner.select_for_sharing(
+            name: learner.select_for_sharing(
                 policy, budget,
-                novel_domains=None if novel_domains is None else novel_domains[name]), privacy)
+                novel_domains=None if novel_domains is None else novel_domains[name])
             for name, learner in self.learners.items()
         }
         feedback = self.deliver(selected)

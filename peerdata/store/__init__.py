@@ -1,7 +1,7 @@
 """The node's durable memory: image blobs and what it learned about them.
 
 Rule: nothing above this package touches SQLite or the blob directory directly; it goes
-through the `Store` interface (SqliteStore in a node, MemoryStore in fast tests).
+through the `Store` (SqliteStore: SQLite metadata, blob files).
 """
 
 from peerdata.store.base import (
@@ -14,18 +14,17 @@ from peerdata.store.base import (
     Sample,
     SampleSource,
     SharedRecord,
-    Store,
     VoteRecord,
     content_id,
     may_leave,
 )
-from peerdata.store.memory import MemoryStore
 from peerdata.store.sqlite import SqliteStore
+
+Store = SqliteStore  # the name the layers above use for a node's store
 
 __all__ = [
     "PROVENANCES",
     "FeedbackRecord",
-    "MemoryStore",
     "NotFoundError",
     "PeerRecord",
     "Provenance",

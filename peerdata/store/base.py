@@ -1,20 +1,17 @@
-"""The abstract Store and the frozen records it keeps.
+"""The frozen records the Store keeps, and the checks and rules they share.
 
-Rule: a record validates itself when built, so every Store implementation stores only valid
-records and raises only StoreError (or its subclass NotFoundError) on purpose.
+Rule: a record validates itself when built, so the Store stores only valid records and raises
+only StoreError (or its subclass NotFoundError) on purpose.
 """
 
 from __future__ import annotations
 
 import hashlib
 import math
-from abc import ABC, abstractmethod
 from dataclasses import dataclass
-from types import TracebackType
-from typing import Literal, Self
+from typing import Literal
 
 from peerdata.errors import StoreError
-from peerdata.store.outbox import Outbox
 
 CID_BYTES = 32
 SampleSource = Literal["local", "received"]
@@ -30,7 +27,7 @@ def may_leave(provenance: Provenance | None) -> bool:
     privacy filter made them or a peer sent them. Raw local bytes and unknown cids may not.
 
     Every exit path (serving /fetch, offering, relaying) asks this through
-    `Store.may_leave`, so a raw local content ID looks exactly like one we never held.
+    `SqliteStore.may_leave`, so a raw local content ID looks exactly like one we never held.
     """
     return provenance in ("filtered", "received")
 
@@ -214,183 +211,3 @@ class RoundRecord:
             check_count(name, getattr(self, name))
         for name in ("started_at", "finished_at", "mean_utility", "accuracy"):
             check_finite(name, getattr(self, name))
-
-
-class Store(Outbox, ABC):
-    """A node's durable memory: image blobs plus everything it learned about them.
-
-    Implementations are safe to call from several threads (e.g. via `trio.to_thread.run_sync`);
-    calls are serialised internally. Lists come back in insertion order unless said otherwise.
-    Every method raises StoreError once `close()` was called.
-    """
-
-    # -- blobs ---------------------------------------------------------------------------------
-    @abstractmethod
-    def put_blob(self, data: bytes, provenance: Provenance = "local",
-                 received_from: str | None = None) -> bytes:
-        """Store `data` durably and return its content ID.
-
-        `provenance` says where the bytes came from (default "local": raw, never leaves);
-        storing them again only merges it (`merge_provenance`). `received_from` names the
-        peer that sent them (for its storage quota; kept from the first time).
-        """
-
-    @abstractmethod
-    def blob_provenance(self, cid: bytes) -> Provenance | None:
-        """Where the blob `cid` came from, or None if it is not stored."""
-
-    def may_leave(self, cid: bytes) -> bool:
-        """Whether the bytes of `cid` may be served, offered or relayed (`may_leave`)."""
-        return may_leave(self.blob_provenance(cid))
-
-    @abstractmethod
-    def stored_bytes(self, received_from: str | None = None) -> int:
-        """Bytes of all blobs, or of those first received from one peer."""
-
-    def free_bytes(self) -> int | None:
-        """Free space where blobs are written (None: not on a disk, e.g. in memory)."""
-        return None
-
-    @abstractmethod
-    def get_blob(self, cid: bytes) -> bytes:
-        """Return the bytes stored under `cid`, verified against it.
-
-        Raises NotFoundError if absent, StoreError if the stored bytes do not match `cid`.
-        """
-
-    @abstractmethod
-    def has_blob(self, cid: bytes) -> bool:
-        """Whether a blob with this content ID is stored."""
-
-    # -- samples -------------------------------------------------------------------------------
-    @abstractmethod
-    def add_sample(self, sample: Sample) -> bool:
-        """Add `sample`; return False (and change nothing) if its cid is already a sample.
-
-        Raises NotFoundError unless the sample's blob was stored first with `put_blob`.
-        """
-
-    @abstractmethod
-    def get_sample(self, cid: bytes) -> Sample | None:
-        """The sample with this cid, or None."""
-
-    @abstractmethod
-    def list_samples(
-        self,
-        source: SampleSource | None = None,
-        since_round: int | None = None,
-        limit: int | None = None,
-    ) -> list[Sample]:
-        """Samples in insertion order, filtered by source and `observed_round >= since_round`."""
-
-    @abstractmethod
-    def count_samples(self, source: SampleSource | None = None) -> int:
-        """How many samples (of this source) are stored."""
-
-    @abstractmethod
-    def update_prediction(
-        self, cid: bytes, prediction: int, confidence: float, embedding: bytes | None
-    ) -> None:
-        """Replace the model's prediction for a sample. Raises NotFoundError if absent."""
-
-    # -- shared items --------------------------------------------------------------------------
-    @abstractmethod
-    def record_shared(
-        self, cid: bytes, round_id: int, peer_id: str, nbytes: int, at: float
-    ) -> bool:
-        """Record that sample `cid` was sent to `peer_id` in `round_id`.
-
-        Returns False if that (cid, round_id, peer_id) was recorded already.
-        Raises NotFoundError unless `cid` is a stored sample.
-        """
-
-    @abstractmethod
-    def list_shared(self, round_id: int | None = None) -> list[SharedRecord]:
-        """Shared items (of one round), each carrying its cid's utility if known."""
-
-    @abstractmethod
-    def set_utility(self, cid: bytes, utility: float, voters: int, novel_votes: int) -> None:
-        """Set the utility feedback for a shared cid (replaces an earlier value).
-
-        Raises NotFoundError if `cid` was never shared.
-        """
-
-    # -- votes and feedback --------------------------------------------------------------------
-    @abstractmethod
-    def add_vote(self, vote: VoteRecord) -> bool:
-        """Add a vote; return False if this voter already voted on this cid."""
-
-    @abstractmethod
-    def list_votes(self, cid: bytes | None = None, round_id: int | None = None) -> list[VoteRecord]:
-        """Votes, optionally only for one cid and/or one round."""
-
-    @abstractmethod
-    def add_feedback(self, record: FeedbackRecord) -> bool:
-        """Add feedback; return False on a duplicate (cid, reporter, round_id)."""
-
-    @abstractmethod
-    def list_feedback(self, round_id: int | None = None) -> list[FeedbackRecord]:
-        """Feedback records, optionally of one round."""
-
-    @abstractmethod
-    def feedback_count(self) -> int:
-        """How many feedback records are stored."""
-
-    # -- peers ---------------------------------------------------------------------------------
-    @abstractmethod
-    def upsert_peer(self, peer_id: str, address: str, at: float) -> None:
-        """Remember a peer at `address`, seen at `at` (first_seen is kept on updates)."""
-
-    @abstractmethod
-    def add_peer_traffic(self, peer_id: str, bytes_in: int, bytes_out: int, at: float) -> None:
-        """Add traffic counters for a peer (created with an empty address if unknown)."""
-
-    @abstractmethod
-    def list_peers(self) -> list[PeerRecord]:
-        """All known peers, ordered by peer ID."""
-
-    # -- rounds --------------------------------------------------------------------------------
-    @abstractmethod
-    def start_round(self, round_id: int, at: float) -> bool:
-        """Record that a round started; return False (change nothing) if it exists already."""
-
-    @abstractmethod
-    def finish_round(self, record: RoundRecord) -> None:
-        """Store the final record of a round (inserted if `start_round` was never called)."""
-
-    @abstractmethod
-    def get_round(self, round_id: int) -> RoundRecord | None:
-        """The record of one round, or None."""
-
-    @abstractmethod
-    def list_rounds(self) -> list[RoundRecord]:
-        """All rounds, ordered by round_id."""
-
-    @abstractmethod
-    def last_round_id(self) -> int:
-        """The highest round_id recorded, 0 if none."""
-
-    # -- node state ----------------------------------------------------------------------------
-    @abstractmethod
-    def get_meta(self, key: str) -> str | None:
-        """A small node-state value, or None."""
-
-    @abstractmethod
-    def set_meta(self, key: str, value: str) -> None:
-        """Set a small node-state value (replaces an earlier one)."""
-
-    # -- lifetime ------------------------------------------------------------------------------
-    @abstractmethod
-    def close(self) -> None:
-        """Release the store's resources; closing twice is allowed."""
-
-    def __enter__(self) -> Self:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.close()

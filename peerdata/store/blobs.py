@@ -13,19 +13,11 @@ import secrets
 from pathlib import Path
 
 from peerdata.errors import StoreError
+from peerdata.files import fsync_dir
 from peerdata.store.base import NotFoundError, check_cid, content_id
 
 # Temp files are named `.tmp.<writer pid>.<random hex>` inside the fan-out directory.
 TEMP_PREFIX = ".tmp."
-
-
-def _fsync_directory(path: Path) -> None:
-    """Make a rename or a new entry in `path` durable."""
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _writer_is_gone(temp_name: str) -> bool:
@@ -77,7 +69,7 @@ class BlobDirectory:
         try:
             if not fan_out.is_dir():
                 fan_out.mkdir(exist_ok=True)
-                _fsync_directory(self.root)
+                fsync_dir(self.root)
             temp = fan_out / f"{TEMP_PREFIX}{os.getpid()}.{secrets.token_hex(8)}"
             try:
                 with open(temp, "xb") as f:
@@ -88,7 +80,7 @@ class BlobDirectory:
             except BaseException:
                 temp.unlink(missing_ok=True)
                 raise
-            _fsync_directory(fan_out)
+            fsync_dir(fan_out)
         except OSError as exc:
             raise StoreError(f"cannot write blob {cid.hex()} under {self.root}: {exc}") from exc
         return cid
@@ -108,10 +100,6 @@ class BlobDirectory:
         if content_id(data) != cid:
             raise StoreError(f"blob {path} is corrupt: its bytes do not match its content ID")
         return data
-
-    def contains(self, cid: bytes) -> bool:
-        """Whether a file exists for `cid` (its bytes are not checked)."""
-        return self.path_for(cid).is_file()
 
     def remove_stale_temp_files(self) -> int:
         """Delete temp files left by writers that died mid-write; return how many."""

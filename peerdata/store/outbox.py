@@ -9,8 +9,6 @@ pair is one message: putting it again replaces it.
 from __future__ import annotations
 
 import math
-from abc import ABC, abstractmethod
-from collections.abc import Sequence
 from dataclasses import dataclass
 
 from peerdata.errors import StoreError
@@ -33,19 +31,3 @@ class OutboxRecord:
             raise StoreError(f"outbox record needs a kind and a key of 1..{MAX_KEY_BYTES} bytes")
         if not math.isfinite(self.created_at):
             raise StoreError("outbox created_at must be finite")
-
-
-class Outbox(ABC):
-    """The outbox part of the Store interface (see the module rule)."""
-
-    @abstractmethod
-    def put_outbox(self, records: Sequence[OutboxRecord]) -> None:
-        """Keep messages until `remove_outbox` (one transaction; same kind+key: replaced)."""
-
-    @abstractmethod
-    def list_outbox(self, kind: str | None = None) -> list[OutboxRecord]:
-        """Messages waiting, oldest first (by created_at, then kind and key)."""
-
-    @abstractmethod
-    def remove_outbox(self, kind: str, keys: Sequence[bytes]) -> int:
-        """Forget delivered messages; returns how many were there."""

@@ -27,10 +27,10 @@ from peerdata.store.base import (
     Provenance,
     Sample,
     SampleSource,
-    Store,
     check_cid,
     check_count,
     check_finite,
+    may_leave,
     merge_provenance,
 )
 from peerdata.store.blobs import BlobDirectory
@@ -52,8 +52,14 @@ def _sample(row: tuple[Any, ...]) -> Sample:
     return Sample(*row)
 
 
-class SqliteStore(RecordTables, Store):
-    """The Store kept in a node's home directory. Thread-safe; calls are serialised."""
+class SqliteStore(RecordTables):
+    """A node's durable memory (the Store): image blobs plus everything it learned about them,
+    kept in its home directory.
+
+    Safe to call from several threads (e.g. via `trio.to_thread.run_sync`); calls are
+    serialised. Lists come back in insertion order unless said otherwise. Every method raises
+    StoreError once `close()` was called.
+    """
 
     def __init__(self, conn: sqlite3.Connection, blobs: BlobDirectory, path: Path) -> None:
         """Wrap an open connection; use `SqliteStore.open` instead."""
@@ -79,6 +85,12 @@ class SqliteStore(RecordTables, Store):
     # -- blobs ---------------------------------------------------------------------------------
     def put_blob(self, data: bytes, provenance: Provenance = "local",
                  received_from: str | None = None) -> bytes:
+        """Store `data` durably and return its content ID.
+
+        `provenance` says where the bytes came from (default "local": raw, never leaves);
+        storing them again only merges it (`merge_provenance`). `received_from` names the
+        peer that sent them (for its storage quota; kept from the first time).
+        """
         merge_provenance(None, provenance)  # validates before anything is written
         with self._lock:
             self._open_connection()
@@ -96,12 +108,14 @@ class SqliteStore(RecordTables, Store):
         return cid
 
     def blob_provenance(self, cid: bytes) -> Provenance | None:
+        """Where the blob `cid` came from, or None if it is not stored."""
         check_cid(cid)
         with self._reading() as conn:
             row = conn.execute("SELECT provenance FROM blobs WHERE cid = ?", (cid,)).fetchone()
         return None if row is None else row[0]  # type: ignore[no-any-return]
 
     def stored_bytes(self, received_from: str | None = None) -> int:
+        """Bytes of all blobs, or of those first received from one peer."""
         with self._reading() as conn:
             if received_from is None:
                 (n,) = conn.execute("SELECT coalesce(sum(size), 0) FROM blobs").fetchone()
@@ -111,13 +125,22 @@ class SqliteStore(RecordTables, Store):
                     (received_from,)).fetchone()
         return int(n)
 
-    def free_bytes(self) -> int | None:
+    def may_leave(self, cid: bytes) -> bool:
+        """Whether the bytes of `cid` may be served, offered or relayed (`base.may_leave`)."""
+        return may_leave(self.blob_provenance(cid))
+
+    def free_bytes(self) -> int:
+        """Free space on the file system the blobs are written to."""
         try:
             return shutil.disk_usage(self._blobs.root).free
         except OSError as exc:
             raise StoreError(f"cannot read free space under {self._blobs.root}: {exc}") from exc
 
     def get_blob(self, cid: bytes) -> bytes:
+        """Return the bytes stored under `cid`, verified against it.
+
+        Raises NotFoundError if absent, StoreError if the stored bytes do not match `cid`.
+        """
         if not self.has_blob(cid):
             raise NotFoundError(f"no blob {cid.hex()} in store {self.path}")
         try:
@@ -128,12 +151,17 @@ class SqliteStore(RecordTables, Store):
             ) from None
 
     def has_blob(self, cid: bytes) -> bool:
+        """Whether a blob with this content ID is stored."""
         check_cid(cid)
         with self._reading() as conn:
             return conn.execute("SELECT 1 FROM blobs WHERE cid = ?", (cid,)).fetchone() is not None
 
     # -- samples -------------------------------------------------------------------------------
     def add_sample(self, sample: Sample) -> bool:
+        """Add `sample`; return False (and change nothing) if its cid is already a sample.
+
+        Raises NotFoundError unless the sample's blob was stored first with `put_blob`.
+        """
         with self._writing() as conn:
             if conn.execute("SELECT 1 FROM blobs WHERE cid = ?", (sample.cid,)).fetchone() is None:
                 raise NotFoundError(f"sample {sample.cid_hex}: put_blob its bytes first")
@@ -156,6 +184,7 @@ class SqliteStore(RecordTables, Store):
             return cursor.rowcount == 1
 
     def get_sample(self, cid: bytes) -> Sample | None:
+        """The sample with this cid, or None."""
         check_cid(cid)
         with self._reading() as conn:
             row = conn.execute(
@@ -169,6 +198,7 @@ class SqliteStore(RecordTables, Store):
         since_round: int | None = None,
         limit: int | None = None,
     ) -> list[Sample]:
+        """Samples in insertion order, filtered by source and `observed_round >= since_round`."""
         clauses: list[str] = []
         params: list[object] = []
         if source is not None:
@@ -187,6 +217,7 @@ class SqliteStore(RecordTables, Store):
             return [_sample(row) for row in conn.execute(sql, params)]
 
     def count_samples(self, source: SampleSource | None = None) -> int:
+        """How many samples (of this source) are stored."""
         with self._reading() as conn:
             if source is None:
                 (n,) = conn.execute("SELECT count(*) FROM samples").fetchone()
@@ -199,6 +230,7 @@ class SqliteStore(RecordTables, Store):
     def update_prediction(
         self, cid: bytes, prediction: int, confidence: float, embedding: bytes | None
     ) -> None:
+        """Replace the model's prediction for a sample. Raises NotFoundError if absent."""
         check_cid(cid)
         check_finite("confidence", confidence)
         with self._writing() as conn:

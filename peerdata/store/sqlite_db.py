@@ -12,6 +12,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Self
 
 from peerdata.errors import StoreError
 from peerdata.store.schema import migrate
@@ -98,7 +99,14 @@ class Database:
         return self._conn
 
     def close(self) -> None:
+        """Release the store's resources; closing twice is allowed."""
         with self._lock:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.close()

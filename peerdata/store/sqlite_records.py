@@ -47,6 +47,11 @@ class RecordTables(Database):
     def record_shared(
         self, cid: bytes, round_id: int, peer_id: str, nbytes: int, at: float
     ) -> bool:
+        """Record that sample `cid` was sent to `peer_id` in `round_id`.
+
+        Returns False if that (cid, round_id, peer_id) was recorded already.
+        Raises NotFoundError unless `cid` is a stored sample.
+        """
         record = SharedRecord(cid, round_id, peer_id, nbytes, at)  # validates
         with self._writing() as conn:
             if conn.execute("SELECT 1 FROM samples WHERE cid = ?", (cid,)).fetchone() is None:
@@ -59,6 +64,7 @@ class RecordTables(Database):
             return cursor.rowcount == 1
 
     def list_shared(self, round_id: int | None = None) -> list[SharedRecord]:
+        """Shared items (of one round), each carrying its cid's utility if known."""
         sql = (
             "SELECT s.cid, s.round_id, s.peer_id, s.nbytes, s.shared_at, "
             "u.utility, u.voters, u.novel_votes "
@@ -72,6 +78,10 @@ class RecordTables(Database):
             return [SharedRecord(*row) for row in conn.execute(sql + " ORDER BY s.seq", params)]
 
     def set_utility(self, cid: bytes, utility: float, voters: int, novel_votes: int) -> None:
+        """Set the utility feedback for a shared cid (replaces an earlier value).
+
+        Raises NotFoundError if `cid` was never shared.
+        """
         check_cid(cid)
         check_finite("utility", utility)
         check_count("voters", voters)
@@ -88,6 +98,7 @@ class RecordTables(Database):
 
     # -- votes and feedback --------------------------------------------------------------------
     def add_vote(self, vote: VoteRecord) -> bool:
+        """Add a vote; return False if this voter already voted on this cid."""
         with self._writing() as conn:
             cursor = conn.execute(
                 "INSERT INTO votes (cid, origin, voter, round_id, novel, score, received_at, late) "
@@ -106,6 +117,7 @@ class RecordTables(Database):
             return cursor.rowcount == 1
 
     def list_votes(self, cid: bytes | None = None, round_id: int | None = None) -> list[VoteRecord]:
+        """Votes, optionally only for one cid and/or one round."""
         clauses: list[str] = []
         params: list[object] = []
         if cid is not None:
@@ -126,6 +138,7 @@ class RecordTables(Database):
             ]
 
     def add_feedback(self, record: FeedbackRecord) -> bool:
+        """Add feedback; return False on a duplicate (cid, reporter, round_id)."""
         with self._writing() as conn:
             cursor = conn.execute(
                 "INSERT INTO feedback "
@@ -144,6 +157,7 @@ class RecordTables(Database):
             return cursor.rowcount == 1
 
     def list_feedback(self, round_id: int | None = None) -> list[FeedbackRecord]:
+        """Feedback records, optionally of one round."""
         sql = (
             "SELECT cid, round_id, reporter, utility, voters, novel_votes, received_at "
             "FROM feedback"
@@ -159,12 +173,14 @@ class RecordTables(Database):
             ]
 
     def feedback_count(self) -> int:
+        """How many feedback records are stored."""
         with self._reading() as conn:
             (n,) = conn.execute("SELECT count(*) FROM feedback").fetchone()
         return int(n)
 
     # -- peers ---------------------------------------------------------------------------------
     def upsert_peer(self, peer_id: str, address: str, at: float) -> None:
+        """Remember a peer at `address`, seen at `at` (first_seen is kept on updates)."""
         check_finite("at", at)
         with self._writing() as conn:
             conn.execute(
@@ -175,6 +191,7 @@ class RecordTables(Database):
             )
 
     def add_peer_traffic(self, peer_id: str, bytes_in: int, bytes_out: int, at: float) -> None:
+        """Add traffic counters for a peer (created with an empty address if unknown)."""
         check_count("bytes_in", bytes_in)
         check_count("bytes_out", bytes_out)
         check_finite("at", at)
@@ -190,6 +207,7 @@ class RecordTables(Database):
             )
 
     def list_peers(self) -> list[PeerRecord]:
+        """All known peers, ordered by peer ID."""
         with self._reading() as conn:
             return [
                 PeerRecord(*row) for row in conn.execute("SELECT * FROM peers ORDER BY peer_id")
@@ -197,6 +215,7 @@ class RecordTables(Database):
 
     # -- rounds --------------------------------------------------------------------------------
     def start_round(self, round_id: int, at: float) -> bool:
+        """Record that a round started; return False (change nothing) if it exists already."""
         record = RoundRecord(round_id, at)  # validates
         with self._writing() as conn:
             cursor = conn.execute(
@@ -208,6 +227,7 @@ class RecordTables(Database):
             return cursor.rowcount == 1
 
     def finish_round(self, record: RoundRecord) -> None:
+        """Store the final record of a round (inserted if `start_round` was never called)."""
         if record.finished_at is None:
             raise StoreError(f"finish_round: round {record.round_id} has no finished_at")
         values = (
@@ -228,6 +248,7 @@ class RecordTables(Database):
             )
 
     def get_round(self, round_id: int) -> RoundRecord | None:
+        """The record of one round, or None."""
         with self._reading() as conn:
             row = conn.execute(
                 f"SELECT {_ROUND_COLUMNS} FROM rounds WHERE round_id = ?", (round_id,)
@@ -235,6 +256,7 @@ class RecordTables(Database):
         return None if row is None else _round(row)
 
     def list_rounds(self) -> list[RoundRecord]:
+        """All rounds, ordered by round_id."""
         with self._reading() as conn:
             return [
                 _round(row)
@@ -242,17 +264,20 @@ class RecordTables(Database):
             ]
 
     def last_round_id(self) -> int:
+        """The highest round_id recorded, 0 if none."""
         with self._reading() as conn:
             (n,) = conn.execute("SELECT coalesce(max(round_id), 0) FROM rounds").fetchone()
         return int(n)
 
     # -- node state ----------------------------------------------------------------------------
     def get_meta(self, key: str) -> str | None:
+        """A small node-state value, or None."""
         with self._reading() as conn:
             row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
         return None if row is None else str(row[0])
 
     def set_meta(self, key: str, value: str) -> None:
+        """Set a small node-state value (replaces an earlier one)."""
         with self._writing() as conn:
             conn.execute(
                 "INSERT INTO meta (key, value) VALUES (?, ?) "
@@ -262,6 +287,7 @@ class RecordTables(Database):
 
     # -- outbox --------------------------------------------------------------------------------
     def put_outbox(self, records: Sequence[OutboxRecord]) -> None:
+        """Keep messages until `remove_outbox` (one transaction; same kind+key: replaced)."""
         with self._writing() as conn:
             conn.executemany(
                 "INSERT OR REPLACE INTO outbox (kind, key, peer, data, created_at) "
@@ -269,6 +295,7 @@ class RecordTables(Database):
                 [(r.kind, r.key, r.peer, r.data, r.created_at) for r in records])
 
     def list_outbox(self, kind: str | None = None) -> list[OutboxRecord]:
+        """Messages waiting, oldest first (by created_at, then kind and key)."""
         sql = "SELECT kind, key, peer, data, created_at FROM outbox"
         params: tuple[str, ...] = ()
         if kind is not None:
@@ -279,6 +306,7 @@ class RecordTables(Database):
                     in conn.execute(sql + " ORDER BY created_at, kind, key", params)]
 
     def remove_outbox(self, kind: str, keys: Sequence[bytes]) -> int:
+        """Forget delivered messages; returns how many were there."""
         with self._writing() as conn:
             return sum(conn.execute("DELETE FROM outbox WHERE kind = ? AND key = ?",
                                     (kind, key)).rowcount for key in keys)

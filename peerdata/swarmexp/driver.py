@@ -128,7 +128,6 @@ def run_policy(
     policy: str,
     call: RobotCall,
     *,
-    bootstrap_args: Callable[[int], dict[str, Any]],
     settings: DriverSettings = DriverSettings(),
     progress: Progress | None = None,
 ) -> PolicyRun:
@@ -146,12 +145,8 @@ def run_policy(
     fleet = _Fleet(call, len(names))
     long = settings.command_timeout_s
     try:
-        fleet.each(
-            "observe",
-            lambda i: {"npz": str(files[names[i]].bootstrap), "bootstrap": True,
-                       **bootstrap_args(i)},
-            long,
-        )
+        fleet.each("observe",  # the learner's seed is in each robot's config.toml
+                   lambda i: {"npz": str(files[names[i]].bootstrap), "bootstrap": True}, long)
         for i, ev in enumerate(fleet.each("evaluate", lambda i: _eval_args(files, names[i]), long)):
             run.per_robot[names[i]]["accuracy"].append(accuracy_record(ev, scenario))
         tick(f"{policy} bootstrap")

@@ -44,6 +44,7 @@ class SwarmPlan:
     ready_timeout_s: float = 120.0
     netem: str | None = None  # emulated links (testing/netem.py), e.g. "delay 50ms loss 2%"
     gossip_votes: bool = False  # each daemon's round.gossip_votes (votes also on gossip)
+    round_settings: tuple[tuple[str, Any], ...] = ()  # more [round] keys, e.g. ("chains", 1)
 
     def __post_init__(self) -> None:
         unknown = [p for p in self.scenario.policies if p not in POLICIES]
@@ -82,11 +83,6 @@ def node_settings(
     }
 
 
-def bootstrap_args(scenario: Scenario, seed: int, index: int, /) -> dict[str, Any]:
-    """Extra `observe` arguments of the bootstrap (none: the seed is in config.toml)."""
-    return {}
-
-
 def run_swarm_experiment(
     plan: SwarmPlan, work: Path, progress: Progress | None = None
 ) -> dict[str, Any]:
@@ -105,8 +101,13 @@ def run_swarm_experiment(
         notes = dict(data.notes)
         files = write_robot_files(s, data, work / "data" / f"seed-{seed}")
         scenario_file = write_scenario(s, work / "data" / "scenario.toml")
-        settings = functools.partial(node_settings, s, scenario_file.resolve(), seed,
-                                     plan.driver.vote_timeout_s, plan.gossip_votes)
+        base = functools.partial(node_settings, s, scenario_file.resolve(), seed,
+                                 plan.driver.vote_timeout_s, plan.gossip_votes)
+
+        def settings(index: int, base: Callable[[int], Settings] = base) -> Settings:
+            out = base(index)
+            return {**out, "round": {**out["round"], **dict(plan.round_settings)}}
+
         for policy in s.policies:
             home = work / f"{policy}-{seed}"  # short: control socket paths are limited
             with open_swarm(len(s.robots), home, ready_timeout_s=plan.ready_timeout_s,
@@ -115,7 +116,6 @@ def run_swarm_experiment(
                 runs[policy].append(run_policy(
                     s, files, policy,
                     lambda i, cmd, args, t: swarm.call(i, cmd, args, timeout_s=t),
-                    bootstrap_args=functools.partial(bootstrap_args, s, seed),
                     settings=plan.driver, progress=tick,
                 ))
         reference = inprocess_reference(s, data, seed, s.policies)

@@ -1,7 +1,10 @@
 """GU rounds for a fleet-fault run (`run_faults(..., work="gu")`): every present robot learns,
 observes a fresh synthetic feed and starts a round while the fault plan hits the fleet; after
-the run, a ledger of votes cast against votes their origins recorded, and of shared images
-against those that ended with a utility.
+the run, a ledger of votes cast against votes their origins recorded, of shared images
+against those that ended with a utility, and the GU rare precision (the share of shared images
+from a rare family: every robot bootstraps on bars only; each round's feed holds 8 rings or
+spots among 32 bars). The feeds depend on robot and round only, so a run with an empty plan
+(`fault_free`) is the same fleet's reference.
 
 Rule: the robots are driven only through their control sockets (a robot killed in the middle
 of a command is counted, never waited for); the ledger is read from the stores after every
@@ -93,21 +96,27 @@ class RoundLedger:
     images_shared: int
     images_with_utility: int  # feedback, corrected or recovered
     images_with_feedback: int  # from a peer's Feedback (not recovered)
-    feedback_duplicates: int  # images with more than one accepted peer Feedback
+    feedback_duplicates: int  # images with more accepted peer Feedback than chains
+    rare_shared: int  # shared images of a rare family (not bars)
 
     @property
     def lost_votes(self) -> int:
         return self.votes_cast - self.votes_recorded
 
+    @property
+    def rare_precision(self) -> float | None:
+        return self.rare_shared / self.images_shared if self.images_shared else None
+
     def to_json(self) -> dict[str, Any]:
-        return {**self.__dict__, "lost_votes": self.lost_votes}
+        return {**self.__dict__, "lost_votes": self.lost_votes,
+                "rare_precision": self.rare_precision}
 
 
 def round_ledger(homes: Sequence[tuple[str, Path]]) -> RoundLedger:
     """Read every home (peer ID, path) read-only and count (see `RoundLedger`)."""
     cast: set[tuple[bytes, str, str, int]] = set()
     recorded: set[tuple[bytes, str, str, int]] = set()
-    pending = shared = with_utility = with_feedback = duplicates = 0
+    pending = shared = with_utility = with_feedback = duplicates = rare = 0
     for me, home in homes:
         with sqlite3.connect(f"file:{home / 'store.sqlite'}?mode=ro", uri=True) as db:
             for cid, origin, voter, rid in db.execute(
@@ -122,12 +131,17 @@ def round_ledger(homes: Sequence[tuple[str, Path]]) -> RoundLedger:
             shared += db.execute("SELECT count(DISTINCT cid) FROM shared").fetchone()[0]
             with_utility += db.execute("SELECT count(DISTINCT s.cid) FROM shared s JOIN "
                                        "utilities u ON u.cid = s.cid").fetchone()[0]
-            per_image = db.execute("SELECT cid, round_id, count(*) FROM feedback WHERE "
-                                   "reporter != ? GROUP BY cid, round_id", (me,)).fetchall()
+            rare += db.execute(
+                "SELECT count(DISTINCT s.cid) FROM shared s JOIN samples m ON m.cid = s.cid "
+                "WHERE m.domain != 'synthetic-bars'").fetchone()[0]
+            per_image = db.execute(  # accepted peer Feedback vs the chains it went out on
+                "SELECT f.cid, f.round_id, count(*), (SELECT count(*) FROM shared s WHERE "
+                "s.cid = f.cid AND s.round_id = f.round_id) FROM feedback f WHERE "
+                "f.reporter != ? GROUP BY f.cid, f.round_id", (me,)).fetchall()
         with_feedback += len(per_image)
-        duplicates += sum(n > 1 for _, _, n in per_image)
+        duplicates += sum(n > max(1, chains) for _, _, n, chains in per_image)
     return RoundLedger(len(cast), len(cast & recorded), len(recorded - cast), pending, shared,
-                       with_utility, with_feedback, duplicates)
+                       with_utility, with_feedback, duplicates, rare)
 
 
 def pending_votes(home: Path) -> int:

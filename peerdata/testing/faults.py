@@ -242,7 +242,8 @@ def run_faults(robots: int, out: Path, seed: int, *, rounds: int = 3, images: in
 
     `work`: what the robots do meanwhile: `send` (all-to-all offers of `images` images per
     pair) or `gu` (GU sharing rounds, `faultrounds.py`; then the vote/utility ledger).
-    `counts` go to `plan_faults` (kills, freezes, partitions, churn).
+    `counts` go to `plan_faults` (kills, freezes, partitions, churn): all 0 is the fault-free
+    reference run of the same seed.
     """
     if work not in ("send", "gu"):
         raise PeerdataError(f"unknown fault-run work {work!r} (send or gu)")

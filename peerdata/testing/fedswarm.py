@@ -79,7 +79,7 @@ async def _robot(home: Path, ready_fd: int) -> None:
     from peerdata.control.daemon import announce_ready
     from peerdata.federated.clock import FleetClock
     from peerdata.federated.exchange import FederatedPeer, LocalModel
-    from peerdata.federated.local import new_state, train_from
+    from peerdata.federated.local import local_seed, new_state, train_from
     from peerdata.federated.partition import label_histogram
     from peerdata.federated.service import Federation
     from peerdata.federated.tiers import TierHooks
@@ -106,7 +106,7 @@ async def _robot(home: Path, ready_fd: int) -> None:
         state = train_from(cfg.vision, start, job.images, labels,
                            epochs=epochs or cfg.local_epochs,
                            training=cfg.training, prox=prox,
-                           seed=cfg.seed * 100_003 + step * 101 + job.index)
+                           seed=local_seed(cfg.seed, step, job.index))
         if job.slowdown > 1:  # a slower robot: the same work, stretched
             time.sleep((job.slowdown - 1) * (time.monotonic() - began))
         return state

@@ -110,9 +110,6 @@ class MemoryNetwork:
     def reachable(self, a: str, b: str) -> bool:
         return a in self._peers and b in self._peers and frozenset((a, b)) not in self._partitions
 
-    def linked(self, a: str, b: str) -> bool:
-        return frozenset((a, b)) in self._links
-
     def peer(self, peer_id: str) -> MemoryTransport | None:
         return self._peers.get(peer_id)
 

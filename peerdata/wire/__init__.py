@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from peerdata.wire.codec import decode, decode_as, encode
 from peerdata.wire.fields import CID_BYTES, ERROR_CODES
-from peerdata.wire.framing import FrameDecoder, frame
 from peerdata.wire.messages import (
     MESSAGE_TYPES,
     ErrorReply,
@@ -56,9 +55,9 @@ __all__ = [
     "HELLO_PROTOCOL", "MEMBER_PROTOCOL", "MemberCert", "Revocations", "sign_member_cert",
     "sign_revocations", "verify_authority_signature",
     "MESSAGE_TYPES", "MODEL_PROTOCOL", "PROTOCOL_VERSION", "RELAY_PROTOCOL", "SHARE_PROTOCOL",
-    "VOTES_TOPIC", "ErrorReply", "Feedback", "FrameDecoder", "Hello", "ImageData", "ImageItem",
+    "VOTES_TOPIC", "ErrorReply", "Feedback", "Hello", "ImageData", "ImageItem",
     "ImageOffer", "ImageRequest", "Message", "OfferItem", "OfferReply", "RelayState",
     "ReplayGuard", "ReplayGuardStats", "Vote", "content_id", "decode", "decode_as", "encode",
-    "frame", "sign_feedback", "sign_vote", "signing_payload", "verify_feedback", "verify_item",
+    "sign_feedback", "sign_vote", "signing_payload", "verify_feedback", "verify_item",
     "verify_vote",
 ]

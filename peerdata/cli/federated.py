@@ -10,6 +10,7 @@ import json
 import shlex
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -246,7 +247,6 @@ def run_swarm_federation(
         parse_scenario,
         run_strategy,
     )
-    from peerdata.federated.local import accuracy
     from peerdata.federated.partition import SplitSpec
     from peerdata.testing.fedswarm import (
         FedSwarmSettings,
@@ -276,10 +276,7 @@ def run_swarm_federation(
     settings = FedSwarmSettings(interval_s=interval_s, deadline_s=deadline_s, mode=mode)
     results = run_federation_swarm(jobs, out_dir, settings, say)
 
-    def evaluate(state: Any) -> float:
-        return accuracy(cfg.vision, state, fleet.test.images, fleet.test.labels)
-
-    swarm = summarize_swarm(results, evaluate)
+    swarm = summarize_swarm(results, partial(fleet.accuracy, cfg))
     say("in-process run with the same seed")
     inproc = run_strategy(strategy, fleet, cfg, progress=say)
     summary: dict[str, object] = {

@@ -66,7 +66,8 @@ def detector_aurocs(
     out: dict[str, dict[str, float]] = {}
     for name in DETECTORS:
         detector = build_detector(name, learner.config.ood_tpr, learner.seed)
-        detector.fit(learner.model, learner.calibration_images, learner.detector_reference())
+        detector.fit(learner.model, learner.calibration_images, learner.detector_reference(),
+                     learner.received_images)
         in_scores = detector.score(learner.model, own_images)
         out[name] = {
             d: auroc(in_scores, detector.score(learner.model, data.images[:per_set]))

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from peerdata.federated.experiment import FederatedExperimentConfig, Fleet
-from peerdata.federated.local import accuracy, local_seed, new_state, train_from
-from peerdata.ml.aggregate import ClientUpdate, FedAvg, StateDict
+from peerdata.federated.local import new_state
+from peerdata.ml.aggregate import ClientUpdate, FedAvg
 from peerdata.ml.aggregate.fedbuff import FedBuff
 
 
@@ -40,8 +40,8 @@ Curve = list[tuple[float, float]]  # (time, accuracy)
 
 
 class _Sim:
-    def __init__(self, fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenario):
-        self.fleet, self.cfg, self.scen = fleet, cfg, scen
+    def __init__(self, fleet: Fleet, scen: AsyncScenario):
+        self.scen = scen
         self.sizes = [len(r) for r in fleet.robots]
         self.n = len(self.sizes)
 
@@ -54,26 +54,16 @@ class _Sim:
         leave = self.scen.leave
         return leave is None or i != leave[0] or not leave[1] <= t < leave[2]
 
-    def train(self, i: int, start: StateDict, step: int) -> StateDict:
-        data = self.fleet.robots[i]
-        return train_from(self.cfg.vision, start, data.images, data.labels,
-                          epochs=self.cfg.local_epochs, training=self.cfg.training,
-                          seed=local_seed(self.cfg.seed, step, i))
-
-    def accuracy(self, state: StateDict) -> float:
-        test = self.fleet.test
-        return accuracy(self.cfg.vision, state, test.images, test.labels)
-
 
 def run_sync(fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenario) -> Curve:
     """`cfg.rounds` FedAvg rounds; each lasts as long as its slowest present robot."""
-    sim, g, t, curve = _Sim(fleet, cfg, scen), new_state(cfg.vision, cfg.seed), 0.0, []
+    sim, g, t, curve = _Sim(fleet, scen), new_state(cfg.vision, cfg.seed), 0.0, []
     for r in range(1, cfg.rounds + 1):
         members = [i for i in range(sim.n) if sim.present(i, t)]
-        updates = [ClientUpdate(str(i), sim.train(i, g, r), sim.sizes[i]) for i in members]
+        updates = [ClientUpdate(str(i), fleet.train(cfg, i, g, r), sim.sizes[i]) for i in members]
         g = FedAvg().aggregate(updates)
         t += max(sim.epoch_time(i) for i in members)
-        curve.append((t, sim.accuracy(g)))
+        curve.append((t, fleet.accuracy(cfg, g)))
     return curve
 
 
@@ -104,7 +94,7 @@ def _events(sim: _Sim, until: float, on_start: Callable[[int, float], None],
 def run_fedbuff(fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenario,
                 until: float, target: float) -> Curve:
     """FedBuff until `until`, or until the global accuracy reaches `target`."""
-    sim = _Sim(fleet, cfg, scen)
+    sim = _Sim(fleet, scen)
     server = FedBuff(new_state(cfg.vision, cfg.seed), buffer_size=scen.buffer_size,
                      staleness_exponent=scen.staleness_exponent)
     pulled = {i: (server.global_state, 0) for i in range(sim.n)}
@@ -117,8 +107,8 @@ def run_fedbuff(fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenari
     def finish(i: int, t: float) -> bool:
         base, version = pulled[i]
         steps[i] += 1
-        if server.submit(sim.train(i, base, steps[i]), base, version, sim.sizes[i]):
-            curve.append((t, sim.accuracy(server.global_state)))
+        if server.submit(fleet.train(cfg, i, base, steps[i]), base, version, sim.sizes[i]):
+            curve.append((t, fleet.accuracy(cfg, server.global_state)))
             return curve[-1][1] < target
         return True
 
@@ -130,7 +120,7 @@ def run_gossip(fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenario
                until: float, target: float, check_every: float = 1.0) -> Curve:
     """Serverless gossip averaging; the curve is the robots' mean accuracy every
     `check_every` time units, until `until` or until it reaches `target`."""
-    sim = _Sim(fleet, cfg, scen)
+    sim = _Sim(fleet, scen)
     models = {i: new_state(cfg.vision, cfg.seed) for i in range(sim.n)}
     rng = np.random.default_rng(cfg.seed + 77)
     steps = dict.fromkeys(range(sim.n), 0)
@@ -139,13 +129,13 @@ def run_gossip(fleet: Fleet, cfg: FederatedExperimentConfig, scen: AsyncScenario
 
     def finish(i: int, t: float) -> bool:
         while t >= next_check[0]:
-            mean = float(np.mean([sim.accuracy(m) for m in models.values()]))
+            mean = float(np.mean([fleet.accuracy(cfg, m) for m in models.values()]))
             curve.append((next_check[0], mean))
             if mean >= target:
                 return False
             next_check[0] += check_every
         steps[i] += 1
-        fresh = sim.train(i, models[i], steps[i])
+        fresh = fleet.train(cfg, i, models[i], steps[i])
         peers = [j for j in range(sim.n) if j != i and sim.present(j, t)]
         if peers:
             j = int(rng.choice(peers))

@@ -309,9 +309,8 @@ class FederatedPeer:
     async def gather(
         self, collect: Collect, deadline: float, expected: frozenset[str],
         validator: UpdateValidator, expect: Expectation,
-        want: Callable[[ReceivedUpdate], bool] = lambda u: True,
     ) -> tuple[list[ReceivedUpdate], list[Rejection]]:
-        """Collect until every expected peer sent a valid, wanted update or the deadline passes.
+        """Collect until every expected peer sent a valid update or the deadline passes.
 
         Invalid or stale messages (e.g. a straggler's update from an earlier round still in
         the inbox) are rejected and logged, and waiting goes on for that peer.
@@ -328,11 +327,7 @@ class FederatedPeer:
             good, bad = validator.screen(batch, expect, allowed=expected,
                                          already=frozenset(accepted), hold=self.hold)
             rejected += bad
-            for update in good:
-                if want(update):
-                    accepted[update.peer] = update
-                else:
-                    rejected.append(Rejection(update.peer, "stale model version"))
+            accepted.update((update.peer, update) for update in good)
 
     def adopt(self, state: StateDict, version: int | None = None) -> None:
         """Make `state` the global model, as `version` (default: ours plus one)."""

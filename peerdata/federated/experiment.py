@@ -115,6 +115,20 @@ class Fleet:
     histograms: tuple[tuple[int, ...], ...]
     test: LabelledImages
 
+    def train(self, cfg: FederatedExperimentConfig, index: int, start: StateDict, step: int, *,
+              epochs: int | None = None, prox: FedProx | None = None) -> StateDict:
+        """Robot `index`'s local training from `start` at `step` (`cfg.local_epochs` unless
+        `epochs` is given), seeded by `local_seed` in every in-process run."""
+        data = self.robots[index]
+        return train_from(cfg.vision, start, data.images, data.labels,
+                          epochs=cfg.local_epochs if epochs is None else epochs,
+                          training=cfg.training, prox=prox,
+                          seed=local_seed(cfg.seed, step, index))
+
+    def accuracy(self, cfg: FederatedExperimentConfig, state: StateDict) -> float:
+        """Accuracy of the model `state` on the fleet's shared test set."""
+        return accuracy(cfg.vision, state, self.test.images, self.test.labels)
+
 
 def build_fleet(train: LabelledImages, test: LabelledImages,
                 cfg: FederatedExperimentConfig) -> Fleet:
@@ -158,11 +172,8 @@ class _Run:
         self.attacker = attacker_of(fleet)
 
     def _train(self, index: int, start: StateDict, epochs: int, round_id: int) -> StateDict:
-        data = self.fleet.robots[index]
         prox = FedProx(self.cfg.fedprox_mu) if self.strategy == "fedprox" else None
-        return train_from(self.cfg.vision, start, data.images, data.labels, epochs=epochs,
-                          training=self.cfg.training, prox=prox,
-                          seed=local_seed(self.cfg.seed, round_id, index))
+        return self.fleet.train(self.cfg, index, start, round_id, epochs=epochs, prox=prox)
 
     def _poison(self, local: StateDict, round_id: int) -> StateDict:
         g, scale = self.global_state, self.cfg.attack_scale
@@ -221,9 +232,6 @@ class _Run:
     def _bytes(self, transfers: list[Transfer], round_id: int) -> int:
         return transfer_bytes(transfers, self.identities, round_id, self.options)
 
-    def accuracy(self, state: StateDict) -> float:
-        return accuracy(self.cfg.vision, state, self.fleet.test.images, self.fleet.test.labels)
-
 
 def run_strategy(strategy: str, fleet: Fleet, cfg: FederatedExperimentConfig, *,
                  attacked: bool = False,
@@ -233,11 +241,11 @@ def run_strategy(strategy: str, fleet: Fleet, cfg: FederatedExperimentConfig, *,
     curve, traffic = [], []
     for round_id in range(1, cfg.rounds + 1):
         traffic.append(run.round(round_id))
-        curve.append(run.accuracy(run.global_state))
+        curve.append(fleet.accuracy(cfg, run.global_state))
         if progress is not None:
             label = f"{strategy}{' (attacked)' if attacked else ''}"
             progress(f"{label} round {round_id}/{cfg.rounds}: global accuracy {curve[-1]:.3f}")
-    robots = tuple(run.accuracy(run.locals[p]) for p in run.peers)
+    robots = tuple(fleet.accuracy(cfg, run.locals[p]) for p in run.peers)
     return StrategyResult(strategy, attacked, curve[-1], robots, tuple(curve),
                           int(round(float(np.mean(traffic)))))
 

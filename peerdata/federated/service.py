@@ -100,27 +100,22 @@ class Federation:
             await trio.sleep(wait)
             last = round_id
             self._inbox.release()
-            peers = (self._transport.peer_id, *self._transport.connected_peers())
             try:
-                result = await self._play(round_id, peers, send)
+                result = await self._play(round_id, self._members(), send)
             except PeerdataError as exc:  # our own misuse (e.g. an update over the size limit)
                 logger.error("federated round %d failed: %s", round_id, exc)
                 continue
             finally:
                 played += 1
-            self._results.append(result)
-            if result.model is not None and self._adopt is not None:
-                await self._adopt(result.model, result)
             logger.info("federated round %d: %d included, %d missing, %d rejected", round_id,
                         len(result.included), len(result.missing), len(result.rejected))
-            if self._on_round is not None:
-                self._on_round()
+            await self._record(result)
 
     def _members(self) -> tuple[str, ...]:
         return (self._transport.peer_id, *self._transport.connected_peers())
 
     async def _record(self, result: RoundResult) -> None:
-        """Keep an asynchronous step's result (as a round's), adopt its model, wake waiters."""
+        """Keep a round's (or an asynchronous step's) result, adopt its model, wake waiters."""
         self._results.append(result)
         if result.model is not None and self._adopt is not None:
             await self._adopt(result.model, result)

@@ -77,11 +77,7 @@ class UpdateValidator:
         Raises:
             RemoteProtocolError: (or its SignatureError) naming the first thing wrong.
         """
-        msg = decode_model_update(payload, expect.max_bytes)
-        if msg.sender != peer:
-            raise RemoteProtocolError(f"update names sender {msg.sender}, but {peer} sent it")
-        verify_model_update(msg)
-        self._check_round(msg, expect)
+        msg = self._open(peer, payload, expect, "update")
         if not 0 < msg.num_samples <= MAX_CLAIMED_SAMPLES:
             raise RemoteProtocolError(
                 f"num_samples {msg.num_samples} outside 1..{MAX_CLAIMED_SAMPLES}"
@@ -98,17 +94,18 @@ class UpdateValidator:
         Raises:
             RemoteProtocolError: as `check`, or no label counts.
         """
-        msg = decode_model_update(payload, expect.max_bytes)
-        if msg.sender != peer:
-            raise RemoteProtocolError(f"plan names sender {msg.sender}, but {peer} sent it")
-        verify_model_update(msg)
-        UpdateValidator._check_round(msg, expect)
+        msg = UpdateValidator._open(peer, payload, expect, "plan")
         if not msg.label_counts or not 0 < sum(msg.label_counts) <= MAX_CLAIMED_SAMPLES:
             raise RemoteProtocolError("plan without label counts, or claiming too many samples")
         return msg.label_counts
 
     @staticmethod
-    def _check_round(msg: ModelUpdate, expect: Expectation) -> None:
+    def _open(peer: str, payload: bytes, expect: Expectation, what: str) -> ModelUpdate:
+        """Decode `payload`, check that `peer` signed it and that `expect` wants it now."""
+        msg = decode_model_update(payload, expect.max_bytes)
+        if msg.sender != peer:
+            raise RemoteProtocolError(f"{what} names sender {msg.sender}, but {peer} sent it")
+        verify_model_update(msg)
         if msg.round_id == expect.round_id + 1:
             raise EarlyUpdate(f"update for round {msg.round_id}, one ahead of {expect.round_id}")
         if msg.round_id != expect.round_id:
@@ -119,6 +116,7 @@ class UpdateValidator:
             raise RemoteProtocolError(
                 f"delta against model version {msg.base_version}, ours is {expect.base_version}"
             )
+        return msg
 
     def screen(
         self, received: Iterable[tuple[str, bytes]], expect: Expectation,

@@ -44,7 +44,11 @@ class OodDetector(Protocol):
     name: str
 
     def fit(
-        self, model: VisionModel, in_dist_images: np.ndarray, pool: np.ndarray | None = None
+        self,
+        model: VisionModel,
+        in_dist_images: np.ndarray,
+        reference_images: np.ndarray | None = None,
+        peer_images: np.ndarray | None = None,
     ) -> None: ...
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray: ...
@@ -76,12 +80,14 @@ class _CalibratedDetector:
         model: VisionModel,
         in_dist_images: np.ndarray,
         reference_images: np.ndarray | None = None,
+        peer_images: np.ndarray | None = None,
     ) -> None:
         """Calibrate on held-out in-distribution images (at least 10).
 
         `reference_images`: the robot's own training images, for detectors that compare an image
         with a reference set (kNN); the held-out images are then scored against them. Without
-        it the held-out images are their own reference (leave-one-out).
+        it the held-out images are their own reference (leave-one-out). `peer_images`: images
+        peers sent, for detectors that learn from them (`backbone_knn`); others ignore them.
         """
         if len(in_dist_images) < 10:
             raise DataError(f"OoD calibration needs >= 10 images, got {len(in_dist_images)}")

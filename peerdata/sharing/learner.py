@@ -154,7 +154,8 @@ class RobotLearner:
 
     def fit_detector(self) -> None:
         """Recalibrate the OoD vote for the current model (after every training)."""
-        self.detector.fit(self.model, self.calibration_images, self.detector_reference())
+        self.detector.fit(self.model, self.calibration_images, self.detector_reference(),
+                          self.received_images)
 
     def _add_local(self, images: np.ndarray, labels: np.ndarray, domains: np.ndarray) -> np.ndarray:
         if not (len(images) == len(labels) == len(domains)):

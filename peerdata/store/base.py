@@ -172,10 +172,6 @@ class FeedbackRecord:
         if not isinstance(self.voters, tuple):
             raise StoreError("FeedbackRecord.voters must be a tuple of peer IDs")
 
-    @property
-    def cid_hex(self) -> str:
-        return self.cid.hex()
-
 
 @dataclass(frozen=True)
 class PeerRecord:

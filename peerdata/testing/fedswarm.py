@@ -118,10 +118,6 @@ async def _robot(home: Path, ready_fd: int) -> None:
         last_local["state"] = state
         return LocalModel(state, len(labels), histogram)
 
-    async def train_tier(start: dict[str, torch.Tensor], round_id: int, epochs: int
-                         ) -> LocalModel:
-        return await train_local(start, round_id, epochs)
-
     async with open_node(home, config, identity=identity) as node:
         announce_ready(ready_fd, {"peer_id": node.peer_id, "control": "", "pid": os.getpid(),
                                   "listen_addrs": list(node.transport.listen_addrs())})
@@ -134,7 +130,7 @@ async def _robot(home: Path, ready_fd: int) -> None:
         clock = FleetClock(fed_cfg.interval_s, fed_cfg.clock_skew_s)
         federation = Federation(node.transport, peer, train_local, clock=clock,
                                 serve=node.serve,
-                                tiers=TierHooks(lambda: histogram, train_tier))
+                                tiers=TierHooks(lambda: histogram, train_local))
         began = time.time()
         await federation.run(max_rounds=cfg.rounds, first_round=first[0])
         result = {"global": peer.global_state, "local": last_local.get("state"),

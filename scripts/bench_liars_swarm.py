@@ -80,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
     rare = [n for n in names if spec.novel_domains(n) and n != args.liar]
     home_name = f"robot-{names.index(args.liar)}"
     plan = SwarmPlan(spec, resolve_data_dir(None), DriverSettings(600.0, args.vote_deadline),
-                     gossip_votes=True)
+                     gossip_votes=True, reputation=True)
     daemons._ENTRY = LIAR_ENTRY  # every robot starts through the liar entry; only one lies
     out = args.out or Path(tempfile.mkdtemp(prefix="peerdata-liars-swarm-"))
     started = time.perf_counter()

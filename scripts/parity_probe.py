@@ -119,7 +119,7 @@ def main() -> None:
 
     # real daemons
     settings = lambda i: node_settings(s, scenario_file, args.seed, 120.0,  # noqa: E731
-                                       SwarmPlan(s).gossip_votes, i)
+                                       SwarmPlan(s).gossip_votes, SwarmPlan(s).reputation, i)
     pool = ThreadPoolExecutor(len(names))
     with open_swarm(len(names), args.out / "swarm", ready_timeout_s=300,
                     settings=settings) as swarm:

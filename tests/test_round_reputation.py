@@ -95,7 +95,7 @@ def test_a_pair_alone_cannot_be_told_apart_but_witnessed_votes_can() -> None:
     assert rep.weight("Y") == 0.0 < rep.weight("X")
 
 
-def test_newcomer_counts_half_and_weightless_voters_fall_back_to_the_plain_share() -> None:
+def test_newcomer_counts_half_and_constant_voters_are_not_preferred() -> None:
     rep = Reputation()
     assert rep.weight("new") == pytest.approx(0.5)
     assert rep.utility({}) is None
@@ -105,7 +105,8 @@ def test_newcomer_counts_half_and_weightless_voters_fall_back_to_the_plain_share
         rep.observe(_cid(i), 1, "H1", False)
         rep.observe(_cid(i), 1, "H2", False)
     rep.settle(1)
-    assert rep.utility({"L": True, "H1": False}) == 0.0
+    # all three are constant voters: none carries information, none is preferred much
+    assert rep.weight("L") == 0.0 and abs(rep.utility({"L": True, "H1": False}) - 0.5) < 0.1
     assert rep.utility({"L": True}) == 1.0  # nobody else: no one to prefer
 
 
@@ -187,3 +188,17 @@ def test_open_images_and_peers_are_bounded() -> None:
             rep.observe(_cid("x", i), 1, p, p != "E" or i % 2 == 0)
     rep.settle(1)
     assert len(rep.history()) == 3
+
+
+def test_when_no_voter_weighs_enough_the_inverter_and_the_constant_voter_still_lose() -> None:
+    """Few voters per image (paper-3, the common robot lying) can drag the honest voters'
+    kappa to chance as well: then the standing (agreement odds x own variety) decides."""
+    rep = Reputation()
+    rep.load({"honest": [100.0, 30.0, 30.0, 58.0],      # kappa 0, votes vary
+              "inverter": [100.0, 70.0, 30.0, 7.2],     # kappa -0.6
+              "constant": [100.0, 1.0, 30.0, 69.6]})    # kappa 0, (almost) never novel
+    assert all(rep.weight(p) < rep.min_weight for p in ("honest", "inverter", "constant"))
+    assert rep.utility({"honest": True, "inverter": False}) > 0.7
+    assert rep.utility({"honest": True, "constant": False}) > 0.85
+    assert rep.utility({"honest": True, "other": True}) == 1.0  # unanimity stays unanimity
+    assert rep.standing("honest") > 3 * rep.standing("inverter")

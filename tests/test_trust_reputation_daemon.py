@@ -28,6 +28,7 @@ from peerdata.control.protocol import ControlRequest
 from peerdata.node.daemon import Daemon
 from peerdata.node.feedback import REPUTATION_KEY, OriginDesk
 from peerdata.node.learning import LearnerHost
+from peerdata.node.rounds import RoundStart
 from peerdata.store import SqliteStore, Store
 from peerdata.testing.memory_network import MemoryNetwork
 from peerdata.wire.replay import ReplayGuard
@@ -70,6 +71,26 @@ async def _fleet(stack: AsyncExitStack, liar: LearnerHost, store0: Store) -> lis
     return robots
 
 
+def _disputed_follow_honest(robots: list[Robot], starts: list[RoundStart], liar: str) -> int:
+    """On the honest origins' images of the round where the honest voter and the liar
+    disagree, the stored utility is the honest vote's (not the plain share of 0.5); returns
+    how many such images there were."""
+    honest = [r.node.peer_id for r in robots[:2]]
+    disputed = 0
+    for k in (0, 1):
+        r, rid, other = robots[k], starts[k].round_id, honest[1 - k]
+        votes = {(v.cid, v.voter): v.novel for v in r.store.list_votes(round_id=rid)
+                 if v.origin == r.node.peer_id}
+        for shared in r.store.list_shared(rid):
+            h, lie = votes.get((shared.cid, other)), votes.get((shared.cid, liar))
+            if h is None or lie is None or h == lie:
+                continue
+            disputed += 1
+            assert shared.utility is not None and abs(shared.utility - h) < 0.1, (
+                shared.utility, h)
+    return disputed
+
+
 async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
     autojump_clock: trio.testing.MockClock, tmp_path: Path,
 ) -> None:
@@ -87,6 +108,9 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
                 starts = [await r.service.origin.round_now("gu") for r in robots]
                 for r, s in zip(robots, starts, strict=True):
                     assert (await r.service.origin.wait_round(s.round_id, 120)).complete
+                if rnd == ROUNDS - 1:  # before the deadline, as a learner reading them now
+                    assert _disputed_follow_honest(robots, starts, liar) > 0
+                for r, s in zip(robots, starts, strict=True):
                     await r.node.wait_until(lambda _s, r=r, rid=s.round_id: (
                         rec := r.store.get_round(rid)) is not None and rec.finished_at is not None)
             for r in robots[:2]:  # the honest desks: the liar weighs (almost) nothing
@@ -94,20 +118,7 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
                 assert w[liar]["weight"] < 0.1, w
                 other = next(p for p in honest if p != r.node.peer_id)
                 assert w[other]["weight"] > w[liar]["weight"] + 0.2, w
-            # the last round's disputed images (honest voter and liar disagree): the utility
-            # is the honest vote's, not the plain share of 0.5
-            disputed = 0
-            for k in (0, 1):
-                r, rid, other = robots[k], starts[k].round_id, honest[1 - k]
-                votes = {(v.cid, v.voter): v.novel for v in r.store.list_votes(round_id=rid)
-                         if v.origin == r.node.peer_id}
-                for shared in r.store.list_shared(rid):
-                    h, lie = votes.get((shared.cid, other)), votes.get((shared.cid, liar))
-                    if h is None or lie is None or h == lie:
-                        continue
-                    disputed += 1
-                    assert shared.utility is not None and abs(shared.utility - h) < 0.1
-            assert disputed > 0
+            assert _disputed_follow_honest(robots, starts, liar) > 0  # and after it
             before = robots[0].service.desk.weights()
             # operators see it: `peerdata peers` (vote weight) and `status` (reputation)
             r0 = robots[0]

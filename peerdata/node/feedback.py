@@ -179,6 +179,7 @@ class OriginDesk:
         standing = self.core.standing(fb.cid, fb.round_id)  # over the image's chains so far
         assert standing is not None
         self.store.set_utility(fb.cid, *standing)
+        self._reweigh(fb.cid, fb.round_id)
         return record
 
     def take_vote(self, vote: Vote) -> VoteRecord | None:
@@ -218,7 +219,22 @@ class OriginDesk:
         record = VoteRecord(cid=vote.cid, origin=vote.origin, voter=vote.voter,
                             round_id=vote.round_id, novel=vote.novel, score=vote.score,
                             received_at=now, late=verdict.outcome == "late")
-        return record if self.store.add_vote(record) else None
+        if not self.store.add_vote(record):
+            return None
+        self._reweigh(vote.cid, vote.round_id)
+        return record
+
+    def _reweigh(self, cid: bytes, round_id: int) -> None:
+        """With a reputation, as soon as the image's Feedback and all its listed voters' Votes
+        are in: store the utility weighted by the reputation settled so far, so a learner
+        that reads utilities before the deadline (`wait_round`, then `learn`) gets it; the
+        deadline (`finish`) stores the final one."""
+        if self.core.reputation is None:
+            return
+        with self._lock:
+            u = self.core.provisional(cid, round_id)
+        if u is not None:
+            self.store.set_utility(cid, u.utility, len(u.voters), u.novel_votes)
 
     def finish(self, round_id: int) -> tuple[int, int]:
         """After the deadline: store each image's final utility as the core decides it (from
@@ -269,6 +285,18 @@ class OriginDesk:
         votes = [v for v in self.store.list_votes(round_id=round_id)
                  if v.origin == self.me and v.voter != self.me]
         utilities = [r.utility for r in shared.values() if r.utility is not None]
+        # with a reputation that weighs this image's voters unequally: its feedback is in but
+        # not yet every listed voter's Vote, so its weighted utility is still to come
+        waiting = 0
+        rep = self.core.reputation
+        if rep is not None and rec.finished_at is None:
+            listed: dict[bytes, set[str]] = {}  # every chain's listed voters, per image
+            for f in feedback:
+                if f.reporter != self.me:
+                    listed.setdefault(f.cid, set()).update(f.voters)
+            waiting = sum(len({round(rep.weight(v), 9) for v in vs}) > 1
+                          and not vs <= set(self.core.counted_votes(cid, round_id))
+                          for cid, vs in listed.items())
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),
@@ -276,7 +304,7 @@ class OriginDesk:
             feedback_received=len(reported), recovered=len(recovered),
             mean_utility=sum(utilities) / len(utilities) if utilities else None,
             accuracy=rec.accuracy, ranker_trained=rec.ranker_trained,
-            complete=len(utilities) == len(shared) and all(
+            complete=len(utilities) == len(shared) and not waiting and all(
                 reported[c] >= n or c in recovered for c, n in chains.items()))
 
 

@@ -316,6 +316,20 @@ class OriginCore:
         return Utility(cid, rid, novel / len(voters), tuple(voters), novel, source,
                        reporter), wrong
 
+    def provisional(self, cid: bytes, round_id: int) -> Utility | None:
+        """Before the deadline, with a reputation: the image's utility as `finish` would weigh
+        it with the reputation settled so far, once every chain's Feedback and every listed
+        voter's Vote are in (else None). Lets a learner that reads utilities before the
+        deadline see weighted ones; `finish` still decides the final value."""
+        image = self._images.get((cid, round_id))
+        if self.reputation is None or image is None or not image.feedback or (
+                image.heads - set(image.feedback)):
+            return None
+        u, _ = self._from_feedback(image, cid, round_id)
+        if u.reporter == self.me or not set(u.voters) <= set(image.votes):
+            return None
+        return self._weighted(u)
+
     def _weighted(self, u: Utility) -> Utility:
         """`u` with the reputation-weighted share of its voters' signed votes, where all
         arrived (a feedback's count cannot be weighted without them)."""

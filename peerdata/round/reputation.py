@@ -50,6 +50,7 @@ class Reputation:
     prior_votes: float = 4.0
     decay: float = 0.9
     passes: int = 5
+    min_weight: float = 0.1  # below it for every voter of an image, `standing` decides
     max_open: int = 20_000  # images awaiting their deadline; the oldest are dropped beyond it
     max_peers: int = 4_096  # voters remembered; the least-evidenced are forgotten beyond it
     _history: dict[str, tuple[float, float, float, float]] = field(default_factory=dict)
@@ -110,14 +111,28 @@ class Reputation:
         return {p: self.weight(p) for p in sorted(self._history)}
 
     def utility(self, votes: Mapping[str, bool]) -> float | None:
-        """The weighted share of novel votes (None without votes); when every voter weighs
-        nothing, the plain share (no one can be preferred)."""
+        """The weighted share of novel votes (None without votes). When no voter weighs
+        `min_weight` (all near chance: with few voters per image an inverter or a constant
+        liar can drag the honest voters' kappa there too), the `standing` of each decides
+        instead; the plain share only if even that is nothing."""
         if not votes:
             return None
-        mass = sum(self.weight(v) for v in votes)
-        if mass <= 0.0:
+        w = {v: self.weight(v) for v in votes}
+        if max(w.values()) < self.min_weight:
+            w = {v: self.standing(v) for v in votes}
+        mass = sum(w.values())
+        if mass <= 1e-12:
             return sum(votes.values()) / len(votes)
-        return sum(self.weight(v) * n for v, n in votes.items()) / mass
+        return sum(w[v] * n for v, n in votes.items()) / mass
+
+    def standing(self, peer: str) -> float:
+        """A relative standing for when no voter has a positive weight: the odds of its
+        chance-corrected agreement (an inverter's are near 0, chance's 1) times how much its
+        own votes vary (4 p (1 - p) for its share p of novel votes: a constant voter's is near
+        0, however it agrees)."""
+        n, vote, _, _ = self._with_prior(self._history.get(peer))
+        p = vote / n
+        return _odds(self.kappa(peer)) * 4.0 * p * (1.0 - p)
 
     def settle(self, round_id: int) -> None:
         """The round's deadline passed (lockstep rounds): judge every vote of that round

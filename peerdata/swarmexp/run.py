@@ -44,6 +44,9 @@ class SwarmPlan:
     ready_timeout_s: float = 120.0
     netem: str | None = None  # emulated links (testing/netem.py), e.g. "delay 50ms loss 2%"
     gossip_votes: bool = False  # each daemon's round.gossip_votes (votes also on gossip)
+    # Each daemon's [trust] reputation. Off by default, like `peerdata experiment` (the
+    # in-process reference): with it on, unequal vote weights change utilities and shares.
+    reputation: bool = False
     round_settings: tuple[tuple[str, Any], ...] = ()  # more [round] keys, e.g. ("chains", 1)
 
     def __post_init__(self) -> None:
@@ -61,7 +64,7 @@ class SwarmPlan:
 
 def node_settings(
     scenario: Scenario, scenario_file: Path, seed: int, vote_timeout_s: float,
-    gossip_votes: bool, index: int, /
+    gossip_votes: bool, reputation: bool, index: int, /
 ) -> Settings:
     """Robot `index`'s config.toml: manual rounds, the scenario's budget, model and seed.
 
@@ -79,7 +82,8 @@ def node_settings(
             "scenario": str(scenario_file),
             "learner_seed": run_seed(seed, index),
             "gossip_votes": gossip_votes,
-        }
+        },
+        "trust": {"reputation": reputation},
     }
 
 
@@ -102,7 +106,7 @@ def run_swarm_experiment(
         files = write_robot_files(s, data, work / "data" / f"seed-{seed}")
         scenario_file = write_scenario(s, work / "data" / "scenario.toml")
         base = functools.partial(node_settings, s, scenario_file.resolve(), seed,
-                                 plan.driver.vote_timeout_s, plan.gossip_votes)
+                                 plan.driver.vote_timeout_s, plan.gossip_votes, plan.reputation)
 
         def settings(index: int, base: Callable[[int], Settings] = base) -> Settings:
             out = base(index)

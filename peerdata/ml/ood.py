@@ -211,21 +211,29 @@ class MahalanobisDetector(_CalibratedDetector):
         self.means: torch.Tensor | None = None
         self.precision: torch.Tensor | None = None
 
+    def _vectors(self, model: VisionModel, images: np.ndarray) -> torch.Tensor:
+        """The vectors the distance is measured on: the model's embeddings."""
+        return model.embed(images)
+
+    def _ridge(self, cov: torch.Tensor) -> float:
+        """What is added to the covariance's diagonal before inverting it."""
+        return self.ridge
+
     def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        emb = model.embed(in_dist_images).double()
+        emb = self._vectors(model, in_dist_images).double()
         labels = torch.from_numpy(model.predict(in_dist_images).labels)
         classes = labels.unique()
         self.means = torch.stack([emb[labels == c].mean(0) for c in classes])
         centred = emb - self.means[torch.searchsorted(classes, labels)]
         cov = centred.T @ centred / len(emb)
-        cov += self.ridge * torch.eye(cov.shape[0], dtype=cov.dtype)
+        cov += self._ridge(cov) * torch.eye(cov.shape[0], dtype=cov.dtype)
         self.precision = torch.linalg.inv(cov)
         return self.score(model, in_dist_images)
 
     def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
         if self.means is None or self.precision is None:
-            raise DataError("mahalanobis detector used before fit()")
-        diff = model.embed(images).double()[:, None, :] - self.means[None, :, :]
+            raise DataError(f"{self.name} detector used before fit()")
+        diff = self._vectors(model, images).double()[:, None, :] - self.means[None, :, :]
         dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
         return dist.min(dim=1).values.float().numpy()
 

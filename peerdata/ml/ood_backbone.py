@@ -146,24 +146,11 @@ class BackboneMahalanobisDetector(MahalanobisDetector):
     def __init__(self, tpr: float = DEFAULT_TPR, ridge: float = 1e-1) -> None:
         super().__init__(tpr, ridge)
 
-    def _fit_reference(self, model: VisionModel, in_dist_images: np.ndarray) -> np.ndarray:
-        emb = model.features(in_dist_images).double()
-        labels = torch.from_numpy(model.predict(in_dist_images).labels)
-        classes = labels.unique()
-        self.means = torch.stack([emb[labels == c].mean(0) for c in classes])
-        centred = emb - self.means[torch.searchsorted(classes, labels)]
-        cov = centred.T @ centred / len(emb)
-        scale = float(cov.diagonal().mean()) or 1.0
-        cov += self.ridge * scale * torch.eye(cov.shape[0], dtype=cov.dtype)
-        self.precision = torch.linalg.inv(cov)
-        return self.score(model, in_dist_images)
+    def _vectors(self, model: VisionModel, images: np.ndarray) -> torch.Tensor:
+        return model.features(images)
 
-    def score(self, model: VisionModel, images: np.ndarray) -> np.ndarray:
-        if self.means is None or self.precision is None:
-            raise DataError("backbone_mahalanobis detector used before fit()")
-        diff = model.features(images).double()[:, None, :] - self.means[None, :, :]
-        dist = torch.einsum("nkd,de,nke->nk", diff, self.precision, diff)
-        return dist.min(dim=1).values.float().numpy()
+    def _ridge(self, cov: torch.Tensor) -> float:
+        return self.ridge * (float(cov.diagonal().mean()) or 1.0)
 
 
 def build_backbone_detector(name: str, tpr: float = DEFAULT_TPR) -> _CalibratedDetector:

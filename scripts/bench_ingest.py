@@ -74,7 +74,7 @@ def main() -> None:
     model = VisionModel(config, seed=0)
     model.trunk = FrozenTrunk(config.spec, fine_tune_last_block=False)  # a cold, private cache
     assert model.trunk is not None
-    ranker = GlobalUtilityRanker(feature_dim(128, 10), seed=0)
+    ranker = GlobalUtilityRanker(feature_dim(128, 10, model.descriptor_dim), seed=0)
     own = np.stack([decode_frame(f, spec) for f in camera_frames(70, seed=1)])
     calibration, pool = own[:40], own[40:]
     detector = build_detector(args.detector)

@@ -137,3 +137,25 @@ def test_style_statistics_come_from_the_trunk_pass_and_its_cache() -> None:
     assert torch.equal(model.pyramid(x), got) and trunk.misses == 6
     assert model.pyramid(x[:0]).shape == (0, trunk.style_dim + 1280)
 
+
+def test_the_ranker_sees_the_frozen_trunk_not_the_trained_embedding() -> None:
+    """With a pretrained trunk, the ranker's input starts with the trunk's unit-length pooled
+    features (what peers' backbone detectors vote on); from scratch, with the embedding."""
+    from peerdata.ml.ranker import feature_dim, ranker_features
+    from peerdata.sharing.learner import LearnerConfig, RobotLearner
+
+    model = VisionModel(CFG, seed=0)
+    x, _ = _batch(4, seed=0)
+    pred = model.predict(x)
+    assert pred.descriptor is not None and pred.descriptor.shape == (4, 1280)
+    unit = torch.nn.functional.normalize(model.features(x), dim=1).numpy()
+    np.testing.assert_allclose(pred.descriptor, unit, atol=1e-6)
+    rows = ranker_features(pred)
+    assert rows.shape == (4, feature_dim(16, 3, model.descriptor_dim)) == (4, 1280 + 3 + 1)
+    np.testing.assert_array_equal(rows[:, :1280], pred.descriptor)
+    learner = RobotLearner("r", LearnerConfig(vision=CFG, detector="backbone_knn"), seed=0)
+    assert learner.ranker.in_features == 1280 + 3 + 1
+    scratch = VisionModel(VisionConfig(num_classes=3, embedding_dim=8), seed=0)
+    plain = scratch.predict(np.zeros((2, 28, 28), np.uint8))
+    assert plain.descriptor is None and scratch.descriptor_dim == 0
+    np.testing.assert_array_equal(ranker_features(plain)[:, :8], plain.embedding)

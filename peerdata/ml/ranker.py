@@ -36,15 +36,24 @@ STD_FLOOR = 0.1
 
 
 def ranker_features(prediction: Prediction) -> np.ndarray:
-    """Ranker input per image: [embedding, softmax probabilities, predictive entropy]."""
+    """Ranker input per image: [view, softmax probabilities, predictive entropy].
+
+    The view is the frozen pretrained trunk's descriptor where there is one, else the
+    embedding. Peers vote on what a frozen trunk sees, and the head's embedding is trained to
+    ignore exactly that (a photo and a painting of one class should embed alike): measured on
+    pacs-4, the ranker separated a robot's rare images from its common ones at AUROC 0.60-0.83
+    on the embedding and 0.86-0.93 on the descriptor, with the same feedback.
+    """
+    view = prediction.embedding if prediction.descriptor is None else prediction.descriptor
     return np.concatenate(
-        [prediction.embedding, prediction.probabilities, prediction.entropy[:, None]], axis=1
+        [view, prediction.probabilities, prediction.entropy[:, None]], axis=1
     ).astype(np.float32)
 
 
-def feature_dim(embedding_dim: int, num_classes: int) -> int:
-    """Length of a `ranker_features` row."""
-    return embedding_dim + num_classes + 1
+def feature_dim(embedding_dim: int, num_classes: int, descriptor_dim: int = 0) -> int:
+    """Length of a `ranker_features` row (`descriptor_dim` > 0: the descriptor replaces the
+    embedding)."""
+    return (descriptor_dim or embedding_dim) + num_classes + 1
 
 
 class GlobalUtilityRanker:

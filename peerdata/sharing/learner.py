@@ -107,7 +107,8 @@ class RobotLearner:
         self.name, self.config, self.seed = name, config, seed
         self.model = VisionModel(config.vision, seed)
         self.ranker = GlobalUtilityRanker(
-            feature_dim(config.vision.embedding_dim, config.vision.num_classes),
+            feature_dim(config.vision.embedding_dim, config.vision.num_classes,
+                        self.model.descriptor_dim),
             config.ranker,
             seed,
         )

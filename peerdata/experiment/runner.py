@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
 from peerdata.experiment.metrics import (
     accuracies,
@@ -28,7 +27,7 @@ from peerdata.experiment.metrics import (
 )
 from peerdata.experiment.value import final_aurocs, histogram_series, value_summary
 from peerdata.ml.vision import VisionModel
-from peerdata.scenario import POLICIES, Scenario
+from peerdata.scenario import Scenario
 from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
 from peerdata.sharing.liars import pick_liars
 
@@ -53,11 +52,6 @@ class ExperimentPlan:
         names = [r.name for r in self.scenario.robots]
         return {"liars": dict.fromkeys(pick_liars(names, self.liars, seed), self.lie),
                 "reputation": self.reputation}
-
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.scenario.policies if p not in POLICIES]
-        if unknown:
-            raise ConfigError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
 
     @property
     def steps(self) -> int:

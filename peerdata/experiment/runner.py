@@ -60,11 +60,6 @@ class ExperimentPlan:
         return len(s.seeds) * (1 + len(s.policies) * s.rounds)
 
 
-def learner_config(scenario: Scenario) -> LearnerConfig:
-    """The learner settings a scenario implies."""
-    return LearnerConfig.of_scenario(scenario)
-
-
 def bootstrap_checkpoints(
     scenario: Scenario, data: ExperimentData, seed: int, *, shared_init: bool = False
 ) -> dict[str, bytes]:
@@ -73,7 +68,7 @@ def bootstrap_checkpoints(
     `shared_init`: every vision model starts from one initialisation (what federated averaging
     assumes; networks from different random weights cannot be averaged).
     """
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     out = {}
     for i, robot in enumerate(scenario.robots):
         learner = RobotLearner(robot.name, config, seed=run_seed(seed, i))
@@ -90,7 +85,7 @@ def restore_fleet(
 ) -> InProcessFleet:
     """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`;
     `fleet_options`: `InProcessFleet`'s liars and reputation)."""
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
     return InProcessFleet(learners, seed=seed, **fleet_options)
 
@@ -160,7 +155,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         data = build_experiment_data(s, domains, seed)
         notes = data.notes
         checkpoints = bootstrap_checkpoints(s, data, seed)
-        config = learner_config(s)
+        config = LearnerConfig.of_scenario(s)
         aurocs.append(
             {
                 r.name: detector_aurocs(

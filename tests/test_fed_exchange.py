@@ -19,6 +19,7 @@ from peerdata.federated import (
     elect_aggregator,
     transport_sender,
 )
+from peerdata.federated.asyncmode import MAX_STALENESS
 from peerdata.federated.clock import FleetClock
 from peerdata.federated.service import Federation
 from peerdata.federated.tensors import BlobOptions, blobs_from_state
@@ -452,3 +453,89 @@ async def test_async_mode_does_not_wait_for_the_slow_robot(
     version = server.statistics().version
     assert all(s.statistics().version >= version - 3 for s in services.values())
     assert float(server.global_state["w"][0]) > 5  # the model moved with every step
+
+
+async def test_async_robot_that_joins_late_is_answered_with_the_newest_global(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """C joins when the server is more than MAX_STALENESS versions past the version C starts
+    from, and B has stopped pushing: C's first update(s), against a base the server no longer
+    holds, are refused, but each refusal is answered with the newest global, so C is in step
+    at its next push and its updates move the model (before the answer, C retried from its
+    starting version until some step's broadcast happened to reach it; here none would)."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, mode="async",
+                           aggregator=A.peer_id, interval_s=30.0)
+    net = MemoryNetwork(seed=15)
+    b_stopped = trio.Event()
+    services: dict[str, Federation] = {}
+
+    def service(ident: Identity, transport: Transport) -> Federation:
+        async def train_local(state: dict[str, torch.Tensor], _v: int) -> LocalModel:
+            if ident is B and b_stopped.is_set():
+                await trio.sleep_forever()
+            await trio.sleep(1.0)
+            return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+        services[ident.peer_id] = Federation(
+            transport, FederatedPeer(ident, cfg, FedAvg(), start_state()), train_local,
+            clock=FleetClock(30.0, 0.0, trio.current_time))
+        return services[ident.peer_id]
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            a, b = await open_connected(stack, net, [A.peer_id, B.peer_id])
+            c = await stack.enter_async_context(net.open_transport(C.peer_id))  # not connected
+            async with trio.open_nursery() as nursery:
+                await nursery.start(service(A, a).run)
+                await nursery.start(service(B, b).run)
+                await trio.sleep(40.0)  # B alone: about one step per 3 s
+                b_stopped.set()
+                joined_at = services[A.peer_id].statistics().version
+                await c.connect(a.listen_addrs()[0])
+                await nursery.start(service(C, c).run)
+                await trio.sleep(30.0)
+                nursery.cancel_scope.cancel()
+    assert joined_at > MAX_STALENESS + 1  # C's version 0 is gone from the server's history
+    server = services[A.peer_id]
+    refused = [x for r in server.results for x in r.rejected]
+    assert {x.peer for x in refused} == {C.peer_id} and 1 <= len(refused) <= 2, refused
+    assert all("too stale" in x.reason for x in refused)
+    steps_with_c = [r for r in server.results if r.model is not None and C.peer_id in r.included]
+    assert len(steps_with_c) >= 5  # C alone, in step: one step per 3 of its updates
+    assert services[C.peer_id].statistics().version >= server.statistics().version - 1
+
+
+async def test_async_robot_does_not_outrun_a_stalled_server(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """B trains in 0.05 s; the server takes 3 s over each step (its adopt hook, like a loaded
+    daemon saving its checkpoint). B sends at most a buffer's worth of updates from one version
+    and then waits for the next, so none of its updates waits in the server's inbox until its
+    base is gone: nothing is refused (before, B filled the inbox from one version, and the
+    updates read 9 steps later were refused as too stale)."""
+    cfg = FederationConfig(enabled=True, deadline_s=DEADLINE, mode="async",
+                           aggregator=A.peer_id, interval_s=30.0)
+    net = MemoryNetwork(seed=16)
+
+    async def train_local(state: dict[str, torch.Tensor], _v: int) -> LocalModel:
+        await trio.sleep(0.05)
+        return LocalModel({"w": state["w"] + 1.0, "steps": torch.tensor(1)}, 1)
+
+    async def slow_step(_model: dict[str, torch.Tensor], _result: RoundResult) -> None:
+        await trio.sleep(3.0)
+
+    with trio.fail_after(1000):
+        async with AsyncExitStack() as stack:
+            a, b = await open_connected(stack, net, [A.peer_id, B.peer_id])
+            clock = FleetClock(30.0, 0.0, trio.current_time)
+            server = Federation(a, FederatedPeer(A, cfg, FedAvg(), start_state()), train_local,
+                                clock=clock, adopt=slow_step)
+            robot = Federation(b, FederatedPeer(B, cfg, FedAvg(), start_state()), train_local,
+                               clock=clock)
+            async with trio.open_nursery() as nursery:
+                await nursery.start(server.run)
+                await nursery.start(robot.run)
+                await trio.sleep(60.0)
+                nursery.cancel_scope.cancel()
+    assert not any(r.rejected for r in server.results)
+    assert server.statistics().version >= 15  # one step per 3 s stall: B kept it busy
+    assert robot.statistics().version >= server.statistics().version - 1

@@ -8,6 +8,7 @@ updates were accepted and averaged, and the last round included every robot.
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 from typing import Any
@@ -96,7 +97,18 @@ def test_daemons_federate_asynchronously_through_a_buffer(tmp_path: Path) -> Non
         robots = [swarm.call(r.index, "status")["federation"] for r in swarm.robots[1:]]
         server = swarm.call(0, "status")["federation"]
     assert server["version"] >= 2 and server["bytes_received"] > 0
-    assert server["rejected"] == 0  # no update was too stale or invalid
+    # No update was invalid, and none was too stale, except by design: a robot that connects
+    # after the server stepped past MAX_STALENESS versions first pushes from its own starting
+    # model (version 0), which the server no longer holds; it is refused and answered with the
+    # newest global (test_fed_exchange checks that answer). Under load that late join happens,
+    # so `rejected == 0` failed; any other refusal (invalid, or an in-step robot left too far
+    # behind) still fails here. The log holds every refusal the status counted, and later ones.
+    log = (tmp_path / "robot-0" / "node.log").read_text().splitlines()
+    refusals = [m for m in (json.loads(line).get("message", "") for line in log)
+                if m.startswith("model update from ") and " rejected: " in m]
+    assert server["rejected"] <= len(refusals)
+    assert all(m.endswith(" rejected: update against version 0, too stale") for m in refusals), \
+        refusals
     for robot in robots:
         assert 1 <= robot["version"] <= server["version"]
         assert robot["bytes_sent"] > 0

@@ -133,6 +133,29 @@ def test_covering_keeps_its_share_of_the_top_utility() -> None:
         select_covering(utilities, embeddings, 10, keep=1.5)
 
 
+def test_spread_shares_every_wanted_kind_not_only_the_most_wanted() -> None:
+    """Above `spread_above`, coverage spreads the budget over all wanted kinds; below it, never."""
+    rng = np.random.default_rng(2)
+    centres = np.eye(4)
+    embeddings = np.concatenate(
+        [centres[k] + rng.normal(0, 0.05, (40, 4)) for k in range(3)] + [centres[3:]]
+    )
+    # kind 0 looks most novel, kind 1 is wanted too, kind 2 is common, one isolated odd image
+    utilities = np.concatenate(
+        [rng.uniform(0.95, 1.0, 40), rng.uniform(0.6, 0.7, 40), rng.uniform(0, 0.1, 40), [0.3]]
+    )
+    kinds = np.repeat([0, 1, 2, 3], [40, 40, 40, 1])
+    plain = select_covering(utilities, embeddings, 20, 0.15, keep=0.99)
+    assert np.all(kinds[plain] == 0)  # near-top-k: only the most novel-looking kind
+    spread = select_covering(utilities, embeddings, 20, 0.15, keep=0.99, spread_above=0.5)
+    assert len(set(spread.tolist())) == 20
+    assert min(np.bincount(kinds[spread], minlength=4)[:2]) >= 5  # both wanted kinds, fairly
+    assert set(kinds[spread].tolist()) <= {0, 1}  # nothing below the spread line
+    # fewer than the budget reach the line: the keep-bounded covering decides, as without it
+    wide = select_covering(utilities, embeddings, 100, 0.15, keep=0.99, spread_above=0.5)
+    assert wide.tolist() == select_covering(utilities, embeddings, 100, 0.15, keep=0.99).tolist()
+
+
 @settings(max_examples=40, deadline=None)
 @given(st.integers(0, 10_000), st.integers(1, 30), st.floats(0.0, 1.0))
 def test_covering_never_loses_more_utility_than_allowed(seed: int, limit: int, keep: float) -> None:

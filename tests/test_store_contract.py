@@ -216,7 +216,6 @@ def test_store_shared_items_dedupe_and_filter_by_round(store: Store) -> None:
     assert all(s.utility is None and s.voters is None and s.novel_votes is None for s in shared)
     assert [s.cid for s in store.list_shared(round_id=2)] == [b.cid]
     assert store.list_shared(round_id=3) == []
-    assert shared[0].cid_hex == a.cid.hex()
 
 
 def test_store_set_utility_shows_on_every_share_of_that_cid(store: Store) -> None:
@@ -261,7 +260,7 @@ def test_store_list_votes_filters(store: Store) -> None:
     assert [v.voter for v in store.list_votes(round_id=3)] == ["Q2"]
     assert store.list_votes(cid=CID_A, round_id=2) == []
     got = store.list_votes(cid=CID_B, round_id=2)[0]
-    assert got.novel is True and got.late is False and got.cid_hex == CID_B.hex()
+    assert got.novel is True and got.late is False and got.cid == CID_B
 
 
 # -- feedback ------------------------------------------------------------------------------------

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
 from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
+from peerdata.control.client import call
 from peerdata.node.home import default_home, init_home
 
 HELP = """Create a node home: a private key and a commented config.toml.
@@ -30,6 +31,17 @@ Examples:
 def resolve_home(home: Path | None) -> Path:
     """`--home`, else $PEERDATA_HOME, else ~/.peerdata."""
     return home.expanduser() if home is not None else default_home(dict(os.environ))
+
+
+def ask(home: Path | None, cmd: str, args: dict[str, Any] | None, timeout_s: float,
+        fmt: Format) -> dict[str, Any] | None:
+    """The running daemon's answer to `cmd`; under `--format json` it is printed and None is
+    returned (the caller renders the text form of what it gets)."""
+    result = call(resolve_home(home), cmd, args, timeout_s=timeout_s)
+    if fmt is Format.json:
+        emit_json(result)
+        return None
+    return result
 
 
 LOOPBACK_ANY_PORT = "/ip4/127.0.0.1/tcp/0"

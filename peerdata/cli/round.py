@@ -6,9 +6,8 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
-from peerdata.control.client import call
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, say
 
 HELP = """Start a sharing round on a running node now (as the schedule, round.interval_s, does).
 
@@ -42,9 +41,7 @@ def now(
     args: dict[str, object] = {"learn": learn}
     if policy:
         args["policy"] = policy
-    result = call(resolve_home(home), "round_now", args, timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "round_now", args, timeout_s, fmt)) is None:
         return
     say(
         f"round {result['round_id']} ({result['policy']}): selected {result['selected']}, "

@@ -6,9 +6,8 @@ from typing import Any
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, table
-from peerdata.control.client import call
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, table
 
 HELP = """List a running node's sharing rounds.
 
@@ -32,9 +31,7 @@ def fmt_float(value: Any, digits: int = 3) -> str:
 def rounds(home: HomeOption = None, timeout_s: TimeoutOption = 10.0,
            fmt: Format = FORMAT_OPTION) -> None:
     """List a running node's sharing rounds (see `peerdata rounds --help`)."""
-    result = call(resolve_home(home), "rounds", timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "rounds", None, timeout_s, fmt)) is None:
         return
     table(
         f"rounds of {result.get('peer_id')}",

@@ -7,9 +7,8 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
-from peerdata.control.client import call
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, say
 from peerdata.errors import DataError
 
 HELP = """Offer image files to one peer through the running daemon.
@@ -47,9 +46,7 @@ def send(
     args: dict[str, object] = {"paths": paths, "to": to}
     if label is not None:
         args["label"] = label
-    result = call(resolve_home(home), "send", args, timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "send", args, timeout_s, fmt)) is None:
         return
     say(
         f"offered {result.get('offered', 0)} image(s) to {to}; "

@@ -7,10 +7,9 @@ from typing import Annotated
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, table
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, table
 from peerdata.cli.rounds import fmt_float
-from peerdata.control.client import call
 
 HELP = """List the images this robot shared: content ID, round, first peer, bytes, utility.
 
@@ -36,9 +35,7 @@ def shared(home: HomeOption = None, round_id: RoundOption = None,
            timeout_s: TimeoutOption = 10.0, fmt: Format = FORMAT_OPTION) -> None:
     """List the images this robot shared (see `peerdata shared --help`)."""
     args = {} if round_id is None else {"round_id": round_id}
-    result = call(resolve_home(home), "shared", args, timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "shared", args, timeout_s, fmt)) is None:
         return
     table(
         f"shared by {result.get('peer_id')}",

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, say
-from peerdata.control.client import call
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, say
 
 HELP = """Show a running node: peer ID, listen addresses, peers, images and bytes moved.
 
@@ -42,9 +41,7 @@ def status(
     fmt: Format = FORMAT_OPTION,
 ) -> None:
     """Show a running node (see `peerdata status --help`)."""
-    result = call(resolve_home(home), "status", timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "status", None, timeout_s, fmt)) is None:
         return
     width = max(len(label) for label, _ in _ROWS)
     for label, key in _ROWS:

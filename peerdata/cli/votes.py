@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import typer
 
-from peerdata.cli.init import HomeOption, TimeoutOption, resolve_home
-from peerdata.cli.output import FORMAT_OPTION, Format, emit_json, guarded, table
+from peerdata.cli.init import HomeOption, TimeoutOption, ask
+from peerdata.cli.output import FORMAT_OPTION, Format, guarded, table
 from peerdata.cli.shared import RoundOption, when
-from peerdata.control.client import call
 
 HELP = """List votes: those this robot cast on images peers shared (cast = yes) and the signed
 votes peers published on images it shared. Round numbers are the origin's. Votes that arrived
@@ -25,9 +24,7 @@ def votes(home: HomeOption = None, round_id: RoundOption = None,
           timeout_s: TimeoutOption = 10.0, fmt: Format = FORMAT_OPTION) -> None:
     """List votes (see `peerdata votes --help`)."""
     args = {} if round_id is None else {"round_id": round_id}
-    result = call(resolve_home(home), "votes", args, timeout_s=timeout_s)
-    if fmt is Format.json:
-        emit_json(result)
+    if (result := ask(home, "votes", args, timeout_s, fmt)) is None:
         return
     table(
         f"votes at {result.get('peer_id')}",

@@ -3,10 +3,13 @@
 Rule: nobody waits for the slowest robot. The aggregator (`federation.aggregator`, required)
 keeps the last `MAX_STALENESS + 1` global versions, decodes each update against the version its
 sender started from, and steps the global model every `buffer_size` updates, staleness-weighted
-(`peerdata.ml.aggregate.fedbuff.FedBuff`), then sends the new version to every peer. A robot
-trains from the newest global it holds, sends its delta, adopts the newest version that arrived
-meanwhile, and trains again at once. Received bytes cross the same validator as in rounds; the
-network is reached only through the injected callables.
+(`peerdata.ml.aggregate.fedbuff.FedBuff`), then sends the new version to every peer; it answers
+an update whose base it no longer holds with its newest version. A robot trains from the newest
+global it holds, sends its delta, adopts the newest version that arrived meanwhile, and trains
+again at once, but sends at most `buffer_size` updates from one version: a robot that trains
+faster than the aggregator steps (or a stalled aggregator) would otherwise fill its inbox with
+updates from one base, the later ones stale by the time they are read. Received bytes cross the
+same validator as in rounds; the network is reached only through the injected callables.
 """
 
 from __future__ import annotations
@@ -62,8 +65,10 @@ class AsyncExchange:
         history: dict[int, StateDict] = {peer.version: peer.global_state}
         dense = BlobOptions(peer.config.update_dtype)
         included: list[str] = []
+        latest: bytes | None = None  # the last global sent: a stale sender's catch-up
         while True:
             sender, payload = await self._inbox.receive_one()
+            version = None
             try:
                 version = decode_model_update(payload, self._limit()).base_version
                 if version not in history:
@@ -76,6 +81,10 @@ class AsyncExchange:
                 await self._record(RoundResult(
                     peer.version, "async", peer.peer_id, None, peer.version, (),
                     (Rejection(sender, str(exc)),), (), 0, 0))
+                if latest is not None and version is not None and version not in history:
+                    # it started from a version we no longer hold (it joined late, or missed
+                    # our sends): without this it would retry from it until a step reached it
+                    await peer.send_all([sender], latest, self._send)
                 continue
             included.append(sender)
             if not server.submit(update.state, history[version], version, update.num_samples):
@@ -87,6 +96,7 @@ class AsyncExchange:
             peer.adopt(model, server.version)
             history[server.version] = model
             history.pop(server.version - MAX_STALENESS - 1, None)
+            latest = payload
             others = [p for p in self._peers() if p != peer.peer_id]
             sent = await peer.send_all(others, payload, self._send)
             await self._record(RoundResult(
@@ -96,14 +106,22 @@ class AsyncExchange:
 
     async def _push(self) -> None:
         peer, server = self._peer, self._peer.config.aggregator
+        delivered, sent = 0, 0  # updates the server took from the version we hold; last size
         while True:
-            local = await self._train(peer.global_state, peer.version)
-            payload = peer.encode_update(peer.version, "update", local.state, local,
-                                         base=peer.global_state, base_version=peer.version,
-                                         options=peer.options)
-            await peer.send_all([server], payload, self._send)
-            for sender, data in self._inbox.drain():  # oldest first: the newest wins
-                await self._maybe_adopt(sender, data, len(payload))
+            if delivered < self._buffer_size:
+                local = await self._train(peer.global_state, peer.version)
+                payload = peer.encode_update(peer.version, "update", local.state, local,
+                                             base=peer.global_state, base_version=peer.version,
+                                             options=peer.options)
+                took = await peer.send_all([server], payload, self._send)
+                delivered, sent = delivered + took, len(payload)
+                arrived = self._inbox.drain()  # oldest first: the newest wins
+            else:  # enough for a step from us alone: wait for a newer version (a step, or the
+                # answer to a refusal) instead of queueing updates that go stale at the server
+                arrived = [await self._inbox.receive_one()]
+            for sender, data in arrived:
+                if await self._maybe_adopt(sender, data, sent):
+                    delivered = 0
             await trio.lowlevel.checkpoint()
 
     async def _maybe_adopt(self, sender: str, payload: bytes, sent: int) -> bool:

@@ -160,6 +160,7 @@ def select_covering(
     limit: int,
     min_utility: float = 0.0,
     keep: float = 0.0,
+    spread_above: float = 0.0,
 ) -> np.ndarray:
     """Pick up to `limit` rows that peers need *and* that cover different things.
 
@@ -176,12 +177,20 @@ def select_covering(
     when they are much less wanted (measured: 8-23% of a budget on common images); near 1,
     coverage only decides among images of nearly equal utility.
 
+    `spread_above` (> 0): when more than `limit` rows reach this utility, only they are
+    candidates and coverage alone chooses among them (`keep` is ignored): the budget then spreads
+    over everything wanted in proportion to how much of it there is, not only over the most
+    wanted (measured on paper-3: those are the most foreign-looking classes of a rare domain, and
+    the receivers got a skewed class mix). With fewer such rows, `keep` applies as above.
+
     Returns indices into the rows, in the order chosen (at most `limit`, only candidates).
     """
     if len(utilities) != len(embeddings):
         raise DataError(f"{len(utilities)} utilities but {len(embeddings)} embeddings")
     if not 0.0 <= keep <= 1.0:
         raise DataError(f"keep must lie in [0, 1], got {keep}")
+    if spread_above > 0.0 and int((utilities >= spread_above).sum()) > limit > 0:
+        min_utility, keep = max(min_utility, spread_above), 0.0
     candidates = np.flatnonzero(utilities >= min_utility)
     by_utility = candidates[np.argsort(-utilities[candidates], kind="stable")]
     if limit <= 0 or len(candidates) <= limit:

@@ -36,9 +36,7 @@ def _get(status: dict[str, Any], path: str) -> float | None:
         if not isinstance(value, dict) or part not in value:
             return None
         value = value[part]
-    if isinstance(value, bool):
-        return float(value)
-    return float(value) if isinstance(value, int | float) else None
+    return float(value) if isinstance(value, int | float) else None  # a bool is 0 or 1
 
 
 # (name, kind, help, label name or "", [(label value, status path)]).

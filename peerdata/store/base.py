@@ -122,10 +122,6 @@ class SharedRecord:
         check_count("nbytes", self.nbytes)
         check_finite("shared_at", self.shared_at)
 
-    @property
-    def cid_hex(self) -> str:
-        return self.cid.hex()
-
 
 @dataclass(frozen=True)
 class VoteRecord:
@@ -145,10 +141,6 @@ class VoteRecord:
         check_count("round_id", self.round_id)
         check_finite("score", self.score)
         check_finite("received_at", self.received_at)
-
-    @property
-    def cid_hex(self) -> str:
-        return self.cid.hex()
 
 
 @dataclass(frozen=True)

@@ -99,7 +99,7 @@ class OriginService:
         out: list[tuple[bytes, int]] = []
         dropped = over = total = 0
         now = self.node.wall_time()
-        kept = []
+        kept: list[tuple[Any, Any, bytes]] = []  # (pick, filter result, png)
         for pick in picks:
             result = self.privacy.filter_image(store.get_blob(pick.cid))
             if isinstance(result, DroppedImage):

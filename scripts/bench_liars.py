@@ -29,9 +29,9 @@ import torch
 from peerdata.datasets import resolve_data_dir
 from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.metrics import sharing_stats
-from peerdata.experiment.runner import bootstrap_checkpoints, learner_config
+from peerdata.experiment.runner import bootstrap_checkpoints
 from peerdata.scenario import Scenario, load_scenario
-from peerdata.sharing import InProcessFleet, RobotLearner
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner
 from peerdata.sharing.liars import LIE_MODES, pick_liars
 
 TARGET_DROP_POINTS = 5.0
@@ -40,7 +40,7 @@ TARGET_DROP_POINTS = 5.0
 def run_config(scenario: Scenario, data: Any, checkpoints: dict[str, bytes], seed: int,
                liars: dict[str, str], reputation: bool) -> dict[str, Any]:
     """`gu` rounds with these liars; per robot, rare precision per round; final weights."""
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     learners = {n: RobotLearner.restore(cp, config) for n, cp in checkpoints.items()}
     fleet = InProcessFleet(learners, seed=seed, liars=liars, reputation=reputation)
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}

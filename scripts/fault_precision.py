@@ -6,7 +6,10 @@ the reference with `--fault-free`) and prints the rare precision (shared images 
 family, not bars, over shared images) of each run overall and over the (robot, robot's own
 round) pairs both runs have: a robot that churned out runs fewer rounds, and its ranker's
 early rounds select fewer rare images, so the overall figures mix composition with quality.
-Ends with one JSON line.
+Then per own round k (every robot's k-th round pooled): each run's precision and shares, and
+a diagnostic (not the target): the fault run's per-round precisions weighted by the
+reference's shares per round, i.e. the fault run's ranker quality at the reference's mix of
+rounds. Ends with one JSON line.
 
     .venv/bin/python scripts/fault_precision.py /tmp/scale/f10gu /tmp/scale/f10ref
 """
@@ -53,7 +56,32 @@ def main() -> None:
     print("|---|---|---|")
     print(f"| faults | {out['faults']} | {out['faults_matched']} |")
     print(f"| fault-free | {out['fault_free']} | {out['fault_free_matched']} |")
+    pooled = {name: by_round(counts) for name, counts in (("faults", faults), ("ref", ref))}
+    print("\n| own round | faults rare/shared | fault-free rare/shared |")
+    print("|---|---|---|")
+    for k in sorted(set(pooled["faults"]) | set(pooled["ref"])):
+        cells = [f"{r}/{n} = {r / n:.2f}" if n else "-"
+                 for r, n in (pooled[x].get(k, (0, 0)) for x in ("faults", "ref"))]
+        print(f"| {k} | {cells[0]} | {cells[1]} |")
+    common = [k for k in pooled["ref"] if pooled["faults"].get(k, (0, 0))[1]]
+    weight = sum(pooled["ref"][k][1] for k in common)
+    out["own_rounds"] = {x: {str(k): list(v) for k, v in sorted(pooled[x].items())}
+                         for x in pooled}
+    out["faults_at_reference_round_mix"] = round(sum(
+        pooled["ref"][k][1] * pooled["faults"][k][0] / pooled["faults"][k][1]
+        for k in common) / weight, 4) if weight else None
+    print(f"\nfault run's per-round precision at the reference's round mix (diagnostic): "
+          f"{out['faults_at_reference_round_mix']}")
     print(json.dumps(out, sort_keys=True))
+
+
+def by_round(counts: Counts) -> dict[int, tuple[int, int]]:
+    """Own round -> (rare, shared) over all robots."""
+    out: dict[int, tuple[int, int]] = {}
+    for (_robot, rid), (rare, shared) in counts.items():
+        r0, n0 = out.get(rid, (0, 0))
+        out[rid] = (r0 + rare, n0 + shared)
+    return out
 
 
 if __name__ == "__main__":

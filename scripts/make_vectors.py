@@ -27,6 +27,7 @@ from peerdata.wire import (
     OfferItem,
     OfferReply,
     RelayState,
+    Reports,
     content_id,
     encode,
     sign_feedback,
@@ -70,6 +71,14 @@ def build_vectors() -> dict[str, Message]:
                                   novel_votes=1, voters=(BOB.peer_id, CAROL.peer_id),
                                   timestamp=TIMESTAMP + 1, nonce=bytes(range(16, 32))),
         "error_reply": ErrorReply(code="not_found", message="no such image"),
+        "reports": Reports(origin=ALICE.peer_id, votes=(
+            sign_vote(BOB, origin=ALICE.peer_id, cid=CID, round_id=7, novel=True, score=3.75,
+                      timestamp=TIMESTAMP, nonce=bytes(range(16))),
+            sign_vote(BOB, origin=ALICE.peer_id, cid=content_id(IMAGE + b"2"), round_id=7,
+                      novel=False, score=0.5, timestamp=TIMESTAMP, nonce=bytes(range(64, 80)))),
+            feedback=(sign_feedback(CAROL, origin=ALICE.peer_id, cid=CID, round_id=7,
+                                    novel_votes=1, voters=(BOB.peer_id, CAROL.peer_id),
+                                    timestamp=TIMESTAMP + 1, nonce=bytes(range(16, 32))),)),
         # Fleet membership: alice is the fleet authority here.
         "member_cert": sign_member_cert(ALICE, member=BOB.peer_id, issued_at=TIMESTAMP,
                                         expires_at=TIMESTAMP + 86_400.0,

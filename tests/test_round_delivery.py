@@ -5,6 +5,7 @@ drained before a graceful stop."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import trio
@@ -38,27 +39,31 @@ class Origins:
         self.frozen: set[str] = set()
         self.got: dict[str, list[bytes]] = {o: [] for o in ORIGINS}
         self.attempts = 0
+        self.requests: list[tuple[str, int]] = []  # (origin, votes) per acknowledged request
         self.changed = trio.Event()
 
-    async def send(self, origin: str, data: bytes) -> bool | None:
+    async def send(self, origin: str, data: Sequence[bytes]) -> bool | None:
         self.attempts += 1
         await trio.lowlevel.checkpoint()
         if origin in self.frozen:
             await trio.sleep_forever()
         if origin in self.down:
             return None
-        self.got[origin].append(data)
+        self.requests.append((origin, len(data)))
+        self.got[origin].extend(data)
         self.changed.set()
         self.changed = trio.Event()
         return True
 
 
-def delivery(store: SqliteStore, origins: Origins, now: list[float]) -> VoteDelivery:
+def delivery(store: SqliteStore, origins: Origins, now: list[float], per_request: int = 64
+             ) -> VoteDelivery:
     async def offload(fn, *args):  # type: ignore[no-untyped-def]
         return fn(*args)
 
     return VoteDelivery(store, offload, origins.send, lambda: now[0], expire_s=240.0,
-                        retry_initial_s=1.0, retry_max_s=8.0, send_timeout_s=5.0)
+                        retry_initial_s=1.0, retry_max_s=8.0, send_timeout_s=5.0,
+                        per_request=per_request)
 
 
 async def test_kept_until_acknowledged_and_resent_by_the_next_run(
@@ -113,3 +118,20 @@ async def test_drain_delivers_then_returns_and_old_votes_expire(
             assert await d.drain(60.0) == 0
             assert d.counts["votes_expired"] == 2 and d.counts["votes_delivered"] == 4
             nursery.cancel_scope.cancel()
+
+
+async def test_an_origins_votes_leave_in_requests_of_at_most_per_request(
+        tmp_path: Path, autojump_clock: trio.testing.MockClock) -> None:
+    now = [0.0]
+    origins = Origins()
+    with trio.fail_after(60), SqliteStore.open(tmp_path) as store:
+        store.put_outbox(vote_records(votes(ORIGINS[0], 5) + votes(ORIGINS[1], 2), 0.0))
+        d = delivery(store, origins, now, per_request=2)
+        async with trio.open_nursery() as nursery:
+            await nursery.start(d.run)
+            assert await d.drain(30.0) == 0
+            nursery.cancel_scope.cancel()
+        assert sorted(origins.requests) == sorted(
+            [(ORIGINS[0], 2), (ORIGINS[0], 2), (ORIGINS[0], 1), (ORIGINS[1], 2)])
+        assert len(origins.got[ORIGINS[0]]) == 5 and d.counts["votes_delivered"] == 7
+        assert store.list_outbox() == []

@@ -33,6 +33,7 @@ class Fakes:
         self.forwarded: list[tuple[str, OfferItem]] = []
         self.offers: list[tuple[str, int]] = []  # (peer, states in the offer)
         self.reports: list[OfferItem] = []
+        self.report_calls = 0
         self.votes = 0
 
     async def vote(self, items: Sequence[OfferItem]) -> list[tuple[bool, float]]:
@@ -53,9 +54,10 @@ class Fakes:
         self.forwarded.extend((peer, item) for item in items)
         return True
 
-    async def report(self, item: OfferItem) -> None:
+    async def report(self, items: Sequence[OfferItem]) -> None:
         await trio.lowlevel.checkpoint()
-        self.reports.append(item)
+        self.report_calls += 1
+        self.reports.extend(items)
 
     def desk(self, me: str, max_hops: int = 8, deadline_s: float = 5.0) -> RelayDesk:
         return RelayDesk(me, max_hops=max_hops, deadline_s=deadline_s, vote=self.vote,
@@ -152,3 +154,14 @@ async def test_a_batch_leaves_in_one_offer_per_peer_and_moves_on_together() -> N
         assert all(n == 10 for _, n in fakes.offers)
         assert len(fakes.offers) == len({p for p, _ in fakes.offers})
 
+
+
+async def test_chains_ending_together_are_reported_in_one_call() -> None:
+    with trio.fail_after(10):
+        fakes = Fakes(alive=PEERS)
+        batch = [state(cid=c, voters=(PEERS[1],), novel=1, hops=1) for c in range(1, 5)]
+        results = await fakes.desk(PEERS[0], max_hops=2).handle(batch)
+        assert [r.outcome for r in results] == ["reported"] * 4
+        assert fakes.report_calls == 1 and len(fakes.reports) == 4
+        assert {r.cid for r in fakes.reports} == {b.cid for b in batch}
+        assert all(r.voters == (PEERS[1], PEERS[0]) for r in fakes.reports)

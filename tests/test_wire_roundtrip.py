@@ -22,6 +22,7 @@ from peerdata.wire import (
     OfferItem,
     OfferReply,
     RelayState,
+    Reports,
     Revocations,
     Vote,
     decode,
@@ -105,13 +106,24 @@ revocation_lists = st.builds(
     revoked=st.lists(peer_ids, unique=True, max_size=4).map(tuple), issued_at=timestamps,
     nonce=nonces, signature=signatures)
 
+votes_to_first = st.builds(  # votes on PEERS[0]'s images, as the feedbacks above
+    Vote, voter=st.sampled_from(PEERS[1:]), origin=st.just(PEERS[0]), cid=cids,
+    round_id=uints, novel=st.booleans(), score=scores, timestamp=timestamps, nonce=nonces,
+    signature=signatures)
+reports = st.builds(  # 1..3 votes and 0..3 feedbacks, all on PEERS[0]'s images
+    lambda vs, fbs: Reports(origin=PEERS[0], votes=vs, feedback=fbs),
+    st.lists(votes_to_first, min_size=1, max_size=3,
+             unique_by=lambda v: (v.cid, v.round_id, v.voter)).map(tuple),
+    st.lists(feedbacks, max_size=3,
+             unique_by=lambda f: (f.cid, f.round_id, f.reporter)).map(tuple))
+
 ANY_MESSAGE = st.one_of(hellos, offers, replies, requests, datas, relays, votes, feedbacks,
-                        errors, certs, revocation_lists)
+                        errors, certs, revocation_lists, reports)
 
 
 def test_every_message_type_has_a_strategy() -> None:
     covered = {Hello, ImageOffer, OfferReply, ImageRequest, ImageData, RelayState, Vote,
-               Feedback, ErrorReply, MemberCert, Revocations}
+               Feedback, ErrorReply, MemberCert, Revocations, Reports}
     assert covered == set(MESSAGE_TYPES)
 
 

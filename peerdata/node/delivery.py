@@ -2,7 +2,8 @@
 them, sent again after a restart, drained on a graceful stop.
 
 Rule: a signed Vote is written to the outbox (`store.outbox`) before it leaves; it goes straight
-to its origin on /peerdata/report/1.0.0 (one request per vote, one task per origin at a time)
+to its origin on /peerdata/reports/1.0.0 (up to `per_request` votes in one request, one task
+per origin at a time)
 and is removed from the outbox only on the origin's acknowledgement (an empty OfferReply), on a
 refusal (ErrorReply: it will never be taken), or once older than the origin's replay window
 (`expire_s`: it would be refused). An unreachable origin is retried with back-off; one frozen
@@ -29,8 +30,9 @@ log = logging.getLogger("peerdata.node.delivery")
 
 KIND = "vote"
 OFFER = "offer"  # outbox kind of an image selected for a round and not yet offered (origin.py)
-SendFn = Callable[[str, bytes], Awaitable[bool | None]]
-"""Send an encoded Vote to its origin: True acknowledged, False refused, None unreachable."""
+SendFn = Callable[[str, Sequence[bytes]], Awaitable[bool | None]]
+"""Send encoded Votes to their origin in one request: True acknowledged, False refused, None
+unreachable."""
 
 
 def vote_key(vote: Vote) -> bytes:
@@ -64,12 +66,13 @@ class VoteDelivery:
 
     def __init__(self, store: Store, offload: Callable[..., Awaitable[object]], send: SendFn,
                  wall_clock: Callable[[], float], *, expire_s: float, retry_initial_s: float,
-                 retry_max_s: float, send_timeout_s: float) -> None:
+                 retry_max_s: float, send_timeout_s: float, per_request: int = 64) -> None:
         self.store, self._offload, self._send = store, offload, send
         self._wall_clock = wall_clock
         self.expire_s, self.retry_initial_s, self.retry_max_s = (
             expire_s, retry_initial_s, retry_max_s)
         self.send_timeout_s = send_timeout_s
+        self.per_request = per_request
         self._wake = trio.Event()
         self._busy: set[str] = set()  # origins with a delivery task running
         self._empty = trio.Event()
@@ -127,15 +130,16 @@ class VoteDelivery:
                     recs = [r for r in recs if r not in expired]
                 done: list[bytes] = []
                 unreachable = False
-                for rec in recs:
+                for k in range(0, len(recs), self.per_request):
+                    chunk = recs[k:k + self.per_request]
                     ok = None  # a send that hangs past `send_timeout_s`: unreachable
                     with trio.move_on_after(self.send_timeout_s):
-                        ok = await self._send(origin, rec.data)
+                        ok = await self._send(origin, [r.data for r in chunk])
                     if ok is None:
                         unreachable = True
                         break
-                    done.append(rec.key)
-                    self.counts["votes_delivered" if ok else "votes_refused"] += 1
+                    done.extend(r.key for r in chunk)
+                    self.counts["votes_delivered" if ok else "votes_refused"] += len(chunk)
                 if done:
                     await self._offload(self.store.remove_outbox, KIND, done)
                     recs = [r for r in recs if r.key not in set(done)]

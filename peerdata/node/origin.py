@@ -99,34 +99,41 @@ class OriginService:
         out: list[tuple[bytes, int]] = []
         dropped = over = total = 0
         now = self.node.wall_time()
+        kept: list[tuple[Any, Any, bytes]] = []  # (pick, filter result, png)
         for pick in picks:
             result = self.privacy.filter_image(store.get_blob(pick.cid))
             if isinstance(result, DroppedImage):
                 dropped += 1
                 continue
             png = require_filtered(result).png  # the only path to the network
-            if (len(out) >= cfg.max_images_per_round or total + len(png) > cfg.max_bytes_per_round
+            if (len(kept) >= cfg.max_images_per_round or total + len(png) > cfg.max_bytes_per_round
                     or len(png) > self.node.config.limits.max_image_bytes):
                 over += 1
                 continue
-            cid = store.put_blob(png, "filtered")  # the exit rule: a filter output may leave
-            # the audit (`peerdata dashboard`): what the filter did to the bytes that leave
-            store.set_meta(f"redactions.{cid.hex()}", json.dumps(
-                {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
-            if cid != pick.cid and store.get_sample(cid) is None:
-                store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
-                label = None if pick.label == UNLABELLED else pick.label
-                store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
-                                        domain=pick.domain, prediction=None, confidence=None,
-                                        embedding=None, observed_round=round_id, created_at=now))
+            total += len(png)
+            kept.append((pick, result, png))
+        with store.batch():  # one commit for the round's rows (each blob is durable first)
+            for pick, result, png in kept:
+                cid = store.put_blob(png, "filtered")  # the exit rule: a filter output may leave
+                # the audit (`peerdata dashboard`): what the filter did to the bytes that leave
+                store.set_meta(f"redactions.{cid.hex()}", json.dumps(
+                    {a: sum(r.action == a for r in result.regions) for a in ("blur", "keep")}))
+                if cid != pick.cid and store.get_sample(cid) is None:
+                    store.set_meta(f"derived.{cid.hex()}", pick.cid.hex())
+                    label = None if pick.label == UNLABELLED else pick.label
+                    store.add_sample(Sample(cid=cid, source="local", label=label, origin=None,
+                                            domain=pick.domain, prediction=None,
+                                            confidence=None, embedding=None,
+                                            observed_round=round_id, created_at=now))
+                out.append((cid, len(png)))
+            # The selection is durable before the emptied pool is: a kill from here on
+            # re-offers it
+            store.put_outbox([pending_offer(cid, round_id, n, k[0].label != UNLABELLED, now)
+                              for (cid, n), k in zip(out, kept, strict=True)])
+        for (cid, _n), (pick, _r, _png) in zip(out, kept, strict=True):  # once committed
             host.note_shared(cid, pick.image_id)
             if pick.label == UNLABELLED:
                 self._unlabelled.add(cid)
-            total += len(png)
-            out.append((cid, len(png)))
-        # The selection is durable before the emptied pool is: a kill from here on re-offers it
-        store.put_outbox([pending_offer(cid, round_id, n, cid not in self._unlabelled, now)
-                          for cid, n in out])
         host.save()
         return out, len(picks), dropped, over
 
@@ -218,9 +225,10 @@ class OriginService:
                         sizes: dict[bytes, int]) -> None:
         """(worker thread) The offer went out: shared, and no longer pending."""
         now = self.node.wall_time()
-        for c in cids:
-            self.store.record_shared(c, round_id, peer, sizes[c], now)
-        self.store.remove_outbox(OFFER, [offer_key(c, round_id) for c in cids])
+        with self.store.batch():  # one commit
+            for c in cids:
+                self.store.record_shared(c, round_id, peer, sizes[c], now)
+            self.store.remove_outbox(OFFER, [offer_key(c, round_id) for c in cids])
 
     async def _resume_offers(self, round_id: int, recs: list[OutboxRecord], left_s: float
                              ) -> None:

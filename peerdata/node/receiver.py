@@ -29,7 +29,14 @@ from peerdata.node.relay import RelayDesk
 from peerdata.node.share import HeldState, ReceivedImage
 from peerdata.store import VoteRecord
 from peerdata.wire.codec import decode_as, encode
-from peerdata.wire.messages import ErrorReply, Feedback, OfferItem, OfferReply, Vote
+from peerdata.wire.messages import (
+    ErrorReply,
+    Feedback,
+    OfferItem,
+    OfferReply,
+    Reports,
+    Vote,
+)
 from peerdata.wire.signing import sign_feedback, sign_vote
 from peerdata.wire.versions import FEEDBACK_TOPIC, VOTES_TOPIC
 
@@ -37,6 +44,8 @@ log = logging.getLogger("peerdata.node.receiver")
 T = TypeVar("T")
 
 REPORT_PROTOCOL = "/peerdata/report/1.0.0"  # Feedback -> empty OfferReply (ack) / ErrorReply
+REPORTS_PROTOCOL = "/peerdata/reports/1.0.0"  # Reports (several) -> the same replies
+REPORTS_PER_REQUEST = 64  # Votes or Feedbacks sent in one Reports request (wire cap 256)
 GOSSIP_RATE_PER_S = 8.0  # below the ~10 msg/s per peer that gossip peers tolerate
 GOSSIP_QUEUE = 1024  # waiting gossip; full = dropped and counted (votes are an audit trail)
 ARRIVALS = 1024
@@ -89,15 +98,16 @@ class Receiver:
                        "arrivals_dropped": 0}
         net = node.config.net
         self.delivery = VoteDelivery(
-            node.store, node.offload, self._send_vote, node.wall_time,
+            node.store, node.offload, self._send_votes, node.wall_time,
             expire_s=0.8 * vote_window_s(self.cfg.vote_deadline_s),
             retry_initial_s=net.reconnect_initial_s, retry_max_s=net.reconnect_max_s,
-            send_timeout_s=net.request_timeout_s)
+            send_timeout_s=net.request_timeout_s, per_request=REPORTS_PER_REQUEST)
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
                   ) -> None:
         """Serve /peerdata/report/1.0.0 and every reader/publisher task until cancelled."""
         self.node.serve(REPORT_PROTOCOL, self._handle_report)
+        self.node.serve(REPORTS_PROTOCOL, self._handle_reports)
         async with trio.open_nursery() as nursery:
             for fn in (self._read_arrivals, self._read_held, self._read_gossip,
                        self._publish_gossip):
@@ -181,9 +191,10 @@ class Receiver:
                                       received_at=now, late=False))
 
         def keep() -> None:
-            store.put_outbox(vote_records(signed, now))  # durable before anything leaves
-            for r in records:
-                store.add_vote(r)
+            with store.batch():  # one commit: outbox and vote records together
+                store.put_outbox(vote_records(signed, now))  # durable before anything leaves
+                for r in records:
+                    store.add_vote(r)
             for vote, _data in signed:  # our own votes: evidence for the reputation
                 self.desk.witness(vote)
 
@@ -213,16 +224,27 @@ class Receiver:
             return False
         return True
 
-    async def _report(self, state: OfferItem) -> None:
-        fb = sign_feedback(self.node.identity, origin=state.origin, cid=state.cid,
-                           round_id=state.origin_round, novel_votes=state.novel_votes,
-                           voters=state.voters, timestamp=self.node.wall_time())
-        data = encode(fb)
+    async def _report(self, states: Sequence[OfferItem]) -> None:
+        """Signed Feedback for chains that ended here, to each origin in Reports requests of
+        at most REPORTS_PER_REQUEST (several chains end at once: one stream, not one each)."""
+        by_origin: dict[str, list[Feedback]] = {}
+        for state in states:
+            by_origin.setdefault(state.origin, []).append(sign_feedback(
+                self.node.identity, origin=state.origin, cid=state.cid,
+                round_id=state.origin_round, novel_votes=state.novel_votes,
+                voters=state.voters, timestamp=self.node.wall_time()))
+        async with trio.open_nursery() as nursery:
+            for origin, fbs in by_origin.items():
+                for k in range(0, len(fbs), REPORTS_PER_REQUEST):
+                    nursery.start_soon(self._report_to, origin, fbs[k:k + REPORTS_PER_REQUEST])
+
+    async def _report_to(self, origin: str, fbs: list[Feedback]) -> None:
+        data = encode(Reports(origin=origin, votes=(), feedback=tuple(fbs)))
         net = self.node.config.net
         with trio.move_on_after(self.cfg.vote_deadline_s):
             for attempt in range(REPORT_ATTEMPTS):
                 try:
-                    raw = await self.node.transport.request(state.origin, REPORT_PROTOCOL, data)
+                    raw = await self.node.transport.request(origin, REPORTS_PROTOCOL, data)
                     reply = cast(OfferReply | ErrorReply, decode_as(
                         raw, OfferReply, ErrorReply, limits=self.node.config.limits))
                 except TransportError:
@@ -230,19 +252,21 @@ class Receiver:
                                          net.reconnect_max_s))
                     continue
                 except RemoteProtocolError as exc:
-                    await self.node.drop_link(state.origin, f"bad report reply: {exc}")
+                    await self.node.drop_link(origin, f"bad report reply: {exc}")
                     break
                 if isinstance(reply, OfferReply):
-                    self.counts["reports_direct"] += 1
-                    event(log, logging.INFO, "reported", peer=state.origin,
-                          cid=state.cid.hex()[:16], voters=len(state.voters),
-                          novel=state.novel_votes)
+                    self.counts["reports_direct"] += len(fbs)
+                    for fb in fbs:
+                        event(log, logging.INFO, "reported", peer=origin,
+                              cid=fb.cid.hex()[:16], voters=len(fb.voters),
+                              novel=fb.novel_votes)
                     return
-                event(log, logging.WARNING, "report_refused", peer=state.origin,
+                event(log, logging.WARNING, "report_refused", peer=origin,
                       code=reply.code, message=reply.message)
                 break
-        self.counts["reports_gossip"] += 1  # the origin is out of reach: gossip it
-        self._publish(FEEDBACK_TOPIC, data)
+        self.counts["reports_gossip"] += len(fbs)  # the origin is out of reach: gossip it
+        for fb in fbs:
+            self._publish(FEEDBACK_TOPIC, encode(fb))
 
     async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
         """Serve /peerdata/report/1.0.0: Feedback or a Vote on one of our images, acknowledged
@@ -261,10 +285,46 @@ class Receiver:
         self._notify()
         return encode(OfferReply(wanted=()))
 
-    async def _send_vote(self, origin: str, data: bytes) -> bool | None:
-        """One vote to its origin: True acknowledged, False refused, None unreachable."""
+    async def _handle_reports(self, peer_id: str, payload: bytes) -> bytes:
+        """Serve /peerdata/reports/1.0.0: Votes and Feedbacks on our images, judged in order
+        as if each came alone, their records written in one transaction; acknowledged once
+        all are stored. The first bad one stops the judging (those before it stay taken) and
+        raises: the link is dropped, as for a bad single report."""
+        msg = decode_as(payload, Reports, limits=self.node.config.limits)
+        if msg.origin != self.node.peer_id:
+            return encode(ErrorReply(code="bad_request", message="not about our images"))
+        if any(v.voter != peer_id for v in msg.votes):
+            raise RemoteProtocolError("a vote must come on its voter's own link")
+        desk = self.desk
+
+        def judge() -> RemoteProtocolError | None:
+            with self.store.batch():
+                for vote in msg.votes:
+                    try:
+                        desk.take_vote(vote)
+                    except RemoteProtocolError as exc:
+                        return exc
+                for fb in msg.feedback:
+                    try:
+                        desk.take_feedback(fb, peer_id)
+                    except RemoteProtocolError as exc:
+                        return exc
+            return None
+
+        async with self.intake:  # never judged while our offers are still being recorded
+            error = await self.node.offload(judge)
+        self._notify()
+        if error is not None:
+            raise error
+        return encode(OfferReply(wanted=()))
+
+    async def _send_votes(self, origin: str, data: Sequence[bytes]) -> bool | None:
+        """Votes (encoded, from the outbox) to their origin in one Reports request: True
+        acknowledged, False refused, None unreachable."""
+        votes = tuple(decode_as(d, Vote, limits=self.node.config.limits) for d in data)
+        request = encode(Reports(origin=origin, votes=votes, feedback=()))
         try:
-            raw = await self.node.transport.request(origin, REPORT_PROTOCOL, data)
+            raw = await self.node.transport.request(origin, REPORTS_PROTOCOL, request)
             reply = decode_as(raw, OfferReply, ErrorReply, limits=self.node.config.limits)
         except TransportError:
             return None
@@ -273,7 +333,7 @@ class Receiver:
             return False
         if isinstance(reply, ErrorReply):
             event(log, logging.WARNING, "vote_refused", peer=origin, code=reply.code,
-                  message=reply.message)
+                  message=reply.message, votes=len(votes))
             return False
         return True
 

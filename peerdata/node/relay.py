@@ -4,7 +4,8 @@ injected (as hivemind's `traverse`).
 Rule: every decision (vote once, duplicate, loop, next peer, hop limit, deadline, report) is
 `peerdata.round.RelayCore`'s; this module only performs its actions: vote through `vote`, offer
 the states to a peer through `forward` (all states going to one peer in one call, given up at
-the earliest of their deadlines, trio's clock), send each report through `report`.
+the earliest of their deadlines, trio's clock), send the reports that fall due together
+through one `report` call.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ CandidatesFn = Callable[[], Sequence[str]]
 """Peers connected now."""
 ForwardFn = Callable[[str, Sequence[OfferItem]], Awaitable[bool]]
 """Pass states to a peer in one offer; True if it took them."""
-ReportFn = Callable[[OfferItem], Awaitable[None]]
-"""Publish the final state as signed Feedback to the origin."""
+ReportFn = Callable[[Sequence[OfferItem]], Awaitable[None]]
+"""Hand final states as signed Feedback to their origins (several at once)."""
 
 
 @dataclass(frozen=True)
@@ -85,9 +86,9 @@ class RelayDesk:
         to_vote = [i for i, o in enumerate(outcomes) if o == "vote"]
         verdicts = await self._vote([items[i] for i in to_vote]) if to_vote else []
         async with trio.open_nursery() as nursery:
-            for action in actions:
-                if isinstance(action, Report):
-                    nursery.start_soon(self._report, to_item(action.state, _like(items, action)))
+            ended = [to_item(a.state, _like(items, a)) for a in actions if isinstance(a, Report)]
+            if ended:
+                nursery.start_soon(self._report, ended)
             assert not to_vote or isinstance(actions[0], NeedVote)
             peers, now = self._candidates(), trio.current_time()
             steps: dict[int, Action | None] = {}
@@ -103,12 +104,15 @@ class RelayDesk:
                   results: dict[int, HopResult]) -> None:
         """Start one offer per peer for the Forwards, and a report for each Report."""
         groups: dict[str, dict[int, Forward]] = {}
+        ended: list[OfferItem] = []
         for i, step in steps.items():
             if isinstance(step, Forward):
                 groups.setdefault(step.peer, {})[i] = step
             elif isinstance(step, Report):
                 results[i] = HopResult("reported", to_item(step.state, items[i]), novel[i])
-                nursery.start_soon(self._report, to_item(step.state, items[i]))
+                ended.append(to_item(step.state, items[i]))
+        if ended:
+            nursery.start_soon(self._report, ended)
         for peer, group in groups.items():
             nursery.start_soon(self._pass_on, nursery, peer, group, items, novel, results)
 

@@ -365,8 +365,7 @@ class ShareService:
                 return FetchJob(job.peer_id, job.round_id, rest, job.attempt + 1) if again \
                     else None
             # Posted together once all are stored: the round logic votes on them as one batch.
-            notices = [await self._store_item(job, requested[item.cid], item)
-                       for item in reply.items]
+            notices = await self._store_items(job, requested, reply.items)
             for notice in notices:
                 try:
                     self._inbox_send.send_nowait(notice)
@@ -376,25 +375,26 @@ class ShareService:
                   verified=len(reply.items))
         return None
 
-    async def _store_item(self, job: FetchJob, offered: OfferItem, item: ImageItem
-                          ) -> ReceivedImage:
-        sample = Sample(cid=item.cid, source="received", label=item.label,
-                        origin=offered.origin, domain=None, prediction=None, confidence=None,
-                        embedding=None, observed_round=job.round_id, created_at=self._wall_clock())
+    async def _store_items(self, job: FetchJob, requested: dict[bytes, OfferItem],
+                           items: Sequence[ImageItem]) -> list[ReceivedImage]:
+        """Store a verified reply's images: blobs durable first, their rows in one commit."""
+        now = self._wall_clock()
 
         def put() -> None:
-            # Blob first: a crash between the two leaves an orphan blob, never a sample
-            # without bytes; the missing sample makes us fetch (and re-verify) it again.
-            if self._store.put_blob(item.data, "received", job.peer_id) != item.cid:
-                raise LocalProtocolError("store computed a different content ID")
-            self._store.add_sample(sample)
+            # a crash before the commit leaves orphan blobs (fetched again), never rows alone
+            with self._store.batch():
+                for item in items:
+                    if self._store.put_blob(item.data, "received", job.peer_id) != item.cid:
+                        raise LocalProtocolError("store computed a different content ID")
+                    self._store.add_sample(Sample(
+                        cid=item.cid, source="received", label=item.label,
+                        origin=requested[item.cid].origin, domain=None, prediction=None,
+                        confidence=None, embedding=None, observed_round=job.round_id,
+                        created_at=now))
 
         await self._run(put)
-        self._count("images_verified")
-        notice = ReceivedImage(cid=item.cid, sender=job.peer_id, origin=offered.origin,
-                               label=item.label, media_type=item.media_type,
-                               nbytes=len(item.data), round_id=job.round_id, item=offered)
-        event(log, logging.DEBUG, "image_stored", peer=job.peer_id, cid=item.cid.hex()[:16],
-              nbytes=len(item.data))
-        return notice
+        self._count("images_verified", len(items))
+        return [ReceivedImage(cid=i.cid, sender=job.peer_id, origin=requested[i.cid].origin,
+                              label=i.label, media_type=i.media_type, nbytes=len(i.data),
+                              round_id=job.round_id, item=requested[i.cid]) for i in items]
 

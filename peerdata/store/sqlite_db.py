@@ -1,8 +1,9 @@
 """The SQLite connection under the durable Store: opening, migrating, transactions.
 
 Rule: every change is one IMMEDIATE transaction (`_writing`), committed if the block returns and
-rolled back if it raises; every read and write holds the store's one lock. SQLite errors become
-StoreError here, nowhere else.
+rolled back if it raises; every read and write holds the store's one lock. Inside `batch()`
+the changes a thread makes share one transaction (one commit), each still all-or-nothing (a
+savepoint). SQLite errors become StoreError here, nowhere else.
 """
 
 from __future__ import annotations
@@ -78,7 +79,8 @@ class Database:
         """Wrap an open connection; use `SqliteStore.open` instead."""
         self.path = path
         self._conn: sqlite3.Connection | None = conn
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entered by the thread that holds batch()
+        self._depth = 0  # writes open in this transaction (batch() counts as one)
 
     # -- plumbing ------------------------------------------------------------------------------
     @contextmanager
@@ -92,20 +94,52 @@ class Database:
 
     @contextmanager
     def _writing(self) -> Iterator[sqlite3.Connection]:
-        """One IMMEDIATE transaction: committed if the block returns, rolled back if it raises."""
+        """One IMMEDIATE transaction: committed if the block returns, rolled back if it raises.
+        Inside `batch()`: a savepoint of the batch's transaction instead."""
         with self._lock:
             conn = self._open_connection()
+            if self._depth:
+                yield from self._nested(conn)
+                return
             try:
                 conn.execute("BEGIN IMMEDIATE")
+                self._depth = 1
                 try:
                     yield conn
                 except BaseException:
                     if conn.in_transaction:
                         conn.execute("ROLLBACK")
                     raise
+                finally:
+                    self._depth = 0
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def _nested(self, conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        name = f"w{self._depth}"
+        self._depth += 1
+        try:
+            conn.execute(f"SAVEPOINT {name}")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute(f"ROLLBACK TO {name}")
+                conn.execute(f"RELEASE {name}")
+                raise
+            conn.execute(f"RELEASE {name}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+        finally:
+            self._depth -= 1
+
+    @contextmanager
+    def batch(self) -> Iterator[None]:
+        """Several writes of this thread as one transaction (one commit, so one fsync):
+        committed when the block returns, all rolled back if it raises; a write inside that
+        raises undoes only itself. Other threads wait until the block ends: keep it short."""
+        with self._writing():
+            yield
 
     def _open_connection(self) -> sqlite3.Connection:
         if self._conn is None:

@@ -21,6 +21,7 @@ from peerdata.wire.messages import (
     OfferItem,
     OfferReply,
     RelayState,
+    Reports,
     Revocations,
     Vote,
     content_id,
@@ -57,7 +58,8 @@ __all__ = [
     "MESSAGE_TYPES", "MODEL_PROTOCOL", "PROTOCOL_VERSION", "RELAY_PROTOCOL", "SHARE_PROTOCOL",
     "VOTES_TOPIC", "ErrorReply", "Feedback", "Hello", "ImageData", "ImageItem",
     "ImageOffer", "ImageRequest", "Message", "OfferItem", "OfferReply", "RelayState",
-    "ReplayGuard", "ReplayGuardStats", "Vote", "content_id", "decode", "decode_as", "encode",
+    "Reports", "ReplayGuard", "ReplayGuardStats", "Vote", "content_id", "decode", "decode_as",
+    "encode",
     "sign_feedback", "sign_vote", "signing_payload", "verify_feedback", "verify_item",
     "verify_vote",
 ]

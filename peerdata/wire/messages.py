@@ -271,6 +271,35 @@ class Feedback(Message):
         _fixed_bytes(cls, "signature", self.signature, SIGNATURE_BYTES)
 
 
+MAX_REPORTS = 256  # Votes + Feedbacks one Reports request may carry
+
+
+@dataclass(frozen=True)
+class Reports(Message):
+    """Request of /peerdata/reports/1.0.0: several signed Votes and Feedbacks on one origin's
+    images in one stream (each keeps its own signature; judged one by one, in order)."""
+
+    TAG: ClassVar[int] = 12
+    origin: str  # every item's origin: the peer the request goes to
+    votes: tuple[Vote, ...]
+    feedback: tuple[Feedback, ...]
+
+    def _check(self) -> None:
+        cls = type(self)
+        _peer_id(cls, "origin", self.origin)
+        if not 1 <= len(self.votes) + len(self.feedback) <= MAX_REPORTS:
+            _fail(cls, "votes", f"votes + feedback must hold 1..{MAX_REPORTS} items, got "
+                                f"{len(self.votes) + len(self.feedback)}")
+        if any(v.origin != self.origin for v in self.votes):
+            _fail(cls, "votes", "holds a vote on another origin's image")
+        if any(f.origin != self.origin for f in self.feedback):
+            _fail(cls, "feedback", "holds feedback on another origin's image")
+        if len({(v.cid, v.round_id, v.voter) for v in self.votes}) != len(self.votes):
+            _fail(cls, "votes", "holds a voter's vote on an image twice")
+        if len({(f.cid, f.round_id, f.reporter) for f in self.feedback}) != len(self.feedback):
+            _fail(cls, "feedback", "holds a reporter's feedback on an image twice")
+
+
 # --- errors ---------------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -347,7 +376,7 @@ class Revocations(Message):
 
 MESSAGE_TYPES: tuple[type[Message], ...] = (
     Hello, ImageOffer, OfferReply, ImageRequest, ImageData, RelayState, Vote, Feedback, ErrorReply,
-    MemberCert, Revocations,
+    MemberCert, Revocations, Reports,
 )
 RECORD_TYPES: tuple[type[Record], ...] = (OfferItem, ImageItem)
 MESSAGES_BY_TAG: dict[int, type[Message]] = {cls.TAG: cls for cls in MESSAGE_TYPES}

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 from dataclasses import replace
 from typing import Any
 
@@ -13,7 +14,7 @@ import torch
 from peerdata.datasets.synthetic import generate
 from peerdata.errors import ConfigError, DataError
 from peerdata.ml.ood import CombinedDetector, KnnDetector
-from peerdata.ml.ranker import RankerConfig
+from peerdata.ml.ranker import GlobalUtilityRanker, RankerConfig
 from peerdata.ml.vision import VisionConfig
 from peerdata.sharing import (
     Batch,
@@ -97,6 +98,26 @@ def test_checkpoint_round_trip(bootstrapped: dict[str, bytes]) -> None:
     assert np.array_equal(a.local_labels, twin.local_labels)
     with pytest.raises(DataError, match="checkpoint"):
         RobotLearner.restore(b"nonsense", CONFIG)
+
+
+def test_a_checkpointed_ranker_of_another_input_size_is_rebuilt_from_the_feedback(
+    bootstrapped: dict[str, bytes]
+) -> None:
+    """An older checkpoint whose ranker no longer fits (its input features changed) restores:
+    the ranker is derived state, refitted on the feedback the checkpoint holds."""
+    b = _restore(bootstrapped)["B"]
+    batch = _batch({"bars": 40, "rings": 10}, seed=70)
+    b.observe(batch.images, batch.labels, batch.domains)
+    b.learn_from_feedback([Feedback("B", int(i), float(b.local_domains[i] == "rings"), ("A",))
+                           for i in b.pending[:30]])
+    state = torch.load(io.BytesIO(b.checkpoint()), weights_only=True)
+    state["ranker"] = GlobalUtilityRanker(3).state_bytes()  # another input size
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    restored = RobotLearner.restore(buffer.getvalue(), CONFIG)
+    assert restored.ranker.trained
+    features = b.features(b.pending)
+    assert np.allclose(restored.ranker.predict(features), b.ranker.predict(features), atol=1e-5)
 
 
 def test_feedback_for_another_robot_is_refused(bootstrapped: dict[str, bytes]) -> None:

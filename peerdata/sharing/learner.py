@@ -363,7 +363,11 @@ class RobotLearner:
             state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             learner = cls(state["name"], config, state["seed"])
             learner.model.load_state_bytes(state["model"])
-            learner.ranker.load_state_bytes(state["ranker"])
+            try:
+                learner.ranker.load_state_bytes(state["ranker"])
+                ranker_stale = False
+            except DataError:  # e.g. saved before the ranker's input features changed
+                ranker_stale = True
             for key in _ARRAYS:
                 setattr(learner, key, state[key].numpy().copy())
             learner.local_domains = np.asarray(state["local_domains"], dtype=object)
@@ -380,4 +384,6 @@ class RobotLearner:
             raise DataError(f"not a robot learner checkpoint: {exc}") from None
         if len(learner.calibration_images):
             learner.fit_detector()
+        if ranker_stale:  # the ranker is derived state: rebuilt from the stored feedback
+            learner.learn_from_feedback([])
         return learner

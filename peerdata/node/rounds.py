@@ -104,6 +104,7 @@ class RoundService:
 
     async def learn(self) -> tuple[LearnResult, float | None]:
         """Retrain the ranker on all feedback so far, fine-tune on received images, save."""
+        await self.node.offload(self.desk.reweigh_open)  # this round's evidence weighs first
         shared = await self.node.offload(self.store.list_shared)
         feedback = list({r.cid: (r.cid, r.utility) for r in shared
                          if r.utility is not None}.values())

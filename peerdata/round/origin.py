@@ -330,6 +330,12 @@ class OriginCore:
             return None
         return self._weighted(u)
 
+    def provisional_open(self) -> list[Utility]:
+        """`provisional` for every image of the rounds not finished yet that has one (what a
+        learner about to train should read: weighted with all the evidence in now)."""
+        keys = [k for k in self._images if k[1] not in self._finished]
+        return [u for k in keys if (u := self.provisional(*k)) is not None]
+
     def _weighted(self, u: Utility) -> Utility:
         """`u` with the reputation-weighted share of its voters' signed votes, where all
         arrived (a feedback's count cannot be weighted without them)."""

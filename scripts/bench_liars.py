@@ -159,6 +159,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[dict[str, Any]] = []
     for liar_seed in [int(x) for x in args.liar_seeds.split(",")]:
         chosen = pick_liars(names, args.liars, liar_seed)
+        if not chosen:  # --liars 0: the liar-free runs are all there is
+            continue
         honest = [n for n in rare if n not in chosen]
         for mode in modes:
             for rep in settings:

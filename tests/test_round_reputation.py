@@ -203,3 +203,48 @@ def test_when_no_voter_weighs_enough_the_inverter_and_the_constant_voter_still_l
     assert rep.utility({"honest": True, "constant": False}) > 0.85
     assert rep.utility({"honest": True, "other": True}) == 1.0  # unanimity stays unanimity
     assert rep.standing("honest") > 3 * rep.standing("inverter")
+
+
+def _common_robot_lies(mode: str, rounds: int = 3) -> Reputation:
+    """Paper-3's shape: A holds only the common domain (its images are familiar to B and C),
+    B's and C's images are half novel; two voters per image, honest voters err 10% of the
+    time; A lies in `mode`. B and C vote together only on A's images, and always "familiar"."""
+    rng = random.Random(7)
+    rep = Reputation()
+    for r in range(rounds):
+        for origin in "ABC":
+            for i in range(50):
+                truth = origin != "A" and rng.random() < 0.5
+                for voter in "ABC":
+                    if voter == origin:
+                        continue
+                    honest = truth if rng.random() > 0.1 else not truth
+                    rep.observe(_cid(origin, r, i), r, voter,
+                                lie(mode, honest) if voter == "A" else honest)
+        rep.settle(r)
+    return rep
+
+
+@pytest.mark.parametrize("mode", LIE_MODES)
+def test_the_common_robot_lying_is_found_although_the_others_never_vote_together_on_novelty(
+        mode: str) -> None:
+    """Where pairwise agreement failed: each honest robot disagrees with the liar as often as
+    the liar with it; the latent truth (one liar explains it all) tells them apart."""
+    rep = _common_robot_lies(mode)
+    assert rep.weight("A") < 0.05 and min(rep.weight("B"), rep.weight("C")) > 0.4
+    assert rep.utility({"A": lie(mode, True), "C": True}) > 0.9
+    assert rep.utility({"A": lie(mode, False), "B": False}) < 0.1
+
+
+def test_a_utility_before_the_deadline_uses_the_open_votes() -> None:
+    """The round's own votes count before they are settled (the daemon's learner may read
+    utilities before the deadline), without entering the history until they are."""
+    rep = Reputation()
+    for i in range(30):
+        truth = i % 3 == 0
+        for voter, novel in (("X", truth), ("Z", truth), ("Y", not truth)):
+            rep.observe(_cid(i), 1, voter, novel)
+    assert rep.history() == {} and rep.weight("Y") == rep.weight("X") == pytest.approx(0.5)
+    assert rep.utility({"X": True, "Y": False}) > 0.9
+    rep.settle(1)
+    assert rep.weight("Y") == 0.0 < 0.5 < rep.weight("X")

@@ -4,7 +4,8 @@ reputation (round/reputation.py) and show why a voter is or is not found out: pe
 voters, how often they agree and their Cohen's kappa on the images both voted on; each
 voter's honest accuracy against the truth ("the image's domain is not in my data"); the
 weights an observer ends with after each round; and how far the weighted utilities of the
-honest origins' images are from the honest voters' own share.
+honest origins' images are from the honest voters' own share, and from the share of every
+voter's honest verdict (the liar's too: what a liar-free fleet would have measured).
 
 The observer sees every vote (gossip votes on), rounds settle in lockstep as in the
 simulator. Votes are replayed as cast, so this answers "what would this reputation rule make
@@ -45,7 +46,7 @@ def replay(votes: list[dict[str, Any]], liars: set[str]) -> dict[str, Any]:
     by_round: dict[int, list[dict[str, Any]]] = defaultdict(list)
     for v in votes:
         by_round[v["round"]].append(v)
-    weights, errors = [], []
+    weights, errors, full = [], [], []
     for rid in sorted(by_round):
         for v in by_round[rid]:
             rep.observe(bytes.fromhex(v["cid"]), rid, v["voter"], v["novel"])
@@ -54,16 +55,23 @@ def replay(votes: list[dict[str, Any]], liars: set[str]) -> dict[str, Any]:
         images: dict[tuple[str, str], dict[str, bool]] = defaultdict(dict)
         for v in by_round[rid]:
             images[(v["origin"], v["cid"])][v["voter"]] = v["novel"]
-        err = []
-        for (origin, _), vs in images.items():
+        verdicts: dict[tuple[str, str], list[bool]] = defaultdict(list)
+        for v in by_round[rid]:
+            if v["honest"] is not None:
+                verdicts[(v["origin"], v["cid"])].append(v["honest"])
+        err, err_full = [], []
+        for key, vs in images.items():
             honest = [n for p, n in vs.items() if p not in liars]
-            if origin in liars or not honest:
+            if key[0] in liars or not honest:
                 continue
             u = rep.utility(vs)
             assert u is not None
             err.append(abs(u - sum(honest) / len(honest)))
+            if len(verdicts[key]) == len(vs):  # every voter's own verdict, the liar's too
+                err_full.append(abs(u - sum(verdicts[key]) / len(vs)))
         errors.append(round(sum(err) / len(err), 3) if err else None)
-    return {"weights": weights, "utility_error": errors}
+        full.append(round(sum(err_full) / len(err_full), 3) if err_full else None)
+    return {"weights": weights, "utility_error": errors, "error_vs_all_honest": full}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -99,8 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{sum(v['novel_truth'] for v in mine) / len(mine):11.3f} {cast:8.3f} "
               f"{acc_h:10.3f}")
     out = replay(votes, liars)
-    for rid, (w, e) in enumerate(zip(out["weights"], out["utility_error"], strict=True), 1):
-        print(f"round {rid}: weights {w}  honest-origin utility error {e}")
+    for rid, (w, e, f) in enumerate(zip(out["weights"], out["utility_error"],
+                                        out["error_vs_all_honest"], strict=True), 1):
+        print(f"round {rid}: weights {w}  honest-origin utility error {e} "
+              f"(vs every voter's honest verdict: {f})")
     print(json.dumps({"dump": str(args.dump), "pairs": pairs, "voters": accuracy, **out}))
     return 0
 

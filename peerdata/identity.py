@@ -127,9 +127,7 @@ class Identity:
         if len(self.private_key_bytes) != 32:
             raise IdentityError("an Ed25519 private key is a 32-byte seed")
         key = Ed25519PrivateKey.from_private_bytes(self.private_key_bytes)
-        public = key.public_key().public_bytes(
-            serialization.Encoding.Raw, serialization.PublicFormat.Raw
-        )
+        public = _public_of(key)
         if public != self.public_key_bytes or peer_id_from_public_key(public) != self.peer_id:
             raise IdentityError("public key or peer ID does not match the private key")
         object.__setattr__(self, "_key", key)
@@ -139,11 +137,7 @@ class Identity:
         """Build the identity of a 32-byte Ed25519 seed."""
         if len(seed) != 32:
             raise IdentityError(f"an Ed25519 private key is a 32-byte seed, got {len(seed)}")
-        public = (
-            Ed25519PrivateKey.from_private_bytes(seed)
-            .public_key()
-            .public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-        )
+        public = _public_of(Ed25519PrivateKey.from_private_bytes(seed))
         return cls(bytes(seed), public, peer_id_from_public_key(public))
 
     @classmethod
@@ -162,6 +156,11 @@ class Identity:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
+
+
+def _public_of(key: Ed25519PrivateKey) -> bytes:
+    return key.public_key().public_bytes(serialization.Encoding.Raw,
+                                         serialization.PublicFormat.Raw)
 
 
 def _seed_of(key: Ed25519PrivateKey) -> bytes:

@@ -30,9 +30,9 @@ import torch
 from peerdata.datasets import resolve_data_dir
 from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.metrics import sharing_stats
-from peerdata.experiment.runner import bootstrap_checkpoints, learner_config
+from peerdata.experiment.runner import bootstrap_checkpoints
 from peerdata.scenario import Scenario, load_scenario
-from peerdata.sharing import InProcessFleet, RobotLearner
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner
 from peerdata.sharing.fleet import image_cid
 from peerdata.sharing.liars import LIE_MODES, pick_liars
 
@@ -44,7 +44,7 @@ def run_config(scenario: Scenario, data: Any, checkpoints: dict[str, bytes], see
                ) -> dict[str, Any]:
     """`gu` rounds with these liars; per robot, rare precision per round; final weights.
     `dump`: write every vote cast (JSON lines) there, for `scripts/replay_votes.py`."""
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     learners = {n: RobotLearner.restore(cp, config) for n, cp in checkpoints.items()}
     fleet = InProcessFleet(learners, seed=seed, liars=liars, reputation=reputation)
     votes: list[dict[str, Any]] = []

@@ -26,10 +26,9 @@ import torch
 from peerdata.datasets import resolve_data_dir
 from peerdata.datasets.synthetic import generate
 from peerdata.experiment.data import build_experiment_data, load_domains
-from peerdata.experiment.runner import learner_config
 from peerdata.ml.ood import DETECTORS, CombinedDetector, _CalibratedDetector, auroc, build_detector
 from peerdata.scenario import load_scenario
-from peerdata.sharing import InProcessFleet, RobotLearner
+from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner
 
 PER_SET = 500
 
@@ -83,7 +82,7 @@ def main() -> int:
     data_dir = resolve_data_dir(args.data_dir)
     scenario = load_scenario(args.scenario).with_overrides(rounds=max(args.rounds, 1))
     data = build_experiment_data(scenario, load_domains(scenario, data_dir), args.seed)
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     cache = args.cache / f"{scenario.name}-s{args.seed}-r{args.rounds}.pt" if args.cache else None
     if cache is not None and cache.exists():
         saved = torch.load(cache, weights_only=True)

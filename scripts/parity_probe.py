@@ -27,10 +27,10 @@ import torch
 
 from peerdata.datasets.loaders import resolve_data_dir
 from peerdata.experiment.data import build_experiment_data, load_domains
-from peerdata.experiment.runner import bootstrap_checkpoints, learner_config, restore_fleet
+from peerdata.experiment.runner import bootstrap_checkpoints, restore_fleet
 from peerdata.node.learning import CHECKPOINT, LearnerHost
 from peerdata.scenario import load_scenario
-from peerdata.sharing import RobotLearner, image_cid
+from peerdata.sharing import LearnerConfig, RobotLearner, image_cid
 from peerdata.swarmexp.files import write_robot_files, write_scenario
 from peerdata.swarmexp.run import SwarmPlan, node_settings
 from peerdata.testing.swarm import open_swarm
@@ -76,7 +76,7 @@ def main() -> None:
     files = write_robot_files(s, data, args.out / "data")
     scenario_file = write_scenario(s, args.out / "data" / "scenario.toml").resolve()
     names = [r.name for r in s.robots]
-    config = learner_config(s)
+    config = LearnerConfig.of_scenario(s)
     novel = {n: s.novel_domains(n) for n in names}
     diffs: list[tuple[str, str]] = []
     steps: list[tuple[str, int]] = []

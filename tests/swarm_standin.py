@@ -14,11 +14,11 @@ import numpy as np
 
 from peerdata.errors import ControlError
 from peerdata.experiment.metrics import png_bytes
-from peerdata.experiment.runner import learner_config
 from peerdata.scenario import Scenario
 from peerdata.sharing import (
     Feedback,
     InProcessFleet,
+    LearnerConfig,
     RobotLearner,
     ShareCandidate,
     image_cid,
@@ -57,7 +57,7 @@ class InProcessRobots:
     def _observe(self, name: str, args: dict[str, Any]) -> dict[str, Any]:
         x, y, domains = _load(args["npz"])
         if args.get("bootstrap"):
-            learner = RobotLearner(name, learner_config(self.scenario),
+            learner = RobotLearner(name, LearnerConfig.of_scenario(self.scenario),
                                    run_seed(self.seed, self.names.index(name)))
             learner.bootstrap(x, y, domains)
             self.learners[name] = learner

@@ -24,7 +24,9 @@ from pathlib import Path
 from peerdata.store import Sample, SqliteStore, VoteRecord
 
 store = SqliteStore.open(Path(sys.argv[1]))
-i = store.count_samples()
+# resume after the last finished iteration: redoing a half-done one is idempotent, while
+# skipping it (e.g. starting at count_samples()) would leave its round missing for good
+i = int(store.get_meta("progress") or -1) + 1
 while True:
     data = i.to_bytes(4, "big") * 16384  # 64 KiB, distinct per iteration
     cid = store.put_blob(data)

@@ -3,13 +3,11 @@
 Rule: `runner` computes, `report` writes; only the CLI prints.
 """
 
-from peerdata.experiment.report import check_output_dir, markdown_report, write_results
+from peerdata.experiment.report import check_output_dir
 from peerdata.experiment.runner import ExperimentPlan, run_experiment
 
 __all__ = [
     "ExperimentPlan",
     "check_output_dir",
-    "markdown_report",
     "run_experiment",
-    "write_results",
 ]

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 
-from peerdata.errors import ConfigError
 from peerdata.experiment.data import ExperimentData, build_experiment_data, load_domains
 from peerdata.experiment.metrics import (
     accuracies,
@@ -28,7 +27,7 @@ from peerdata.experiment.metrics import (
 )
 from peerdata.experiment.value import final_aurocs, histogram_series, value_summary
 from peerdata.ml.vision import VisionModel
-from peerdata.scenario import POLICIES, Scenario
+from peerdata.scenario import Scenario
 from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner, RoundOutcome, run_seed
 from peerdata.sharing.liars import pick_liars
 
@@ -54,21 +53,11 @@ class ExperimentPlan:
         return {"liars": dict.fromkeys(pick_liars(names, self.liars, seed), self.lie),
                 "reputation": self.reputation}
 
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.scenario.policies if p not in POLICIES]
-        if unknown:
-            raise ConfigError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
-
     @property
     def steps(self) -> int:
         """Units of progress: per seed, one bootstrap plus one per (policy, round)."""
         s = self.scenario
         return len(s.seeds) * (1 + len(s.policies) * s.rounds)
-
-
-def learner_config(scenario: Scenario) -> LearnerConfig:
-    """The learner settings a scenario implies."""
-    return LearnerConfig.of_scenario(scenario)
 
 
 def bootstrap_checkpoints(
@@ -79,7 +68,7 @@ def bootstrap_checkpoints(
     `shared_init`: every vision model starts from one initialisation (what federated averaging
     assumes; networks from different random weights cannot be averaged).
     """
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     out = {}
     for i, robot in enumerate(scenario.robots):
         learner = RobotLearner(robot.name, config, seed=run_seed(seed, i))
@@ -96,7 +85,7 @@ def restore_fleet(
 ) -> InProcessFleet:
     """The robots of `checkpoints` as one in-process fleet (simulator seeded by `seed`;
     `fleet_options`: `InProcessFleet`'s liars and reputation)."""
-    config = learner_config(scenario)
+    config = LearnerConfig.of_scenario(scenario)
     learners = {name: RobotLearner.restore(cp, config) for name, cp in checkpoints.items()}
     return InProcessFleet(learners, seed=seed, **fleet_options)
 
@@ -166,7 +155,7 @@ def run_experiment(plan: ExperimentPlan, progress: Progress | None = None) -> di
         data = build_experiment_data(s, domains, seed)
         notes = data.notes
         checkpoints = bootstrap_checkpoints(s, data, seed)
-        config = learner_config(s)
+        config = LearnerConfig.of_scenario(s)
         aurocs.append(
             {
                 r.name: detector_aurocs(

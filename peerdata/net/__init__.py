@@ -3,21 +3,3 @@
 `transport` is the interface; `libp2p_transport.open_libp2p_transport` the real implementation
 (import it from there: importing this package does not load libp2p).
 """
-
-from peerdata.net.transport import (
-    GossipMessage,
-    PeerEvent,
-    PeerStats,
-    RequestHandler,
-    Transport,
-    TransportStats,
-)
-
-__all__ = [
-    "GossipMessage",
-    "PeerEvent",
-    "PeerStats",
-    "RequestHandler",
-    "Transport",
-    "TransportStats",
-]

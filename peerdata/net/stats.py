@@ -36,10 +36,7 @@ class PeerLedger:
         self._by_protocol: dict[str, list[int]] = {}  # protocol -> [bytes in, bytes out]
 
     def _get(self, peer_id: str) -> _PeerCounters:
-        counters = self._peers.get(peer_id)
-        if counters is None:
-            counters = self._peers[peer_id] = _PeerCounters()
-        return counters
+        return self._peers.setdefault(peer_id, _PeerCounters())
 
     def events(self) -> trio.MemoryReceiveChannel[PeerEvent]:
         """A clone of the receive side; each clone competes for the same events."""

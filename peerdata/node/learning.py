@@ -108,7 +108,6 @@ class LearnerHost:
         self.local_cids: list[bytes] = []  # index = the learner's image id
         self.index: dict[bytes, int] = {}
         self.calibration: set[bytes] = set()
-        self.unlabelled: set[bytes] = set()
         self.received: set[bytes] = set()  # every received cid, in the learner or incoming
         self.incoming: dict[bytes, tuple[np.ndarray, int]] = {}  # not yet given to the learner
         self.shared: dict[bytes, int] = {}  # shared (filtered) cid -> local image id
@@ -121,8 +120,7 @@ class LearnerHost:
 
     def known(self, cid: bytes) -> bool:
         """Whether the learner already holds this image (local, calibration or received)."""
-        return (cid in self.index or cid in self.calibration or cid in self.unlabelled
-                or cid in self.received)
+        return cid in self.index or cid in self.calibration or cid in self.received
 
     def bootstrap(self, observations: Sequence[Observation], seed: int | None, *,
                   pool: bool = False) -> None:
@@ -283,7 +281,6 @@ class LearnerHost:
         meta = {
             "bootstrapped": self.bootstrapped, "local": [c.hex() for c in self.local_cids],
             "calibration": sorted(c.hex() for c in self.calibration),
-            "unlabelled": sorted(c.hex() for c in self.unlabelled),
             # incoming images are not in the learner's checkpoint: left out here, the restart's
             # reconciliation gives them again from the store
             "received": sorted(c.hex() for c in self.received - self.incoming.keys()),
@@ -319,7 +316,6 @@ class LearnerHost:
         host.local_cids = [bytes.fromhex(c) for c in meta["local"]]
         host.index = {c: i for i, c in enumerate(host.local_cids)}
         host.calibration = {bytes.fromhex(c) for c in meta["calibration"]}
-        host.unlabelled = {bytes.fromhex(c) for c in meta["unlabelled"]}
         host.received = {bytes.fromhex(c) for c in meta["received"]}
         host.shared = {bytes.fromhex(c): int(i) for c, i in meta["shared"].items()}
         host.fed_back = {bytes.fromhex(c) for c in meta["fed_back"]}

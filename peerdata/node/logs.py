@@ -32,19 +32,13 @@ def _value(v: object) -> str:
     return text
 
 
-def format_event(name: str, /, **fields: object) -> str:
-    """`event=name k=v ...` with values quoted when they hold spaces, quotes or '='."""
-    parts = [f"event={name}"]
-    parts += [f"{k}={_value(v)}" for k, v in fields.items() if v is not None]
-    return " ".join(parts)
-
-
 def event(logger: logging.Logger, level: int, name: str, /, **fields: object) -> None:
-    """Log one structured event (the fields travel with the record for the JSON file)."""
+    """Log one structured event: `event=name k=v ...` (values quoted when they hold spaces,
+    quotes or '='; None fields left out); the fields travel with the record for the JSON file."""
     if logger.isEnabledFor(level):
         kept = {k: v for k, v in fields.items() if v is not None}
-        logger.log(level, "%s", format_event(name, **kept),
-                   extra={_EVENT: name, _FIELDS: kept})
+        text = " ".join([f"event={name}", *(f"{k}={_value(v)}" for k, v in kept.items())])
+        logger.log(level, "%s", text, extra={_EVENT: name, _FIELDS: kept})
 
 
 def _json_value(v: object) -> object:
@@ -89,14 +83,6 @@ def level_of(name: str) -> int:
         raise ValueError(f"unknown log level {name!r} (one of {', '.join(LEVELS)})") from None
 
 
-def file_handler(path: Path, max_bytes: int, backups: int) -> logging.Handler:
-    """A JSON-lines handler on `path`, rotated before the file would pass `max_bytes`."""
-    handler = logging.handlers.RotatingFileHandler(path, maxBytes=max_bytes,
-                                                   backupCount=backups, encoding="utf-8")
-    handler.setFormatter(JsonLineFormatter())
-    return handler
-
-
 def configure_logging(home: Path | None, level: int = logging.INFO, *,
                       max_bytes: int = 10 * 1024 * 1024, backups: int = 3
                       ) -> list[logging.Handler]:
@@ -111,8 +97,11 @@ def configure_logging(home: Path | None, level: int = logging.INFO, *,
     stderr.setFormatter(logging.Formatter(FORMAT))
     handlers: list[logging.Handler] = [stderr]
     if home is not None:
-        try:
-            handlers.append(file_handler(home / "node.log", max_bytes, backups))
+        try:  # JSON lines, rotated before the file would pass `max_bytes`
+            file = logging.handlers.RotatingFileHandler(
+                home / "node.log", maxBytes=max_bytes, backupCount=backups, encoding="utf-8")
+            file.setFormatter(JsonLineFormatter())
+            handlers.append(file)
         except OSError:
             pass  # an unusable home is reported by check_home, with a proper exit code
     for h in handlers:

@@ -180,16 +180,14 @@ class Node:
         """Log a peer's protocol violation and drop its link (the node keeps running).
 
         The peer is blocked for `net.reconnect_max_s`: its requests are refused and we do not
-        dial it. Where the transport can close a link (`disconnect`), it is closed too.
+        dial it, and its link is closed (`Transport.disconnect`).
         """
         self._links_dropped += 1
         blocked = self.config.net.reconnect_max_s
         event(log, logging.WARNING, "link_dropped", peer=peer_id, blocked_s=blocked,
               reason=reason[:300])
         self.book.block(peer_id, trio.current_time() + blocked)
-        disconnect = getattr(self.transport, "disconnect", None)
-        if disconnect is not None:
-            await disconnect(peer_id)
+        await self.transport.disconnect(peer_id)
 
     # -- services --------------------------------------------------------------------------
 

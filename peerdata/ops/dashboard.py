@@ -26,6 +26,7 @@ import trio
 
 from peerdata.errors import ConfigError, PeerdataError
 from peerdata.files import replace_file
+from peerdata.node.transfer import media_type_of
 from peerdata.ops.http import Reply
 
 TOKEN_FILE = "dashboard.token"
@@ -222,10 +223,7 @@ def make_route(home: Path, token: str, call: Call) -> Callable[[str], Any]:
             data_bytes = await trio.to_thread.run_sync(sent_bytes, home, url.path[6:])
             if data_bytes is None:
                 return Reply(404, b"no such image\n", headers=security)
-            kind = "image/png" if data_bytes.startswith(b"\x89PNG") else (
-                "image/jpeg" if data_bytes.startswith(b"\xff\xd8\xff") else
-                "application/octet-stream")
-            return Reply(200, data_bytes, kind, security)
+            return Reply(200, data_bytes, media_type_of(data_bytes), security)
         return Reply(404, b"not found\n", headers=security)
 
     return route

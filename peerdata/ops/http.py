@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from functools import partial
+from http import HTTPStatus
 
 import trio
 
@@ -21,8 +22,6 @@ from peerdata.errors import ConfigError
 log = logging.getLogger("peerdata.ops.http")
 MAX_REQUEST_BYTES = 8192
 REQUEST_TIMEOUT_S = 10.0
-_REASONS = {200: "OK", 400: "Bad Request", 403: "Forbidden", 404: "Not Found",
-            405: "Method Not Allowed", 500: "Internal Server Error"}
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
     def encode(self, head_only: bool = False) -> bytes:
-        lines = [f"HTTP/1.1 {self.code} {_REASONS.get(self.code, 'Error')}",
+        lines = [f"HTTP/1.1 {self.code} {HTTPStatus(self.code).phrase}",
                  f"Content-Type: {self.content_type}", f"Content-Length: {len(self.body)}",
                  "Connection: close", "X-Content-Type-Options: nosniff",
                  *(f"{k}: {v}" for k, v in self.headers.items())]

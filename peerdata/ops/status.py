@@ -56,10 +56,8 @@ def store_fields(node: Node, home: Path) -> dict[str, Any]:
 def live_fields(node: Node) -> dict[str, Any]:
     """(event loop: these objects are mutated there) Counters read from the node's services."""
     out: dict[str, Any] = {"peers_known": len(node.book.peers)}
-    stats = node.transport.statistics()
-    by_protocol = getattr(stats, "bytes_by_protocol", None)
-    if by_protocol is not None:
-        out["bytes_by_protocol"] = {p: {"in": i, "out": o} for p, (i, o) in by_protocol.items()}
+    out["bytes_by_protocol"] = {p: {"in": i, "out": o} for p, (i, o)
+                                in node.transport.statistics().bytes_by_protocol.items()}
     counts = getattr(node.transport, "connection_counts", None)  # libp2p's own, where present
     if counts is not None:
         out["libp2p_connections"] = counts()

@@ -8,8 +8,6 @@ from peerdata.round.origin import (
     FeedbackFact,
     Membership,
     OriginCore,
-    Utility,
-    Verdict,
     VoteFact,
     everyone,
 )
@@ -19,12 +17,11 @@ from peerdata.round.relay import (
     RelayCore,
     Report,
     VoteState,
-    after_vote,
     candidate_order,
     chain_paths,
     path_order,
 )
-from peerdata.round.simulator import RoundResult, Simulator, TraceEntry
+from peerdata.round.simulator import Simulator
 
 __all__ = [
     "FeedbackFact",
@@ -34,14 +31,9 @@ __all__ = [
     "OriginCore",
     "RelayCore",
     "Report",
-    "RoundResult",
     "Simulator",
-    "TraceEntry",
-    "Utility",
-    "Verdict",
     "VoteFact",
     "VoteState",
-    "after_vote",
     "candidate_order",
     "chain_paths",
     "everyone",

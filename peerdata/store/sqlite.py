@@ -19,7 +19,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 from peerdata.errors import StoreError
 from peerdata.store.base import (
@@ -34,7 +33,7 @@ from peerdata.store.base import (
     merge_provenance,
 )
 from peerdata.store.blobs import BlobDirectory
-from peerdata.store.sqlite_db import BUSY_TIMEOUT_S, connect
+from peerdata.store.sqlite_db import BUSY_TIMEOUT_S, connect, values, where
 from peerdata.store.sqlite_records import RecordTables
 
 __all__ = ["BLOBS_DIR", "BUSY_TIMEOUT_S", "DB_NAME", "SqliteStore"]
@@ -46,10 +45,6 @@ _SAMPLE_COLUMNS = (
     "cid, source, label, origin, domain, prediction, confidence, embedding, observed_round, "
     "created_at"
 )
-
-
-def _sample(row: tuple[Any, ...]) -> Sample:
-    return Sample(*row)
 
 
 class SqliteStore(RecordTables):
@@ -116,13 +111,10 @@ class SqliteStore(RecordTables):
 
     def stored_bytes(self, received_from: str | None = None) -> int:
         """Bytes of all blobs, or of those first received from one peer."""
+        clause, params = where(("received_from = ?", received_from))
         with self._reading() as conn:
-            if received_from is None:
-                (n,) = conn.execute("SELECT coalesce(sum(size), 0) FROM blobs").fetchone()
-            else:
-                (n,) = conn.execute(
-                    "SELECT coalesce(sum(size), 0) FROM blobs WHERE received_from = ?",
-                    (received_from,)).fetchone()
+            (n,) = conn.execute(f"SELECT coalesce(sum(size), 0) FROM blobs{clause}",
+                                params).fetchone()
         return int(n)
 
     def may_leave(self, cid: bytes) -> bool:
@@ -168,18 +160,7 @@ class SqliteStore(RecordTables):
             cursor = conn.execute(
                 f"INSERT INTO samples ({_SAMPLE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (cid) DO NOTHING",
-                (
-                    sample.cid,
-                    sample.source,
-                    sample.label,
-                    sample.origin,
-                    sample.domain,
-                    sample.prediction,
-                    sample.confidence,
-                    sample.embedding,
-                    sample.observed_round,
-                    sample.created_at,
-                ),
+                values(sample),
             )
             return cursor.rowcount == 1
 
@@ -190,7 +171,7 @@ class SqliteStore(RecordTables):
             row = conn.execute(
                 f"SELECT {_SAMPLE_COLUMNS} FROM samples WHERE cid = ?", (cid,)
             ).fetchone()
-        return None if row is None else _sample(row)
+        return None if row is None else Sample(*row)
 
     def list_samples(
         self,
@@ -199,32 +180,20 @@ class SqliteStore(RecordTables):
         limit: int | None = None,
     ) -> list[Sample]:
         """Samples in insertion order, filtered by source and `observed_round >= since_round`."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if source is not None:
-            clauses.append("source = ?")
-            params.append(source)
-        if since_round is not None:
-            clauses.append("observed_round >= ?")
-            params.append(since_round)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
-        sql = f"SELECT {_SAMPLE_COLUMNS} FROM samples {where} ORDER BY seq"
+        clause, params = where(("source = ?", source), ("observed_round >= ?", since_round))
+        sql = f"SELECT {_SAMPLE_COLUMNS} FROM samples{clause} ORDER BY seq"
         if limit is not None:
             check_count("limit", limit)
             sql += " LIMIT ?"
             params.append(limit)
         with self._reading() as conn:
-            return [_sample(row) for row in conn.execute(sql, params)]
+            return [Sample(*row) for row in conn.execute(sql, params)]
 
     def count_samples(self, source: SampleSource | None = None) -> int:
         """How many samples (of this source) are stored."""
+        clause, params = where(("source = ?", source))
         with self._reading() as conn:
-            if source is None:
-                (n,) = conn.execute("SELECT count(*) FROM samples").fetchone()
-            else:
-                (n,) = conn.execute(
-                    "SELECT count(*) FROM samples WHERE source = ?", (source,)
-                ).fetchone()
+            (n,) = conn.execute(f"SELECT count(*) FROM samples{clause}", params).fetchone()
         return int(n)
 
     def update_prediction(

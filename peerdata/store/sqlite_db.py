@@ -11,13 +11,27 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import fields
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from peerdata.errors import StoreError
 from peerdata.store.schema import migrate
 
 BUSY_TIMEOUT_S = 5.0
+
+
+def values(record: Any) -> tuple[Any, ...]:
+    """A record's fields in declaration order: the column order of its table."""
+    return tuple(getattr(record, f.name) for f in fields(record))
+
+
+def where(*conditions: tuple[str, object]) -> tuple[str, list[object]]:
+    """A WHERE clause of the `(sql, value)` conditions whose value is not None, and its
+    parameters ("" and [] when there is none)."""
+    kept = [(sql, value) for sql, value in conditions if value is not None]
+    clause = f" WHERE {' AND '.join(sql for sql, _ in kept)}" if kept else ""
+    return clause, [value for _, value in kept]
 
 
 def connect(path: Path) -> sqlite3.Connection:

@@ -24,7 +24,7 @@ from peerdata.store.base import (
     check_finite,
 )
 from peerdata.store.outbox import OutboxRecord
-from peerdata.store.sqlite_db import Database
+from peerdata.store.sqlite_db import Database, values, where
 
 _ROUND_COLUMNS = (
     "round_id, started_at, finished_at, shared, bytes_sent, votes_received, feedback_received, "
@@ -34,10 +34,7 @@ _ROUND_QMARKS = ", ".join("?" * len(_ROUND_COLUMNS.split(",")))
 
 
 def _round(row: tuple[Any, ...]) -> RoundRecord:
-    (round_id, started, finished, shared, sent, votes, feedback, utility, accuracy, trained) = row
-    return RoundRecord(
-        round_id, started, finished, shared, sent, votes, feedback, utility, accuracy, bool(trained)
-    )
+    return RoundRecord(*row[:-1], ranker_trained=bool(row[-1]))
 
 
 class RecordTables(Database):
@@ -70,12 +67,10 @@ class RecordTables(Database):
             "u.utility, u.voters, u.novel_votes "
             "FROM shared AS s LEFT JOIN utilities AS u ON u.cid = s.cid"
         )
-        params: tuple[int, ...] = ()
-        if round_id is not None:
-            sql += " WHERE s.round_id = ?"
-            params = (round_id,)
+        clause, params = where(("s.round_id = ?", round_id))
         with self._reading() as conn:
-            return [SharedRecord(*row) for row in conn.execute(sql + " ORDER BY s.seq", params)]
+            return [SharedRecord(*row)
+                    for row in conn.execute(sql + clause + " ORDER BY s.seq", params)]
 
     def set_utility(self, cid: bytes, utility: float, voters: int, novel_votes: int) -> None:
         """Set the utility feedback for a shared cid (replaces an earlier value).
@@ -103,33 +98,17 @@ class RecordTables(Database):
             cursor = conn.execute(
                 "INSERT INTO votes (cid, origin, voter, round_id, novel, score, received_at, late) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (
-                    vote.cid,
-                    vote.origin,
-                    vote.voter,
-                    vote.round_id,
-                    int(vote.novel),
-                    vote.score,
-                    vote.received_at,
-                    int(vote.late),
-                ),
+                values(vote),
             )
             return cursor.rowcount == 1
 
     def list_votes(self, cid: bytes | None = None, round_id: int | None = None) -> list[VoteRecord]:
         """Votes, optionally only for one cid and/or one round."""
-        clauses: list[str] = []
-        params: list[object] = []
-        if cid is not None:
-            clauses.append("cid = ?")
-            params.append(check_cid(cid))
-        if round_id is not None:
-            clauses.append("round_id = ?")
-            params.append(round_id)
-        where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
+        clause, params = where(("cid = ?", cid if cid is None else check_cid(cid)),
+                               ("round_id = ?", round_id))
         sql = (
             "SELECT cid, origin, voter, round_id, novel, score, received_at, late "
-            f"FROM votes {where} ORDER BY seq"
+            f"FROM votes{clause} ORDER BY seq"
         )
         with self._reading() as conn:
             return [
@@ -162,14 +141,12 @@ class RecordTables(Database):
             "SELECT cid, round_id, reporter, utility, voters, novel_votes, received_at "
             "FROM feedback"
         )
-        params: tuple[int, ...] = ()
-        if round_id is not None:
-            sql += " WHERE round_id = ?"
-            params = (round_id,)
+        clause, params = where(("round_id = ?", round_id))
         with self._reading() as conn:
             return [
                 FeedbackRecord(c, r, rep, u, tuple(json.loads(voters)), n, at)
-                for c, r, rep, u, voters, n, at in conn.execute(sql + " ORDER BY seq", params)
+                for c, r, rep, u, voters, n, at
+                in conn.execute(sql + clause + " ORDER BY seq", params)
             ]
 
     def feedback_count(self) -> int:
@@ -230,22 +207,9 @@ class RecordTables(Database):
         """Store the final record of a round (inserted if `start_round` was never called)."""
         if record.finished_at is None:
             raise StoreError(f"finish_round: round {record.round_id} has no finished_at")
-        values = (
-            record.round_id,
-            record.started_at,
-            record.finished_at,
-            record.shared,
-            record.bytes_sent,
-            record.votes_received,
-            record.feedback_received,
-            record.mean_utility,
-            record.accuracy,
-            int(record.ranker_trained),
-        )
         with self._writing() as conn:
-            conn.execute(
-                f"INSERT OR REPLACE INTO rounds ({_ROUND_COLUMNS}) VALUES ({_ROUND_QMARKS})", values
-            )
+            conn.execute(f"INSERT OR REPLACE INTO rounds ({_ROUND_COLUMNS}) "
+                         f"VALUES ({_ROUND_QMARKS})", values(record))
 
     def get_round(self, round_id: int) -> RoundRecord | None:
         """The record of one round, or None."""
@@ -292,15 +256,12 @@ class RecordTables(Database):
             conn.executemany(
                 "INSERT OR REPLACE INTO outbox (kind, key, peer, data, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                [(r.kind, r.key, r.peer, r.data, r.created_at) for r in records])
+                [values(r) for r in records])
 
     def list_outbox(self, kind: str | None = None) -> list[OutboxRecord]:
         """Messages waiting, oldest first (by created_at, then kind and key)."""
-        sql = "SELECT kind, key, peer, data, created_at FROM outbox"
-        params: tuple[str, ...] = ()
-        if kind is not None:
-            sql += " WHERE kind = ?"
-            params = (kind,)
+        clause, params = where(("kind = ?", kind))
+        sql = f"SELECT kind, key, peer, data, created_at FROM outbox{clause}"
         with self._reading() as conn:
             return [OutboxRecord(k, bytes(key), p, bytes(d), at) for k, key, p, d, at
                     in conn.execute(sql + " ORDER BY created_at, kind, key", params)]

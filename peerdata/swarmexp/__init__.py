@@ -5,17 +5,6 @@ this package only writes each robot's files, drives the daemons through their co
 and turns what they report into the in-process runner's records.
 """
 
-from peerdata.swarmexp.driver import PolicyRun, RobotCall, run_policy
-from peerdata.swarmexp.files import RobotFiles, write_robot_files
 from peerdata.swarmexp.run import SwarmPlan, run_swarm_experiment, write_swarm_results
 
-__all__ = [
-    "PolicyRun",
-    "RobotCall",
-    "RobotFiles",
-    "SwarmPlan",
-    "run_policy",
-    "run_swarm_experiment",
-    "write_robot_files",
-    "write_swarm_results",
-]
+__all__ = ["SwarmPlan", "run_swarm_experiment", "write_swarm_results"]

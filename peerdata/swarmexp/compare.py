@@ -13,12 +13,8 @@ from pathlib import Path
 from typing import Any
 
 
-def _mean(cell: Mapping[str, float | None]) -> float | None:
-    return cell["mean"]
-
-
 def _gap(a: Mapping[str, float | None], b: Mapping[str, float | None]) -> float | None:
-    x, y = _mean(a), _mean(b)
+    x, y = a["mean"], b["mean"]
     return None if x is None or y is None else abs(x - y) * 100
 
 

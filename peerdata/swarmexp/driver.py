@@ -24,8 +24,6 @@ RobotCall = Callable[[int, str, dict[str, Any], float], dict[str, Any]]
 
 Progress = Callable[[str], None]
 MAX_WAIT_S = 600.0  # the daemons' longest wait
-_TIMESTAMPS = (("shared_at", "feedback_at"), ("shared_at", "feedback_received_at"),
-               ("sent_at", "received_at"), ("shared_at", "received_at"))
 
 
 @dataclass(frozen=True)
@@ -80,21 +78,16 @@ def sharing_record(
 
 
 def vote_latency(item: Mapping[str, Any]) -> float | None:
-    """Seconds from an offer going out to its feedback coming back (None if not recorded)."""
-    for start, end in _TIMESTAMPS:
-        if item.get(start) is not None and item.get(end) is not None:
-            return float(item[end]) - float(item[start])
-    return None
+    """Seconds from a `shared` item going out to its feedback coming back (None if not
+    recorded)."""
+    start, end = item.get("shared_at"), item.get("feedback_at")
+    return None if start is None or end is None else float(end) - float(start)
 
 
 def accuracy_record(result: Mapping[str, Any], scenario: Scenario) -> dict[str, float]:
     """An `evaluate` answer as the runner's accuracy record (every dataset, then `all`)."""
     acc = result["accuracy"]
     return {d: float(acc[d]) for d in (*scenario.datasets, "all")}
-
-
-def _mean_utility(value: Any) -> float:
-    return float("nan") if value is None else float(value)
 
 
 class _Fleet:
@@ -203,7 +196,8 @@ def _one_round(
         rec["sharing"].append(sharing_record(items, files[name].round_domains[r], novel[name]))
         run.shared_cids.setdefault(name, []).append(
             sorted({str(it.get("source_cid") or it["cid"]) for it in items}))
-        rec["utility"].append(_mean_utility(waits[i].get("mean_utility")))
+        utility = waits[i].get("mean_utility")
+        rec["utility"].append(float("nan") if utility is None else float(utility))
         rec["accuracy"].append(accuracy_record(evals[i], scenario))
         run.feedback_received[name] += int(waits[i].get("feedback_received", 0))
         run.bytes_sent[name].append(int(offers[i].get("bytes_sent", 0)))

@@ -36,13 +36,12 @@ def write_scenario(scenario: Scenario, path: Path) -> Path:
 
     The daemons load their learner settings (vision, ranker, detector) from it.
     """
-    fields = {f.name for f in dataclasses.fields(scenario)}
     doc = tomlkit.document()
     for key in ("name", "description", "datasets", "rounds", "seeds", "policies"):
         doc[key] = _plain(getattr(scenario, key))
     sections: dict[str, Mapping[str, Any]] = {
         "data": {k: getattr(scenario, k) for k in _DATA_KEYS},
-        "sharing": {k: getattr(scenario, k) for k in _SHARING_KEYS if k in fields},
+        "sharing": {k: getattr(scenario, k) for k in _SHARING_KEYS},
         "vision": dataclasses.asdict(scenario.vision),
         "ranker": dataclasses.asdict(scenario.ranker),
     }

@@ -15,11 +15,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from peerdata.errors import ConfigError
 from peerdata.experiment.data import build_experiment_data, load_domains
 from peerdata.experiment.report import markdown_report, write_plots
 from peerdata.experiment.runner import aggregate
-from peerdata.scenario import POLICIES, Scenario
+from peerdata.scenario import Scenario
 from peerdata.sharing.fleet import run_seed
 from peerdata.swarmexp.driver import (
     DriverSettings,
@@ -48,11 +47,6 @@ class SwarmPlan:
     # in-process reference): with it on, unequal vote weights change utilities and shares.
     reputation: bool = False
     round_settings: tuple[tuple[str, Any], ...] = ()  # more [round] keys, e.g. ("chains", 1)
-
-    def __post_init__(self) -> None:
-        unknown = [p for p in self.scenario.policies if p not in POLICIES]
-        if unknown:
-            raise ConfigError(f"unknown policy {unknown[0]!r}; known: {', '.join(POLICIES)}")
 
     @property
     def steps(self) -> int:

@@ -54,18 +54,20 @@ class Robot:
 
 
 def spawn_robot(index: int, home: Path, *, log_level: str = "info",
-                prefix: Sequence[str] = ()) -> tuple[Robot, int]:
+                prefix: Sequence[str] = (), entry: str = _ENTRY,
+                stdin: int = subprocess.DEVNULL) -> tuple[Robot, int]:
     """Start `peerdata run --home HOME --ready-fd W`; return it and the pipe's read end.
 
-    `prefix` runs it through another program (`ip netns exec NS`, see testing/netem.py).
+    `prefix` runs it through another program (`ip netns exec NS`, see testing/netem.py);
+    `entry` is the child's `-c` code (another main taking the same options), `stdin` its input.
     """
     read_fd, write_fd = os.pipe()
     stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
     try:
         process = subprocess.Popen(
-            [*prefix, sys.executable, "-c", _ENTRY, "--home", str(home),
+            [*prefix, sys.executable, "-c", entry, "--home", str(home),
              "--ready-fd", str(write_fd), "--log-level", log_level],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            stdin=stdin, stdout=subprocess.DEVNULL, stderr=stderr,
             pass_fds=(write_fd,), start_new_session=True,  # our Ctrl-C is ours to relay
         )
     except BaseException:

@@ -25,7 +25,14 @@ from typing import Any
 
 from peerdata.errors import PeerdataError
 from peerdata.node.home import init_home
-from peerdata.testing.swarm import LOOPBACK, Robot, await_ready, edit_config, stop_robot
+from peerdata.testing.daemons import (
+    LOOPBACK,
+    Robot,
+    await_ready,
+    edit_config,
+    spawn_robot,
+    stop_robot,
+)
 
 _ENTRY = "from peerdata.testing.fedswarm import robot_main; robot_main()"
 JOB = "fedjob.pkl"
@@ -61,17 +68,19 @@ class FedSwarmSettings:
 
 
 def robot_main(argv: list[str] | None = None) -> None:
-    """Child entry point: `--home HOME --ready-fd FD`; the first round comes on stdin."""
+    """Child entry point: `--home HOME --ready-fd FD --log-level L`; the first round comes
+    on stdin."""
     import trio
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--home", type=Path, required=True)
     parser.add_argument("--ready-fd", type=int, required=True)
+    parser.add_argument("--log-level", default="info")
     args = parser.parse_args(argv)
-    trio.run(_robot, args.home, args.ready_fd)
+    trio.run(_robot, args.home, args.ready_fd, args.log_level.upper())
 
 
-async def _robot(home: Path, ready_fd: int) -> None:
+async def _robot(home: Path, ready_fd: int, log_level: str) -> None:
     import numpy as np
     import torch
     import trio
@@ -88,7 +97,7 @@ async def _robot(home: Path, ready_fd: int) -> None:
     from peerdata.node.node import open_node
 
     torch.set_num_threads(1)
-    logging.basicConfig(level=logging.INFO, stream=sys.stderr,
+    logging.basicConfig(level=log_level, stream=sys.stderr,
                         format="%(asctime)s %(name)s %(levelname)s %(message)s")
     job: RobotJob = pickle.loads((home / JOB).read_bytes())
     cfg = job.cfg
@@ -146,23 +155,6 @@ def _round_record(r: Any) -> dict[str, Any]:
             "version": r.version}
 
 
-def _spawn(index: int, home: Path) -> tuple[Robot, int]:
-    read_fd, write_fd = os.pipe()
-    stderr = open(home / "daemon.stderr", "ab")  # noqa: SIM115 - handed to the child
-    try:
-        process = subprocess.Popen(
-            [sys.executable, "-c", _ENTRY, "--home", str(home), "--ready-fd", str(write_fd)],
-            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=stderr,
-            pass_fds=(write_fd,), start_new_session=True)
-    except BaseException:
-        os.close(read_fd)
-        raise
-    finally:
-        os.close(write_fd)
-        stderr.close()
-    return Robot(index, home, process), read_fd
-
-
 def run_federation_swarm(jobs: list[RobotJob], out: Path, settings: FedSwarmSettings,
                          progress: Callable[[str], None] = lambda _m: None
                          ) -> list[dict[str, Any]]:
@@ -188,7 +180,7 @@ def run_federation_swarm(jobs: list[RobotJob], out: Path, settings: FedSwarmSett
                     "clock_skew_s": settings.clock_skew_s}})
             (home / JOB).write_bytes(pickle.dumps(job))
             (home / RESULT).unlink(missing_ok=True)
-            robot, fd = _spawn(job.index, home)
+            robot, fd = spawn_robot(job.index, home, entry=_ENTRY, stdin=subprocess.PIPE)
             robots.append(robot)
             await_ready(robot, fd, settings.ready_timeout_s)
             progress(f"robot {job.index} ready ({robot.peer_id[:16]}...)")

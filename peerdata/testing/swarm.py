@@ -40,6 +40,10 @@ __all__ = ["LOOPBACK", "Robot", "RobotReport", "Settings", "Swarm", "SwarmError"
            "open_swarm", "run_swarm", "share_all", "spawn_robot", "start_robot", "stop_robot",
            "write_images"]
 
+# A SIGTERMed daemon spends up to node/rounds.DRAIN_S (10 s) delivering waiting votes and then
+# shuts down; a stop that gives up sooner SIGKILLs a healthy daemon on a loaded machine.
+STOP_TIMEOUT_S = 30.0
+
 
 @dataclass(frozen=True)
 class RobotReport:
@@ -140,7 +144,7 @@ class Swarm:
                 self.call(r.index, "wait", {"peers": count, "timeout_s": timeout_s},
                           timeout_s=timeout_s + 5)
 
-    def stop(self, timeout_s: float = 10.0) -> None:
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
         """Stop every robot (in parallel: SIGTERM all, then wait, then SIGKILL stragglers).
 
         Each live daemon's peak memory is recorded first (`memory`, and OUT/memory.json).
@@ -163,7 +167,7 @@ class Swarm:
 
 @contextlib.contextmanager
 def open_swarm(count: int, out: Path, *, ready_timeout_s: float = 60.0,
-               stop_timeout_s: float = 10.0,
+               stop_timeout_s: float = STOP_TIMEOUT_S,
                settings: Callable[[int], Settings] | None = None,
                netem: str | None = None) -> Iterator[Swarm]:
     """Start `count` daemons under `out` (robot 0 first, as bootstrap); stop all on exit.

@@ -13,7 +13,7 @@ from peerdata.ml.aggregate.base import (
     ClientUpdate,
     StateDict,
 )
-from peerdata.ml.aggregate.clustered import Clustered, ClusterResult
+from peerdata.ml.aggregate.clustered import Clustered
 from peerdata.ml.aggregate.fedavg import FedAvg
 from peerdata.ml.aggregate.fedprox import FedProx, proximal_term
 from peerdata.ml.aggregate.geomed import GeometricMedian
@@ -71,7 +71,6 @@ __all__ = [
     "AggregationError",
     "AggregationRule",
     "ClientUpdate",
-    "ClusterResult",
     "Clustered",
     "CoordinateMedian",
     "FedAvg",

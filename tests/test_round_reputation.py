@@ -8,7 +8,7 @@ import random
 import pytest
 
 from peerdata.errors import ConfigError
-from peerdata.round import OriginCore, Simulator, VoteFact
+from peerdata.round import FeedbackFact, OriginCore, Simulator, VoteFact
 from peerdata.round.reputation import Reputation
 from peerdata.sharing.liars import LIE_MODES, lie, pick_liars
 
@@ -248,3 +248,20 @@ def test_a_utility_before_the_deadline_uses_the_open_votes() -> None:
     assert rep.utility({"X": True, "Y": False}) > 0.9
     rep.settle(1)
     assert rep.weight("Y") == 0.0 < 0.5 < rep.weight("X")
+
+
+def test_origin_core_weighs_open_rounds_with_the_rounds_own_votes() -> None:
+    """What the daemon's `learn` reads first (`OriginDesk.reweigh_open`): before any deadline,
+    an image whose feedback and votes are in is weighed with this round's witnessed votes."""
+    core = OriginCore("O", 30.0, reputation=Reputation())
+    core.start_round(1, 0.0)
+    for i in range(30):  # others' images of the same round: L contradicts A and B
+        for voter, novel in (("A", i % 3 == 0), ("B", i % 3 == 0), ("L", i % 3 != 0)):
+            core.witness_vote(VoteFact(_cid("x", i), 1, voter, novel), 1.0)
+    mine = _cid("mine")
+    core.shared(mine, 1, "A")
+    for voter, novel in (("A", True), ("L", False)):
+        assert core.take_vote(VoteFact(mine, 1, voter, novel), 2.0).outcome == "accepted"
+    assert core.take_feedback(FeedbackFact(mine, 1, "L", ("A", "L"), 1), "L").keep
+    (u,) = core.provisional_open()
+    assert u.utility > 0.9 and core.reputation is not None and core.reputation.history() == {}

@@ -307,9 +307,10 @@ class OriginDesk:
             for f in feedback:
                 if f.reporter != self.me:
                     listed.setdefault(f.cid, set()).update(f.voters)
-            waiting = sum(len({round(rep.weight(v), 9) for v in vs}) > 1
-                          and not vs <= set(self.core.counted_votes(cid, round_id))
-                          for cid, vs in listed.items())
+            with self._lock:  # the weights `utility` will use: open votes included
+                waiting = sum(len({round(rep.live_weight(v), 9) for v in vs}) > 1
+                              and not vs <= set(self.core.counted_votes(cid, round_id))
+                              for cid, vs in listed.items())
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),

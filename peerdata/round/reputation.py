@@ -123,6 +123,10 @@ class Reputation:
         """Every known voter's weight (for logs, GossipSub's application score, reports)."""
         return {p: self.weight(p) for p in sorted(self._history)}
 
+    def live_weight(self, peer: str) -> float:
+        """`weight` with the open (not yet settled) votes counted too, as `utility` weighs."""
+        return _weight(self._sum(peer, self._live_evidence().get(peer)))
+
     def utility(self, votes: Mapping[str, bool]) -> float | None:
         """The weighted share of novel votes (None without votes). When no voter weighs
         `min_weight` (all near chance: with few voters per image an inverter or a constant

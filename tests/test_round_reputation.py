@@ -144,18 +144,18 @@ def test_lie_modes_and_liar_choice() -> None:
         pick_liars(["A"], 1.0, 0)
 
 
-def test_daemon_clock_settles_own_images_now_and_witnessed_ones_a_deadline_later() -> None:
-    """With a clock (the daemon), round ids of other origins do not line up with ours: their
-    images settle once their first vote is a deadline old, ours at our deadline."""
+def test_daemon_clock_settles_images_a_deadline_after_their_first_vote() -> None:
+    """With a clock (the daemon), round ids of other origins do not line up with ours: every
+    image (ours too) settles once its first vote is a deadline old."""
     core = OriginCore("O", 30.0, reputation=Reputation())
     core.start_round(1, 0.0)
     core.shared(_cid("own"), 1)
     for voter, novel in (("A", True), ("B", True), ("L", False)):
-        assert core.take_vote(VoteFact(_cid("own"), 1, voter, novel), 5.0).outcome == "accepted"
+        assert core.take_vote(VoteFact(_cid("own"), 1, voter, novel), 0.0).outcome == "accepted"
         core.witness_vote(VoteFact(_cid("other"), 7, voter, novel), 20.0)
     rep = core.reputation
     assert rep is not None
-    core.finish(1, now=30.0)  # ours settled; the witnessed image is 10 s old: still open
+    core.finish(1, now=30.0)  # ours is 30 s old: settled; the witnessed one 10 s: still open
     settled_once = rep.history()["L"][0]
     assert settled_once > 0 and rep.ripe(30.0) == [(_cid("other"), 7)]
     core.start_round(2, 30.0)

@@ -24,8 +24,9 @@ has seen, so an honest robot alone in knowing a domain agrees less, and weighs l
 
 What is settled when: the simulator's robots run rounds in lockstep, so a round's deadline
 settles every vote of that round number (`settle`); a daemon's origins number their rounds
-independently, so at each of its deadlines it settles its own images of the round and every
-other image whose first vote is at least one deadline old (`settle_images`, `ripe`). The
+independently, so at each of its deadlines it settles every image (its own too) whose first
+vote is at least one deadline old (`settle_images`, `ripe`): its own images settled alone
+first (two voters each) could let chance decide which of the two starts lower. The
 history is plain numbers (`history`, `load`: per voter, decayed comparisons, novel votes,
 novel truth, agreements) so the daemon keeps it across restarts.
 """

@@ -21,6 +21,7 @@ import json
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -32,17 +33,23 @@ from peerdata.experiment.metrics import sharing_stats
 from peerdata.experiment.runner import bootstrap_checkpoints
 from peerdata.scenario import Scenario, load_scenario
 from peerdata.sharing import InProcessFleet, LearnerConfig, RobotLearner
+from peerdata.sharing.fleet import image_cid
 from peerdata.sharing.liars import LIE_MODES, pick_liars
 
 TARGET_DROP_POINTS = 5.0
 
 
 def run_config(scenario: Scenario, data: Any, checkpoints: dict[str, bytes], seed: int,
-               liars: dict[str, str], reputation: bool) -> dict[str, Any]:
-    """`gu` rounds with these liars; per robot, rare precision per round; final weights."""
+               liars: dict[str, str], reputation: bool, dump: Path | None = None
+               ) -> dict[str, Any]:
+    """`gu` rounds with these liars; per robot, rare precision per round; final weights.
+    `dump`: write every vote cast (JSON lines) there, for `scripts/replay_votes.py`."""
     config = LearnerConfig.of_scenario(scenario)
     learners = {n: RobotLearner.restore(cp, config) for n, cp in checkpoints.items()}
     fleet = InProcessFleet(learners, seed=seed, liars=liars, reputation=reputation)
+    votes: list[dict[str, Any]] = []
+    if dump is not None:
+        _record_votes(fleet, scenario, votes)
     novel = {r.name: scenario.novel_domains(r.name) for r in scenario.robots}
     precision: dict[str, list[float]] = {n: [] for n in learners}
     for r in range(scenario.rounds):
@@ -52,12 +59,58 @@ def run_config(scenario: Scenario, data: Any, checkpoints: dict[str, bytes], see
         for n, learner in learners.items():
             stats = sharing_stats(learner, batches[n].domains, outcome.shared[n], novel[n])
             precision[n].append(stats["rare_precision"])
+    if dump is not None:
+        dump.write_text("".join(json.dumps(v) + "\n" for v in votes))
     weights = {}
     for n, core in fleet.simulator.origins.items():
         if core.reputation is not None and n not in liars:
             weights = {p: round(w, 3) for p, w in core.reputation.weights().items()}
             break
     return {"precision": precision, "weights": weights}
+
+
+def _record_votes(fleet: InProcessFleet, scenario: Scenario, out: list[dict[str, Any]]
+                  ) -> None:
+    """Wrap the fleet's simulator so that every vote cast lands in `out`: round, origin,
+    voter, the image's domain, whether the domain is outside the voter's data (the truth of
+    "novel to me"), the honest verdict and the vote cast."""
+    sim = fleet.simulator
+    own = {r.name: set(r.datasets) for r in scenario.robots}
+    honest: dict[tuple[str, bytes], bool] = {}
+    for name, learner in fleet.learners.items():
+        def vote(images: np.ndarray, _name: str = name, _orig: Any = learner.vote) -> Any:
+            verdict = _orig(images)
+            for img, n in zip(images, verdict.novel, strict=True):
+                honest[(_name, image_cid(img))] = bool(n)
+            return verdict
+        learner.vote = vote  # type: ignore[method-assign]
+    run_round = sim.run_round
+
+    def wrapped(offers: Any, vote_fn: Any) -> Any:
+        result = run_round(offers, vote_fn)
+        where = {(o, image_cid(c.image)): c for o, cs in fleet._last_selected.items()
+                 for c in cs}
+        for e in result.trace:
+            if e.kind != "vote":
+                continue
+            c = where.get((e.peer, e.cid))
+            domain = (str(fleet.learners[e.peer].local_domains[c.image_id])
+                      if c is not None else "?")
+            out.append({"round": sim.round_id, "origin": e.peer, "voter": e.robot,
+                        "cid": e.cid.hex()[:16], "domain": domain,
+                        "novel_truth": domain not in own[e.robot],
+                        "honest": honest.get((e.robot, c and image_cid(c.image))),
+                        "novel": bool(e.novel)})
+        return result
+
+    sim.run_round = wrapped  # type: ignore[method-assign]
+    deliver = fleet.deliver
+
+    def keep_selected(selected: Any) -> Any:
+        fleet._last_selected = selected  # type: ignore[attr-defined]
+        return deliver(selected)
+
+    fleet.deliver = keep_selected  # type: ignore[method-assign]
 
 
 def honest_final(run: dict[str, Any], robots: Sequence[str]) -> float:
@@ -76,6 +129,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--liar-seeds", default="0", help="comma list: seeds choosing the liars")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--dump-votes", type=Path, default=None, metavar="DIR",
+                    help="write every run's votes (JSON lines) into DIR")
     ap.add_argument("--reputation", choices=("both", "on", "off"), default="both",
                     help="run with vote reputation, without, or both (default)")
     args = ap.parse_args(argv)
@@ -93,15 +148,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"bootstrapped {len(names)} robots in {time.perf_counter() - started:.0f} s",
           file=sys.stderr)
     settings = {"both": (False, True), "on": (True,), "off": (False,)}[args.reputation]
-    clean = {rep: run_config(s, data, checkpoints, args.seed, {}, rep) for rep in settings}
+    if args.dump_votes is not None:
+        args.dump_votes.mkdir(parents=True, exist_ok=True)
+
+    def dump(tag: str) -> Path | None:
+        return None if args.dump_votes is None else args.dump_votes / f"seed{args.seed}-{tag}.jsonl"
+
+    clean = {rep: run_config(s, data, checkpoints, args.seed, {}, rep,
+                             dump(f"clean-rep{int(rep)}")) for rep in settings}
     rows: list[dict[str, Any]] = []
     for liar_seed in [int(x) for x in args.liar_seeds.split(",")]:
         chosen = pick_liars(names, args.liars, liar_seed)
+        if not chosen:  # --liars 0: the liar-free runs are all there is
+            continue
         honest = [n for n in rare if n not in chosen]
         for mode in modes:
             for rep in settings:
                 run = run_config(s, data, checkpoints, args.seed,
-                                 dict.fromkeys(chosen, mode), rep)
+                                 dict.fromkeys(chosen, mode), rep,
+                                 dump(f"{'+'.join(chosen)}-{mode}-rep{int(rep)}"))
                 base = honest_final(clean[rep], honest)
                 got = honest_final(run, honest)
                 rows.append({"liars": list(chosen), "lie": mode, "reputation": rep,

@@ -32,10 +32,22 @@ from peerdata.scenario import load_scenario
 from peerdata.store import SqliteStore
 from peerdata.swarmexp import SwarmPlan, run_swarm_experiment
 from peerdata.swarmexp.driver import DriverSettings
-from peerdata.testing import daemons
+from peerdata.testing import daemons, swarm
 from peerdata.testing.liar import LIAR_ENTRY, LIARS_ENV
 
 TARGET_DROP_POINTS = 5.0
+
+
+def _start_through(entry: str) -> None:
+    """Make the swarm start every daemon with `entry` as its `-c` code (`spawn_robot`'s
+    `entry` default is bound when it is defined, so the swarm's own reference is wrapped)."""
+    spawn = daemons.spawn_robot
+
+    def spawn_with_entry(*args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("entry", entry)
+        return spawn(*args, **kwargs)
+
+    swarm.spawn_robot = spawn_with_entry  # type: ignore[assignment]
 
 
 def weights_in(work: Path) -> dict[str, dict[str, float]]:
@@ -81,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     home_name = f"robot-{names.index(args.liar)}"
     plan = SwarmPlan(spec, resolve_data_dir(None), DriverSettings(600.0, args.vote_deadline),
                      gossip_votes=True, reputation=True)
-    daemons._ENTRY = LIAR_ENTRY  # every robot starts through the liar entry; only one lies
+    _start_through(LIAR_ENTRY)  # every robot starts through the liar entry; only one lies
     out = args.out or Path(tempfile.mkdtemp(prefix="peerdata-liars-swarm-"))
     started = time.perf_counter()
     clean = run(plan, out / "clean", {})

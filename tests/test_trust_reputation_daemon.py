@@ -71,10 +71,11 @@ async def _fleet(stack: AsyncExitStack, liar: LearnerHost, store0: Store) -> lis
     return robots
 
 
-def _disputed_follow_honest(robots: list[Robot], starts: list[RoundStart], liar: str) -> int:
+def _disputed_follow_honest(robots: list[Robot], starts: list[RoundStart], liar: str,
+                            within: float = 0.1) -> int:
     """On the honest origins' images of the round where the honest voter and the liar
-    disagree, the stored utility is the honest vote's (not the plain share of 0.5); returns
-    how many such images there were."""
+    disagree, the stored utility is within `within` of the honest vote's (the plain share
+    is 0.5 away); returns how many such images there were."""
     honest = [r.node.peer_id for r in robots[:2]]
     disputed = 0
     for k in (0, 1):
@@ -86,7 +87,7 @@ def _disputed_follow_honest(robots: list[Robot], starts: list[RoundStart], liar:
             if h is None or lie is None or h == lie:
                 continue
             disputed += 1
-            assert shared.utility is not None and abs(shared.utility - h) < 0.1, (
+            assert shared.utility is not None and abs(shared.utility - h) < within, (
                 shared.utility, h)
     return disputed
 
@@ -108,6 +109,11 @@ async def test_liar_weight_falls_and_honest_utilities_follow_the_honest_voter(
                 starts = [await r.service.origin.round_now("gu") for r in robots]
                 for r, s in zip(robots, starts, strict=True):
                     assert (await r.service.origin.wait_round(s.round_id, 120)).complete
+                if rnd == 0:  # what `learn` does first: weigh again with what is in now (how
+                    # far the first round's few witnessed votes decide is timing; see
+                    # test_round_reputation's open-votes tests for the rule)
+                    for r in robots[:2]:
+                        assert await r.node.offload(r.service.desk.reweigh_open) > 0
                 if rnd == ROUNDS - 1:  # before the deadline, as a learner reading them now
                     assert _disputed_follow_honest(robots, starts, liar) > 0
                 for r, s in zip(robots, starts, strict=True):

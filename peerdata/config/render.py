@@ -107,5 +107,5 @@ fleet_authority = "{d.trust.fleet_authority}"  # fleet: authority peer ID (`peer
 max_store_bytes = {d.trust.max_store_bytes}   # all stored images
 max_peer_bytes = {d.trust.max_peer_bytes}     # images received from one peer
 min_free_bytes = {d.trust.min_free_bytes}      # offers are refused when the disk gets this full
-reputation = {str(d.trust.reputation).lower()}  # weight votes by each voter's reputation
+reputation = {str(d.trust.reputation).lower()}  # weigh votes (needs gossip_votes)
 """

@@ -20,8 +20,8 @@ class TrustConfig:
     max_peer_bytes: int = 2 * GiB  # blobs received from one peer
     min_free_bytes: int = 256 * MiB  # free disk kept under the store; offers refused below it
     # Weight each voter by its reputation (round/reputation.py): a lying member's votes stop
-    # counting. Harmless without evidence (every voter starts at the same weight, so the
-    # weighted share is the plain one); in a fleet of three it needs round.gossip_votes.
+    # counting. Takes effect only with round.gossip_votes (it needs the votes on the other
+    # origins' images; from our own images' voters alone the weights are noise).
     reputation: bool = True
 
     def __post_init__(self) -> None:

@@ -236,6 +236,19 @@ class OriginDesk:
         if u is not None:
             self.store.set_utility(cid, u.utility, len(u.voters), u.novel_votes)
 
+    def reweigh_open(self) -> int:
+        """Before the learner trains: store, for every image of an unfinished round whose
+        Feedback and listed voters' Votes are in, the utility weighted with all the evidence
+        in now (this round's votes included), so a learner never trains on an unweighted
+        utility when weights exist. Returns how many utilities it stored."""
+        if self.core.reputation is None:
+            return 0
+        with self._lock:
+            utilities = self.core.provisional_open()
+        for u in utilities:
+            self.store.set_utility(u.cid, u.utility, len(u.voters), u.novel_votes)
+        return len(utilities)
+
     def finish(self, round_id: int) -> tuple[int, int]:
         """After the deadline: store each image's final utility as the core decides it (from
         feedback, corrected from the signed votes, recovered from them, or weighted by the
@@ -294,9 +307,10 @@ class OriginDesk:
             for f in feedback:
                 if f.reporter != self.me:
                     listed.setdefault(f.cid, set()).update(f.voters)
-            waiting = sum(len({round(rep.weight(v), 9) for v in vs}) > 1
-                          and not vs <= set(self.core.counted_votes(cid, round_id))
-                          for cid, vs in listed.items())
+            with self._lock:  # the weights `utility` will use: open votes included
+                waiting = sum(len({round(rep.live_weight(v), 9) for v in vs}) > 1
+                              and not vs <= set(self.core.counted_votes(cid, round_id))
+                              for cid, vs in listed.items())
         return RoundView(
             round_id=round_id, started_at=rec.started_at, finished_at=rec.finished_at,
             shared=len(shared), bytes_sent=sum(r.nbytes for r in shared.values()),

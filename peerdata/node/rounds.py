@@ -60,8 +60,14 @@ class RoundService:
         self.host = host  # read by federation for its seed; stepped only by `learner`
         self.learner = LearnerTask(host, ml_offload)
         self.guard = ReplayGuard(window_s=vote_window_s(self.cfg.vote_deadline_s))
+        # a reputation needs the votes on the other origins' images (gossip): from our own
+        # images' two or three voters alone its weights are noise, so it stays off without them
+        reputation = node.config.trust.reputation and self.cfg.gossip_votes
+        if node.config.trust.reputation and not reputation:
+            event(log, logging.INFO, "reputation_off",
+                  reason="needs [round] gossip_votes = true; votes count unweighted")
         self.desk = OriginDesk(node.peer_id, node.store, self.guard, self.cfg.vote_deadline_s,
-                               node.wall_time, is_member, node.config.trust.reputation)
+                               node.wall_time, is_member, reputation)
         if self.desk.core.reputation is not None:  # GossipSub's application score
             node.transport.set_gossip_score(self.desk.gossip_score)
         self.receiver = Receiver(node, self.learner, self.desk, self._notify)
@@ -104,6 +110,7 @@ class RoundService:
 
     async def learn(self) -> tuple[LearnResult, float | None]:
         """Retrain the ranker on all feedback so far, fine-tune on received images, save."""
+        await self.node.offload(self.desk.reweigh_open)  # this round's evidence weighs first
         shared = await self.node.offload(self.store.list_shared)
         feedback = list({r.cid: (r.cid, r.utility) for r in shared
                          if r.utility is not None}.values())

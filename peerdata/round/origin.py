@@ -265,7 +265,7 @@ class OriginCore:
         """The deadline passed: every image's final utility (feedback, corrected from signed
         votes, or recovered from them), and how many feedbacks disagreed with the votes.
         `now` (the daemon, whose origins number rounds independently): the reputation settles
-        our images of the round and every other image first voted on a deadline ago; None
+        every image (ours too) first voted on a deadline ago; None
         (lockstep rounds, the simulator): every vote of the round number."""
         self._finished.add(round_id)
         out: list[Utility] = []
@@ -287,8 +287,11 @@ class OriginCore:
             if now is None:
                 self.reputation.settle(round_id)
             else:
-                self.reputation.settle_images([*(k for k in self._images if k[1] == round_id),
-                                               *self.reputation.ripe(now - self.deadline_s)])
+                # every image a deadline after its first vote, ours too: settling our own
+                # images first (two voters each, nothing else) let a chance asymmetry between
+                # them decide a robot's first history (a swarm's C took honest A for the liar);
+                # utilities do not wait for it (they count the open votes)
+                self.reputation.settle_images(self.reputation.ripe(now - self.deadline_s))
             out = [self._weighted(u) for u in out]
         return out, mismatched
 
@@ -329,6 +332,12 @@ class OriginCore:
         if u.reporter == self.me or not set(u.voters) <= set(image.votes):
             return None
         return self._weighted(u)
+
+    def provisional_open(self) -> list[Utility]:
+        """`provisional` for every image of the rounds not finished yet that has one (what a
+        learner about to train should read: weighted with all the evidence in now)."""
+        keys = [k for k in self._images if k[1] not in self._finished]
+        return [u for k in keys if (u := self.provisional(*k)) is not None]
 
     def _weighted(self, u: Utility) -> Utility:
         """`u` with the reputation-weighted share of its voters' signed votes, where all

@@ -42,6 +42,17 @@ async def _bootstrapped(stack: AsyncExitStack, network: MemoryNetwork, n: int) -
     return robots
 
 
+async def _two_robots_and_a_stranger(
+    stack: AsyncExitStack, network: MemoryNetwork
+) -> tuple[Robot, Robot, Identity, MemoryTransport]:
+    """Robots a and b, bootstrapped, and mallory's transport connected to a."""
+    a, b = await _bootstrapped(stack, network, 2)
+    mallory = Identity.generate()
+    m: MemoryTransport = await stack.enter_async_context(network.open_transport(mallory.peer_id))
+    await m.connect(addr_of(a.node.peer_id))
+    return a, b, mallory, m
+
+
 async def test_bad_votes_and_replayed_feedback_are_refused(
     autojump_clock: trio.testing.MockClock, caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -49,11 +60,7 @@ async def test_bad_votes_and_replayed_feedback_are_refused(
     with trio.fail_after(600):
         network = MemoryNetwork()
         async with AsyncExitStack() as stack:
-            a, b = await _bootstrapped(stack, network, 2)
-            mallory = Identity.generate()
-            m: MemoryTransport = await stack.enter_async_context(
-                network.open_transport(mallory.peer_id))
-            await m.connect(addr_of(a.node.peer_id))
+            a, b, mallory, m = await _two_robots_and_a_stranger(stack, network)
             rid, _ = await _round([a, b], 1)
             view = await a.service.origin.wait_round(rid, 60)
             assert view.complete and view.feedback_received == view.shared > 0
@@ -158,11 +165,7 @@ async def test_reports_are_judged_in_order_and_a_bad_item_drops_the_link(
     with trio.fail_after(600):
         network = MemoryNetwork()
         async with AsyncExitStack() as stack:
-            a, b = await _bootstrapped(stack, network, 2)
-            mallory = Identity.generate()
-            m: MemoryTransport = await stack.enter_async_context(
-                network.open_transport(mallory.peer_id))
-            await m.connect(addr_of(a.node.peer_id))
+            a, b, mallory, m = await _two_robots_and_a_stranger(stack, network)
             rid, _ = await _round([a, b], 3)
             await a.service.origin.wait_round(rid, 60)
             shared = [s.cid for s in a.store.list_shared(rid)]

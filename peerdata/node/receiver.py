@@ -269,46 +269,38 @@ class Receiver:
             self._publish(FEEDBACK_TOPIC, encode(fb))
 
     async def _handle_report(self, peer_id: str, payload: bytes) -> bytes:
-        """Serve /peerdata/report/1.0.0: Feedback or a Vote on one of our images, acknowledged
-        once judged and stored (a bad one raises: the link is dropped)."""
+        """Serve /peerdata/report/1.0.0: one Feedback or Vote, judged as a batch of one."""
         msg = cast(Feedback | Vote, decode_as(payload, Feedback, Vote,
                                               limits=self.node.config.limits))
-        if msg.origin != self.node.peer_id:
-            return encode(ErrorReply(code="bad_request", message="not about our image"))
-        if isinstance(msg, Vote) and msg.voter != peer_id:
-            raise RemoteProtocolError("a vote must come on its voter's own link")
-        async with self.intake:  # never judged while our offers are still being recorded
-            if isinstance(msg, Vote):
-                await self.node.offload(self.desk.take_vote, msg)
-            else:
-                await self.node.offload(self.desk.take_feedback, msg, peer_id)
-        self._notify()
-        return encode(OfferReply(wanted=()))
+        if isinstance(msg, Vote):
+            return await self._judge(peer_id, msg.origin, (msg,), ())
+        return await self._judge(peer_id, msg.origin, (), (msg,))
 
     async def _handle_reports(self, peer_id: str, payload: bytes) -> bytes:
-        """Serve /peerdata/reports/1.0.0: Votes and Feedbacks on our images, judged in order
-        as if each came alone, their records written in one transaction; acknowledged once
-        all are stored. The first bad one stops the judging (those before it stay taken) and
-        raises: the link is dropped, as for a bad single report."""
+        """Serve /peerdata/reports/1.0.0: several Votes and Feedbacks in one request."""
         msg = decode_as(payload, Reports, limits=self.node.config.limits)
-        if msg.origin != self.node.peer_id:
+        return await self._judge(peer_id, msg.origin, msg.votes, msg.feedback)
+
+    async def _judge(self, peer_id: str, origin: str, votes: Sequence[Vote],
+                     feedback: Sequence[Feedback]) -> bytes:
+        """Votes and Feedbacks on our images, judged in order as if each came alone, their
+        records written in one transaction; acknowledged once all are stored. The first bad
+        one stops the judging (those before it stay taken) and raises: the link is dropped."""
+        if origin != self.node.peer_id:
             return encode(ErrorReply(code="bad_request", message="not about our images"))
-        if any(v.voter != peer_id for v in msg.votes):
+        if any(v.voter != peer_id for v in votes):
             raise RemoteProtocolError("a vote must come on its voter's own link")
         desk = self.desk
 
         def judge() -> RemoteProtocolError | None:
             with self.store.batch():
-                for vote in msg.votes:
-                    try:
+                try:
+                    for vote in votes:
                         desk.take_vote(vote)
-                    except RemoteProtocolError as exc:
-                        return exc
-                for fb in msg.feedback:
-                    try:
+                    for fb in feedback:
                         desk.take_feedback(fb, peer_id)
-                    except RemoteProtocolError as exc:
-                        return exc
+                except RemoteProtocolError as exc:
+                    return exc
             return None
 
         async with self.intake:  # never judged while our offers are still being recorded

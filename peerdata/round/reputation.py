@@ -254,19 +254,17 @@ def _odds(kappa: float) -> float:
 
 def _judge(images: list[dict[str, bool]], conf: Mapping[str, tuple[float, float]],
            novel_share: float) -> tuple[dict[str, tuple[float, float, float, float]], float]:
-    """Each vote against the truth its image's other voters imply (Dawid-Skene: the
-    posterior that the image is novel, from their votes and confusion, and the share of novel
-    images): comparisons, novel votes, novel truth and agreements per voter. Also returns the
-    share of novel images the full posteriors give (with one image of each kind as prior)."""
+    """Each vote against the truth its image's votes imply (Dawid-Skene: the posterior that
+    the image is novel, from its voters' votes and confusion, and the share of novel images):
+    comparisons, novel votes, novel truth and agreements per voter. Also returns the share of
+    novel images the posteriors give (with one image of each kind as prior)."""
     prior = math.log(novel_share / (1.0 - novel_share))
     out: dict[str, list[float]] = {}
     total = 0.0
     for votes in images:
-        llr = {p: _llr(conf[p], n) for p, n in votes.items()}
-        everyone = prior + sum(llr.values())
-        total += _sigmoid(everyone)
+        truth = _sigmoid(prior + sum(_llr(conf[p], n) for p, n in votes.items()))
+        total += truth
         for p, novel in votes.items():
-            truth = _sigmoid(everyone)
             acc = out.setdefault(p, [0.0, 0.0, 0.0, 0.0])
             acc[_N] += 1.0
             acc[_VOTE] += novel

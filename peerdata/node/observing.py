@@ -135,9 +135,10 @@ class Observer:
             labels, conf, emb = predicted
 
             def record() -> None:
-                for i, o in enumerate(scored):
-                    store.update_prediction(o.cid, int(labels[i]), float(conf[i]),
-                                            np.asarray(emb[i], np.float32).tobytes())
+                with store.batch():  # one commit for the whole pass
+                    for i, o in enumerate(scored):
+                        store.update_prediction(o.cid, int(labels[i]), float(conf[i]),
+                                                np.asarray(emb[i], np.float32).tobytes())
             await self.node.offload(record)
         self.counts["observed"] += len(fresh)
         event(log, logging.INFO, "observed", added=len(fresh),
